@@ -1,0 +1,30 @@
+"""The ``ibhost`` command: one entry point, a subcommand per program."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .sim import main as sim_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ibhost",
+        description="Keep one healthy Interactive Brokers API connection on the host.",
+    )
+    parser.add_argument("--version", action="version", version=f"ibhost {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sim_main.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""IB's documented historical-data rules, shared by the simulator (which enforces
+them) and the connector (which plans requests to stay inside them).
+
+Source: IB TWS API "Historical Bar Data" (legal bar sizes, duration units) and
+"Historical Data Limitations" (step sizes, pacing).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from zoneinfo import ZoneInfo
+
+BAR_SIZES: dict[str, int] = {
+    "1 secs": 1, "5 secs": 5, "10 secs": 10, "15 secs": 15, "30 secs": 30,
+    "1 min": 60, "2 mins": 120, "3 mins": 180, "5 mins": 300, "10 mins": 600,
+    "15 mins": 900, "20 mins": 1200, "30 mins": 1800,
+    "1 hour": 3600, "2 hours": 7200, "3 hours": 10800, "4 hours": 14400, "8 hours": 28800,
+    "1 day": 86400, "1 week": 604800, "1 month": 2592000,
+}
+# IB's own error text lists "1W" and "1M" as the legal spellings of the two largest.
+BAR_ALIASES = {"1W": "1 week", "1M": "1 month"}
+
+LEGAL_BAR_TEXT = (
+    "1 secs, 5 secs, 10 secs, 15 secs, 30 secs, 1 min, 2 mins, 3 mins, 5 mins, 10 mins, "
+    "15 mins, 20 mins, 30 mins, 1 hour, 2 hours, 3 hours, 4 hours, 8 hours, 1 day, 1W, 1M"
+)
+
+DURATION_UNITS = {"S": 1, "D": 86400, "W": 7 * 86400, "M": 31 * 86400, "Y": 366 * 86400}
+
+# Step sizes: for a duration up to the first column, bar sizes from the second to the
+# third column (seconds) are valid.
+STEP_TABLE: tuple[tuple[int, int, int], ...] = (
+    (60, 1, 60),
+    (120, 1, 120),
+    (1800, 1, 1800),
+    (3600, 5, 3600),
+    (14400, 10, 10800),
+    (28800, 30, 28800),
+    (86400, 60, 86400),
+    (2 * 86400, 120, 86400),
+    (7 * 86400, 180, 604800),
+    (31 * 86400, 1800, 2592000),
+    (366 * 86400, 86400, 2592000),
+)
+
+WHAT_TO_SHOW = ("TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK")
+
+_DURATION_RE = re.compile(r"^\s*(\d+)\s+([SDWMY])\s*$")
+
+
+def bar_seconds(bar_size: str) -> int | None:
+    return BAR_SIZES.get(BAR_ALIASES.get(bar_size.strip(), bar_size.strip()))
+
+
+def parse_duration(text: str) -> tuple[int, str] | None:
+    m = _DURATION_RE.match(text)
+    if not m:
+        return None
+    return int(m.group(1)), m.group(2)
+
+
+def duration_seconds(n: int, unit: str) -> int:
+    return n * DURATION_UNITS[unit]
+
+
+def step_limits(duration_secs: int) -> tuple[int, int]:
+    """(smallest, largest) bar size in seconds allowed for a duration."""
+    for max_dur, lo, hi in STEP_TABLE:
+        if duration_secs <= max_dur:
+            return lo, hi
+    return 86400, 2592000
+
+
+def longest_duration(bar_secs: int) -> tuple[int, str]:
+    """The longest single-request duration IB allows for a bar size, as (n, unit)."""
+    best: tuple[int, str] = (60, "S")
+    for max_dur, lo, hi in STEP_TABLE:
+        if lo <= bar_secs <= hi:
+            if max_dur % 86400 == 0:
+                best = (max_dur // 86400, "D")
+            else:
+                best = (max_dur, "S")
+    if bar_secs >= 86400:
+        best = (1, "Y")
+    return best
+
+
+def parse_end_datetime(text: str, default_tz: str = "US/Eastern") -> dt.datetime:
+    """Parse reqHistoricalData's endDateTime.
+
+    Accepted like TWS: ``yyyymmdd hh:mm:ss TZ``, ``yyyymmdd hh:mm:ss`` (TWS login
+    zone), ``yyyymmdd-hh:mm:ss`` (UTC) and ``yyyymmdd`` (end of that day).
+    Raises ValueError otherwise.
+    """
+    s = text.strip()
+    if re.fullmatch(r"\d{8}-\d{2}:\d{2}:\d{2}", s):
+        return dt.datetime.strptime(s, "%Y%m%d-%H:%M:%S").replace(tzinfo=dt.UTC)
+    if re.fullmatch(r"\d{8}", s):
+        d = dt.datetime.strptime(s, "%Y%m%d")
+        return d.replace(hour=23, minute=59, second=59, tzinfo=ZoneInfo(default_tz))
+    m = re.fullmatch(r"(\d{8})\s+(\d{2}:\d{2}:\d{2})(?:\s+(\S+))?", s)
+    if not m:
+        raise ValueError(f"bad end date/time {text!r}")
+    tz = ZoneInfo(m.group(3)) if m.group(3) else ZoneInfo(default_tz)
+    return dt.datetime.strptime(m.group(1) + m.group(2), "%Y%m%d%H:%M:%S").replace(tzinfo=tz)

@@ -1,0 +1,418 @@
+"""The simulator: a TCP server speaking the TWS API, its shared state, and its faults.
+
+Use it in-process (``async with Simulator(port=0) as sim``) or as ``ibhost sim``.
+Every fault is a method here; the control socket and ``ibhost sim ctl`` call them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from . import hours
+from .market import Market
+from .pacing import HistoricalPacer
+from .session import Session
+from .state import Broker
+from .universe import Universe
+
+log = logging.getLogger("ibhost.sim")
+
+FARMS = {
+    # code broken -> (farm, broken text, ok code, ok text)
+    2103: ("usfarm", "Market data farm connection is broken:usfarm",
+           2104, "Market data farm connection is OK:usfarm"),
+    2105: ("ushmds", "HMDS data farm connection is broken:ushmds",
+           2106, "HMDS data farm connection is OK:ushmds"),
+    2157: ("secdefil", "Sec-def data farm connection is broken:secdefil",
+           2158, "Sec-def data farm connection is OK:secdefil"),
+}
+TEXT_1100 = "Connectivity between IB and Trader Workstation has been lost."
+TEXT_1101 = "Connectivity between IB and Trader Workstation has been restored - data lost."
+TEXT_1102 = ("Connectivity between IB and Trader Workstation has been restored - data "
+             "maintained. All data farms are connected: usfarm; ushmds; secdefil.")
+TEXT_2110 = ("Connectivity between Trader Workstation and server is broken. "
+             "It will be restored automatically.")
+TEXT_1300 = ("TWS socket port has been reset and this connection is being dropped. "
+             "Please reconnect on the new socket port : {port}")
+TEXT_10197 = "No market data during competing live session"
+
+
+@dataclass
+class Stats:
+    requests: Counter[str] = field(default_factory=Counter)
+    errors_sent: Counter[int] = field(default_factory=Counter)
+    violations: list[dict[str, Any]] = field(default_factory=list)
+    clashes: list[int] = field(default_factory=list)
+    requests_before_ready: int = 0
+    connections_total: int = 0
+    restarts: int = 0
+    historical_served: int = 0
+
+    def count_request(self, name: str) -> None:
+        self.requests[name] += 1
+
+    def count_error(self, code: int) -> None:
+        self.errors_sent[code] += 1
+
+    def violation(self, rule: str, client_id: int, req_id: int) -> None:
+        self.violations.append({
+            "rule": rule, "clientId": client_id, "reqId": req_id,
+            "at": dt.datetime.now(dt.UTC).isoformat(),
+        })
+
+    def clash(self, client_id: int) -> None:
+        self.clashes.append(client_id)
+
+    def as_dict(self) -> dict[str, Any]:
+        by_rule: Counter[str] = Counter(v["rule"] for v in self.violations)
+        return {
+            "requests": dict(self.requests),
+            "errors_sent": {str(k): v for k, v in self.errors_sent.items()},
+            "violations": list(self.violations),
+            "violations_by_rule": dict(by_rule),
+            "clashes": list(self.clashes),
+            "requests_before_ready": self.requests_before_ready,
+            "connections_total": self.connections_total,
+            "restarts": self.restarts,
+            "historical_served": self.historical_served,
+        }
+
+
+class Simulator:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 4002,
+        *,
+        seed: int = 0,
+        pacing_scale: float = 1.0,
+        account: str = "DU1234567",
+        max_clients: int = 32,
+        tick_interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+        today: dt.date | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.seed = seed
+        self.clock = clock
+        self.tz = ZoneInfo("US/Eastern")
+        self.max_clients = max_clients
+        self.tick_interval = tick_interval
+        self.pacing_scale = pacing_scale
+        self.universe = Universe(today)
+        self.market = Market(self.universe, seed)
+        self.broker = Broker(account=account)
+        self.pacer = HistoricalPacer(pacing_scale, clock)
+        self.stats = Stats()
+        self.sessions: set[Session] = set()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._thawed = asyncio.Event()
+        self._thawed.set()
+        # fault state
+        self.ready_delay = 0.0
+        self.slow_ms = 0.0
+        self.connectivity = "ok"  # ok | lost
+        self.farms: dict[str, bool] = {"usfarm": True, "ushmds": True, "secdefil": True}
+        self.competing_session = False
+        self.forced_pacing = 0
+        self.no_subscription: dict[str, int] = {}
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> Simulator:
+        await self._listen()
+        self._spawn(self._ticker())
+        threading.Thread(target=hours.warm_up, name="calendar-warmup", daemon=True).start()
+        log.info("simulator listening on %s:%s", self.host, self.port)
+        return self
+
+    async def _listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._new_session, self.host, self.port, reuse_address=True
+        )
+        sock = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+
+    def _new_session(self) -> Session:
+        self.stats.connections_total += 1
+        return Session(self)
+
+    async def stop(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        await self._unlisten()
+        self.drop()
+        self._thawed.set()
+        await asyncio.sleep(0)
+
+    async def _unlisten(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def __aenter__(self) -> Simulator:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _later(self, delay: float, fn: Callable[[], Any]) -> None:
+        async def run() -> None:
+            await asyncio.sleep(delay)
+            res = fn()
+            if asyncio.iscoroutine(res):
+                await res
+
+        self._spawn(run())
+
+    # --- helpers for sessions ----------------------------------------------------------
+
+    @property
+    def frozen(self) -> bool:
+        return not self._thawed.is_set()
+
+    async def unfrozen(self) -> None:
+        await self._thawed.wait()
+
+    def ready_sessions(self) -> list[Session]:
+        return [s for s in self.sessions if s.st.ready and not s.closed]
+
+    def farm_notices(self) -> list[tuple[int, str]]:
+        out = []
+        for _code, (farm, broken, ok_code, ok_text) in FARMS.items():
+            if self.farms[farm]:
+                out.append((ok_code, ok_text))
+            else:
+                out.append((_code, broken))
+        return out
+
+    def broadcast_error(self, code: int, text: str) -> None:
+        for s in self.ready_sessions():
+            s.error(-1, code, text)
+
+    # --- faults --------------------------------------------------------------------------
+
+    def drop(self) -> int:
+        """Close every client connection (the gateway process died or the network blipped)."""
+        n = 0
+        for s in list(self.sessions):
+            s.close()
+            n += 1
+        self.sessions.clear()
+        return n
+
+    def freeze(self) -> None:
+        """Keep sockets open but never answer (a laptop with its lid closed)."""
+        self._thawed.clear()
+
+    def thaw(self) -> None:
+        self._thawed.set()
+
+    async def close_port(self, seconds: float) -> None:
+        """Stop listening and drop clients; listen again after ``seconds``."""
+        await self._unlisten()
+        self.drop()
+        self._later(seconds, self._relisten)
+
+    async def _relisten(self) -> None:
+        if self._server is None:
+            await self._listen()
+            log.info("listening again on port %s", self.port)
+
+    async def restart(self, downtime: float = 0.0) -> None:
+        """A gateway restart: connections gone, every order, fill and id forgotten."""
+        await self._unlisten()
+        self.drop()
+        self.broker = Broker(account=self.broker.account)
+        self.pacer.reset()
+        self.connectivity = "ok"
+        self.farms = dict.fromkeys(self.farms, True)
+        self.stats.restarts += 1
+        if downtime > 0:
+            self._later(downtime, self._relisten)
+        else:
+            await self._listen()
+
+    def delay_ready(self, seconds: float) -> None:
+        """Hold managedAccounts/nextValidId back for ``seconds`` on new connections."""
+        self.ready_delay = max(0.0, seconds)
+
+    def connectivity_lost(self, restore: str | None = "1102", after: float | None = 5.0) -> None:
+        """Send 1100 now and, after ``after`` seconds, 1101 (data lost) or 1102 (maintained)."""
+        self.connectivity = "lost"
+        self.broadcast_error(1100, TEXT_1100)
+        if restore and after is not None:
+            self._later(after, lambda: self.connectivity_restored(restore))
+
+    def connectivity_restored(self, code: str = "1102") -> None:
+        self.connectivity = "ok"
+        if code == "1101":
+            for s in self.ready_sessions():
+                for rid in [k for k, v in s.st.subs.items() if v.kind == "mkt"]:
+                    del s.st.subs[rid]
+            self.broadcast_error(1101, TEXT_1101)
+        else:
+            self.broadcast_error(1102, TEXT_1102)
+
+    def farm_broken(self, code: int, after: float | None = 5.0) -> None:
+        """2103 / 2105 / 2157 now, the matching OK notice after ``after`` seconds; or 2110."""
+        if code == 2110:
+            self.broadcast_error(2110, TEXT_2110)
+            for farm in self.farms:
+                self.farms[farm] = False
+            if after is not None:
+                self._later(after, self._all_farms_ok)
+            return
+        if code not in FARMS:
+            raise ValueError(f"unknown farm code {code}; use 2103, 2105, 2157 or 2110")
+        farm, text, _ok_code, _ok_text = FARMS[code]
+        self.farms[farm] = False
+        self.broadcast_error(code, text)
+        if after is not None:
+            self._later(after, lambda: self.farm_ok(code))
+
+    def farm_ok(self, code: int) -> None:
+        farm, _t, ok_code, ok_text = FARMS[code]
+        self.farms[farm] = True
+        self.broadcast_error(ok_code, ok_text)
+
+    def _all_farms_ok(self) -> None:
+        for code in FARMS:
+            self.farm_ok(code)
+
+    def set_competing_session(self, on: bool = True) -> None:
+        """10197 on every market-data request (the user logged in elsewhere)."""
+        self.competing_session = on
+        if on:
+            for s in self.ready_sessions():
+                for rid, sub in list(s.st.subs.items()):
+                    if sub.kind == "mkt":
+                        s.error(rid, 10197, TEXT_10197)
+
+    def port_reset(self) -> None:
+        """Error 1300, then every connection is dropped."""
+        self.broadcast_error(1300, TEXT_1300.format(port=self.port))
+        self._later(0.05, self.drop)
+
+    def force_pacing(self, count: int) -> None:
+        """The next ``count`` historical requests fail with a pacing 162."""
+        self.forced_pacing = max(0, count)
+
+    def slow(self, ms: float) -> None:
+        """Delay every reply by ``ms`` milliseconds."""
+        self.slow_ms = max(0.0, ms)
+
+    def set_missing(self, symbol: str, ranges: list[tuple[dt.datetime, dt.datetime]]) -> None:
+        """No bars start inside these UTC ranges for ``symbol`` (to create gaps)."""
+        self.market.missing[symbol.upper()] = [
+            (int(a.timestamp()), int(b.timestamp())) for a, b in ranges
+        ]
+
+    def set_no_subscription(self, symbol: str, code: int | None = 354) -> None:
+        """Market data for ``symbol`` needs a subscription: 354 or 10089 (None clears)."""
+        if code is None:
+            self.no_subscription.pop(symbol.upper(), None)
+        elif code in (354, 10089):
+            self.no_subscription[symbol.upper()] = code
+        else:
+            raise ValueError("code must be 354 or 10089")
+
+    # --- report --------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        b = self.broker
+        return {
+            "listening": self.listening,
+            "host": self.host,
+            "port": self.port,
+            "seed": self.seed,
+            "pacing_scale": self.pacing_scale,
+            "frozen": self.frozen,
+            "connectivity": self.connectivity,
+            "farms": dict(self.farms),
+            "ready_delay": self.ready_delay,
+            "slow_ms": self.slow_ms,
+            "competing_session": self.competing_session,
+            "forced_pacing_left": self.forced_pacing,
+            "no_subscription": dict(self.no_subscription),
+            "clients": sorted(
+                ({"clientId": s.st.client_id, "peer": s.peer, "version": s.st.version,
+                  "ready": s.st.ready, "subscriptions": len(s.st.subs)}
+                 for s in self.sessions if s.st.client_id >= 0 and not s.closed),
+                key=lambda c: c["clientId"],
+            ),
+            "account": b.account,
+            "orders": [
+                {"orderId": o.orderId, "clientId": o.clientId, "permId": o.permId,
+                 "symbol": o.listing.symbol, "localSymbol": o.listing.localSymbol,
+                 "secType": o.listing.secType, "action": o.action,
+                 "totalQuantity": o.totalQuantity, "orderType": o.orderType,
+                 "lmtPrice": o.lmtPrice, "auxPrice": o.auxPrice, "status": o.status,
+                 "filled": o.filled, "avgFillPrice": o.avgFillPrice, "orderRef": o.orderRef}
+                for o in b.orders.values()
+            ],
+            "executions": [
+                {"execId": e.execId, "orderId": e.order.orderId, "clientId": e.order.clientId,
+                 "symbol": e.order.listing.symbol, "side": e.order.action, "shares": e.shares,
+                 "price": e.price, "orderRef": e.order.orderRef, "time": e.time.isoformat()}
+                for e in b.executions
+            ],
+            "positions": {
+                p.listing.localSymbol: p.position for p in b.positions.values() if p.position
+            },
+            "cash": round(b.cash, 2),
+            "stats": self.stats.as_dict(),
+        }
+
+    def reset_stats(self) -> None:
+        self.stats = Stats()
+
+    # --- streaming ---------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        n = 0
+        while True:
+            await asyncio.sleep(self.tick_interval)
+            n += 1
+            if self.frozen or self.connectivity != "ok":
+                continue
+            now = time.time()
+            for s in self.ready_sessions():
+                for sub in list(s.st.subs.values()):
+                    try:
+                        if sub.kind == "mkt" and self.farms["usfarm"] and \
+                                not self.competing_session:
+                            self._stream_quote(s, sub, now)
+                        elif sub.kind == "bars" and n % max(1, int(5 / self.tick_interval)) == 0:
+                            from .handlers import send_bar_update
+
+                            send_bar_update(self, s, sub, now)
+                    except Exception:
+                        log.exception("streaming to client %s failed", s.st.client_id)
+
+    def _stream_quote(self, s: Session, sub: Any, now: float) -> None:
+        from .handlers import send_ticks
+
+        send_ticks(self, s, sub, now, False, sub.listing.symbol in self.no_subscription)
