@@ -461,8 +461,11 @@ async def place_order(sim: Simulator, s: Session, fields: list[str]) -> None:
     if existing is None and order_id < broker.next_valid_id(s.st.client_id):
         s.error(order_id, 103, "Duplicate order id")
         return
-    if existing is not None and not existing.is_open:
+    if existing is not None and existing.status == "Filled":
         s.error(order_id, 104, "Can't modify a filled order")
+        return
+    if existing is not None and not existing.is_open:
+        s.error(order_id, 103, "Duplicate order id")
         return
     lst = resolve(sim, s, order_id, q)
     if lst is None:
