@@ -265,3 +265,34 @@ async def test_head_timestamp_limits_bars(ib) -> None:
 async def test_contract_by_conid(ib) -> None:
     cds = await ib[0].reqContractDetailsAsync(Contract(conId=756733))
     assert cds[0].contract.symbol == "SPY"
+
+
+async def test_keep_up_to_date_streams_bar_updates(sim: Simulator, ib) -> None:
+    client, errors = ib
+    sim.set_time(dt.datetime(2025, 11, 20, 15, 0, tzinfo=dt.UTC))  # Thursday 10:00 ET
+    sim.bar_update_interval = 0.2
+    bars = await client.reqHistoricalDataAsync(AAPL, "", "1800 S", "1 min", "MIDPOINT", False,
+                                               keepUpToDate=True)
+    assert bars
+    updates: list[object] = []
+    bars.updateEvent += lambda b, has_new: updates.append(has_new)
+    from .conftest import eventually
+
+    await eventually(lambda: updates, timeout=8)
+    assert bars[-1].date.astimezone(dt.UTC) >= dt.datetime(2025, 11, 20, 14, 59, tzinfo=dt.UTC)
+    client.cancelHistoricalData(bars)
+    # an end date with keepUpToDate is refused, as at IB
+    await client.reqHistoricalDataAsync(AAPL, "20251121 16:00:00 US/Eastern", "1800 S",
+                                        "1 min", "MIDPOINT", False, keepUpToDate=True,
+                                        timeout=1)
+    _, _, text = await errors.wait_for(321)
+    assert "live updates" in text
+
+
+async def test_simulated_clock(sim: Simulator, ib) -> None:
+    client, _ = ib
+    sim.set_time(dt.datetime(2025, 11, 20, 15, 0, tzinfo=dt.UTC))
+    t = await client.reqCurrentTimeAsync()
+    assert abs((t - dt.datetime(2025, 11, 20, 15, 0, tzinfo=dt.UTC)).total_seconds()) < 5
+    bars = await client.reqHistoricalDataAsync(AAPL, "", "1800 S", "1 min", "TRADES", True)
+    assert len(bars) == 30  # 09:30 .. 09:59 ET

@@ -97,6 +97,8 @@ FAULTS: tuple[Fault, ...] = (
           "clears)",
           (Param("symbol", str, required=True), Param("code", int, 354)),
           lambda s, p: s.set_no_subscription(p["symbol"], p["code"] or None)),
+    Fault("set-time", "move the simulated clock to TIME (ISO 8601, UTC unless an offset)",
+          (Param("time", str, required=True),), lambda s, p: s.set_time(_when(p["time"]))),
     Fault("reset-stats", "forget the request and violation counters", (),
           lambda s, p: s.reset_stats()),
 )

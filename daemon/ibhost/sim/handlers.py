@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -84,7 +83,7 @@ def resolve(sim: Simulator, s: Session, req_id: int, q: Query) -> Listing | None
 
 @handles(In.REQ_CURRENT_TIME, "reqCurrentTime")
 async def req_current_time(sim: Simulator, s: Session, fields: list[str]) -> None:
-    s.send([Out.CURRENT_TIME, 1, int(time.time())])
+    s.send([Out.CURRENT_TIME, 1, int(sim.now())])
 
 
 @handles(In.REQ_IDS, "reqIds")
@@ -236,7 +235,7 @@ async def req_historical_data(sim: Simulator, s: Session, fields: list[str]) -> 
                              "with live updates")
         return
     try:
-        end_dt = ibrules.parse_end_datetime(end_text) if end_text else dt.datetime.now(dt.UTC)
+        end_dt = ibrules.parse_end_datetime(end_text) if end_text else sim.now_dt()
     except (ValueError, KeyError):
         s.error(req_id, 321, "Error validating request.-'bK' : cause - Invalid end date/time "
                              f"'{end_text}'")
@@ -419,7 +418,7 @@ async def req_mkt_data(sim: Simulator, s: Session, fields: list[str]) -> None:
         md_type = 4
     s.send([Out.MARKET_DATA_TYPE, 1, req_id, md_type])
     sub = Subscription(req_id, lst, generic)
-    send_ticks(sim, s, sub, time.time(), True, delayed)
+    send_ticks(sim, s, sub, sim.now(), True, delayed)
     if snapshot:
         s.send([Out.TICK_SNAPSHOT_END, 1, req_id])
     else:
@@ -513,7 +512,7 @@ async def place_order(sim: Simulator, s: Session, fields: list[str]) -> None:
 
 
 def _fill_price(sim: Simulator, order: SimOrder) -> float | None:
-    q = sim.market.quote(order.listing, time.time())
+    q = sim.market.quote(order.listing, sim.now())
     buy = order.action == "BUY"
     touch = q.ask if buy else q.bid
     if order.orderType == "MKT":
@@ -540,7 +539,7 @@ def evaluate_order(sim: Simulator, s: Session, order: SimOrder) -> None:
         s.send(m.open_order(s.st.version, order))
         s.send(m.order_status(order))
         return
-    ex = sim.broker.fill(order, price, dt.datetime.now(dt.UTC))
+    ex = sim.broker.fill(order, price, sim.now_dt())
     s.send(m.exec_details(s.st.version, -1, ex))
     s.send(m.order_status(order))
     s.send(m.open_order(s.st.version, order))
@@ -552,7 +551,7 @@ def publish_portfolio(sim: Simulator, con_id: int) -> None:
     """Push position, portfolio and account changes to subscribed clients."""
     b = sim.broker
     pos = b.positions.get(con_id)
-    now = time.time()
+    now = sim.now()
     marks = {c: sim.market.quote(p.listing, now).last for c, p in b.positions.items()}
     for sess in sim.ready_sessions():
         if pos is not None and sess.st.positions_sub:
@@ -584,7 +583,7 @@ async def cancel_order(sim: Simulator, s: Session, fields: list[str]) -> None:
 def _cancel(sim: Simulator, s: Session, order: SimOrder) -> None:
     order.status = "Cancelled"
     order.completedStatus = "Cancelled by Trader"
-    order.completedTime = dt.datetime.now(dt.UTC).strftime("%Y%m%d %H:%M:%S UTC")
+    order.completedTime = sim.now_dt().strftime("%Y%m%d %H:%M:%S UTC")
     s.send(m.order_status(order))
     s.error(order.orderId, 202, "Order Canceled - reason:")
 
@@ -672,7 +671,7 @@ async def cancel_positions(sim: Simulator, s: Session, fields: list[str]) -> Non
 
 
 def _marks(sim: Simulator) -> dict[int, float]:
-    now = time.time()
+    now = sim.now()
     return {c: sim.market.quote(p.listing, now).last for c, p in sim.broker.positions.items()}
 
 
@@ -693,7 +692,7 @@ async def req_account_updates(sim: Simulator, s: Session, fields: list[str]) -> 
         s.send([Out.ACCT_VALUE, 2, k, v, cur, b.account])
     for c, p in b.positions.items():
         s.send(m.portfolio_value(b.account, p, marks[c], b.realized))
-    s.send(m.account_time(dt.datetime.now(sim.tz)))
+    s.send(m.account_time(sim.now_dt().astimezone(sim.tz)))
     s.send([Out.ACCT_DOWNLOAD_END, 1, b.account])
 
 

@@ -11,7 +11,7 @@ import signal
 import sys
 from typing import Any
 
-from .control import FAULTS, ControlError, SimControl, _ranges, serve_control
+from .control import FAULTS, ControlError, SimControl, _ranges, _when, serve_control
 from .server import Simulator
 
 log = logging.getLogger("ibhost.sim")
@@ -37,6 +37,9 @@ def add_parser(sub: Any) -> None:
                    help="no bars for SYM in this UTC range (repeatable)")
     p.add_argument("--no-subscription", action="append", default=[], metavar="SYM[=CODE]",
                    help="market data for SYM needs a subscription (354 or 10089)")
+    p.add_argument("--start-time", default=None, metavar="ISO",
+                   help="simulated clock starts here and runs in real time "
+                        "(e.g. 2025-11-20T15:00 for a market session on a weekend)")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=run_sim)
     ctl = p.add_subparsers(dest="sim_cmd")
@@ -68,8 +71,13 @@ def run_sim(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    try:
+        start = _when(args.start_time) if args.start_time else None
+    except ValueError as e:
+        print(f"ibhost sim: --start-time: {e}", file=sys.stderr)
+        return 2
     sim = Simulator(args.host, args.port, seed=args.seed, pacing_scale=args.pacing_scale,
-                    account=args.account, tick_interval=args.tick_interval)
+                    account=args.account, tick_interval=args.tick_interval, start_time=start)
     sim.delay_ready(args.ready_delay)
     try:
         for item in args.missing:

@@ -66,7 +66,7 @@ class Stats:
     def violation(self, rule: str, client_id: int, req_id: int) -> None:
         self.violations.append({
             "rule": rule, "clientId": client_id, "reqId": req_id,
-            "at": dt.datetime.now(dt.UTC).isoformat(),
+            "at": dt.datetime.now(dt.UTC).isoformat(),  # real time, for logs
         })
 
     def clash(self, client_id: int) -> None:
@@ -99,17 +99,21 @@ class Simulator:
         max_clients: int = 32,
         tick_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
-        today: dt.date | None = None,
+        start_time: dt.datetime | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.seed = seed
         self.clock = clock
+        # The simulated wall clock: real time, or real time shifted so that the
+        # simulation starts at ``start_time`` (a weekday session on a weekend).
+        self._offset = 0.0 if start_time is None else start_time.timestamp() - time.time()
         self.tz = ZoneInfo("US/Eastern")
         self.max_clients = max_clients
         self.tick_interval = tick_interval
+        self.bar_update_interval = 5.0  # keepUpToDate bars, like IB's ~5 s updates
         self.pacing_scale = pacing_scale
-        self.universe = Universe(today)
+        self.universe = Universe(self.now)
         self.market = Market(self.universe, seed)
         self.broker = Broker(account=account)
         self.pacer = HistoricalPacer(pacing_scale, clock)
@@ -127,6 +131,17 @@ class Simulator:
         self.competing_session = False
         self.forced_pacing = 0
         self.no_subscription: dict[str, int] = {}
+
+    def now(self) -> float:
+        """Simulated wall-clock time, epoch seconds."""
+        return time.time() + self._offset
+
+    def now_dt(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.now(), dt.UTC)
+
+    def set_time(self, when: dt.datetime) -> None:
+        """Move the simulated clock to ``when``; it keeps running from there."""
+        self._offset = when.timestamp() - time.time()
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -348,6 +363,7 @@ class Simulator:
             "host": self.host,
             "port": self.port,
             "seed": self.seed,
+            "time": self.now_dt().isoformat(),
             "pacing_scale": self.pacing_scale,
             "frozen": self.frozen,
             "connectivity": self.connectivity,
@@ -398,14 +414,15 @@ class Simulator:
             n += 1
             if self.frozen or self.connectivity != "ok":
                 continue
-            now = time.time()
+            now = self.now()
+            every = max(1, round(self.bar_update_interval / self.tick_interval))
             for s in self.ready_sessions():
                 for sub in list(s.st.subs.values()):
                     try:
                         if sub.kind == "mkt" and self.farms["usfarm"] and \
                                 not self.competing_session:
                             self._stream_quote(s, sub, now)
-                        elif sub.kind == "bars" and n % max(1, int(5 / self.tick_interval)) == 0:
+                        elif sub.kind == "bars" and n % every == 0:
                             from .handlers import send_bar_update
 
                             send_bar_update(self, s, sub, now)

@@ -7,7 +7,6 @@ a frozen simulator parks the worker (replies resume on thaw, as after a lid open
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -197,7 +196,7 @@ class Session(asyncio.Protocol):
         # Like TWS: answer min(client max, own max); a client whose minimum is above
         # that sees the lower number and disconnects by itself.
         self.st.version = min(hi, MAX_SERVER_VERSION)
-        now = dt.datetime.now(dt.UTC).astimezone(self.sim.tz)
+        now = self.sim.now_dt().astimezone(self.sim.tz)
         stamp = now.strftime("%Y%m%d %H:%M:%S ") + (now.tzname() or "EST")
         if self.transport is not None and not self.sim.frozen:
             self.transport.write(frame_raw([str(self.st.version), stamp]))

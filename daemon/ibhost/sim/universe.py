@@ -9,7 +9,9 @@ request that must resolve to one contract (market data, bars, orders) gets error
 from __future__ import annotations
 
 import datetime as dt
+import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -245,12 +247,13 @@ _RIGHTS = {"C": "C", "CALL": "C", "P": "P", "PUT": "P"}
 class Universe:
     """Lookup over the built-in listings; options and futures roll with ``today``."""
 
-    def __init__(self, today: dt.date | None = None) -> None:
-        self._today = today
+    def __init__(self, now: Callable[[], float] = time.time) -> None:
+        self._now = now
 
     @property
     def today(self) -> dt.date:
-        return self._today or dt.datetime.now(ET).date()
+        """The exchange date (US/Eastern) of the simulated clock."""
+        return dt.datetime.fromtimestamp(self._now(), ET).date()
 
     def all(self) -> tuple[Listing, ...]:
         return STOCKS + FOREX + futures(self.today) + options(self.today)
