@@ -79,49 +79,48 @@ async def test_sixty_one_requests_in_the_window_get_exactly_one_162(ib, sim: Sim
     assert sim.state()["stats"]["violations_by_rule"] == {"ten_minute": 1}
 
 
-async def test_identical_requests_one_second_apart() -> None:
-    async with Simulator("127.0.0.1", 0, pacing_scale=1.0) as sim:
-        from ib_async import IB
+@pytest.fixture
+async def strict():
+    """A simulator with IB's real (unscaled) windows and a connected ib_async client."""
+    from ib_async import IB
 
+    async with Simulator("127.0.0.1", 0, pacing_scale=1.0) as sim:
         client = IB()
         client.RaiseRequestErrors = True
         await client.connectAsync("127.0.0.1", sim.port, clientId=1)
         try:
-            c = Stock("AAPL", "SMART", "USD")
-            args = ("20251121 16:00:00 US/Eastern", "1 D", "5 mins", "TRADES", True)
-            assert await client.reqHistoricalDataAsync(c, *args)
-            await asyncio.sleep(1.0)
-            with pytest.raises(RequestError) as ei:
-                await client.reqHistoricalDataAsync(c, *args)
-            assert ei.value.code == 162
-            assert ei.value.message == ("Historical Market Data Service error message:"
-                                        "Historical data request pacing violation")
-            assert sim.state()["stats"]["violations_by_rule"] == {"identical": 1}
+            yield sim, client
         finally:
             client.disconnect()
 
 
-async def test_six_requests_for_one_contract_within_two_seconds() -> None:
-    async with Simulator("127.0.0.1", 0, pacing_scale=1.0) as sim:
-        from ib_async import IB
+async def test_identical_requests_one_second_apart(strict) -> None:
+    sim, client = strict
+    c = Stock("AAPL", "SMART", "USD")
+    args = ("20251121 16:00:00 US/Eastern", "1 D", "5 mins", "TRADES", True)
+    assert await client.reqHistoricalDataAsync(c, *args)
+    await asyncio.sleep(1.0)
+    with pytest.raises(RequestError) as ei:
+        await client.reqHistoricalDataAsync(c, *args)
+    assert ei.value.code == 162
+    assert ei.value.message == ("Historical Market Data Service error message:"
+                                "Historical data request pacing violation")
+    assert sim.state()["stats"]["violations_by_rule"] == {"identical": 1}
 
-        client = IB()
-        client.RaiseRequestErrors = True
-        await client.connectAsync("127.0.0.1", sim.port, clientId=1)
+
+async def test_six_requests_for_one_contract_within_two_seconds(strict) -> None:
+    sim, client = strict
+    c = Stock("AAPL", "SMART", "USD")
+    codes = []
+    for day in range(10, 16):
         try:
-            c = Stock("AAPL", "SMART", "USD")
-            codes = []
-            for day in range(10, 16):
-                try:
-                    await client.reqHistoricalDataAsync(
-                        c, f"202511{day} 16:00:00 US/Eastern", "1 D", "1 hour", "MIDPOINT", True)
-                    codes.append(0)
-                except RequestError as e:
-                    codes.append(e.code)
-            assert codes == [0, 0, 0, 0, 0, 162]
-            assert sim.state()["stats"]["violations_by_rule"] == {"burst": 1}
-        finally:
-            client.disconnect()
+            await client.reqHistoricalDataAsync(
+                c, f"202511{day} 16:00:00 US/Eastern", "1 D", "1 hour", "MIDPOINT", True)
+            codes.append(0)
+        except RequestError as e:
+            codes.append(e.code)
+    assert codes == [0, 0, 0, 0, 0, 162]
+    assert sim.state()["stats"]["violations_by_rule"] == {"burst": 1}
 
 
 async def _raw_client(sim: Simulator, client_id: int) -> tuple[asyncio.StreamReader,
