@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from . import __version__
+from .connector import main as connector_main
 from .sim import main as sim_main
 
 
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ibhost {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sim_main.add_parser(sub)
+    connector_main.add_parser(sub)
     return parser
 
 

@@ -104,3 +104,25 @@ def parse_end_datetime(text: str, default_tz: str = "US/Eastern") -> dt.datetime
         raise ValueError(f"bad end date/time {text!r}")
     tz = ZoneInfo(m.group(3)) if m.group(3) else ZoneInfo(default_tz)
     return dt.datetime.strptime(m.group(1) + m.group(2), "%Y%m%d%H:%M:%S").replace(tzinfo=tz)
+
+
+def chunk_duration(bar_secs: int) -> tuple[str, int]:
+    """The duration string (and its length in seconds) for one chunk of a long range.
+
+    Intraday bars below 3 minutes use exact second windows (the documented step
+    table, capped at a day); larger bars use whole weeks, which IB and the
+    calendar agree on (7 x 86400 s), so consecutive chunks tile the range exactly.
+    """
+    if bar_secs >= 86400:
+        weeks = 52
+    elif bar_secs >= 1800:
+        weeks = 4
+    elif bar_secs >= 180:
+        weeks = 1
+    else:
+        best = 0
+        for max_dur, lo, hi in STEP_TABLE:
+            if lo <= bar_secs <= hi and max_dur <= 86400:
+                best = max(best, max_dur)
+        return f"{best} S", best
+    return f"{weeks} W", weeks * 7 * 86400

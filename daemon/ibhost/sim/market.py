@@ -84,8 +84,8 @@ class Market:
             bid=bid, ask=round(ask, 8), last=last, bid_size=size, ask_size=size + 100,
             last_size=100.0, volume=vol,
             open=float(round_tick(day[:1], tick)[0]),
-            high=round(max(last, float(day.max())) + tick * 10, 8),
-            low=round(min(last, float(day.min())) - tick * 10, 8),
+            high=float(round_tick(np.array([max(last, float(day.max())) + tick * 10]), tick)[0]),
+            low=float(round_tick(np.array([min(last, float(day.min())) - tick * 10]), tick)[0]),
             close=float(round_tick(day[1:], tick)[0]),
         )
 

@@ -1,0 +1,242 @@
+"""Configuration: ``ibhost.toml`` < ``IBHOST_*`` environment < command-line flags.
+
+Loaded once, validated against the schema below, injected into constructors.
+Environment names are ``IBHOST_<SECTION>_<KEY>`` (``IBHOST_IB_PORT=4001``);
+flags are ``--set section.key=value`` plus a few shortcuts. ``IBHOST_HOME`` /
+``--home`` is the directory holding ``ibhost.toml``, ``run/``, ``data/``, ``log/``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {v!r}")
+
+
+def _floats(v: Any) -> tuple[float, ...]:
+    items = v if isinstance(v, list | tuple) else str(v).split(",")
+    out = tuple(float(x) for x in items)
+    if not out or any(x < 0 for x in out):
+        raise ValueError("must be a non-empty list of non-negative numbers")
+    return out
+
+
+def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def conv(v: Any) -> Any:
+        x = kind(v)
+        if x <= 0:
+            raise ValueError("must be positive")
+        return x
+
+    return conv
+
+
+def _non_negative(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def conv(v: Any) -> Any:
+        x = kind(v)
+        if x < 0:
+            raise ValueError("must not be negative")
+        return x
+
+    return conv
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def conv(v: Any) -> str:
+        s = str(v)
+        if s not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return s
+
+    return conv
+
+
+def _port(v: Any) -> int:
+    p = int(v)
+    if not 0 < p < 65536:
+        raise ValueError("must be a TCP port (1-65535)")
+    return p
+
+
+@dataclass(frozen=True)
+class IBConfig:
+    host: str = "127.0.0.1"
+    port: int = 4002
+    backend: str = "ib_async"
+    client_id_start: int = 1
+    client_id_max: int = 50
+    ids_per_attempt: int = 3
+    client_id_retry_delay: float = 1.5
+    connect_timeout: float = 10.0
+    settle_delay: float = 0.5
+    backoff: tuple[float, ...] = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+    backoff_jitter: float = 0.1
+    probe_interval: float = 1.0
+    heartbeat_interval: float = 10.0
+    heartbeat_timeout: float = 5.0
+    heartbeat_misses: int = 2
+    request_timeout: float = 60.0
+    account: str = ""
+
+
+@dataclass(frozen=True)
+class PacingConfig:
+    identical_window: float = 15.0
+    burst_window: float = 2.0
+    burst_max: int = 5
+    window: float = 600.0
+    window_max: int = 60
+    messages_per_second: int = 45
+    scale: float = 1.0
+    margin: float = 0.1
+    queue_max: int = 1000
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    socket: str = "run/connector.sock"
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path = field(default_factory=lambda: Path("~/.ibhost").expanduser())
+    ib: IBConfig = field(default_factory=IBConfig)
+    pacing: PacingConfig = field(default_factory=PacingConfig)
+    connector: ConnectorConfig = field(default_factory=ConnectorConfig)
+
+    def path(self, rel: str) -> Path:
+        p = Path(rel).expanduser()
+        return p if p.is_absolute() else self.home / p
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def connector_socket(self) -> Path:
+        return self.path(self.connector.socket)
+
+
+SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "ib": {
+        "host": str, "port": _port, "backend": _choice("ib_async", "ib_insync"),
+        "client_id_start": _non_negative(int), "client_id_max": _non_negative(int),
+        "ids_per_attempt": _positive(int), "client_id_retry_delay": _non_negative(float),
+        "connect_timeout": _positive(float), "settle_delay": _non_negative(float),
+        "backoff": _floats, "backoff_jitter": _non_negative(float),
+        "probe_interval": _positive(float), "heartbeat_interval": _positive(float),
+        "heartbeat_timeout": _positive(float), "heartbeat_misses": _positive(int),
+        "request_timeout": _positive(float), "account": str,
+    },
+    "pacing": {
+        "identical_window": _non_negative(float), "burst_window": _non_negative(float),
+        "burst_max": _positive(int), "window": _non_negative(float),
+        "window_max": _positive(int), "messages_per_second": _positive(int),
+        "scale": _positive(float), "margin": _non_negative(float),
+        "queue_max": _positive(int),
+    },
+    "connector": {"socket": str, "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR")},
+}
+_SECTIONS = {"ib": IBConfig, "pacing": PacingConfig, "connector": ConnectorConfig}
+
+
+class ConfigError(ValueError):
+    def __init__(self, key: str, problem: str, source: str) -> None:
+        super().__init__(f"{key}: {problem} (from {source})")
+        self.key = key
+
+
+def _apply(values: dict[str, dict[str, Any]], section: str, key: str, raw: Any,
+           source: str) -> None:
+    if section not in SCHEMA:
+        raise ConfigError(section, f"unknown section; known: {', '.join(SCHEMA)}", source)
+    conv = SCHEMA[section].get(key)
+    if conv is None:
+        raise ConfigError(f"{section}.{key}", "unknown key", source)
+    try:
+        values.setdefault(section, {})[key] = conv(raw)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{section}.{key}", str(e), source) from None
+
+
+def load(
+    *,
+    home: str | os.PathLike[str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the configuration from file, environment and flags (later wins)."""
+    env = os.environ if env is None else env
+    home_path = Path(home or env.get("IBHOST_HOME") or "~/.ibhost").expanduser().absolute()
+    values: dict[str, dict[str, Any]] = {}
+    cfg_path = Path(config_file) if config_file else home_path / "ibhost.toml"
+    if config_file and not cfg_path.exists():
+        raise ConfigError("config", f"file not found: {cfg_path}", "--config")
+    if cfg_path.exists():
+        try:
+            data = tomllib.loads(cfg_path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError("config", f"invalid TOML: {e}", str(cfg_path)) from None
+        for section, table in data.items():
+            if not isinstance(table, dict):
+                raise ConfigError(section, "must be a table", str(cfg_path))
+            for key, raw in table.items():
+                _apply(values, section, key, raw, str(cfg_path))
+    for name, raw in env.items():
+        if not name.startswith("IBHOST_") or name == "IBHOST_HOME":
+            continue
+        rest = name[len("IBHOST_"):].lower()
+        section, _, key = rest.partition("_")
+        if section in SCHEMA:
+            _apply(values, section, key, raw, f"${name}")
+    for dotted, raw in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        _apply(values, section, key, raw, f"--set {dotted}")
+    cfg = Config(home=home_path)
+    for section in _SECTIONS:
+        base = getattr(cfg, section)
+        cfg = replace(cfg, **{section: replace(base, **values.get(section, {}))})
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: Config) -> None:
+    ib = cfg.ib
+    if ib.client_id_max < ib.client_id_start:
+        raise ConfigError("ib.client_id_max", "must be >= ib.client_id_start", "config")
+
+
+def parse_set(items: list[str]) -> dict[str, str]:
+    """``--set a.b=c`` flags into overrides; raises ConfigError on a bad item."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(item, "expected section.key=value", "--set")
+        out[key.strip()] = value
+    return out
+
+
+def describe(cfg: Config) -> dict[str, Any]:
+    """The effective configuration as plain data (for /status)."""
+    out: dict[str, Any] = {"home": str(cfg.home)}
+    for section in _SECTIONS:
+        obj = getattr(cfg, section)
+        out[section] = {f.name: getattr(obj, f.name) for f in fields(obj)}
+    return out

@@ -1,0 +1,1 @@
+"""The connector: the one process that owns the IB connection."""

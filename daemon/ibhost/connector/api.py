@@ -1,0 +1,268 @@
+"""The connector's control socket: HTTP/1.1 + JSON on ``run/connector.sock``.
+
+/health answers from memory and never waits on IB; everything else goes through
+the service (and so the pacing scheduler). Errors are JSON from the catalogue.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from ..config import Config, describe
+from ..errors import IbhostError, bad_request
+from ..validate import (
+    int_list,
+    json_body,
+    opt_bool,
+    opt_datetime,
+    opt_float,
+    opt_int,
+    opt_str,
+    req_str,
+)
+from .contracts import parse_spec
+from .pacing import PRIORITIES, Scheduler
+from .service import Service
+from .session import Session, State
+
+log = logging.getLogger("ibhost.connector.api")
+
+SERVICE_KEY = web.AppKey("service", Service)
+SESSION_KEY = web.AppKey("session", Session)
+SCHEDULER_KEY = web.AppKey("scheduler", Scheduler)
+CONFIG_KEY = web.AppKey("config", Config)
+STARTED_KEY = web.AppKey("started", float)
+
+GENERIC_TICKS = (100, 101, 104, 106, 165, 221, 225, 233, 236, 258, 293, 294, 295, 375, 411)
+ORDER_TYPES = ("MKT", "LMT", "STP", "STP LMT")
+TIFS = ("DAY", "GTC", "IOC", "OPG", "GTD", "FOK")
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except IbhostError as e:
+        return web.json_response(e.to_dict(), status=e.status)
+    except web.HTTPException as e:
+        if e.status >= 400:
+            code = {404: "not_found", 405: "bad_request", 413: "payload_too_large"}.get(
+                e.status, "bad_request")
+            return web.json_response({"error": {"code": code, "message": e.reason}},
+                                     status=e.status)
+        raise
+    except Exception:
+        rid = uuid.uuid4().hex[:12]
+        log.exception("unexpected error (request %s) on %s %s", rid, request.method,
+                      request.path)
+        return web.json_response({"error": {"code": "internal", "message":
+                                            f"unexpected error; see the connector log, "
+                                            f"request id {rid}"}}, status=500)
+
+
+def _priority(m: Any) -> int:
+    return PRIORITIES[opt_str(m, "priority", "interactive",
+                              choices=tuple(PRIORITIES))]
+
+
+def health_dict(session: Session, scheduler: Scheduler) -> dict[str, Any]:
+    d = session.diag
+    state = session.state
+    status = {"ready": "ok", "degraded": "degraded"}.get(state.value, "down")
+    return {
+        "status": status, "state": state.value, "reason": d.stateReason,
+        "since": d.as_dict()["since"], "clientId": d.clientId,
+        "competingSession": d.competingSession, "farms": dict(d.farms),
+        "lastHeartbeatAt": d.as_dict()["lastHeartbeatAt"],
+        "pacingQueue": scheduler.depth,
+    }
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response(health_dict(request.app[SESSION_KEY], request.app[SCHEDULER_KEY]))
+
+
+async def status(request: web.Request) -> web.Response:
+    session, sched = request.app[SESSION_KEY], request.app[SCHEDULER_KEY]
+    st = sched.stats
+    return web.json_response({
+        "service": "ibhost-connector", "version": __version__,
+        "backend": f"{session.backend.name} {session.backend.version}",
+        "uptimeSeconds": round(time.monotonic() - request.app[STARTED_KEY], 1),
+        "connection": session.diag.as_dict(),
+        "pacing": {
+            "queueDepth": sched.depth, "windowUsed": sched.window_used(),
+            "granted": st.granted, "cacheHits": st.cache_hits, "coalesced": st.coalesced,
+            "delayedByRule": dict(st.delayed),
+            "waitSecondsTotal": round(st.wait_seconds_total, 3),
+            "waitSecondsMax": round(st.wait_seconds_max, 3),
+        },
+        "subscriptions": len(request.app[SERVICE_KEY].subs),
+        "config": describe(request.app[CONFIG_KEY]),
+    })
+
+
+async def reconnect(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    reason = opt_str(body, "reason", "requested over connector.sock", max_len=200)
+    request.app[SESSION_KEY].request_reconnect(reason)
+    return web.json_response({"ok": True, "reason": reason},
+                             status=202)
+
+
+async def historical(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    spec = parse_spec(body)
+    bar_size = req_str(body, "barSize")
+    what = opt_str(body, "whatToShow", "TRADES", upper=True)
+    start = opt_datetime(body, "start")
+    end = opt_datetime(body, "end")
+    duration = opt_str(body, "duration") or None
+    if duration and start:
+        raise bad_request("duration", "give either duration or start, not both")
+    if start and end and start >= end:
+        raise bad_request("start", "must be before end")
+    result = await request.app[SERVICE_KEY].historical(
+        spec, bar_size=bar_size, what=what, use_rth=opt_bool(body, "useRTH", True),
+        start=start, end=end, duration=duration, priority=_priority(body))
+    return web.json_response(result)
+
+
+async def validate(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    return web.json_response(await request.app[SERVICE_KEY].validate(parse_spec(body)))
+
+
+async def head_timestamp(request: web.Request) -> web.Response:
+    q = request.query
+    spec = parse_spec(dict(q))
+    what = opt_str(q, "whatToShow", "TRADES", upper=True,
+                   choices=("TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK"))
+    ts = await request.app[SERVICE_KEY].head_timestamp(
+        spec, what, opt_bool(q, "useRTH", True), _priority(q))
+    return web.json_response({"symbol": spec.symbol, "whatToShow": what,
+                              "headTimestamp": ts.isoformat()})
+
+
+async def option_chain(request: web.Request) -> web.Response:
+    spec = parse_spec(dict(request.query))
+    return web.json_response(await request.app[SERVICE_KEY].option_chain(spec))
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    spec = parse_spec(body)
+    generic = int_list(body, "genericTicks", GENERIC_TICKS)
+    md_type = opt_int(body, "marketDataType", 1, minimum=1, maximum=4)
+    wait = opt_float(body, "wait", 2.0, minimum=0.1, maximum=30.0)
+    assert wait is not None
+    return web.json_response(await request.app[SERVICE_KEY].snapshot(
+        spec, generic=generic, md_type=md_type, wait=wait))
+
+
+async def subscribe(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    spec = parse_spec(body)
+    generic = int_list(body, "genericTicks", GENERIC_TICKS)
+    return web.json_response(await request.app[SERVICE_KEY].subscribe(spec, generic),
+                             status=201)
+
+
+async def subscriptions(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE_KEY]
+    return web.json_response([svc.subscription_dict(c) for c in svc.subs])
+
+
+async def unsubscribe(request: web.Request) -> web.Response:
+    con_id = opt_int(request.match_info, "conId", 0, minimum=1)
+    await request.app[SERVICE_KEY].unsubscribe(con_id)
+    return web.json_response({"ok": True, "conId": con_id})
+
+
+async def place_order(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    spec = parse_spec(body)
+    action = req_str(body, "action", upper=True, choices=("BUY", "SELL"))
+    qty = opt_float(body, "quantity", positive=True)
+    if qty is None:
+        raise bad_request("quantity", "is required")
+    order_type = opt_str(body, "orderType", "LMT", upper=True, choices=ORDER_TYPES)
+    limit = opt_float(body, "limitPrice", positive=True)
+    stop = opt_float(body, "stopPrice", positive=True)
+    if order_type in ("LMT", "STP LMT") and limit is None:
+        raise bad_request("limitPrice", f"is required for {order_type} orders")
+    if order_type in ("STP", "STP LMT") and stop is None:
+        raise bad_request("stopPrice", f"is required for {order_type} orders")
+    if order_type == "MKT" and limit is not None:
+        raise bad_request("limitPrice", "must not be given for MKT orders")
+    tif = opt_str(body, "tif", "DAY", upper=True, choices=TIFS)
+    ref = opt_str(body, "orderRef", max_len=128)
+    result = await request.app[SERVICE_KEY].place_order(
+        spec, action=action, quantity=qty, order_type=order_type, limit=limit, stop=stop,
+        tif=tif, order_ref=ref, outside_rth=opt_bool(body, "outsideRth", False))
+    return web.json_response(result, status=200 if result.get("duplicate") else 201)
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    order_id = opt_int(request.match_info, "orderId", 0, minimum=1)
+    return web.json_response(await request.app[SERVICE_KEY].cancel_order(order_id))
+
+
+async def open_orders(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[SERVICE_KEY].open_orders())
+
+
+async def executions(request: web.Request) -> web.Response:
+    q = request.query
+    return web.json_response(await request.app[SERVICE_KEY].executions(
+        symbol=opt_str(q, "symbol", upper=True), sec_type=opt_str(q, "secType", upper=True),
+        side=opt_str(q, "side", upper=True, choices=("", "BUY", "SELL")),
+        since=opt_datetime(q, "since"), client_id=opt_int(q, "clientId", 0)))
+
+
+async def positions(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[SERVICE_KEY].positions())
+
+
+def setup_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/health", health)
+    r.add_get("/status", status)
+    r.add_post("/reconnect", reconnect)
+    r.add_post("/historical", historical)
+    r.add_post("/validate", validate)
+    r.add_get("/head-timestamp", head_timestamp)
+    r.add_get("/option-chain", option_chain)
+    r.add_post("/snapshot", snapshot)
+    r.add_get("/subscriptions", subscriptions)
+    r.add_post("/subscriptions", subscribe)
+    r.add_delete("/subscriptions/{conId}", unsubscribe)
+    r.add_post("/orders", place_order)
+    r.add_get("/orders", open_orders)
+    r.add_delete("/orders/{orderId}", cancel_order)
+    r.add_get("/executions", executions)
+    r.add_get("/positions", positions)
+
+
+def init_app(cfg: Config, session: Session, scheduler: Scheduler,
+             service: Service) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=1 << 20)
+    app[CONFIG_KEY] = cfg
+    app[SESSION_KEY] = session
+    app[SCHEDULER_KEY] = scheduler
+    app[SERVICE_KEY] = service
+    app[STARTED_KEY] = time.monotonic()
+    setup_routes(app)
+    return app
+
+
+__all__ = ["State", "init_app"]

@@ -1,0 +1,125 @@
+"""Contract specifications from requests, and their resolution to one IB contract."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import IbhostError, bad_request
+
+log = logging.getLogger("ibhost.connector.contracts")
+
+SEC_TYPES = ("STK", "OPT", "FUT", "CASH", "IND", "FOP", "CFD", "BOND", "FUND", "CRYPTO")
+DEFAULT_EXCHANGE = {"CASH": "IDEALPRO", "FUT": "", "IND": ""}
+
+
+@dataclass(frozen=True)
+class ContractSpec:
+    symbol: str = ""
+    secType: str = "STK"
+    exchange: str = "SMART"
+    currency: str = "USD"
+    primaryExchange: str = ""
+    lastTradeDateOrContractMonth: str = ""
+    strike: float = 0.0
+    right: str = ""
+    multiplier: str = ""
+    localSymbol: str = ""
+    tradingClass: str = ""
+    conId: int = 0
+
+    def key(self) -> tuple[Any, ...]:
+        return tuple(asdict(self).values())
+
+
+def _text(body: dict[str, Any], name: str, default: str = "") -> str:
+    v = body.get(name, default)
+    if v is None:
+        return default
+    if not isinstance(v, str):
+        raise bad_request(name, "must be a string")
+    if len(v) > 64:
+        raise bad_request(name, "is longer than 64 characters")
+    return v.strip()
+
+
+def parse_spec(body: dict[str, Any]) -> ContractSpec:
+    """Validate the contract fields of a request body (or query string)."""
+    sec_type = _text(body, "secType", "STK").upper() or "STK"
+    if sec_type not in SEC_TYPES:
+        raise bad_request("secType", f"must be one of {', '.join(SEC_TYPES)}")
+    symbol = _text(body, "symbol").upper()
+    con_id_raw = body.get("conId", 0)
+    try:
+        con_id = int(con_id_raw or 0)
+    except (TypeError, ValueError):
+        raise bad_request("conId", "must be an integer") from None
+    if con_id < 0:
+        raise bad_request("conId", "must not be negative")
+    local = _text(body, "localSymbol")
+    if not symbol and not con_id and not local:
+        raise bad_request("symbol", "is required (or conId / localSymbol)")
+    if symbol and not all(c.isalnum() or c in ".-/ " for c in symbol):
+        raise bad_request("symbol", "has characters a symbol cannot contain")
+    if sec_type == "CASH" and "." in symbol and "currency" not in body:
+        base, _, quote = symbol.partition(".")
+        symbol, currency = base, quote
+    else:
+        currency = _text(body, "currency", "USD").upper() or "USD"
+    exchange = _text(body, "exchange", DEFAULT_EXCHANGE.get(sec_type, "SMART")).upper()
+    strike_raw = body.get("strike", 0.0)
+    try:
+        strike = float(strike_raw or 0.0)
+    except (TypeError, ValueError):
+        raise bad_request("strike", "must be a number") from None
+    if strike < 0 or strike != strike:
+        raise bad_request("strike", "must be a non-negative number")
+    right = _text(body, "right").upper()
+    if right and right not in ("C", "P", "CALL", "PUT"):
+        raise bad_request("right", "must be C or P")
+    expiry = _text(body, "lastTradeDateOrContractMonth") or _text(body, "expiry")
+    if expiry and not (expiry.isdigit() and len(expiry) in (6, 8)):
+        raise bad_request("lastTradeDateOrContractMonth", "must be YYYYMM or YYYYMMDD")
+    return ContractSpec(
+        symbol=symbol, secType=sec_type, exchange=exchange, currency=currency,
+        primaryExchange=_text(body, "primaryExchange").upper(),
+        lastTradeDateOrContractMonth=expiry, strike=strike, right=right[:1],
+        multiplier=_text(body, "multiplier"), localSymbol=local,
+        tradingClass=_text(body, "tradingClass"), conId=con_id,
+    )
+
+
+def to_contract(lib: Any, spec: ContractSpec) -> Any:
+    return lib.Contract(
+        conId=spec.conId, symbol=spec.symbol, secType=spec.secType, exchange=spec.exchange,
+        currency=spec.currency, primaryExchange=spec.primaryExchange,
+        lastTradeDateOrContractMonth=spec.lastTradeDateOrContractMonth, strike=spec.strike,
+        right=spec.right, multiplier=spec.multiplier, localSymbol=spec.localSymbol,
+        tradingClass=spec.tradingClass,
+    )
+
+
+def describe_details(cd: Any) -> dict[str, Any]:
+    c = cd.contract
+    return {
+        "conId": c.conId, "symbol": c.symbol, "secType": c.secType, "exchange": c.exchange,
+        "primaryExchange": c.primaryExchange, "currency": c.currency,
+        "localSymbol": c.localSymbol, "tradingClass": c.tradingClass,
+        "lastTradeDateOrContractMonth": c.lastTradeDateOrContractMonth,
+        "strike": c.strike, "right": c.right, "multiplier": c.multiplier,
+        "longName": cd.longName, "timeZone": cd.timeZoneId, "tradingHours": cd.tradingHours,
+        "liquidHours": cd.liquidHours, "minTick": cd.minTick, "validExchanges":
+        cd.validExchanges, "industry": cd.industry, "category": cd.category,
+    }
+
+
+def ambiguous(spec: ContractSpec, details: list[Any]) -> IbhostError:
+    cands = [describe_details(cd) for cd in details[:20]]
+    short = ", ".join(f"{c['localSymbol'] or c['symbol']} {c['secType']} {c['currency']} "
+                      f"{c['primaryExchange'] or c['exchange']}" for c in cands[:5])
+    return IbhostError(
+        "ambiguous", f"{len(details)} contracts match {spec.symbol or spec.localSymbol}: "
+        f"{short}; add currency, primaryExchange or expiry to choose one",
+        field="symbol", ib_code=200, extra={"candidates": cands},
+    )

@@ -1,0 +1,125 @@
+"""``ibhost connector``: the process that owns the one IB connection."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from .. import config as config_mod
+from ..config import Config
+from ..ipc import serve_unix, stop_unix
+from . import backend as backend_mod
+from .api import init_app
+from .pacing import Scheduler
+from .service import Service
+from .session import Session
+
+log = logging.getLogger("ibhost.connector")
+
+
+class Connector:
+    """Session + scheduler + service + control socket, started and stopped together."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.backend = backend_mod.load(cfg.ib.backend)
+        self.session = Session(cfg, self.backend)
+        self.scheduler = Scheduler(cfg.pacing)
+        self.service = Service(self.session, self.scheduler)
+        self.app: web.Application = init_app(cfg, self.session, self.scheduler, self.service)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def socket_path(self) -> str:
+        return str(self.cfg.connector_socket)
+
+    async def start(self) -> Connector:
+        self.cfg.connector_socket.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._runner = await serve_unix(self.app, self.socket_path)
+        self.session.start()
+        log.info("connector serving %s; IB at %s:%s (%s)", self.socket_path,
+                 self.cfg.ib.host, self.cfg.ib.port, self.backend.name)
+        return self
+
+    async def stop(self) -> None:
+        """Disconnect from IB first, then close the socket."""
+        await self.session.stop()
+        self.scheduler.close()
+        if self._runner is not None:
+            await stop_unix(self._runner, self.socket_path)
+            self._runner = None
+
+    async def __aenter__(self) -> Connector:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("connector", help="hold the IB connection and serve connector.sock")
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--home", default=None, help="ibhost home (default $IBHOST_HOME or "
+                                                "~/.ibhost)")
+    p.add_argument("--config", default=None, help="TOML file (default HOME/ibhost.toml)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one setting (repeatable)")
+    p.add_argument("--host", default=None, help="IB Gateway host (ib.host)")
+    p.add_argument("--port", type=int, default=None, help="IB Gateway port (ib.port)")
+    p.add_argument("--client-id", type=int, default=None, help="first client id "
+                                                               "(ib.client_id_start)")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    overrides: dict[str, Any] = config_mod.parse_set(args.set)
+    if args.host is not None:
+        overrides["ib.host"] = args.host
+    if args.port is not None:
+        overrides["ib.port"] = args.port
+    if args.client_id is not None:
+        overrides["ib.client_id_start"] = args.client_id
+    return config_mod.load(home=args.home, config_file=args.config, overrides=overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = config_from_args(args)
+    except config_mod.ConfigError as e:
+        print(f"ibhost connector: configuration error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=cfg.connector.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if cfg.ib.backend == "ib_async":
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            uvloop.install()
+    return asyncio.run(_main(cfg))
+
+
+async def _main(cfg: Config) -> int:
+    connector = Connector(cfg)
+    try:
+        await connector.start()
+    except (OSError, ValueError) as e:
+        print(f"ibhost connector: cannot serve {connector.socket_path}: {e}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: disconnecting from IB")
+    await connector.stop()
+    return 0

@@ -1,0 +1,472 @@
+"""Every IB request the connector makes for its clients.
+
+Each request passes the pacing scheduler, runs under its own timeout (a timeout
+raises, it never returns an empty result), and turns IB errors into the error
+catalogue. Historical ranges longer than one IB request are chunked and stitched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .. import ibrules
+from ..errors import IbhostError, bad_request, from_ib
+from .contracts import ContractSpec, ambiguous, describe_details, to_contract
+from .pacing import INTERACTIVE, PaceKey, Scheduler
+from .session import Session
+
+log = logging.getLogger("ibhost.connector.service")
+T = TypeVar("T")
+
+
+def _num(x: Any) -> float | None:
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) or f in (-1.0,) or abs(f) > 1e300 else f
+
+
+def _utc(d: dt.date | dt.datetime) -> dt.datetime:
+    if isinstance(d, dt.datetime):
+        return d if d.tzinfo else d.replace(tzinfo=dt.UTC)
+    return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC)
+
+
+def ib_end(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y%m%d-%H:%M:%S")
+
+
+@dataclass
+class HeldSubscription:
+    contract: Any
+    generic: str
+    ticker: Any
+    resubscribed: int = 0
+
+
+class Service:
+    def __init__(self, session: Session, scheduler: Scheduler, *,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+        self.session = session
+        self.scheduler = scheduler
+        self.lib = session.backend.lib
+        self.ib = session.ib
+        self.now = clock
+        self.timeout = session.ibcfg.request_timeout
+        self._contracts: dict[tuple[Any, ...], Any] = {}
+        self._details: dict[int, Any] = {}
+        self.subs: dict[int, HeldSubscription] = {}
+        self._md_type = 1
+        session.on_resubscribe.append(self.resubscribe)
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    async def _call(self, what: str, fn: Callable[[], Awaitable[T]], *,
+                    key: PaceKey | None = None, priority: int = INTERACTIVE,
+                    timeout: float | None = None) -> T:
+        """Pace, time-limit and error-map one IB request."""
+        self.session.require_ready()
+        limit = timeout or self.timeout
+
+        async def guarded() -> T:
+            self.session.require_ready()
+            try:
+                return await asyncio.wait_for(fn(), limit)
+            except TimeoutError:
+                raise IbhostError("timeout", f"{what}: IB did not answer within "
+                                             f"{limit:g}s") from None
+            except self.lib.RequestError as e:
+                raise from_ib(e.code, e.message) from None
+            except ConnectionError as e:
+                raise IbhostError("unavailable", f"{what}: connection lost ({e})") from None
+
+        return await self.scheduler.run(guarded, key=key, priority=priority)
+
+    # --- contracts ---------------------------------------------------------------------
+
+    async def details(self, spec: ContractSpec) -> list[Any]:
+        contract = to_contract(self.lib, spec)
+        result: list[Any] = await self._call(
+            "contract details", lambda: self.ib.reqContractDetailsAsync(contract))
+        if not result:
+            raise IbhostError("not_found", f"no contract matches {spec.symbol or spec.conId}",
+                              field="symbol", ib_code=200)
+        return result
+
+    async def resolve(self, spec: ContractSpec) -> Any:
+        """Exactly one qualified contract (cached for the life of the process)."""
+        hit = self._contracts.get(spec.key())
+        if hit is not None:
+            return hit
+        details = await self.details(spec)
+        if len(details) > 1:
+            raise ambiguous(spec, details)
+        c = details[0].contract
+        if spec.exchange and spec.exchange != c.exchange:
+            c.exchange = spec.exchange
+        self._contracts[spec.key()] = c
+        self._details[c.conId] = details[0]
+        return c
+
+    async def validate(self, spec: ContractSpec) -> dict[str, Any]:
+        details = await self.details(spec)
+        if len(details) > 1:
+            raise ambiguous(spec, details)
+        self._details[details[0].contract.conId] = details[0]
+        return describe_details(details[0])
+
+    # --- historical --------------------------------------------------------------------
+
+    async def head_timestamp(self, spec: ContractSpec, what: str, use_rth: bool,
+                             priority: int = INTERACTIVE) -> dt.datetime:
+        c = await self.resolve(spec)
+        key = PaceKey(("head", c.conId, c.exchange, what, use_rth), (c.conId, c.exchange, what))
+        ts = await self._call("head timestamp",
+                              lambda: self.ib.reqHeadTimeStampAsync(c, what, use_rth, 2),
+                              key=key, priority=priority)
+        if not isinstance(ts, dt.datetime | dt.date):
+            raise IbhostError("no_data", "IB returned no head timestamp")
+        return _utc(ts)
+
+    async def historical(
+        self, spec: ContractSpec, *, bar_size: str, what: str, use_rth: bool,
+        start: dt.datetime | None, end: dt.datetime | None, duration: str | None,
+        priority: int = INTERACTIVE,
+    ) -> dict[str, Any]:
+        bar = ibrules.bar_seconds(bar_size)
+        if bar is None:
+            raise bad_request("barSize", f"must be one of {', '.join(ibrules.BAR_SIZES)}")
+        if what not in ibrules.WHAT_TO_SHOW:
+            raise bad_request("whatToShow", f"must be one of {', '.join(ibrules.WHAT_TO_SHOW)}")
+        c = await self.resolve(spec)
+        end_t = end or self.now()
+        if duration:
+            parsed = ibrules.parse_duration(duration)
+            if parsed is None or parsed[0] <= 0:
+                raise bad_request("duration", "must look like '3 D' (units S, D, W, M, Y)")
+            lo, hi = ibrules.step_limits(ibrules.duration_seconds(*parsed))
+            if not lo <= bar <= hi:
+                raise bad_request("duration", f"{duration} is not allowed with {bar_size} "
+                                  "bars by IB's step-size rules; give start/end instead")
+            end_s = ib_end(end) if end else ""
+            bars = await self._hist_once(c, end_s, duration, bar_size, what, use_rth,
+                                         priority, chunked=False)
+            chunks = 1
+        else:
+            if start is None:
+                raise bad_request("start", "give start (and optionally end) or duration")
+            if start >= end_t:
+                raise bad_request("start", "must be before end")
+            dur, secs = ibrules.chunk_duration(bar)
+            windows = []
+            t = end_t
+            while t > start:
+                windows.append(t)
+                t -= dt.timedelta(seconds=secs)
+            if len(windows) > 2000:
+                raise bad_request("start", f"range needs {len(windows)} IB requests; "
+                                           "use a larger bar size or a shorter range")
+            sem = asyncio.Semaphore(4)
+
+            async def one(w: dt.datetime) -> list[dict[str, Any]]:
+                async with sem:
+                    return await self._hist_once(c, ib_end(w), dur, bar_size, what, use_rth,
+                                                 priority, chunked=True)
+
+            parts = await asyncio.gather(*(one(w) for w in windows))
+            merged: dict[int, dict[str, Any]] = {}
+            for part in parts:
+                for b in part:
+                    merged[b["t"]] = b
+            lo_t, hi_t = start.timestamp(), end_t.timestamp()
+            bars = [merged[k] for k in sorted(merged) if lo_t <= k < hi_t]
+            chunks = len(windows)
+        for b in bars:
+            b["timestamp"] = dt.datetime.fromtimestamp(b.pop("t"), dt.UTC).isoformat()
+        return {"conId": c.conId, "symbol": c.symbol, "barSize": bar_size, "whatToShow": what,
+                "useRTH": use_rth, "requests": chunks, "bars": bars}
+
+    async def _hist_once(self, c: Any, end: str, duration: str, bar_size: str, what: str,
+                         use_rth: bool, priority: int, *, chunked: bool) -> list[dict[str, Any]]:
+        key = PaceKey(("hist", c.conId, c.exchange, end, duration, bar_size, what, use_rth),
+                      (c.conId, c.exchange, what), 2 if what == "BID_ASK" else 1)
+
+        async def fetch() -> list[dict[str, Any]]:
+            # timeout=0: the library must not turn its own timeout into an empty list;
+            # _call's wait_for raises instead.
+            raw = await self.ib.reqHistoricalDataAsync(
+                c, end, duration, bar_size, what, use_rth, formatDate=2, timeout=0)
+            return [
+                {"t": int(_utc(b.date).timestamp()), "open": b.open, "high": b.high,
+                 "low": b.low, "close": b.close, "volume": _num(b.volume) or 0.0,
+                 "wap": _num(b.average), "count": b.barCount}
+                for b in raw
+            ]
+
+        try:
+            return await self._call(f"historical {c.symbol} {bar_size}", fetch, key=key,
+                                    priority=priority)
+        except IbhostError as e:
+            if chunked and e.code == "no_data":
+                return []  # a closed market inside a long range is not a failure
+            raise
+
+    # --- options and market data -----------------------------------------------------
+
+    async def option_chain(self, spec: ContractSpec) -> dict[str, Any]:
+        und = await self.resolve(spec)
+        chains = await self._call(
+            "option chain",
+            lambda: self.ib.reqSecDefOptParamsAsync(und.symbol, "", und.secType, und.conId))
+        if not chains:
+            raise IbhostError("not_found", f"no option chain for {und.symbol}", field="symbol")
+        return {"underlying": {"conId": und.conId, "symbol": und.symbol, "secType": und.secType},
+                "chains": [{"exchange": ch.exchange, "tradingClass": ch.tradingClass,
+                            "multiplier": ch.multiplier, "expirations": sorted(ch.expirations),
+                            "strikes": sorted(ch.strikes)} for ch in chains]}
+
+    async def _set_md_type(self, md_type: int) -> None:
+        if md_type != self._md_type:
+            self.ib.reqMarketDataType(md_type)
+            self._md_type = md_type
+
+    async def snapshot(self, spec: ContractSpec, *, generic: list[int], md_type: int,
+                       wait: float) -> dict[str, Any]:
+        c = await self.resolve(spec)
+        await self._set_md_type(md_type)
+        if not generic:
+            tickers = await self._call("snapshot", lambda: self.ib.reqTickersAsync(c),
+                                       timeout=min(self.timeout, 15.0))
+            return self._ticker_dict(tickers[0])
+        # IB refuses generic ticks on a snapshot (321): stream briefly, then cancel.
+        return await self._call("snapshot", lambda: self._stream_once(c, generic, wait),
+                                timeout=wait + 10.0)
+
+    async def _stream_once(self, c: Any, generic: list[int], wait: float) -> dict[str, Any]:
+        failed: asyncio.Future[IbhostError] = asyncio.get_running_loop().create_future()
+
+        def on_error(req_id: int, code: int, msg: str, contract: Any = None) -> None:
+            if contract is not None and getattr(contract, "conId", None) == c.conId and \
+                    code in (200, 321, 322, 354, 10089, 10090, 10197) and not failed.done():
+                failed.set_result(from_ib(code, msg))
+
+        self.ib.errorEvent += on_error
+        ticker = self.ib.reqMktData(c, ",".join(str(g) for g in generic), False, False)
+        try:
+            loop = asyncio.get_running_loop()
+            end = loop.time() + wait
+            while loop.time() < end and not failed.done():
+                if self._complete(ticker, generic):
+                    break
+                await asyncio.sleep(0.05)
+            if failed.done():
+                raise failed.result()
+            return self._ticker_dict(ticker)
+        finally:
+            self.ib.errorEvent -= on_error
+            if self.session.usable:
+                self.ib.cancelMktData(c)
+
+    @staticmethod
+    def _complete(t: Any, generic: list[int]) -> bool:
+        need = [t.last if _num(t.last) is not None else t.close]
+        if 104 in generic:
+            need.append(t.histVolatility)
+        if 106 in generic:
+            need.append(t.impliedVolatility)
+        if 101 in generic:
+            need.append(t.callOpenInterest or t.putOpenInterest or math.nan)
+        if 100 in generic:
+            need.append(t.callVolume or t.putVolume or math.nan)
+        return all(_num(x) is not None for x in need)
+
+    def _ticker_dict(self, t: Any) -> dict[str, Any]:
+        c = t.contract
+        g = t.modelGreeks
+        greeks = None
+        if g is not None:
+            greeks = {k: _num(getattr(g, k)) for k in
+                      ("impliedVol", "delta", "gamma", "vega", "theta", "optPrice", "undPrice")}
+        if greeks is None and c is not None and c.secType == "OPT":
+            for alt in (t.lastGreeks, t.bidGreeks, t.askGreeks):
+                if alt is not None:
+                    greeks = {k: _num(getattr(alt, k)) for k in
+                              ("impliedVol", "delta", "gamma", "vega", "theta", "optPrice",
+                               "undPrice")}
+                    break
+        mdt = int(t.marketDataType or 1)
+        return {
+            "conId": c.conId if c else None, "symbol": c.symbol if c else None,
+            "time": t.time.isoformat() if t.time else None,
+            "bid": _num(t.bid), "ask": _num(t.ask), "last": _num(t.last),
+            "bidSize": _num(t.bidSize), "askSize": _num(t.askSize),
+            "lastSize": _num(t.lastSize), "volume": _num(t.volume), "open": _num(t.open),
+            "high": _num(t.high), "low": _num(t.low), "close": _num(t.close),
+            "marketDataType": mdt, "delayed": mdt in (3, 4),
+            "greeks": greeks, "impliedVolatility": _num(t.impliedVolatility),
+            "histVolatility": _num(t.histVolatility),
+            "callOpenInterest": _num(t.callOpenInterest),
+            "putOpenInterest": _num(t.putOpenInterest),
+            "callVolume": _num(t.callVolume), "putVolume": _num(t.putVolume),
+        }
+
+    # --- held subscriptions ------------------------------------------------------------
+
+    async def subscribe(self, spec: ContractSpec, generic: list[int]) -> dict[str, Any]:
+        c = await self.resolve(spec)
+        if c.conId in self.subs:
+            return self.subscription_dict(c.conId)
+        gen = ",".join(str(g) for g in generic)
+        ticker = await self._call("subscribe", self._req_mkt(c, gen))
+        self.subs[c.conId] = HeldSubscription(c, gen, ticker)
+        return self.subscription_dict(c.conId)
+
+    def _req_mkt(self, c: Any, gen: str) -> Callable[[], Awaitable[Any]]:
+        async def go() -> Any:
+            return self.ib.reqMktData(c, gen, False, False)
+
+        return go
+
+    async def unsubscribe(self, con_id: int) -> None:
+        sub = self.subs.pop(con_id, None)
+        if sub is None:
+            raise IbhostError("not_found", f"no subscription for conId {con_id}")
+        if self.session.usable:
+            self.ib.cancelMktData(sub.contract)
+
+    def subscription_dict(self, con_id: int) -> dict[str, Any]:
+        sub = self.subs[con_id]
+        d = self._ticker_dict(sub.ticker)
+        d["resubscribed"] = sub.resubscribed
+        return d
+
+    async def resubscribe(self) -> None:
+        """Re-request every held subscription (after 1101 or a reconnect)."""
+        for sub in self.subs.values():
+            try:
+                self.ib.cancelMktData(sub.contract)
+            except Exception:  # the old ticker may belong to a dropped session
+                log.debug("cancel before resubscribe failed", exc_info=True)
+            sub.ticker = self.ib.reqMktData(sub.contract, sub.generic, False, False)
+            sub.resubscribed += 1
+        if self.subs:
+            log.info("re-requested %s market-data subscription(s)", len(self.subs))
+
+    # --- orders ------------------------------------------------------------------------
+
+    def _trade_dict(self, tr: Any) -> dict[str, Any]:
+        o, s, c = tr.order, tr.orderStatus, tr.contract
+        return {
+            "orderId": o.orderId, "permId": o.permId or s.permId, "clientId": o.clientId,
+            "symbol": c.symbol, "conId": c.conId, "secType": c.secType,
+            "action": o.action, "quantity": o.totalQuantity, "orderType": o.orderType,
+            "limitPrice": _num(o.lmtPrice), "stopPrice": _num(o.auxPrice), "tif": o.tif,
+            "orderRef": o.orderRef, "status": s.status, "filled": s.filled,
+            "remaining": s.remaining, "avgFillPrice": _num(s.avgFillPrice) or 0.0,
+            "log": [{"time": e.time.isoformat(), "status": e.status, "message": e.message,
+                     "errorCode": e.errorCode} for e in tr.log][-10:],
+        }
+
+    def find_by_ref(self, order_ref: str) -> Any | None:
+        for tr in self.ib.trades():
+            if tr.order.orderRef == order_ref:
+                return tr
+        return None
+
+    async def place_order(self, spec: ContractSpec, *, action: str, quantity: float,
+                          order_type: str, limit: float | None, stop: float | None, tif: str,
+                          order_ref: str, outside_rth: bool, wait: float = 5.0
+                          ) -> dict[str, Any]:
+        c = await self.resolve(spec)
+        if order_ref:
+            existing = self.find_by_ref(order_ref)
+            if existing is not None:
+                d = self._trade_dict(existing)
+                d["duplicate"] = True
+                return d
+        order = self.lib.Order(action=action, totalQuantity=quantity, orderType=order_type,
+                               tif=tif, orderRef=order_ref, outsideRth=outside_rth)
+        if limit is not None:
+            order.lmtPrice = limit
+        if stop is not None:
+            order.auxPrice = stop
+        if self.session.ibcfg.account:
+            order.account = self.session.ibcfg.account
+
+        async def place() -> Any:
+            return self.ib.placeOrder(c, order)
+
+        trade = await self._call("place order", place)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + wait
+        while trade.orderStatus.status in ("PendingSubmit", "ApiPending", "") and \
+                loop.time() < end:  # noqa: ASYNC110 - the library offers no awaitable
+            await asyncio.sleep(0.02)
+        errors = [e for e in trade.log if e.errorCode and e.errorCode not in (202, 399)]
+        if trade.orderStatus.status in ("Cancelled", "ApiCancelled", "Inactive") and errors:
+            err = errors[-1]
+            raise IbhostError("rejected", f"IB rejected the order: {err.message}",
+                              ib_code=err.errorCode, extra={"order": self._trade_dict(trade)})
+        d = self._trade_dict(trade)
+        d["duplicate"] = False
+        return d
+
+    async def cancel_order(self, order_id: int, wait: float = 5.0) -> dict[str, Any]:
+        trade = next((t for t in self.ib.trades() if t.order.orderId == order_id), None)
+        if trade is None:
+            raise IbhostError("not_found", f"no order {order_id}", field="orderId")
+        if trade.isDone():
+            raise IbhostError("conflict", f"order {order_id} is already "
+                              f"{trade.orderStatus.status}", extra={"order":
+                                                                     self._trade_dict(trade)})
+
+        async def cancel() -> Any:
+            return self.ib.cancelOrder(trade.order)
+
+        await self._call("cancel order", cancel)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + wait
+        while not trade.isDone() and loop.time() < end:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        return self._trade_dict(trade)
+
+    async def open_orders(self) -> list[dict[str, Any]]:
+        trades = await self._call("open orders", self.ib.reqAllOpenOrdersAsync)
+        return [self._trade_dict(t) for t in trades]
+
+    async def executions(self, *, symbol: str = "", sec_type: str = "", side: str = "",
+                         since: dt.datetime | None = None, client_id: int = 0
+                         ) -> list[dict[str, Any]]:
+        f = self.lib.ExecutionFilter(
+            clientId=client_id, symbol=symbol, secType=sec_type, side=side,
+            time=since.astimezone(dt.UTC).strftime("%Y%m%d-%H:%M:%S") if since else "")
+        fills = await self._call("executions", lambda: self.ib.reqExecutionsAsync(f))
+        # commission reports attach to the library's own fill records, keyed by execId
+        known = {fl.execution.execId: fl.commissionReport for fl in self.ib.fills()}
+        out = []
+        for fl in fills:
+            e, c = fl.execution, fl.contract
+            cr = known.get(e.execId) or fl.commissionReport
+            out.append({
+                "execId": e.execId, "time": _utc(e.time).isoformat(), "symbol": c.symbol,
+                "conId": c.conId, "secType": c.secType, "side": e.side, "shares": e.shares,
+                "price": e.price, "orderId": e.orderId, "permId": e.permId,
+                "clientId": e.clientId, "orderRef": e.orderRef, "exchange": e.exchange,
+                "commission": _num(cr.commission) if cr and cr.execId else None,
+                "realizedPNL": _num(cr.realizedPNL) if cr and cr.execId else None,
+            })
+        return out
+
+    async def positions(self) -> list[dict[str, Any]]:
+        pos = await self._call("positions", self.ib.reqPositionsAsync)
+        return [{"account": p.account, "conId": p.contract.conId, "symbol": p.contract.symbol,
+                 "secType": p.contract.secType, "currency": p.contract.currency,
+                 "localSymbol": p.contract.localSymbol, "position": p.position,
+                 "avgCost": p.avgCost} for p in pos if p.position]

@@ -1,0 +1,416 @@
+"""The one IB session: connect, synchronise, watch, reconnect.
+
+States: down -> connecting -> synchronizing -> ready <-> degraded -> down.
+Ready only after the handshake, nextValidId, managedAccounts and the library's
+initial sync completed, plus a settle delay. Each transition is logged once with
+its cause and kept in the diagnostics served by /status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ..config import Config
+from ..errors import IbhostError
+from .backend import Backend
+
+log = logging.getLogger("ibhost.connector.session")
+
+
+class State(StrEnum):
+    DOWN = "down"
+    CONNECTING = "connecting"
+    SYNCHRONIZING = "synchronizing"
+    READY = "ready"
+    DEGRADED = "degraded"
+
+
+USABLE = (State.READY, State.DEGRADED)
+
+# farm notices: code -> (farm, broken?)
+FARM_CODES = {
+    2103: ("market_data", True), 2104: ("market_data", False),
+    2105: ("hmds", True), 2106: ("hmds", False),
+    2157: ("secdef", True), 2158: ("secdef", False),
+}
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else dt.datetime.fromtimestamp(t, dt.UTC).isoformat()
+
+
+@dataclass
+class Diagnostics:
+    state: str = State.DOWN.value
+    since: float | None = None
+    stateReason: str = "starting"
+    clientId: int | None = None
+    serverVersion: int | None = None
+    accounts: list[str] = field(default_factory=list)
+    farms: dict[str, str] = field(default_factory=lambda: {
+        "market_data": "unknown", "hmds": "unknown", "secdef": "unknown"})
+    degradedReasons: list[str] = field(default_factory=list)
+    competingSession: bool = False
+    competingSessionAt: float | None = None
+    connectedSince: float | None = None
+    lastDisconnectAt: float | None = None
+    lastDisconnectReason: str | None = None
+    lastIbErrorAt: float | None = None
+    lastIbErrorCode: int | None = None
+    lastIbErrorMessage: str | None = None
+    lastReconnectAttemptAt: float | None = None
+    lastReconnectError: str | None = None
+    reconnectAttempts: int = 0
+    reconnectFailures: int = 0
+    clientIdClashes: int = 0
+    lastHeartbeatAt: float | None = None
+    lastHeartbeatError: str | None = None
+    heartbeatFailures: int = 0
+    ibCodes: Counter[int] = field(default_factory=Counter)
+    nextAttemptAt: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ibCodes"] = {str(k): v for k, v in sorted(self.ibCodes.items())}
+        for k in ("since", "competingSessionAt", "connectedSince", "lastDisconnectAt",
+                  "lastIbErrorAt", "lastReconnectAttemptAt", "lastHeartbeatAt",
+                  "nextAttemptAt"):
+            d[k] = _iso(d[k])
+        return d
+
+
+class Session:
+    def __init__(
+        self,
+        cfg: Config,
+        backend: Backend,
+        *,
+        wall: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.cfg = cfg
+        self.ibcfg = cfg.ib
+        self.backend = backend
+        self.wall = wall
+        self.rng = rng
+        self.ib = backend.new_ib()
+        self.diag = Diagnostics(since=wall())
+        self._next_id = self.ibcfg.client_id_start
+        self._stopping = False
+        self._wake = asyncio.Event()  # reconnect requested or stopping
+        self._reconnect_reason: str | None = None
+        self._disconnected = asyncio.Event()
+        self._clash = False
+        self._degraded: set[str] = set()
+        self.listeners: list[Callable[[State, State, str], None]] = []
+        self.on_ib_code: list[Callable[[int], None]] = []
+        self.on_resubscribe: list[Callable[[], Any]] = []
+        self.ib.errorEvent += self._on_error
+        self.ib.disconnectedEvent += self._on_disconnected
+        self.ib.client.apiStart += self._on_api_start
+        self._task: asyncio.Task[None] | None = None
+
+    # --- public ------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return State(self.diag.state)
+
+    @property
+    def usable(self) -> bool:
+        return self.state in USABLE
+
+    def require_ready(self) -> None:
+        if not self.usable:
+            raise IbhostError("unavailable", f"IB connection is {self.state.value}: "
+                              f"{self.diag.stateReason}",
+                              extra={"state": self.state.value})
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="ib-session")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.ib.isConnected():
+            self.ib.disconnect()
+        self._set_state(State.DOWN, "stopped")
+
+    def request_reconnect(self, reason: str) -> None:
+        """Drop the connection (if any) and connect again now, skipping any backoff."""
+        log.info("reconnect requested: %s", reason)
+        self._reconnect_reason = reason
+        self._wake.set()
+
+    async def wait_state(self, *states: State, timeout: float = 10.0) -> State:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while self.state not in states:
+            if loop.time() > end:
+                raise TimeoutError(f"state is {self.state.value}, wanted "
+                                   f"{', '.join(s.value for s in states)}")
+            await asyncio.sleep(0.02)
+        return self.state
+
+    # --- state -------------------------------------------------------------------------
+
+    def _set_state(self, new: State, reason: str) -> None:
+        old = self.state
+        if new == old and reason == self.diag.stateReason:
+            return
+        self.diag.state = new.value
+        self.diag.stateReason = reason
+        if new != old:
+            self.diag.since = self.wall()
+            log.info("state %s -> %s: %s", old.value, new.value, reason)
+            for fn in self.listeners:
+                fn(old, new, reason)
+
+    def _refresh_usable_state(self) -> None:
+        if self.state not in USABLE:
+            return
+        self.diag.degradedReasons = sorted(self._degraded)
+        if self._degraded:
+            self._set_state(State.DEGRADED, ", ".join(sorted(self._degraded)))
+        else:
+            self._set_state(State.READY, "connected and synchronized")
+
+    # --- main loop ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            ok, port_closed = await self._attempt()
+            if self._stopping:
+                return
+            if ok:
+                failures = 0
+                reason = await self._serve()
+                self._drop(reason)
+                continue
+            delay = self._backoff(failures)
+            failures += 1
+            await self._wait_backoff(delay, port_closed)
+
+    def _backoff(self, failures: int) -> float:
+        steps = self.ibcfg.backoff
+        base = steps[min(failures, len(steps) - 1)]
+        jitter = self.ibcfg.backoff_jitter
+        return max(0.0, base * (1 + jitter * (2 * self.rng() - 1)))
+
+    def _take_client_id(self) -> int:
+        cid = self._next_id
+        self._next_id = cid + 1 if cid < self.ibcfg.client_id_max else self.ibcfg.client_id_start
+        return cid
+
+    async def _attempt(self) -> tuple[bool, bool]:
+        """Try up to ``ids_per_attempt`` client ids. Returns (ready, port_was_closed)."""
+        self._reconnect_reason = None
+        self._wake.clear()
+        for i in range(self.ibcfg.ids_per_attempt):
+            cid = self._take_client_id()
+            self.diag.reconnectAttempts += 1
+            self.diag.lastReconnectAttemptAt = self.wall()
+            self.diag.nextAttemptAt = None
+            self._clash = False
+            self._degraded.clear()
+            self._set_state(State.CONNECTING, f"connecting to {self.ibcfg.host}:"
+                            f"{self.ibcfg.port} as client {cid}")
+            try:
+                await self._connect(cid)
+            except Exception as e:
+                with contextlib.suppress(Exception):
+                    self.ib.disconnect()
+                if self._clash:
+                    self.diag.clientIdClashes += 1
+                    self.diag.lastReconnectError = f"client id {cid} in use (326)"
+                    log.warning("client id %s in use (326), trying the next", cid)
+                    if i + 1 < self.ibcfg.ids_per_attempt:
+                        await asyncio.sleep(self.ibcfg.client_id_retry_delay
+                                            * (1 + 0.3 * self.rng()))
+                        continue
+                    self.diag.reconnectFailures += 1
+                    self._set_state(State.DOWN, f"client ids clash (326) x{i + 1}")
+                    return False, False
+                closed = isinstance(e, ConnectionRefusedError | ConnectionResetError) or (
+                    isinstance(e, OSError) and not isinstance(e, TimeoutError))
+                what = type(e).__name__ + (f": {e}" if str(e) else "")
+                self.diag.reconnectFailures += 1
+                self.diag.lastReconnectError = what
+                self._set_state(State.DOWN, f"connect failed: {what}")
+                return False, closed
+            await asyncio.sleep(self.ibcfg.settle_delay)
+            if not self.ib.isConnected():
+                self.diag.reconnectFailures += 1
+                self.diag.lastReconnectError = "connection lost while settling"
+                self._set_state(State.DOWN, "connection lost while settling")
+                return False, False
+            self.diag.clientId = cid
+            self.diag.serverVersion = self.ib.client.serverVersion()
+            self.diag.accounts = list(self.ib.managedAccounts())
+            self.diag.connectedSince = self.wall()
+            self.diag.lastReconnectError = None
+            self._set_state(State.DEGRADED if self._degraded else State.READY,
+                            "connected and synchronized" if not self._degraded
+                            else ", ".join(sorted(self._degraded)))
+            # reconnect after a drop: held subscriptions are re-requested
+            for fn in self.on_resubscribe:
+                res = fn()
+                if asyncio.iscoroutine(res):
+                    await res
+            return True, False
+        return False, False
+
+    async def _connect(self, cid: int) -> None:
+        self._disconnected.clear()
+        kwargs = self.backend.connect_kwargs(self.ib)
+        await asyncio.wait_for(
+            self.ib.connectAsync(self.ibcfg.host, self.ibcfg.port, clientId=cid,
+                                 timeout=self.ibcfg.connect_timeout,
+                                 account=self.ibcfg.account, **kwargs),
+            self.ibcfg.connect_timeout * 3,
+        )
+
+    async def _serve(self) -> str:
+        """Hold the connection until it drops or a reconnect is asked for."""
+        hb = asyncio.get_running_loop().create_task(self._heartbeat(), name="ib-heartbeat")
+        waits = [asyncio.ensure_future(self._disconnected.wait()),
+                 asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hb.cancel()
+            for w in waits:
+                w.cancel()
+        if self._stopping:
+            return "stopping"
+        if self._reconnect_reason:
+            return self._reconnect_reason
+        return "connection closed by the gateway"
+
+    def _drop(self, reason: str) -> None:
+        self.diag.lastDisconnectAt = self.wall()
+        self.diag.lastDisconnectReason = reason
+        self.diag.connectedSince = None
+        if self.ib.isConnected():
+            self.ib.disconnect()
+        self._set_state(State.DOWN, reason)
+
+    async def _heartbeat(self) -> None:
+        misses = 0
+        cfg = self.ibcfg
+        while True:
+            await asyncio.sleep(cfg.heartbeat_interval)
+            try:
+                await asyncio.wait_for(self.ib.reqCurrentTimeAsync(), cfg.heartbeat_timeout)
+                misses = 0
+                self.diag.lastHeartbeatAt = self.wall()
+                self.diag.lastHeartbeatError = None
+            except (TimeoutError, ConnectionError) as e:
+                misses += 1
+                self.diag.heartbeatFailures += 1
+                self.diag.lastHeartbeatError = f"{type(e).__name__} ({misses} in a row)"
+                log.warning("heartbeat missed (%s in a row)", misses)
+                if misses >= cfg.heartbeat_misses:
+                    self.request_reconnect(f"heartbeat: {misses} missed in a row "
+                                           "(half-open socket)")
+                    return
+
+    async def _wait_backoff(self, delay: float, port_closed: bool) -> None:
+        """Wait out the backoff; a TCP probe ends it early when a closed port opens."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + delay
+        self.diag.nextAttemptAt = self.wall() + delay
+        log.info("next attempt in %.1fs%s", delay,
+                 f" (probing the port every {self.ibcfg.probe_interval:.1f}s)"
+                 if port_closed else "")
+        while not self._stopping and not self._reconnect_reason:
+            left = end - loop.time()
+            if left <= 0:
+                return
+            step = min(self.ibcfg.probe_interval, left)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), step)
+            if port_closed and await self._probe():
+                log.info("gateway port %s answers again; connecting now", self.ibcfg.port)
+                return
+
+    async def _probe(self) -> bool:
+        """TCP connect + close, no API handshake."""
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.ibcfg.host, self.ibcfg.port),
+                self.ibcfg.probe_interval)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+        return True
+
+    # --- events from the library ----------------------------------------------------
+
+    def _on_api_start(self) -> None:
+        self._set_state(State.SYNCHRONIZING, "handshake done; synchronizing positions, "
+                                             "orders, account and executions")
+
+    def _on_disconnected(self) -> None:
+        self._disconnected.set()
+
+    def _on_error(self, req_id: int, code: int, message: str, *_: Any) -> None:
+        d = self.diag
+        d.ibCodes[code] += 1
+        d.lastIbErrorAt = self.wall()
+        d.lastIbErrorCode = code
+        d.lastIbErrorMessage = message
+        for hook in self.on_ib_code:
+            hook(code)
+        if code == 326:
+            self._clash = True
+        elif code == 1100:
+            self._degraded.add("ib_connectivity_lost (1100)")
+        elif code in (1101, 1102):
+            self._degraded.discard("ib_connectivity_lost (1100)")
+            self._degraded.discard("tws_server_connectivity (2110)")
+            if code == 1101:
+                log.warning("1101: connectivity restored, data lost; re-requesting "
+                            "subscriptions")
+                for fn in self.on_resubscribe:
+                    res = fn()
+                    if asyncio.iscoroutine(res):
+                        asyncio.get_running_loop().create_task(res)
+        elif code == 2110:
+            self._degraded.add("tws_server_connectivity (2110)")
+        elif code in FARM_CODES:
+            farm, broken = FARM_CODES[code]
+            d.farms[farm] = "broken" if broken else "ok"
+            if broken:
+                self._degraded.add(f"farm_{farm} ({code})")
+            else:
+                self._degraded.discard(f"farm_{farm} ({code - 1})")
+                self._degraded.discard("tws_server_connectivity (2110)")
+        elif code == 10197:
+            d.competingSession = True
+            d.competingSessionAt = self.wall()
+        elif code == 1300:
+            self.request_reconnect("1300: gateway socket port reset")
+        elif code == 321 and req_id in getattr(self.ib.wrapper, "_futures", {}):
+            # ib_async only logs 321 on a pending request; end it with the error so
+            # the caller gets "bad request" rather than a timeout.
+            err = self.backend.lib.RequestError(req_id, code, message)
+            self.ib.wrapper._endReq(req_id, err, success=False)
+        self._refresh_usable_state()

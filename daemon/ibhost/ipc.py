@@ -1,0 +1,113 @@
+"""Control sockets: HTTP/1.1 + JSON over Unix-domain sockets.
+
+Servers: stale socket removed, created owner-only (umask 0o177, then 0600),
+path length checked. Clients: connect and read timeouts, and every failure
+turned into one typed error (``IpcError``) or the peer's ``IbhostError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from .errors import IbhostError
+
+MAX_SOCKET_PATH = 104  # sun_path is 104 bytes on macOS, 108 on Linux
+
+
+class IpcError(RuntimeError):
+    """The peer could not be reached or did not answer in time."""
+
+    def __init__(self, path: str, problem: str, *, timeout: bool = False) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+        self.timeout = timeout
+
+
+def check_socket_path(path: str) -> None:
+    if len(os.fsencode(path)) >= MAX_SOCKET_PATH:
+        raise ValueError(f"socket path is {len(os.fsencode(path))} bytes, over the "
+                         f"{MAX_SOCKET_PATH - 1}-byte limit: {path}")
+
+
+async def serve_unix(app: web.Application, path: str) -> web.AppRunner:
+    """Serve ``app`` on a Unix socket at ``path`` (mode 0600)."""
+    check_socket_path(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a stale socket from a killed run
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    old = os.umask(0o177)
+    try:
+        await web.UnixSite(runner, path).start()
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    return runner
+
+
+async def stop_unix(runner: web.AppRunner, path: str) -> None:
+    await runner.cleanup()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+class UnixClient:
+    """A JSON client for one control socket. Reuses one HTTP session."""
+
+    def __init__(self, path: str, *, connect_timeout: float = 2.0,
+                 read_timeout: float = 30.0) -> None:
+        self.path = path
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=self.path),
+                timeout=aiohttp.ClientTimeout(sock_connect=self.connect_timeout,
+                                              sock_read=self.read_timeout),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+        read_timeout: float | None = None,
+    ) -> Any:
+        """Call ``url``; return the decoded JSON, raise IbhostError for 4xx/5xx."""
+        timeout = None
+        if read_timeout is not None:
+            timeout = aiohttp.ClientTimeout(sock_connect=self.connect_timeout,
+                                            sock_read=read_timeout)
+        try:
+            async with self._http().request(method, "http://ibhost" + url, json=json_body,
+                                            params=params, timeout=timeout) as resp:
+                text = await resp.text()
+                try:
+                    data = json.loads(text) if text else None
+                except json.JSONDecodeError:
+                    raise IpcError(self.path, f"non-JSON answer ({resp.status})") from None
+                if resp.status >= 400:
+                    raise IbhostError.from_dict(data or {}, resp.status)
+                return data
+        except TimeoutError as e:
+            raise IpcError(self.path, "timed out", timeout=True) from e
+        except (aiohttp.ClientError, OSError) as e:
+            raise IpcError(self.path, str(e) or type(e).__name__) from e

@@ -1,0 +1,145 @@
+"""Small converters for request bodies and query strings; each names the bad field."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from .errors import IbhostError, bad_request
+
+
+async def json_body(request: web.Request, limit: int = 1 << 20) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > limit:
+        raise IbhostError("payload_too_large", f"body is over {limit} bytes", field="body")
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise IbhostError("payload_too_large", f"body is over {limit} bytes", field="body")
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise bad_request("body", "is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise bad_request("body", "must be a JSON object")
+    return data
+
+
+def opt_str(m: Mapping[str, Any], name: str, default: str = "", *, upper: bool = False,
+            choices: tuple[str, ...] | None = None, max_len: int = 64) -> str:
+    v = m.get(name)
+    if v is None or v == "":
+        out = default
+    elif not isinstance(v, str):
+        raise bad_request(name, "must be a string")
+    else:
+        out = v.strip()
+    if len(out) > max_len:
+        raise bad_request(name, f"is longer than {max_len} characters")
+    if upper:
+        out = out.upper()
+    if choices is not None and out not in choices:
+        raise bad_request(name, f"must be one of {', '.join(choices)}")
+    return out
+
+
+def req_str(m: Mapping[str, Any], name: str, **kw: Any) -> str:
+    out = opt_str(m, name, **kw)
+    if not out:
+        raise bad_request(name, "is required")
+    return out
+
+
+def opt_bool(m: Mapping[str, Any], name: str, default: bool) -> bool:
+    v = m.get(name)
+    if v is None or v == "":
+        return default
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(v, str) and v.lower() in ("0", "false", "no", "off"):
+        return False
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    raise bad_request(name, "must be true or false")
+
+
+def opt_float(m: Mapping[str, Any], name: str, default: float | None = None, *,
+              positive: bool = False, minimum: float | None = None,
+              maximum: float | None = None) -> float | None:
+    v = m.get(name)
+    if v is None or v == "":
+        return default
+    if isinstance(v, bool):
+        raise bad_request(name, "must be a number")
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise bad_request(name, "must be a number") from None
+    if math.isnan(f) or math.isinf(f):
+        raise bad_request(name, "must be a finite number")
+    if positive and f <= 0:
+        raise bad_request(name, "must be positive")
+    if minimum is not None and f < minimum:
+        raise bad_request(name, f"must be at least {minimum:g}")
+    if maximum is not None and f > maximum:
+        raise bad_request(name, f"must be at most {maximum:g}")
+    return f
+
+
+def opt_int(m: Mapping[str, Any], name: str, default: int, *, minimum: int = 0,
+            maximum: int = 2**31 - 1) -> int:
+    v = m.get(name)
+    if v is None or v == "":
+        return default
+    if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+        raise bad_request(name, "must be an integer")
+    try:
+        i = int(v)
+    except (TypeError, ValueError):
+        raise bad_request(name, "must be an integer") from None
+    if not minimum <= i <= maximum:
+        raise bad_request(name, f"must be between {minimum} and {maximum}")
+    return i
+
+
+def opt_datetime(m: Mapping[str, Any], name: str) -> dt.datetime | None:
+    """ISO 8601 (UTC unless an offset is given) or a YYYY-MM-DD date (midnight UTC)."""
+    v = m.get(name)
+    if v is None or v == "":
+        return None
+    if not isinstance(v, str) or len(v) > 40:
+        raise bad_request(name, "must be an ISO 8601 date/time string")
+    try:
+        t = dt.datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request(name, "must be an ISO 8601 date/time like "
+                                "2025-11-20T14:30:00Z") from None
+    if t.year < 1970 or t.year > 2100:
+        raise bad_request(name, "is out of range (1970-2100)")
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def int_list(m: Mapping[str, Any], name: str, allowed: tuple[int, ...]) -> list[int]:
+    v = m.get(name)
+    if v is None or v == "" or v == []:
+        return []
+    items = v.split(",") if isinstance(v, str) else v
+    if not isinstance(items, list):
+        raise bad_request(name, "must be a list of integers")
+    out = []
+    for x in items:
+        try:
+            i = int(x)
+        except (TypeError, ValueError):
+            raise bad_request(name, "must be a list of integers") from None
+        if i not in allowed:
+            raise bad_request(name, f"{i} is not one of {', '.join(map(str, allowed))}")
+        out.append(i)
+    return out
