@@ -1,0 +1,212 @@
+"""The connector's connection lifecycle against the simulator's faults (real TCP)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from ib_async import IB
+
+from ibhost.connector.session import State
+from ibhost.errors import IbhostError
+from ibhost.sim import Simulator
+
+from .connector_fixtures import running_connector, wait_until
+
+
+async def test_ready_only_after_sync_and_health_says_so(sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        h = await client.request("GET", "/health")
+        assert h["status"] == "ok" and h["state"] == "ready" and h["clientId"] == 1
+        st = await client.request("GET", "/status")
+        conn = st["connection"]
+        assert conn["serverVersion"] == 178 and conn["accounts"] == ["DU1234567"]
+        assert conn["farms"] == {"market_data": "ok", "hmds": "ok", "secdef": "ok"}
+        assert conn["ibCodes"] == {"2104": 1, "2106": 1, "2158": 1}
+        # the whole connect sync reached the gateway before "ready"
+        reqs = sim.state()["stats"]["requests"]
+        assert reqs["reqExecutions"] >= 1 and reqs["reqCompletedOrders"] == 1
+
+
+async def test_gateway_restart_ready_within_3s_of_listening(sim: Simulator,
+                                                           tmp_path: Path) -> None:
+    # production backoff (5 s first step) and probe (1 s): the probe ends the wait
+    async with running_connector(tmp_path, sim, ib__backoff="5,10,30", ib__probe_interval=1.0,
+                                 ib__settle_delay=0.5) as (con, client):
+        await sim.restart(downtime=2.5)
+        await con.session.wait_state(State.DOWN, State.CONNECTING, timeout=3)
+        await wait_until(lambda: sim.listening, timeout=5)
+        back = time.monotonic()
+        await con.session.wait_state(State.READY, timeout=6)
+        assert time.monotonic() - back < 3.0
+        h = await client.request("GET", "/health")
+        assert h["status"] == "ok"
+        st = (await client.request("GET", "/status"))["connection"]
+        assert st["lastDisconnectReason"] == "connection closed by the gateway"
+        assert st["reconnectFailures"] >= 1
+
+
+async def test_frozen_gateway_reconnects_after_heartbeat_misses(sim: Simulator,
+                                                              tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        sim.freeze()
+        await con.session.wait_state(State.DOWN, State.CONNECTING, timeout=5)
+        d = con.session.diag
+        assert d.lastDisconnectReason and d.lastDisconnectReason.startswith("heartbeat")
+        assert d.heartbeatFailures >= 2
+        # /health answers from memory even now
+        t0 = time.monotonic()
+        h = await client.request("GET", "/health")
+        assert time.monotonic() - t0 < 0.5 and h["status"] == "down"
+        sim.thaw()
+        await con.session.wait_state(State.READY, timeout=10)
+
+
+async def test_client_id_clash_moves_to_next_id(sim: Simulator, tmp_path: Path) -> None:
+    squatter = IB()
+    await squatter.connectAsync("127.0.0.1", sim.port, clientId=1)
+    try:
+        async with running_connector(tmp_path, sim) as (con, client):
+            h = await client.request("GET", "/health")
+            assert h["clientId"] == 2
+            assert con.session.diag.clientIdClashes == 1
+            assert sim.state()["stats"]["clashes"] == [1]
+    finally:
+        squatter.disconnect()
+
+
+async def test_delayed_readiness_no_request_reaches_ib_early(sim: Simulator,
+                                                             tmp_path: Path) -> None:
+    sim.delay_ready(1.5)
+    async with running_connector(tmp_path, sim, wait_ready=False) as (con, client):
+        await con.session.wait_state(State.SYNCHRONIZING, State.CONNECTING, timeout=3)
+        try:
+            await client.request("POST", "/historical", json_body={
+                "symbol": "AAPL", "barSize": "1 hour", "duration": "1 D"})
+            raise AssertionError("a request was served before ready")
+        except IbhostError as e:
+            assert e.code == "unavailable" and e.status == 503
+        await con.session.wait_state(State.READY, timeout=10)
+        r = await client.request("POST", "/historical", json_body={
+            "symbol": "AAPL", "barSize": "1 hour", "duration": "1 D",
+            "end": "2025-11-21T21:00:00Z"})
+        assert len(r["bars"]) == 7
+    assert sim.state()["stats"]["requests_before_ready"] == 0
+
+
+async def test_1100_then_1102_degraded_then_ready_on_same_socket(sim: Simulator,
+                                                               tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        connected_since = con.session.diag.connectedSince
+        attempts = con.session.diag.reconnectAttempts
+        sim.connectivity_lost("1102", after=0.5)
+        await con.session.wait_state(State.DEGRADED, timeout=3)
+        h = await client.request("GET", "/health")
+        assert h["status"] == "degraded" and "1100" in h["reason"]
+        await con.session.wait_state(State.READY, timeout=3)
+        assert con.session.diag.connectedSince == connected_since
+        assert con.session.diag.reconnectAttempts == attempts
+
+
+async def test_1100_then_1101_resubscribes_held_market_data(sim: Simulator,
+                                                            tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        sub = await client.request("POST", "/subscriptions", json_body={"symbol": "AAPL"})
+        assert sub["conId"] == 265598
+        before = sim.state()["stats"]["requests"]["reqMktData"]
+        sim.connectivity_lost("1101", after=0.3)
+        await con.session.wait_state(State.DEGRADED, timeout=3)
+        await con.session.wait_state(State.READY, timeout=3)
+        await wait_until(lambda: sim.state()["stats"]["requests"]["reqMktData"] == before + 1)
+        [held] = await client.request("GET", "/subscriptions")
+        assert held["resubscribed"] == 1
+        # and it streams again
+        t1 = held["time"]
+        await asyncio.sleep(0.3)
+        [again] = await client.request("GET", "/subscriptions")
+        assert again["time"] != t1 and again["last"] is not None
+
+
+async def test_farm_notices_degrade_one_farm(sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        sim.farm_broken(2105, after=0.4)
+        await con.session.wait_state(State.DEGRADED, timeout=3)
+        h = await client.request("GET", "/health")
+        assert h["farms"]["hmds"] == "broken" and h["farms"]["market_data"] == "ok"
+        await con.session.wait_state(State.READY, timeout=3)
+        assert (await client.request("GET", "/health"))["farms"]["hmds"] == "ok"
+
+
+async def test_competing_session_is_flagged(sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        sim.set_competing_session(True)
+        try:
+            await client.request("POST", "/snapshot", json_body={"symbol": "AAPL"})
+            raise AssertionError("snapshot should fail")
+        except IbhostError as e:
+            assert e.code == "competing_session" and e.ib_code == 10197
+        h = await client.request("GET", "/health")
+        assert h["competingSession"] is True
+
+
+async def test_1300_reconnects(sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        before = con.session.diag.reconnectAttempts
+        sim.port_reset()
+        await wait_until(lambda: con.session.diag.reconnectAttempts > before, timeout=5)
+        await con.session.wait_state(State.READY, timeout=5)
+        assert "1300" in (con.session.diag.lastDisconnectReason or "")
+
+
+async def test_reconnect_endpoint(sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        r = await client.request("POST", "/reconnect", json_body={"reason": "wake"})
+        assert r["ok"] is True
+        await wait_until(lambda: con.session.diag.lastDisconnectReason == "wake", timeout=3)
+        await con.session.wait_state(State.READY, timeout=5)
+        assert len(sim.state()["clients"]) == 1
+
+
+async def test_health_is_fast_while_ib_requests_are_stuck(sim: Simulator,
+                                                         tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        sim.slow(1500)
+        bodies = [{"symbol": s, "barSize": "1 hour", "duration": "1 D",
+                   "end": f"2025-11-{10 + i % 5:02d}T21:00:00Z"}
+                  for i, s in enumerate(["AAPL", "MSFT", "AMZN", "SPY", "QQQ"] * 10)]
+        tasks = [asyncio.create_task(client.request("POST", "/historical", json_body=b))
+                 for b in bodies]
+        await asyncio.sleep(0.3)
+        probe = type(client)(con.socket_path)
+        worst = 0.0
+        for _ in range(10):
+            t0 = time.monotonic()
+            h = await probe.request("GET", "/health")
+            worst = max(worst, time.monotonic() - t0)
+            assert h["status"] == "ok"
+        await probe.close()
+        assert worst < 0.05, worst
+        sim.slow(0)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_unavailable_while_gateway_is_down(sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        await sim.close_port(3)
+        await con.session.wait_state(State.DOWN, State.CONNECTING, timeout=3)
+        try:
+            await client.request("POST", "/validate", json_body={"symbol": "AAPL"})
+            raise AssertionError("should be unavailable")
+        except IbhostError as e:
+            assert e.status == 503 and e.extra["state"] in ("down", "connecting")
+        await con.session.wait_state(State.READY, timeout=8)
+
+
+async def test_sigterm_like_stop_disconnects_first(sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        assert len(sim.state()["clients"]) == 1
+    await wait_until(lambda: not sim.state()["clients"], timeout=3)
+    assert not (tmp_path / "run" / "connector.sock").exists()
