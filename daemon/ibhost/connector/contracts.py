@@ -66,7 +66,7 @@ def parse_spec(body: dict[str, Any]) -> ContractSpec:
         base, _, quote = symbol.partition(".")
         symbol, currency = base, quote
     else:
-        currency = _text(body, "currency", "USD").upper() or "USD"
+        currency = _text(body, "currency", "USD").upper()  # "" = any currency
     exchange = _text(body, "exchange", DEFAULT_EXCHANGE.get(sec_type, "SMART")).upper()
     strike_raw = body.get("strike", 0.0)
     try:

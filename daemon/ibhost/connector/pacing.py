@@ -58,7 +58,7 @@ class PacingStats:
     cache_hits: int = 0
     coalesced: int = 0
     delayed: dict[str, int] = field(default_factory=lambda: {
-        "identical": 0, "burst": 0, "window": 0, "message_rate": 0})
+        "identical": 0, "burst": 0, "window": 0, "message_rate": 0, "spacing": 0})
     wait_seconds_total: float = 0.0
     wait_seconds_max: float = 0.0
     waits: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
@@ -72,6 +72,11 @@ class Scheduler:
         self.identical_window = cfg.identical_window * s + cfg.margin
         self.burst_window = cfg.burst_window * s + cfg.margin
         self.window = cfg.window * s + cfg.margin
+        self.second = 1.0 + cfg.margin  # the message-rate window is never scaled
+        # Grants are spaced evenly: bursts would pile up behind the library's own
+        # 45/s throttle and reach IB bunched, over 50 in one second.
+        self.spacing = 1.0 / cfg.messages_per_second
+        self._last_grant = -1e9
         self._pending: list[_Item] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
@@ -130,7 +135,7 @@ class Scheduler:
         if shared is not None and key is not None:
             self._inflight.pop(key.identical, None)
             self._cache[key.identical] = (self.clock(), copy.deepcopy(result))
-            shared.set_result(result)
+            shared.set_result(copy.deepcopy(result))  # waiters copy again from this one
         return result
 
     def close(self) -> None:
@@ -176,9 +181,8 @@ class Scheduler:
                 if delay <= 0:
                     chosen = item
                     break
-                if not item.held_by:
-                    item.held_by = rule
-                    self.stats.delayed[rule] += 1
+                if rule != "spacing" or not item.held_by:
+                    item.held_by = rule  # the pacing rule that held it, counted at grant
                 soonest = min(soonest, delay)
             self._pending = [i for i in self._pending if not i.granted.done() or i is chosen]
             if chosen is not None:
@@ -186,6 +190,8 @@ class Scheduler:
                 self._record(chosen.key, now)
                 waited = now - chosen.enqueued
                 self.stats.granted += 1
+                if chosen.held_by:
+                    self.stats.delayed[chosen.held_by] += 1
                 self.stats.wait_seconds_total += waited
                 self.stats.wait_seconds_max = max(self.stats.wait_seconds_max, waited)
                 self.stats.waits.append(waited)
@@ -200,7 +206,7 @@ class Scheduler:
                 pass
 
     def _expire(self, now: float) -> None:
-        while self._messages and now - self._messages[0] >= 1.0:
+        while self._messages and now - self._messages[0] >= self.second:
             self._messages.popleft()
         while self._window and now - self._window[0][0] >= self.window:
             self._window.popleft()
@@ -213,7 +219,9 @@ class Scheduler:
         """Seconds until this request may go, and the rule that holds it."""
         self._expire(now)
         if len(self._messages) >= self.cfg.messages_per_second:
-            return 1.0 - (now - self._messages[0]) + 1e-3, "message_rate"
+            return self.second - (now - self._messages[0]), "message_rate"
+        if now - self._last_grant < self.spacing:
+            return self.spacing - (now - self._last_grant), "spacing"
         if key is None:
             return 0.0, ""
         sent = self._sent_identical.get(key.identical)
@@ -238,6 +246,7 @@ class Scheduler:
 
     def _record(self, key: PaceKey | None, now: float) -> None:
         self._messages.append(now)
+        self._last_grant = now
         if key is None:
             return
         self._sent_identical[key.identical] = now

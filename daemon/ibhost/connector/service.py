@@ -61,6 +61,7 @@ class Service:
         self.now = clock
         self.timeout = session.ibcfg.request_timeout
         self._contracts: dict[tuple[Any, ...], Any] = {}
+        self._resolving: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
         self._details: dict[int, Any] = {}
         self.subs: dict[int, HeldSubscription] = {}
         self._md_type = 1
@@ -102,18 +103,33 @@ class Service:
 
     async def resolve(self, spec: ContractSpec) -> Any:
         """Exactly one qualified contract (cached for the life of the process)."""
-        hit = self._contracts.get(spec.key())
+        key = spec.key()
+        hit = self._contracts.get(key)
         if hit is not None:
             return hit
-        details = await self.details(spec)
-        if len(details) > 1:
-            raise ambiguous(spec, details)
-        c = details[0].contract
-        if spec.exchange and spec.exchange != c.exchange:
-            c.exchange = spec.exchange
-        self._contracts[spec.key()] = c
-        self._details[c.conId] = details[0]
-        return c
+        pending = self._resolving.get(key)
+        if pending is not None:  # concurrent requests for one contract share one lookup
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._resolving[key] = fut
+        try:
+            details = await self.details(spec)
+            if len(details) > 1:
+                raise ambiguous(spec, details)
+            c = details[0].contract
+            if spec.exchange and spec.exchange != c.exchange:
+                c.exchange = spec.exchange
+            self._contracts[key] = c
+            self._details[c.conId] = details[0]
+            fut.set_result(c)
+            return c
+        except BaseException as e:
+            fut.set_exception(e if isinstance(e, Exception) else
+                              IbhostError("unavailable", "lookup cancelled"))
+            fut.exception()  # retrieved: the waiters re-raise it
+            raise
+        finally:
+            self._resolving.pop(key, None)
 
     async def validate(self, spec: ContractSpec) -> dict[str, Any]:
         details = await self.details(spec)
@@ -188,10 +204,10 @@ class Service:
             lo_t, hi_t = start.timestamp(), end_t.timestamp()
             bars = [merged[k] for k in sorted(merged) if lo_t <= k < hi_t]
             chunks = len(windows)
-        for b in bars:
-            b["timestamp"] = dt.datetime.fromtimestamp(b.pop("t"), dt.UTC).isoformat()
+        out = [{"timestamp": dt.datetime.fromtimestamp(b["t"], dt.UTC).isoformat(),
+                **{k: v for k, v in b.items() if k != "t"}} for b in bars]
         return {"conId": c.conId, "symbol": c.symbol, "barSize": bar_size, "whatToShow": what,
-                "useRTH": use_rth, "requests": chunks, "bars": bars}
+                "useRTH": use_rth, "requests": chunks, "bars": out}
 
     async def _hist_once(self, c: Any, end: str, duration: str, bar_size: str, what: str,
                          use_rth: bool, priority: int, *, chunked: bool) -> list[dict[str, Any]]:

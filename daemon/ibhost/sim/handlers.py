@@ -175,7 +175,7 @@ def _pacing_ok(sim: Simulator, s: Session, req_id: int, ident: tuple[object, ...
         sim.forced_pacing -= 1
         _hist_fail(sim, s, req_id, "forced")
         return False
-    rule = sim.pacer.check(ident, burst, weight)
+    rule = sim.pacer.check(ident, burst, weight, now=s.arrived)
     if rule is not None:
         _hist_fail(sim, s, req_id, rule)
         return False

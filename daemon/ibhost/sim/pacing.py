@@ -32,12 +32,14 @@ class HistoricalPacer:
         self._burst: dict[Hashable, deque[float]] = {}
         self._long: deque[tuple[float, int]] = deque()
 
-    def check(self, identical_key: Hashable, burst_key: Hashable, weight: int = 1) -> str | None:
+    def check(self, identical_key: Hashable, burst_key: Hashable, weight: int = 1,
+              now: float | None = None) -> str | None:
         """Record a request; return the violated rule's name, or None if it is allowed.
 
-        A refused request is not counted, so a client that waits is served again.
+        ``now`` is the request's arrival time (default: the clock). A refused request
+        is not counted, so a client that waits is served again.
         """
-        now = self.clock()
+        now = self.clock() if now is None else now
         ident_w = self.IDENTICAL_WINDOW * self.scale
         burst_w = self.BURST_WINDOW * self.scale
         long_w = self.LONG_WINDOW * self.scale

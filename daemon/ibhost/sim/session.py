@@ -63,7 +63,8 @@ class Session(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.reader = FrameReader()
         self.phase = "prefix"  # prefix -> version -> start -> api
-        self.queue: asyncio.Queue[list[str]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[float, list[str]]] = asyncio.Queue()
+        self.arrived = 0.0  # arrival time (sim.clock) of the message being handled
         self.worker: asyncio.Task[None] | None = None
         self.rate = MessageRate(clock=sim.clock)
         self.closed = False
@@ -100,8 +101,13 @@ class Session(asyncio.Protocol):
                     self.close()
                     return
                 self.phase = "version"
+            now = self.sim.clock()
             for fields in self.reader.feed(b""):
-                self.queue.put_nowait(fields)
+                # Rates are judged on arrival, as the gateway does, not when the
+                # (possibly busy) worker gets to the message.
+                if self.phase == "api" and self._over_rate():
+                    return
+                self.queue.put_nowait((now, fields))
         except ValueError as e:
             log.warning("%s: %s", self.peer, e)
             self.close()
@@ -128,7 +134,7 @@ class Session(asyncio.Protocol):
     async def _work(self) -> None:
         try:
             while not self.closed:
-                fields = await self.queue.get()
+                self.arrived, fields = await self.queue.get()
                 await self.sim.unfrozen()
                 if self.sim.slow_ms:
                     await asyncio.sleep(self.sim.slow_ms / 1000)
@@ -155,13 +161,6 @@ class Session(asyncio.Protocol):
                 return
             await self._start_api(fields)
             return
-        over = self.rate.hit()
-        if over is not None:
-            # IB: error 100 and, in practice, the connection is dropped.
-            self.sim.stats.violation("message_rate", self.st.client_id, -1)
-            self.error(-1, 100, RATE_TEXT.format(n=over))
-            self.close()
-            return
         if not self.st.ready:
             self.sim.stats.requests_before_ready += 1
             await self.ready_event.wait()
@@ -180,6 +179,19 @@ class Session(asyncio.Protocol):
             req_id = int(fields[pos]) if pos and len(fields) > pos and fields[pos].lstrip(
                 "-").isdigit() else -1
             self.error(req_id, 321, f"Error validating request.-'{handler.name}' : cause - {e}")
+
+    def _over_rate(self) -> bool:
+        over = self.rate.hit()
+        if over is None:
+            return False
+        # IB: error 100 and, in practice, the connection is dropped.
+        self.sim.stats.violation("message_rate", self.st.client_id, -1)
+        if not self.sim.frozen and self.transport is not None:
+            self.transport.write(frame(m.error(self.st.version, -1, 100,
+                                               RATE_TEXT.format(n=over))))
+            self.sim.stats.count_error(100)
+        self.close()
+        return True
 
     async def _handshake(self, fields: list[str]) -> None:
         try:

@@ -1,0 +1,264 @@
+"""The connector's request API over connector.sock against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from pathlib import Path
+
+import pytest
+
+from ibhost.errors import IbhostError
+from ibhost.sim import Simulator
+
+from .connector_fixtures import running_connector
+
+UTC = dt.UTC
+
+
+async def expect_error(coro, code: str, field: str | None = None) -> IbhostError:
+    try:
+        await coro
+    except IbhostError as e:
+        assert e.code == code, (e.code, e.message)
+        if field is not None:
+            assert e.field == field, (e.field, e.message)
+        return e
+    raise AssertionError(f"expected {code}")
+
+
+async def test_thirty_days_of_one_minute_bars_chunked_equal_ground_truth(
+        sim: Simulator, tmp_path: Path) -> None:
+    start = dt.datetime(2025, 10, 22, tzinfo=UTC)
+    end = dt.datetime(2025, 11, 21, tzinfo=UTC)
+    async with running_connector(tmp_path, sim) as (con, client):
+        r = await client.request("POST", "/historical", json_body={
+            "symbol": "AAPL", "barSize": "1 min", "start": start.isoformat(),
+            "end": end.isoformat(), "useRTH": False})
+    assert r["requests"] == 30  # one 86400 S request per day
+    lst = sim.universe.match(__import__("ibhost.sim.universe", fromlist=["Query"]).Query(
+        symbol="AAPL", secType="STK", currency="USD"))[0]
+    truth = sim.market.bars(lst, int(start.timestamp()), int(end.timestamp()), 60,
+                            "TRADES", False)
+    assert len(r["bars"]) == len(truth) > 20 * 900
+    for got, want in zip(r["bars"], truth, strict=True):
+        assert dt.datetime.fromisoformat(got["timestamp"]).timestamp() == want.start
+        assert (got["open"], got["high"], got["low"], got["close"], got["volume"]) == \
+            (want.open, want.high, want.low, want.close, want.volume)
+    assert sim.state()["stats"]["violations"] == []
+
+
+async def test_daily_bars_over_years_and_duration_form(sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        r = await client.request("POST", "/historical", json_body={
+            "symbol": "MSFT", "barSize": "1 day", "start": "2022-01-01",
+            "end": "2025-01-01", "whatToShow": "MIDPOINT"})
+        days = [b["timestamp"][:10] for b in r["bars"]]
+        assert days[0] == "2022-01-03" and days[-1] == "2024-12-31"
+        assert len(days) == len(set(days)) == 753  # NYSE sessions 2022-2024
+        d = await client.request("POST", "/historical", json_body={
+            "symbol": "MSFT", "barSize": "1 hour", "duration": "2 D",
+            "end": "2025-11-21T21:00:00Z"})
+        assert d["requests"] == 1 and len(d["bars"]) == 14
+
+
+async def test_identical_requests_are_cached_and_coalesced(sim: Simulator,
+                                                           tmp_path: Path) -> None:
+    body = {"symbol": "SPY", "barSize": "5 mins", "duration": "1 D",
+            "end": "2025-11-20T21:00:00Z"}
+    async with running_connector(tmp_path, sim, pacing__scale=1.0) as (con, client):
+        results = await asyncio.gather(*(client.request("POST", "/historical", json_body=body)
+                                        for _ in range(5)))
+        again = await client.request("POST", "/historical", json_body=body)
+        assert all(r["bars"] == again["bars"] for r in results)
+        assert sim.state()["stats"]["requests"]["reqHistoricalData"] == 1
+        st = (await client.request("GET", "/status"))["pacing"]
+        assert st["coalesced"] == 4 and st["cacheHits"] == 1
+    assert sim.state()["stats"]["violations"] == []
+
+
+async def test_two_hundred_requests_no_violation_near_the_lower_bound(
+        tmp_path: Path) -> None:
+    scale = 0.01  # the 10-minute window is 6 s; 200 requests need 3 full windows
+    symbols = ["AAPL", "MSFT", "AMZN", "SPY", "QQQ", "TSLA", "NVDA", "GOOGL", "META", "IBM"]
+    async with Simulator("127.0.0.1", 0, pacing_scale=scale) as sim:
+        async with running_connector(tmp_path, sim, pacing__margin=0.1) as (con, client):
+            # 20 instruments: 10 symbols x 2 kinds of data
+            bodies = [{"symbol": symbols[i % 10], "barSize": "1 hour", "duration": "1 D",
+                       "whatToShow": "TRADES" if i % 20 < 10 else "MIDPOINT",
+                       "end": f"2025-11-{10 + (i // 20) % 10:02d}T21:00:00Z"}
+                      for i in range(200)]
+            t0 = time.monotonic()
+            results = await asyncio.gather(*(client.request("POST", "/historical",
+                                                            json_body=b) for b in bodies))
+            elapsed = time.monotonic() - t0
+            st = await client.request("GET", "/status")
+    assert all(r["bars"] for r in results)
+    assert sim.state()["stats"]["violations"] == []
+    assert sim.state()["stats"]["requests"]["reqHistoricalData"] == 200
+    lower_bound = 3 * 600 * scale  # requests 61, 121 and 181 each wait a full window
+    assert elapsed >= lower_bound  # the limit was real
+    assert elapsed <= 1.2 * lower_bound, (elapsed, lower_bound)
+    assert st["pacing"]["delayedByRule"]["window"] > 0  # held by the 10-minute rule
+
+
+async def test_validate_head_timestamp_and_option_chain(sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        v = await client.request("POST", "/validate", json_body={"symbol": "aapl"})
+        assert v["conId"] == 265598 and v["primaryExchange"] == "NASDAQ"
+        assert v["timeZone"] == "US/Eastern" and v["minTick"] == 0.01
+        assert v["longName"] == "APPLE INC" and "0930" in v["liquidHours"]
+        fx = await client.request("POST", "/validate", json_body={"symbol": "EUR.USD",
+                                                                   "secType": "CASH"})
+        assert fx["localSymbol"] == "EUR.USD" and fx["exchange"] == "IDEALPRO"
+        e = await expect_error(client.request("POST", "/validate",
+                                              json_body={"symbol": "NOPE"}), "not_found")
+        assert e.ib_code == 200 and e.status == 404
+        amb = await expect_error(client.request("POST", "/validate", json_body={
+            "symbol": "SHOP", "currency": ""}), "ambiguous", "symbol")
+        assert len(amb.extra["candidates"]) == 2
+        h = await client.request("GET", "/head-timestamp", params={"symbol": "AAPL"})
+        assert h["headTimestamp"] == "1980-12-12T14:30:00+00:00"
+        ch = await client.request("GET", "/option-chain", params={"symbol": "AMZN"})
+        smart = next(c for c in ch["chains"] if c["exchange"] == "SMART")
+        assert len(smart["expirations"]) >= 8 and len(smart["strikes"]) == 41
+        assert smart["multiplier"] == "100"
+
+
+async def test_snapshots(sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        s = await client.request("POST", "/snapshot", json_body={"symbol": "AAPL"})
+        assert 0 < s["bid"] < s["ask"] and s["delayed"] is False
+        ch = await client.request("GET", "/option-chain", params={"symbol": "AAPL"})
+        smart = next(c for c in ch["chains"] if c["exchange"] == "SMART")
+        opt = {"symbol": "AAPL", "secType": "OPT", "expiry": smart["expirations"][2],
+               "strike": smart["strikes"][20], "right": "C"}
+        o = await client.request("POST", "/snapshot", json_body={
+            **opt, "genericTicks": [100, 101, 104, 106]})
+        assert o["greeks"]["delta"] is not None and 0 < o["greeks"]["delta"] < 1
+        assert o["histVolatility"] > 0 and o["impliedVolatility"] > 0
+        assert o["callOpenInterest"] > 0
+        sim.set_no_subscription("TSLA", 10089)
+        e = await expect_error(client.request("POST", "/snapshot",
+                                              json_body={"symbol": "TSLA"}),
+                               "subscription_required")
+        assert e.ib_code == 10089
+        d = await client.request("POST", "/snapshot", json_body={"symbol": "TSLA",
+                                                                  "marketDataType": 3})
+        assert d["delayed"] is True and d["bid"] > 0
+
+
+async def test_orders_executions_positions(sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        rest = await client.request("POST", "/orders", json_body={
+            "symbol": "AAPL", "action": "BUY", "quantity": 5, "orderType": "LMT",
+            "limitPrice": 1.0, "orderRef": "rest-1"})
+        assert rest["status"] == "Submitted" and rest["duplicate"] is False
+        opens = await client.request("GET", "/orders")
+        assert [o["orderId"] for o in opens] == [rest["orderId"]]
+        cancelled = await client.request("DELETE", f"/orders/{rest['orderId']}")
+        assert cancelled["status"] == "Cancelled"
+        await expect_error(client.request("DELETE", f"/orders/{rest['orderId']}"), "conflict")
+        await expect_error(client.request("DELETE", "/orders/424242"), "not_found")
+        fill = await client.request("POST", "/orders", json_body={
+            "symbol": "MSFT", "action": "BUY", "quantity": 7, "orderType": "MKT",
+            "orderRef": "fill-1"})
+        assert fill["status"] == "Filled" and fill["filled"] == 7
+        dup = await client.request("POST", "/orders", json_body={
+            "symbol": "MSFT", "action": "BUY", "quantity": 7, "orderType": "MKT",
+            "orderRef": "fill-1"})
+        assert dup["duplicate"] is True and dup["orderId"] == fill["orderId"]
+        assert len(sim.state()["executions"]) == 1  # one order at the gateway
+        ex = await client.request("GET", "/executions", params={"symbol": "MSFT"})
+        assert len(ex) == 1 and ex[0]["orderRef"] == "fill-1" and ex[0]["commission"] > 0
+        assert await client.request("GET", "/executions", params={"side": "SELL"}) == []
+        pos = await client.request("GET", "/positions")
+        assert [(p["symbol"], p["position"]) for p in pos] == [("MSFT", 7.0)]
+
+
+async def test_duplicate_order_ref_survives_a_connector_restart(sim: Simulator,
+                                                                tmp_path: Path) -> None:
+    body = {"symbol": "IBM", "action": "BUY", "quantity": 3, "orderType": "MKT",
+            "orderRef": "idem-42"}
+    async with running_connector(tmp_path, sim) as (con, client):
+        first = await client.request("POST", "/orders", json_body=body)
+    async with running_connector(tmp_path, sim, ib__client_id_start=5) as (con, client):
+        again = await client.request("POST", "/orders", json_body=body)
+    assert again["duplicate"] is True and again["permId"] == first["permId"]
+    assert len(sim.state()["executions"]) == 1
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/historical", {"barSize": "1 min", "duration": "1 D"}, "symbol"),
+    ("/historical", {"symbol": "AAPL", "duration": "1 D"}, "barSize"),
+    ("/historical", {"symbol": "AAPL", "barSize": "1 minute", "duration": "1 D"}, "barSize"),
+    ("/historical", {"symbol": "AAPL", "barSize": "1 min", "duration": "1 Q"}, "duration"),
+    ("/historical", {"symbol": "AAPL", "barSize": "1 secs", "duration": "1 D"}, "duration"),
+    ("/historical", {"symbol": "AAPL", "barSize": "1 min", "start": "yesterday"}, "start"),
+    ("/historical", {"symbol": "AAPL", "barSize": "1 min", "start": "2025-01-02",
+                     "end": "2025-01-01"}, "start"),
+    ("/historical", {"symbol": "AAPL", "barSize": "1 min"}, "start"),
+    ("/historical", {"symbol": "AAPL", "barSize": "1 min", "duration": "1 D",
+                     "whatToShow": "PRICES"}, "whatToShow"),
+    ("/historical", {"symbol": "AAPL", "barSize": "1 min", "duration": "1 D",
+                     "useRTH": "maybe"}, "useRTH"),
+    ("/historical", {"symbol": "AAPL", "barSize": "1 min", "duration": "1 D",
+                     "priority": "urgent"}, "priority"),
+    ("/historical", {"symbol": "AAPL", "secType": "XYZ", "barSize": "1 min",
+                     "duration": "1 D"}, "secType"),
+    ("/validate", {"symbol": 42}, "symbol"),
+    ("/validate", {"symbol": "AAPL", "strike": "high"}, "strike"),
+    ("/orders", {"symbol": "AAPL", "action": "HOLD", "quantity": 1}, "action"),
+    ("/orders", {"symbol": "AAPL", "action": "BUY", "quantity": -1}, "quantity"),
+    ("/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 1, "orderType": "LMT"},
+     "limitPrice"),
+    ("/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 1, "orderType": "STP"},
+     "stopPrice"),
+    ("/snapshot", {"symbol": "AAPL", "genericTicks": [999]}, "genericTicks"),
+    ("/snapshot", {"symbol": "AAPL", "marketDataType": 9}, "marketDataType"),
+])
+async def test_bad_input_is_a_400_naming_the_field(sim: Simulator, tmp_path: Path, path: str,
+                                                   body: dict, field: str) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        e = await expect_error(client.request("POST", path, json_body=body), "bad_request",
+                               field)
+        assert e.status == 400 and field in e.message
+
+
+async def test_malformed_bodies(sim: Simulator, tmp_path: Path) -> None:
+    import aiohttp
+
+    async with running_connector(tmp_path, sim) as (con, client):
+        conn = aiohttp.UnixConnector(path=con.socket_path)
+        async with aiohttp.ClientSession(connector=conn) as http:
+            for data in (b"{", b"[1,2]", b"\xff\xfe", b"null"):
+                async with http.post("http://x/historical", data=data) as r:
+                    body = await r.json()
+                    assert r.status == 400 and body["error"]["field"] == "body"
+            async with http.post("http://x/historical", data=b"x" * (2 << 20)) as r:
+                assert r.status == 413
+            async with http.get("http://x/nope") as r:
+                assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
+            async with http.delete("http://x/orders/abc") as r:
+                assert r.status == 400 and (await r.json())["error"]["field"] == "orderId"
+
+
+async def test_pacing_162_from_ib_is_a_429(sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim) as (con, client):
+        sim.force_pacing(1)
+        e = await expect_error(client.request("POST", "/historical", json_body={
+            "symbol": "AAPL", "barSize": "1 hour", "duration": "1 D",
+            "end": "2025-11-20T21:00:00Z"}), "pacing")
+        assert e.status == 429 and e.ib_code == 162
+
+
+async def test_timeouts_raise_not_empty(sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim, ib__request_timeout=0.5,
+                                 ib__heartbeat_interval=30) as (con, client):
+        sim.slow(1500)
+        e = await expect_error(client.request("POST", "/historical", json_body={
+            "symbol": "AAPL", "barSize": "1 hour", "duration": "1 D",
+            "end": "2025-11-19T21:00:00Z", "conId": 265598}), "timeout")
+        assert e.status == 504
+        sim.slow(0)
