@@ -1,0 +1,138 @@
+"""Connector path vs a direct ib_async call to the same simulator, same run.
+
+    python bench/bench_connector.py [--rounds N]
+
+Starts ``ibhost sim`` and ``ibhost connector`` as processes (pacing windows shrunk
+so that pacing does not dominate), then times each request both ways:
+direct (ib_async in this process -> simulator) and through the connector
+(HTTP over connector.sock -> connector -> simulator). Prints medians and the
+ratio connector/direct, and the connector's RSS before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ib_async import IB, Stock
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from ibhost.ipc import UnixClient  # noqa: E402
+
+PY = [sys.executable, "-m", "ibhost.cli"]
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def median_time(fn: Callable[[int], Awaitable[Any]], rounds: int) -> float:
+    samples = []
+    for i in range(rounds):
+        t0 = time.perf_counter()
+        await fn(i)
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+async def main(rounds: int) -> None:
+    home = tempfile.mkdtemp(prefix="ibhost-bench-")
+    sim = await asyncio.create_subprocess_exec(
+        *PY, "sim", "--port", "0", "--pacing-scale", "0.0001", "--log-level", "WARNING",
+        "--start-time", "2025-11-20T15:00", stdout=asyncio.subprocess.PIPE)
+    assert sim.stdout is not None
+    port = int(re.search(r":(\d+)", (await sim.stdout.readline()).decode()).group(1))  # type: ignore[union-attr]
+    con = await asyncio.create_subprocess_exec(
+        *PY, "connector", "--home", home, "--port", str(port), "--client-id", "50",
+        "--set", "pacing.scale=0.0001", "--set", "pacing.margin=0",
+        "--set", "pacing.messages_per_second=1000", "--set", "connector.log_level=WARNING")
+    sock = os.path.join(home, "run", "connector.sock")
+    client = UnixClient(sock)
+    ib = IB()
+    try:
+        for _ in range(200):
+            try:
+                if (await client.request("GET", "/health"))["status"] == "ok":
+                    break
+            except Exception:
+                pass
+            await asyncio.sleep(0.05)
+        rss0 = rss_mib(con.pid)
+        await ib.connectAsync("127.0.0.1", port, clientId=1)
+        [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+        ends = [f"202511{d:02d}" for d in (10, 11, 12, 13, 14, 17, 18, 19, 20, 21)]
+
+        def end_of(i: int) -> tuple[str, str]:
+            day = ends[i % 10]
+            hour = 11 + (i // 10) % 5
+            return (f"{day} {hour}:00:00 US/Eastern",
+                    f"{day[:4]}-{day[4:6]}-{day[6:]}T{hour + 5}:00:00Z")
+
+        async def direct_hist(i: int) -> None:
+            bars = await ib.reqHistoricalDataAsync(aapl, end_of(i)[0], "86400 S", "1 min",
+                                                   "TRADES", True)
+            assert bars
+
+        async def conn_hist(i: int) -> None:
+            r = await client.request("POST", "/historical", json_body={
+                "symbol": "AAPL", "barSize": "1 min", "duration": "86400 S",
+                "end": end_of(i + 100)[1]})
+            assert r["bars"]
+
+        async def direct_details(i: int) -> None:
+            await ib.reqContractDetailsAsync(Stock("MSFT", "SMART", "USD"))
+
+        async def conn_validate(i: int) -> None:
+            await client.request("POST", "/validate", json_body={"symbol": "MSFT"})
+
+        async def direct_time(i: int) -> None:
+            await ib.reqCurrentTimeAsync()
+
+        async def conn_health(i: int) -> None:
+            await client.request("GET", "/health")
+
+        async def direct_snap(i: int) -> None:
+            await ib.reqTickersAsync(aapl)
+
+        async def conn_snap(i: int) -> None:
+            await client.request("POST", "/snapshot", json_body={"symbol": "AAPL"})
+
+        rows = [
+            ("historical 86400 S x 1 min", direct_hist, conn_hist),
+            ("contract details / validate", direct_details, conn_validate),
+            ("snapshot", direct_snap, conn_snap),
+            ("reqCurrentTime / health (no IB call)", direct_time, conn_health),
+        ]
+        print(f"connector vs direct ib_async, same simulator ({rounds} rounds, medians)")
+        for name, d, c in rows:
+            td = await median_time(d, rounds)
+            tc = await median_time(c, rounds)
+            print(f"  {name:<38} direct {td * 1000:7.2f} ms  connector {tc * 1000:7.2f} ms"
+                  f"  = {tc / td:5.2f}x")
+        rss1 = rss_mib(con.pid)
+        print(f"connector RSS: {rss0:.0f} MiB ready, {rss1:.0f} MiB after = {rss1 / rss0:.2f}x")
+    finally:
+        ib.disconnect()
+        await client.close()
+        for p in (con, sim):
+            p.send_signal(signal.SIGTERM)
+            await p.wait()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=30)
+    asyncio.run(main(ap.parse_args().rounds))
