@@ -26,7 +26,7 @@ from typing import Any
 from ib_async import IB, Stock
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from ibhost.ipc import UnixClient  # noqa: E402
+from ibhost.ipc import UnixClient
 
 PY = [sys.executable, "-m", "ibhost.cli"]
 
