@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +12,10 @@ from ibhost.connector.main import Connector
 from ibhost.connector.session import State
 from ibhost.ipc import UnixClient
 from ibhost.sim import Simulator
+
+from .conftest import eventually as wait_until
+
+__all__ = ["make_config", "running_connector", "wait_until"]
 
 FAST = {
     "ib.settle_delay": 0.1,
@@ -47,15 +50,3 @@ async def running_connector(
     finally:
         await client.close()
         await con.stop()
-
-
-async def wait_until(pred: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if loop.time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)

@@ -92,11 +92,11 @@ def test_config_layers_and_errors(tmp_path: Path) -> None:
     assert cfg.ib.host == "127.0.0.1"  # flag beats file
     assert cfg.pacing.scale == 0.5
     assert cfg.connector_socket == tmp_path / "run" / "connector.sock"
-    with pytest.raises(config.ConfigError, match="ib.port"):
+    with pytest.raises(config.ConfigError, match=r"ib\.port"):
         config.load(home=tmp_path, env={"IBHOST_IB_PORT": "0"})
-    with pytest.raises(config.ConfigError, match="ib.nope"):
+    with pytest.raises(config.ConfigError, match=r"ib\.nope"):
         config.load(home=tmp_path, env={}, overrides={"ib.nope": 1})
-    with pytest.raises(config.ConfigError, match="ib.backend"):
+    with pytest.raises(config.ConfigError, match=r"ib\.backend"):
         config.load(home=tmp_path, env={"IBHOST_IB_BACKEND": "ibapi"})
     with pytest.raises(config.ConfigError, match="client_id_max"):
         config.load(home=tmp_path, env={}, overrides={"ib.client_id_start": 60})

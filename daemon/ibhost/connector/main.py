@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from typing import Any
 
@@ -15,6 +14,7 @@ from aiohttp import web
 from .. import config as config_mod
 from ..config import Config
 from ..ipc import serve_unix, stop_unix
+from ..proc import wait_for_stop_signal
 from . import backend as backend_mod
 from .api import init_app
 from .pacing import Scheduler
@@ -115,11 +115,7 @@ async def _main(cfg: Config) -> int:
     except (OSError, ValueError) as e:
         print(f"ibhost connector: cannot serve {connector.socket_path}: {e}", file=sys.stderr)
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await wait_for_stop_signal()
     log.info("stopping: disconnecting from IB")
     await connector.stop()
     return 0

@@ -10,10 +10,8 @@ One table (FAULTS) describes every fault and its parameters; the HTTP routes,
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from ..ipc import serve_unix
 from .server import Simulator
 
 SIM_KEY = web.AppKey("simulator", Simulator)
@@ -202,21 +201,8 @@ def init_app(sim: Simulator) -> web.Application:
 
 
 async def serve_control(sim: Simulator, path: str) -> web.AppRunner:
-    """Serve the control app on a Unix socket: stale socket removed, mode 0600."""
-    if len(path.encode()) >= 104:
-        raise ValueError(f"control socket path too long ({len(path)} bytes): {path}")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # a stale socket from a killed run
-    runner = web.AppRunner(init_app(sim), access_log=None)
-    await runner.setup()
-    old = os.umask(0o177)
-    try:
-        site = web.UnixSite(runner, path)
-        await site.start()
-    finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
-    return runner
+    """Serve the control app on a Unix socket (stale socket removed, mode 0600)."""
+    return await serve_unix(init_app(sim), path)
 
 
 class ControlError(RuntimeError):

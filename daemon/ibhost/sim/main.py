@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import signal
 import sys
 from typing import Any
 
+from ..ipc import stop_unix
+from ..proc import wait_for_stop_signal
 from .control import FAULTS, ControlError, SimControl, _ranges, _when, serve_control
 from .server import Simulator
 
@@ -100,19 +100,11 @@ async def _serve(args: argparse.Namespace) -> int:
         runner = await serve_control(sim, args.control)
     print(f"ibhost sim listening on {sim.host}:{sim.port}"
           + (f", control {args.control}" if args.control else ""), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await wait_for_stop_signal()
     log.info("stopping")
     await sim.stop()
     if runner is not None:
-        await runner.cleanup()
-        with contextlib.suppress(FileNotFoundError):
-            import os
-
-            os.unlink(args.control)
+        await stop_unix(runner, args.control)
     return 0
 
 
