@@ -7,6 +7,7 @@ import sys
 
 from . import __version__
 from .connector import main as connector_main
+from .gateway import main as gateway_main
 from .sim import main as sim_main
 
 
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sim_main.add_parser(sub)
     connector_main.add_parser(sub)
+    gateway_main.add_parser(sub)
     return parser
 
 

@@ -35,6 +35,11 @@ def _floats(v: Any) -> tuple[float, ...]:
     return out
 
 
+def _upper_list(v: Any) -> tuple[str, ...]:
+    items = v if isinstance(v, list | tuple) else str(v).split(",")
+    return tuple(str(x).strip().upper() for x in items if str(x).strip())
+
+
 def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def conv(v: Any) -> Any:
         x = kind(v)
@@ -63,6 +68,13 @@ def _choice(*options: str) -> Callable[[Any], str]:
         return s
 
     return conv
+
+
+def _listen_port(v: Any) -> int:
+    p = int(v)
+    if not 0 <= p < 65536:
+        raise ValueError("must be a TCP port (0 picks a free one)")
+    return p
 
 
 def _port(v: Any) -> int:
@@ -115,11 +127,37 @@ class ConnectorConfig:
 
 
 @dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 5001
+    api_key: str = ""  # comma-separated keys; prefer IBHOST_GATEWAY_API_KEY or key_file
+    key_file: str = ""  # one key per line
+    reads_need_key: bool = False
+    max_body: int = 1 << 20
+    connector_timeout: float = 120.0
+    health_timeout: float = 0.8
+    idempotency_file: str = "data/idempotency.json"
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class TradingConfig:
+    enabled: bool = False
+    max_quantity: float = 100.0
+    max_notional: float = 10_000.0
+    allowed_sec_types: tuple[str, ...] = ("STK",)
+    symbols: tuple[str, ...] = ()  # allow-list; empty allows every symbol
+    allow_market_options: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     home: Path = field(default_factory=lambda: Path("~/.ibhost").expanduser())
     ib: IBConfig = field(default_factory=IBConfig)
     pacing: PacingConfig = field(default_factory=PacingConfig)
     connector: ConnectorConfig = field(default_factory=ConnectorConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    trading: TradingConfig = field(default_factory=TradingConfig)
 
     def path(self, rel: str) -> Path:
         p = Path(rel).expanduser()
@@ -153,8 +191,22 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "queue_max": _positive(int),
     },
     "connector": {"socket": str, "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR")},
+    "gateway": {
+        "host": str, "port": _listen_port, "api_key": str, "key_file": str,
+        "reads_need_key": _bool, "max_body": _positive(int),
+        "connector_timeout": _positive(float), "health_timeout": _positive(float),
+        "idempotency_file": str,
+        "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
+    },
+    "trading": {
+        "enabled": _bool, "max_quantity": _positive(float), "max_notional": _positive(float),
+        "allowed_sec_types": _upper_list, "symbols": _upper_list,
+        "allow_market_options": _bool,
+    },
 }
-_SECTIONS = {"ib": IBConfig, "pacing": PacingConfig, "connector": ConnectorConfig}
+_SECTIONS = {"ib": IBConfig, "pacing": PacingConfig, "connector": ConnectorConfig,
+             "gateway": GatewayConfig, "trading": TradingConfig}
+SECRET_KEYS = {("gateway", "api_key")}
 
 
 class ConfigError(ValueError):
@@ -240,5 +292,7 @@ def describe(cfg: Config) -> dict[str, Any]:
     out: dict[str, Any] = {"home": str(cfg.home)}
     for section in _SECTIONS:
         obj = getattr(cfg, section)
-        out[section] = {f.name: getattr(obj, f.name) for f in fields(obj)}
+        out[section] = {f.name: ("***" if (section, f.name) in SECRET_KEYS and
+                                 getattr(obj, f.name) else getattr(obj, f.name))
+                        for f in fields(obj)}
     return out

@@ -82,6 +82,25 @@ class UnixClient:
             await self._session.close()
             self._session = None
 
+    async def request_text(self, method: str, url: str, *,
+                           read_timeout: float | None = None) -> str:
+        """Call ``url`` and return the body as text (for non-JSON answers like /metrics)."""
+        timeout = None
+        if read_timeout is not None:
+            timeout = aiohttp.ClientTimeout(sock_connect=self.connect_timeout,
+                                            sock_read=read_timeout)
+        try:
+            async with self._http().request(method, "http://ibhost" + url,
+                                            timeout=timeout) as resp:
+                text = await resp.text()
+                if resp.status >= 400:
+                    raise IpcError(self.path, f"HTTP {resp.status}")
+                return text
+        except TimeoutError as e:
+            raise IpcError(self.path, "timed out", timeout=True) from e
+        except (aiohttp.ClientError, OSError) as e:
+            raise IpcError(self.path, str(e) or type(e).__name__) from e
+
     async def request(
         self,
         method: str,

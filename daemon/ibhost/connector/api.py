@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import __version__
 from ..config import Config, describe
@@ -28,6 +29,7 @@ from ..validate import (
     req_str,
 )
 from .contracts import parse_spec
+from .metrics import ConnectorMetrics, route_label
 from .pacing import PRIORITIES, Scheduler
 from .service import Service
 from .session import Session, State
@@ -39,10 +41,23 @@ SESSION_KEY = web.AppKey("session", Session)
 SCHEDULER_KEY = web.AppKey("scheduler", Scheduler)
 CONFIG_KEY = web.AppKey("config", Config)
 STARTED_KEY = web.AppKey("started", float)
+METRICS_KEY = web.AppKey("metrics", ConnectorMetrics)
 
 GENERIC_TICKS = (100, 101, 104, 106, 165, 221, 225, 233, 236, 258, 293, 294, 295, 375, 411)
 ORDER_TYPES = ("MKT", "LMT", "STP", "STP LMT")
 TIFS = ("DAY", "GTC", "IOC", "OPG", "GTD", "FOK")
+
+
+@web.middleware
+async def metrics_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    t0 = time.perf_counter()
+    resp = await handler(request)
+    if request.path != "/metrics":
+        request.app[METRICS_KEY].request_seconds.labels(
+            route_label(request.path), str(resp.status)).observe(time.perf_counter() - t0)
+    return resp
 
 
 @web.middleware
@@ -233,9 +248,15 @@ async def positions(request: web.Request) -> web.Response:
     return web.json_response(await request.app[SERVICE_KEY].positions())
 
 
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS_KEY].exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/health", health)
+    r.add_get("/metrics", metrics)
     r.add_get("/status", status)
     r.add_post("/reconnect", reconnect)
     r.add_post("/historical", historical)
@@ -255,12 +276,14 @@ def setup_routes(app: web.Application) -> None:
 
 def init_app(cfg: Config, session: Session, scheduler: Scheduler,
              service: Service) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=1 << 20)
+    app = web.Application(middlewares=[metrics_middleware, errors_middleware],
+                          client_max_size=1 << 20)
     app[CONFIG_KEY] = cfg
     app[SESSION_KEY] = session
     app[SCHEDULER_KEY] = scheduler
     app[SERVICE_KEY] = service
     app[STARTED_KEY] = time.monotonic()
+    app[METRICS_KEY] = ConnectorMetrics(session, scheduler)
     setup_routes(app)
     return app
 

@@ -88,6 +88,7 @@ class Scheduler:
         self._cache: dict[Hashable, tuple[float, Any]] = {}
         self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
         self.stats = PacingStats()
+        self.on_grant: Callable[[float], None] | None = None  # wait seconds, for metrics
 
     # --- public ------------------------------------------------------------------------
 
@@ -195,6 +196,8 @@ class Scheduler:
                 self.stats.wait_seconds_total += waited
                 self.stats.wait_seconds_max = max(self.stats.wait_seconds_max, waited)
                 self.stats.waits.append(waited)
+                if self.on_grant is not None:
+                    self.on_grant(waited)
                 chosen.granted.set_result(None)
                 continue
             if soonest == float("inf"):

@@ -1,0 +1,1 @@
+"""The HTTP gateway: the tree's only TCP listener, for containers and scripts."""

@@ -1,0 +1,75 @@
+"""The gateway's view of the connector's health: polled in the background, served cached.
+
+/health never waits on the connector longer than ``gateway.health_timeout``: a
+stopped or stuck connector is reported as ``busy`` (the socket accepts but
+nothing answers), a missing one as ``down``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from ..errors import IbhostError
+from ..ipc import IpcError, UnixClient
+
+log = logging.getLogger("ibhost.gateway.health")
+STALE_AFTER = 3.0
+
+
+class HealthWatcher:
+    def __init__(self, client: UnixClient, timeout: float, interval: float = 1.0) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.interval = interval
+        self.last: dict[str, Any] = {"status": "down", "reason": "not checked yet",
+                                     "connector": None, "checkedAt": None}
+        self._checked_mono = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def check(self) -> dict[str, Any]:
+        """Ask the connector now (bounded by the timeout) and remember the answer."""
+        now = time.time()
+        try:
+            h = await asyncio.wait_for(
+                self.client.request("GET", "/health", read_timeout=self.timeout), self.timeout)
+            result = {"status": h.get("status", "down"), "reason": h.get("reason", ""),
+                      "connector": h}
+        except (TimeoutError, IpcError) as e:
+            timed_out = isinstance(e, TimeoutError) or (isinstance(e, IpcError) and e.timeout)
+            if timed_out:
+                result = {"status": "busy", "reason": "the connector did not answer within "
+                          f"{self.timeout:g}s (stopped or overloaded)", "connector": None}
+            else:
+                result = {"status": "down", "reason": "the connector is not running "
+                          "(its socket does not accept connections)", "connector": None}
+        except IbhostError as e:
+            result = {"status": "down", "reason": e.message, "connector": None}
+        result["checkedAt"] = now
+        self.last = result
+        self._checked_mono = time.monotonic()
+        return result
+
+    def cached(self) -> dict[str, Any]:
+        age = time.monotonic() - self._checked_mono
+        if self._checked_mono and age > STALE_AFTER + self.timeout:
+            return {**self.last, "status": "busy",
+                    "reason": f"no answer from the connector for {age:.0f}s"}
+        return self.last
+
+    async def _loop(self) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="health-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

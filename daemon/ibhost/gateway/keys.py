@@ -1,0 +1,20 @@
+"""Typed application keys shared by the gateway's modules."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..config import Config
+from ..ipc import UnixClient
+from .auth import Authenticator
+from .health import HealthWatcher
+from .idempotency import IdempotencyStore
+from .metrics import GatewayMetrics
+
+CONFIG_KEY = web.AppKey("config", Config)
+AUTH_KEY = web.AppKey("auth", Authenticator)
+CONNECTOR_KEY = web.AppKey("connector", UnixClient)
+HEALTH_KEY = web.AppKey("health", HealthWatcher)
+IDEMPOTENCY_KEY = web.AppKey("idempotency", IdempotencyStore)
+METRICS_KEY = web.AppKey("metrics", GatewayMetrics)
+STARTED_KEY = web.AppKey("started", float)

@@ -1,0 +1,112 @@
+"""``ibhost gateway``: aiohttp on uvloop, 127.0.0.1:5001 by default."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from .. import config as config_mod
+from ..config import Config
+from ..connector.main import add_config_args, config_from_args
+from ..proc import wait_for_stop_signal
+from .app import init_app
+from .auth import load_keys
+
+log = logging.getLogger("ibhost.gateway")
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(cfg: Config) -> None:
+    """Refuse a non-loopback address unless an API key is configured."""
+    if not is_loopback(cfg.gateway.host) and not load_keys(cfg):
+        raise ValueError(f"gateway.host {cfg.gateway.host} is not a loopback address: set "
+                         "an API key (IBHOST_GATEWAY_API_KEY or gateway.key_file) first")
+
+
+class Gateway:
+    def __init__(self, cfg: Config) -> None:
+        check_bind(cfg)
+        self.cfg = cfg
+        self.app = init_app(cfg)
+        self.runner: web.AppRunner | None = None
+        self.port = cfg.gateway.port
+
+    async def start(self) -> Gateway:
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.cfg.gateway.host, self.cfg.gateway.port,
+                           reuse_address=True)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None)
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        log.info("gateway listening on http://%s:%s", self.cfg.gateway.host, self.port)
+        return self
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    async def __aenter__(self) -> Gateway:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("gateway", help="serve the HTTP API (127.0.0.1:5001)")
+    add_config_args(p)
+    p.add_argument("--bind", default=None, help="address to listen on (gateway.host)")
+    p.add_argument("--http-port", type=int, default=None, help="HTTP port (gateway.port)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.bind:
+            args.set.append(f"gateway.host={args.bind}")
+        if args.http_port is not None:
+            args.set.append(f"gateway.port={args.http_port}")
+        cfg = config_from_args(args)
+        check_bind(cfg)
+    except (config_mod.ConfigError, ValueError) as e:
+        print(f"ibhost gateway: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=cfg.gateway.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    return asyncio.run(_main(cfg))
+
+
+async def _main(cfg: Config) -> int:
+    gw = Gateway(cfg)
+    try:
+        await gw.start()
+    except OSError as e:
+        print(f"ibhost gateway: cannot listen on {cfg.gateway.host}:{cfg.gateway.port}: "
+              f"{e.strerror}", file=sys.stderr)
+        return 1
+    print(f"ibhost gateway listening on http://{cfg.gateway.host}:{gw.port}", flush=True)
+    await wait_for_stop_signal()
+    await gw.stop()
+    return 0

@@ -1,0 +1,85 @@
+"""The gateway's metrics, and the one /metrics for the whole tree.
+
+Design: every program keeps its own prometheus_client registry and serves it on
+its control socket; the gateway scrapes those over the sockets at /metrics time
+and appends them to its own. That keeps custom collectors (the connector reads
+its live state at scrape time), needs no shared multiprocess directory, and a
+program that is down shows as ``ibhost_up{program="..."} 0``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from ..ipc import UnixClient
+
+GUARDS = ("trading_disabled", "sec_type", "symbol_allowlist", "market_order_on_option",
+          "max_quantity", "max_notional", "api_key")
+AUTH_FAILURES = ("missing", "invalid", "no_key_configured")
+HEALTH = ("ok", "degraded", "down", "busy")
+
+
+class GatewayMetrics:
+    def __init__(self, routes: list[str], programs: dict[str, UnixClient]) -> None:
+        self.programs = programs
+        r = self.registry = CollectorRegistry()
+        self.request_seconds = Histogram(
+            "ibhost_gateway_request_duration_seconds", "HTTP request latency",
+            ["route", "method", "status"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r)
+        for route in routes:
+            method = "POST" if route in POST_ROUTES else "GET"
+            self.request_seconds.labels(route, method, "200")
+        self.auth_failures = Counter("ibhost_gateway_auth_failures_total",
+                                     "requests refused for a missing or wrong API key",
+                                     ["reason"], registry=r)
+        for reason in AUTH_FAILURES:
+            self.auth_failures.labels(reason)
+        self.guard_rejections = Counter("ibhost_gateway_order_guard_rejections_total",
+                                        "orders refused by a trading guard", ["guard"],
+                                        registry=r)
+        for g in GUARDS:
+            self.guard_rejections.labels(g)
+        self.idempotent_replays = Counter(
+            "ibhost_gateway_idempotent_replays_total",
+            "order retries answered from the idempotency store", registry=r)
+        self.health = Gauge("ibhost_gateway_connector_health",
+                            "1 for the connector health the gateway sees", ["status"],
+                            registry=r)
+        for h in HEALTH:
+            self.health.labels(h)
+        self.up = Gauge("ibhost_up", "1 if the program answered the metrics scrape",
+                        ["program"], registry=r)
+        self.up.labels("gateway").set(1)
+        for name in programs:
+            self.up.labels(name)
+        self.scrape_errors = Counter("ibhost_gateway_scrape_errors_total",
+                                     "failed scrapes of a program's metrics", ["program"],
+                                     registry=r)
+        for name in programs:
+            self.scrape_errors.labels(name)
+
+    def set_health(self, status: str) -> None:
+        for h in HEALTH:
+            self.health.labels(h).set(1 if h == status else 0)
+
+    async def exposition(self, timeout: float = 1.0) -> bytes:
+        async def scrape(name: str, client: UnixClient) -> bytes:
+            try:
+                text = await asyncio.wait_for(
+                    client.request_text("GET", "/metrics", read_timeout=timeout), timeout)
+                self.up.labels(name).set(1)
+                return text.encode()
+            except Exception:
+                self.up.labels(name).set(0)
+                self.scrape_errors.labels(name).inc()
+                return b""
+
+        parts = await asyncio.gather(*(scrape(n, c) for n, c in self.programs.items()))
+        return generate_latest(self.registry) + b"".join(parts)
+
+
+POST_ROUTES = {"/data/historical", "/data/validate", "/market/snapshot", "/orders"}

@@ -1,0 +1,186 @@
+"""The gateway's OpenAPI 3.1 description, and a self-contained docs page rendered from it."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+
+CONTRACT = {
+    "type": "object",
+    "properties": {
+        "symbol": {"type": "string", "example": "AAPL"},
+        "secType": {"type": "string", "default": "STK",
+                    "enum": ["STK", "OPT", "FUT", "CASH", "IND", "FOP", "CFD", "BOND", "FUND",
+                             "CRYPTO"]},
+        "exchange": {"type": "string", "default": "SMART"},
+        "currency": {"type": "string", "default": "USD", "description": "\"\" for any"},
+        "primaryExchange": {"type": "string"},
+        "lastTradeDateOrContractMonth": {"type": "string", "description": "YYYYMM[DD]"},
+        "expiry": {"type": "string", "description": "alias of lastTradeDateOrContractMonth"},
+        "strike": {"type": "number"},
+        "right": {"type": "string", "enum": ["C", "P"]},
+        "multiplier": {"type": "string"},
+        "localSymbol": {"type": "string"},
+        "tradingClass": {"type": "string"},
+        "conId": {"type": "integer"},
+    },
+}
+ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+        "code": {"type": "string", "enum": [
+            "bad_request", "unauthorized", "forbidden", "not_found", "ambiguous", "conflict",
+            "payload_too_large", "pacing", "subscription_required", "competing_session",
+            "rejected", "no_data", "unavailable", "timeout", "internal"]},
+        "message": {"type": "string"}, "field": {"type": "string"},
+        "ib_code": {"type": "integer"}, "guard": {"type": "string"}}}},
+}
+HISTORICAL = {"allOf": [{"$ref": "#/components/schemas/Contract"}, {
+    "type": "object",
+    "properties": {
+        "barSize": {"type": "string", "example": "1 min",
+                    "description": "IB bar size: 1 secs … 8 hours, 1 day, 1 week, 1 month"},
+        "timeframe": {"type": "string", "example": "1h",
+                      "description": "alternative to barSize: 1s 5s … 1m 5m 15m 30m 1h 4h 1d "
+                                     "1w 1M"},
+        "start": {"type": "string", "format": "date-time"},
+        "end": {"type": "string", "format": "date-time", "description": "default now"},
+        "duration": {"type": "string", "example": "2 D",
+                     "description": "instead of start: one IB request"},
+        "whatToShow": {"type": "string", "default": "TRADES",
+                       "enum": ["TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK"]},
+        "useRTH": {"type": "boolean", "default": True},
+        "priority": {"type": "string", "enum": ["interactive", "background"]},
+    }}]}
+ORDER = {"allOf": [{"$ref": "#/components/schemas/Contract"}, {
+    "type": "object", "required": ["action", "quantity"],
+    "properties": {
+        "action": {"type": "string", "enum": ["BUY", "SELL"]},
+        "quantity": {"type": "number", "exclusiveMinimum": 0},
+        "orderType": {"type": "string", "default": "LMT",
+                      "enum": ["MKT", "LMT", "STP", "STP LMT"]},
+        "limitPrice": {"type": "number"}, "stopPrice": {"type": "number"},
+        "tif": {"type": "string", "default": "DAY"}, "outsideRth": {"type": "boolean"},
+        "orderRef": {"type": "string"},
+    }}]}
+
+
+def _op(summary: str, *, body: str | None = None, query: list[str] | None = None,
+        key: str = "read", ok: str = "200", extra: str = "") -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "description": extra or summary,
+                          "responses": {ok: {"description": "OK"},
+                                        "default": {"description": "error", "content": {
+                                            "application/json": {"schema": {
+                                                "$ref": "#/components/schemas/Error"}}}}}}
+    if key == "trading":
+        op["security"] = [{"apiKey": []}]
+        op["parameters"] = [{"name": "Idempotency-Key", "in": "header", "required": False,
+                             "schema": {"type": "string", "maxLength": 128}}]
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{body}"}}}}
+    if query:
+        op.setdefault("parameters", []).extend(
+            {"name": q, "in": "query", "required": q == "symbol", "schema": {"type": "string"}}
+            for q in query)
+    return op
+
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "ibhost gateway", "version": __version__,
+             "description": "One healthy Interactive Brokers API connection, over HTTP."},
+    "components": {
+        "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        "schemas": {"Contract": CONTRACT, "Error": ERROR, "HistoricalRequest": HISTORICAL,
+                    "OrderRequest": ORDER},
+    },
+    "paths": {
+        "/": {"get": _op("service info: name, version, endpoints")},
+        "/ping": {"get": _op("liveness of the gateway itself (no IB, no connector call)")},
+        "/health": {"get": _op(
+            "connection health: ok / degraded / down / busy, within 1 s",
+            query=["connect"], extra="connect=false (default) answers from the state the "
+            "gateway polls every second; connect=true asks the connector now (bounded by "
+            "gateway.health_timeout). 200 for ok/degraded, 503 for down/busy.")},
+        "/health/detailed": {"get": _op("all connector diagnostics and the programs' status")},
+        "/data/historical": {"post": _op(
+            "historical bars (UTC)", body="HistoricalRequest", query=["format"],
+            extra="format=json (columnar, default) | records | csv, or Accept: text/csv. "
+            "Long ranges are chunked under IB's pacing rules and stitched.")},
+        "/data/validate": {"post": _op("contract metadata, or 404 / 409 ambiguous",
+                                       body="Contract")},
+        "/data/head-timestamp": {"get": _op("earliest available data", query=[
+            "symbol", "secType", "exchange", "currency", "whatToShow", "useRTH"])},
+        "/options/chain": {"get": _op("option expirations and strikes per exchange",
+                                      query=["symbol", "secType", "exchange", "currency"])},
+        "/market/snapshot": {"post": _op(
+            "bid/ask/last/volume; greeks, IV, HV, OI with genericTicks", body="Contract")},
+        "/orders": {
+            "post": _op("place an order (trading must be enabled; X-API-Key required)",
+                        body="OrderRequest", key="trading", ok="201",
+                        extra="Guards: trading.enabled, allowed secTypes, symbol allow-list, "
+                        "no MKT on options, max quantity, max notional (403 naming the "
+                        "guard). Idempotency-Key: a retry returns the first answer and never "
+                        "places a second order, also across restarts."),
+            "get": _op("open orders"),
+        },
+        "/orders/{orderId}": {"delete": {**_op("cancel an order", key="trading"),
+                                         "parameters": [{"name": "orderId", "in": "path",
+                                                         "required": True,
+                                                         "schema": {"type": "integer"}}]}},
+        "/executions": {"get": _op("fills", query=["symbol", "secType", "side", "since",
+                                                   "clientId"])},
+        "/positions": {"get": _op("positions")},
+        "/api/v1/system/ib-status": {"get": _op("IB connection status (compatibility)")},
+        "/api/v1/system/system-status": {"get": _op("status of every program")},
+        "/metrics": {"get": _op("Prometheus metrics of the whole tree")},
+        "/openapi.json": {"get": _op("this document")},
+        "/docs": {"get": _op("human-readable API page")},
+    },
+}
+
+
+async def spec_handler(request: web.Request) -> web.Response:
+    return web.json_response(SPEC)
+
+
+def render_docs() -> str:
+    rows = []
+    for path, ops in SPEC["paths"].items():
+        for method, op in ops.items():
+            params = ", ".join(p["name"] for p in op.get("parameters", []))
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+            ref = body.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1]
+            rows.append(
+                f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}"
+                f"</code></td><td>{html.escape(op['description'])}"
+                f"{'<br><em>body:</em> ' + ref if ref else ''}"
+                f"{'<br><em>parameters:</em> ' + html.escape(params) if params else ''}"
+                f"{'<br><strong>X-API-Key required</strong>' if op.get('security') else ''}"
+                "</td></tr>")
+    schemas = "".join(
+        f"<h3>{name}</h3><pre>{html.escape(_schema_text(s))}</pre>"
+        for name, s in SPEC["components"]["schemas"].items())
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>ibhost API</title>"
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+            "td{vertical-align:top;padding:4px 8px;border-bottom:1px solid #ddd}"
+            "pre{background:#f6f6f6;padding:8px}</style></head><body>"
+            f"<h1>ibhost gateway {__version__}</h1><p>{SPEC['info']['description']} "
+            "Machine-readable: <a href='/openapi.json'>/openapi.json</a>. Errors are "
+            "<code>{\"error\": {\"code\", \"message\", \"field\"?, \"ib_code\"?}}</code>.</p>"
+            f"<table>{''.join(rows)}</table><h2>Schemas</h2>{schemas}</body></html>")
+
+
+def _schema_text(schema: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(schema, indent=2)
+
+
+async def docs_handler(request: web.Request) -> web.Response:
+    return web.Response(text=render_docs(), content_type="text/html")
