@@ -1,0 +1,380 @@
+"""Python client for the ibhost gateway, for backends in containers.
+
+    from ibhost.client import AsyncIBHostClient
+    async with AsyncIBHostClient() as ib:          # IB_HOST_SERVICE_URL or localhost:5001
+        df = await ib.fetch_historical_data("AAPL", "1h", start, end)
+
+``IBHostClient`` is the same API, synchronous (standard library only).
+
+Failures: 503/504 and connection errors are retried with exponential backoff;
+4xx never; an order without an idempotency key never (it could be placed twice).
+A circuit breaker fails fast while the host is down and lets one probe through
+after ``breaker_reset`` seconds to close again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import random
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pandas as pd
+
+DEFAULT_URL = "http://localhost:5001"
+RETRY_STATUSES = (502, 503, 504)
+
+
+def use_host_service() -> bool:
+    """``USE_IB_HOST_SERVICE`` as existing setups read it (default: true)."""
+    return os.environ.get("USE_IB_HOST_SERVICE", "true").strip().lower() in (
+        "1", "true", "yes", "on")
+
+
+def service_url() -> str:
+    return os.environ.get("IB_HOST_SERVICE_URL", DEFAULT_URL).rstrip("/")
+
+
+class IBHostError(Exception):
+    """An error answer from the gateway (or no answer at all: status 0)."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 ib_code: int | None = None, body: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.ib_code = ib_code
+        self.body = body or {}
+
+
+class CircuitOpenError(IBHostError):
+    def __init__(self, retry_in: float) -> None:
+        super().__init__(0, "circuit_open", f"the host service is failing; next probe in "
+                                            f"{retry_in:.1f}s")
+        self.retry_in = retry_in
+
+
+class CircuitBreaker:
+    """closed -> open after ``threshold`` failures in a row -> half-open after ``reset``."""
+
+    def __init__(self, threshold: int = 5, reset: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.threshold = threshold
+        self.reset = reset
+        self.clock = clock
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half_open" if self.clock() - self.opened_at >= self.reset else "open"
+
+    def before(self) -> None:
+        st = self.state
+        if st == "open" or (st == "half_open" and self._probing):
+            assert self.opened_at is not None
+            raise CircuitOpenError(max(0.0, self.reset - (self.clock() - self.opened_at)))
+        if st == "half_open":
+            self._probing = True
+
+    def success(self) -> None:
+        self.failures = 0
+        self.opened_at = None
+        self._probing = False
+
+    def failure(self) -> None:
+        self.failures += 1
+        self._probing = False
+        if self.state == "half_open" or self.failures >= self.threshold:
+            self.opened_at = self.clock()
+
+
+def _error_from(status: int, text: str) -> IBHostError:
+    try:
+        data = json.loads(text)
+        err = data.get("error", {})
+    except (json.JSONDecodeError, AttributeError):
+        data, err = {}, {}
+    return IBHostError(status, err.get("code", "http_error"), err.get("message", text[:200]),
+                       err.get("field"), err.get("ib_code"), data if isinstance(data, dict)
+                       else {})
+
+
+def _iso(t: dt.datetime | dt.date | str | None) -> str | None:
+    if t is None or isinstance(t, str):
+        return t
+    if isinstance(t, dt.datetime):
+        return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).isoformat()
+    return t.isoformat()
+
+
+def bars_frame(result: dict[str, Any]) -> pd.DataFrame:
+    """Columnar historical answer -> DataFrame indexed by UTC timestamp."""
+    data = result.get("data", {})
+    df = pd.DataFrame({c: data.get(c, []) for c in ("open", "high", "low", "close", "volume")})
+    df.index = pd.DatetimeIndex(pd.to_datetime(data.get("timestamp", []), utc=True),
+                                name="timestamp")
+    return df
+
+
+def _hist_body(symbol: str, timeframe: str, start: Any, end: Any, **kw: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"symbol": symbol, "start": _iso(start), "end": _iso(end), **kw}
+    body["barSize" if " " in timeframe else "timeframe"] = timeframe
+    return {k: v for k, v in body.items() if v is not None}
+
+
+class _Policy:
+    def __init__(self, retries: int, backoff: float, max_backoff: float,
+                 breaker: CircuitBreaker) -> None:
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.breaker = breaker
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.max_backoff, self.backoff * (2 ** attempt))
+        return base * (0.5 + random.random() / 2)
+
+    @staticmethod
+    def retryable(method: str, path: str, headers: dict[str, str]) -> bool:
+        if method == "POST" and path.startswith("/orders"):
+            return "Idempotency-Key" in headers
+        return method != "DELETE"
+
+
+class AsyncIBHostClient:
+    def __init__(self, base_url: str | None = None, *, api_key: str | None = None,
+                 timeout: float = 120.0, retries: int = 3, backoff: float = 0.5,
+                 max_backoff: float = 8.0, breaker: CircuitBreaker | None = None) -> None:
+        self.base_url = (base_url or service_url()).rstrip("/")
+        self.api_key = api_key or os.environ.get("IB_HOST_SERVICE_API_KEY")
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.policy = _Policy(retries, backoff, max_backoff, breaker or CircuitBreaker())
+        self._http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AsyncIBHostClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def request(self, method: str, path: str, *, body: Any = None,
+                      params: dict[str, Any] | None = None,
+                      headers: dict[str, str] | None = None) -> Any:
+        hdrs = dict(headers or {})
+        if self.api_key:
+            hdrs["X-API-Key"] = self.api_key
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=self.timeout)
+        retry_ok = self.policy.retryable(method, path, hdrs)
+        attempt = 0
+        while True:
+            self.policy.breaker.before()
+            try:
+                async with self._http.request(method, self.base_url + path, json=body,
+                                              params=params, headers=hdrs) as r:
+                    text = await r.text()
+                    status = r.status
+            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                self.policy.breaker.failure()
+                err: IBHostError = IBHostError(0, "connection_error", str(e) or type(e).__name__)
+            else:
+                if status < 400:
+                    self.policy.breaker.success()
+                    return json.loads(text) if text else None
+                err = _error_from(status, text)
+                if status in RETRY_STATUSES:
+                    self.policy.breaker.failure()
+                else:
+                    self.policy.breaker.success()  # the host answered: it is up
+                    raise err
+            if not retry_ok or attempt >= self.policy.retries:
+                raise err
+            await asyncio.sleep(self.policy.delay(attempt))
+            attempt += 1
+
+    # --- API -------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = await self.request("GET", "/health")
+            return result
+        except IBHostError as e:
+            return e.body or {"status": "down", "reason": e.message}
+
+    async def fetch_historical_data(self, symbol: str, timeframe: str,
+                                    start: dt.datetime | dt.date | str,
+                                    end: dt.datetime | dt.date | str | None = None,
+                                    **kw: Any) -> pd.DataFrame:
+        result = await self.request("POST", "/data/historical",
+                                    body=_hist_body(symbol, timeframe, start, end, **kw))
+        return bars_frame(result)
+
+    async def validate_symbol(self, symbol: str, **kw: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/data/validate",
+                                                    body={"symbol": symbol, **kw})
+        return result
+
+    async def head_timestamp(self, symbol: str, **kw: Any) -> dt.datetime:
+        r = await self.request("GET", "/data/head-timestamp", params={"symbol": symbol, **kw})
+        return dt.datetime.fromisoformat(r["headTimestamp"])
+
+    async def option_chain(self, symbol: str, **kw: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/options/chain",
+                                                    params={"symbol": symbol, **kw})
+        return result
+
+    async def snapshot(self, symbol: str, **kw: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/market/snapshot",
+                                                    body={"symbol": symbol, **kw})
+        return result
+
+    async def place_order(self, symbol: str, action: str, quantity: float, *,
+                          idempotency_key: str | None = None, **kw: Any) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = await self.request(
+            "POST", "/orders", body={"symbol": symbol, "action": action,
+                                     "quantity": quantity, **kw}, headers=headers)
+        return result
+
+    async def cancel_order(self, order_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("DELETE", f"/orders/{int(order_id)}")
+        return result
+
+    async def open_orders(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self.request("GET", "/orders")
+        return result
+
+    async def executions(self, **filters: Any) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self.request("GET", "/executions", params=filters)
+        return result
+
+    async def positions(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self.request("GET", "/positions")
+        return result
+
+
+class IBHostClient:
+    """The synchronous flavour (urllib; safe to use where no event loop runs)."""
+
+    def __init__(self, base_url: str | None = None, *, api_key: str | None = None,
+                 timeout: float = 120.0, retries: int = 3, backoff: float = 0.5,
+                 max_backoff: float = 8.0, breaker: CircuitBreaker | None = None) -> None:
+        self.base_url = (base_url or service_url()).rstrip("/")
+        self.api_key = api_key or os.environ.get("IB_HOST_SERVICE_API_KEY")
+        self.timeout = timeout
+        self.policy = _Policy(retries, backoff, max_backoff, breaker or CircuitBreaker())
+
+    def request(self, method: str, path: str, *, body: Any = None,
+                params: dict[str, Any] | None = None,
+                headers: dict[str, str] | None = None) -> Any:
+        hdrs = {"Accept": "application/json", **(headers or {})}
+        if self.api_key:
+            hdrs["X-API-Key"] = self.api_key
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        url = self.base_url + path
+        if params:
+            url += "?" + urllib.parse.urlencode({k: v for k, v in params.items()
+                                                 if v is not None})
+        retry_ok = self.policy.retryable(method, path, hdrs)
+        attempt = 0
+        while True:
+            self.policy.breaker.before()
+            req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                    text = r.read().decode()
+                self.policy.breaker.success()
+                return json.loads(text) if text else None
+            except urllib.error.HTTPError as e:
+                err = _error_from(e.code, e.read().decode(errors="replace"))
+                if e.code in RETRY_STATUSES:
+                    self.policy.breaker.failure()
+                else:
+                    self.policy.breaker.success()
+                    raise err from None
+            except (urllib.error.URLError, OSError, TimeoutError) as e:
+                self.policy.breaker.failure()
+                err = IBHostError(0, "connection_error", str(e))
+            if not retry_ok or attempt >= self.policy.retries:
+                raise err
+            time.sleep(self.policy.delay(attempt))
+            attempt += 1
+
+    def health(self) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = self.request("GET", "/health")
+            return result
+        except IBHostError as e:
+            return e.body or {"status": "down", "reason": e.message}
+
+    def fetch_historical_data(self, symbol: str, timeframe: str,
+                              start: dt.datetime | dt.date | str,
+                              end: dt.datetime | dt.date | str | None = None,
+                              **kw: Any) -> pd.DataFrame:
+        return bars_frame(self.request("POST", "/data/historical",
+                                       body=_hist_body(symbol, timeframe, start, end, **kw)))
+
+    def validate_symbol(self, symbol: str, **kw: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", "/data/validate",
+                                              body={"symbol": symbol, **kw})
+        return result
+
+    def head_timestamp(self, symbol: str, **kw: Any) -> dt.datetime:
+        r = self.request("GET", "/data/head-timestamp", params={"symbol": symbol, **kw})
+        return dt.datetime.fromisoformat(r["headTimestamp"])
+
+    def option_chain(self, symbol: str, **kw: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/options/chain",
+                                              params={"symbol": symbol, **kw})
+        return result
+
+    def snapshot(self, symbol: str, **kw: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", "/market/snapshot",
+                                              body={"symbol": symbol, **kw})
+        return result
+
+    def place_order(self, symbol: str, action: str, quantity: float, *,
+                    idempotency_key: str | None = None, **kw: Any) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = self.request(
+            "POST", "/orders", body={"symbol": symbol, "action": action,
+                                     "quantity": quantity, **kw}, headers=headers)
+        return result
+
+    def cancel_order(self, order_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("DELETE", f"/orders/{int(order_id)}")
+        return result
+
+    def open_orders(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/orders")
+        return result
+
+    def executions(self, **filters: Any) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/executions", params=filters)
+        return result
+
+    def positions(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/positions")
+        return result
