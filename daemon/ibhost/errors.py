@@ -116,4 +116,6 @@ def from_ib(ib_code: int, message: str) -> IbhostError:
             code = "bad_request"
     if ib_code == 200 and "ambiguous" in message:
         code = "ambiguous"
-    return IbhostError(code, f"IB error {ib_code}: {message}", ib_code=ib_code)
+    # 200 is always about the contract the request named
+    field = "symbol" if ib_code == 200 else None
+    return IbhostError(code, f"IB error {ib_code}: {message}", ib_code=ib_code, field=field)

@@ -1,0 +1,294 @@
+"""The HTTP gateway against the real connector and the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ibhost.gateway.app import init_app
+from ibhost.sim import Simulator
+
+from .connector_fixtures import make_config, running_connector, wait_until
+
+KEY = "test-key-0123456789abcdef"
+H = {"X-API-Key": KEY}
+
+
+@contextlib.asynccontextmanager
+async def gateway(aiohttp_client: Any, home: Path, sim: Simulator,
+                  **overrides: Any) -> AsyncIterator[Any]:
+    cfg = make_config(home, sim, gateway__api_key=KEY, **overrides)
+    client = await aiohttp_client(init_app(cfg))
+    await asyncio.sleep(0.1)  # first health poll
+    yield client
+
+
+@pytest.fixture
+async def stack(sim: Simulator, tmp_path: Path, aiohttp_client: Any):
+    async with running_connector(tmp_path, sim) as (con, _), \
+            gateway(aiohttp_client, tmp_path, sim, trading__enabled=True,
+                    trading__allowed_sec_types="STK,OPT") as gw:
+        yield gw
+
+
+async def test_service_endpoints(stack: Any) -> None:
+    r = await stack.get("/")
+    info = await r.json()
+    assert info["name"] == "ibhost" and "POST /data/historical" in info["endpoints"]
+    assert (await (await stack.get("/ping")).json())["pong"] is True
+    h = await stack.get("/health")
+    body = await h.json()
+    assert h.status == 200 and body["status"] == "ok" and body["connector"]["clientId"] == 1
+    live = await (await stack.get("/health?connect=true")).json()
+    assert live["status"] == "ok"
+    d = await (await stack.get("/health/detailed")).json()
+    assert d["connector"]["connection"]["serverVersion"] == 178
+    ib = await (await stack.get("/api/v1/system/ib-status")).json()
+    assert ib["ib_connected"] is True and ib["client_id"] == 1
+    sysst = await (await stack.get("/api/v1/system/system-status")).json()
+    assert sysst["programs"]["connector"]["status"] == "ok"
+    spec = await (await stack.get("/openapi.json")).json()
+    assert "/data/historical" in spec["paths"] and spec["openapi"].startswith("3.")
+    page = await stack.get("/docs")
+    assert page.status == 200 and "/orders/{orderId}" in await page.text()
+    r404 = await stack.get("/nope")
+    assert r404.status == 404 and (await r404.json())["error"]["code"] == "not_found"
+    r405 = await stack.put("/ping")
+    assert r405.status == 405 and "error" in await r405.json()
+
+
+async def test_historical_formats(stack: Any, sim: Simulator) -> None:
+    body = {"symbol": "AAPL", "timeframe": "1h", "start": "2025-11-17T00:00:00Z",
+            "end": "2025-11-22T00:00:00Z"}
+    col = await (await stack.post("/data/historical", json=body)).json()
+    assert col["success"] and col["count"] == 35 and col["barSize"] == "1 hour"
+    assert col["columns"][:2] == ["timestamp", "open"]
+    assert len(col["data"]["close"]) == 35
+    rec = await (await stack.post("/data/historical?format=records", json=body)).json()
+    assert rec["bars"][0]["close"] == col["data"]["close"][0]
+    csv = await stack.post("/data/historical", json=body, headers={"Accept": "text/csv"})
+    lines = (await csv.text()).strip().splitlines()
+    assert csv.headers["Content-Type"].startswith("text/csv")
+    assert lines[0].startswith("timestamp,open,high,low,close,volume") and len(lines) == 36
+    bad = await stack.post("/data/historical?format=xml", json=body)
+    assert bad.status == 400 and (await bad.json())["error"]["field"] == "format"
+    # a large answer streams (chunked) and is still one valid document
+    big = await stack.post("/data/historical", json={
+        "symbol": "AAPL", "barSize": "1 min", "start": "2025-11-03", "end": "2025-11-22",
+        "useRTH": False})
+    assert big.headers.get("Transfer-Encoding") == "chunked"
+    assert (await big.json())["count"] > 5000
+
+
+async def test_data_endpoints(stack: Any) -> None:
+    v = await (await stack.post("/data/validate", json={"symbol": "IBM"})).json()
+    assert v["valid"] and v["primaryExchange"] == "NYSE"
+    nf = await stack.post("/data/validate", json={"symbol": "ZZZZ"})
+    assert nf.status == 404 and (await nf.json())["error"]["ib_code"] == 200
+    ht = await (await stack.get("/data/head-timestamp?symbol=MSFT")).json()
+    assert ht["headTimestamp"].startswith("1986-03-13")
+    ch = await (await stack.get("/options/chain?symbol=AAPL")).json()
+    assert {c["exchange"] for c in ch["chains"]} >= {"SMART", "CBOE"}
+    s = await (await stack.post("/market/snapshot", json={"symbol": "SPY"})).json()
+    assert s["bid"] < s["ask"]
+
+
+async def test_trading_flow_with_key(stack: Any, sim: Simulator) -> None:
+    r = await stack.post("/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 2,
+                                          "orderType": "LMT", "limitPrice": 1.0}, headers=H)
+    order = await r.json()
+    assert r.status == 201 and order["status"] == "Submitted"
+    opens = await (await stack.get("/orders")).json()
+    assert [o["orderId"] for o in opens] == [order["orderId"]]
+    c = await stack.delete(f"/orders/{order['orderId']}", headers=H)
+    assert (await c.json())["status"] == "Cancelled"
+    f = await stack.post("/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 3,
+                                          "orderType": "MKT"}, headers=H)
+    assert (await f.json())["status"] == "Filled"
+    ex = await (await stack.get("/executions?symbol=AAPL")).json()
+    assert len(ex) == 1 and ex[0]["shares"] == 3
+    pos = await (await stack.get("/positions")).json()
+    assert pos[0]["position"] == 3
+
+
+async def test_orders_need_a_key(stack: Any, sim: Simulator) -> None:
+    body = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "orderType": "MKT"}
+    r = await stack.post("/orders", json=body)
+    assert r.status == 401 and (await r.json())["error"]["field"] == "X-API-Key"
+    r = await stack.post("/orders", json=body, headers={"X-API-Key": "wrong-key-000000000"})
+    assert r.status == 403
+    r = await stack.delete("/orders/1")
+    assert r.status == 401
+    assert sim.state()["orders"] == []
+
+
+async def test_trading_off_by_default_and_without_configured_key(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    body = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "orderType": "LMT",
+            "limitPrice": 1.0}
+    async with running_connector(tmp_path, sim), gateway(aiohttp_client, tmp_path, sim) as gw:
+        r = await gw.post("/orders", json=body, headers=H)
+        err = (await r.json())["error"]
+        assert r.status == 403 and err["guard"] == "trading_disabled"
+    async with running_connector(tmp_path, sim):
+        cfg = make_config(tmp_path, sim, trading__enabled=True)  # no key configured
+        gw2 = await aiohttp_client(init_app(cfg))
+        r = await gw2.post("/orders", json=body, headers=H)
+        assert r.status == 403 and (await r.json())["error"]["guard"] == "api_key"
+    assert sim.state()["orders"] == []
+
+
+@pytest.mark.parametrize(("body", "guard"), [
+    ({"symbol": "ES", "secType": "FUT", "exchange": "CME", "action": "BUY", "quantity": 1,
+      "orderType": "LMT", "limitPrice": 1}, "sec_type"),
+    ({"symbol": "TSLA", "action": "BUY", "quantity": 1, "orderType": "LMT",
+      "limitPrice": 1}, "symbol_allowlist"),
+    ({"symbol": "AAPL", "secType": "OPT", "expiry": "20261218", "strike": 230, "right": "C",
+      "action": "BUY", "quantity": 1, "orderType": "MKT"}, "market_order_on_option"),
+    ({"symbol": "AAPL", "action": "BUY", "quantity": 51, "orderType": "LMT",
+      "limitPrice": 1}, "max_quantity"),
+    ({"symbol": "AAPL", "action": "BUY", "quantity": 50, "orderType": "LMT",
+      "limitPrice": 300}, "max_notional"),
+    ({"symbol": "AAPL", "action": "BUY", "quantity": 50, "orderType": "MKT"}, "max_notional"),
+])
+async def test_each_guard(sim: Simulator, tmp_path: Path, aiohttp_client: Any,
+                          body: dict[str, Any], guard: str) -> None:
+    async with running_connector(tmp_path, sim), gateway(
+            aiohttp_client, tmp_path, sim, trading__enabled=True,
+            trading__allowed_sec_types="STK,OPT", trading__symbols="AAPL,MSFT",
+            trading__max_quantity=50, trading__max_notional=10000) as gw:
+        r = await gw.post("/orders", json=body, headers=H)
+        err = (await r.json())["error"]
+        assert r.status == 403 and err["guard"] == guard, err
+        metrics = await (await gw.get("/metrics")).text()
+        assert f'ibhost_gateway_order_guard_rejections_total{{guard="{guard}"}} 1.0' in metrics
+    assert sim.state()["orders"] == []
+
+
+async def test_idempotency_key_one_order_also_across_a_gateway_restart(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    body = {"symbol": "MSFT", "action": "BUY", "quantity": 4, "orderType": "MKT"}
+    hdrs = {**H, "Idempotency-Key": "order-2025-11-21-001"}
+    over = {"trading__enabled": True}
+    async with running_connector(tmp_path, sim):
+        async with gateway(aiohttp_client, tmp_path, sim, **over) as gw:
+            first = await gw.post("/orders", json=body, headers=hdrs)
+            again = await gw.post("/orders", json=body, headers=hdrs)
+            assert first.status == 201 and again.status == 201
+            assert again.headers["Idempotent-Replayed"] == "true"
+            assert (await first.json())["permId"] == (await again.json())["permId"]
+            clash = await gw.post("/orders", json={**body, "quantity": 5}, headers=hdrs)
+            assert clash.status == 409 and (await clash.json())["error"]["field"] == \
+                "Idempotency-Key"
+        async with gateway(aiohttp_client, tmp_path, sim, **over) as gw2:  # restarted
+            third = await gw2.post("/orders", json=body, headers=hdrs)
+            assert third.headers["Idempotent-Replayed"] == "true"
+    # a new gateway with an empty store: the connector still finds the orderRef at IB
+    (tmp_path / "data" / "idempotency.json").unlink()
+    async with running_connector(tmp_path, sim, ib__client_id_start=9), \
+            gateway(aiohttp_client, tmp_path, sim, **over) as gw3:
+        fourth = await gw3.post("/orders", json=body, headers=hdrs)
+        assert fourth.status == 200 and (await fourth.json())["duplicate"] is True
+    assert len(sim.state()["executions"]) == 1
+
+
+async def test_503_with_state_while_the_ib_gateway_is_down(stack: Any, sim: Simulator) -> None:
+    await sim.close_port(4)
+    await asyncio.sleep(0.5)
+    r = await stack.post("/data/validate", json={"symbol": "AAPL"})
+    err = (await r.json())["error"]
+    assert r.status == 503 and err["code"] == "unavailable" and err["state"] in (
+        "down", "connecting")
+    await wait_until(lambda: sim.listening, timeout=6)
+
+
+async def test_health_within_1s_while_the_connector_is_stopped(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "ibhost.toml").write_text(f"[ib]\nport = {sim.port}\nsettle_delay = 0.1\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ibhost.cli", "connector", "--home", str(home), "--set",
+        "connector.log_level=WARNING", stderr=asyncio.subprocess.DEVNULL)
+    try:
+        cfg = make_config(home, sim)
+        gw = await aiohttp_client(init_app(cfg))
+        await wait_until(lambda: sim.state()["clients"], timeout=20)
+        for _ in range(50):
+            if (await (await gw.get("/health")).json())["status"] == "ok":
+                break
+            await asyncio.sleep(0.2)
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            for query in ("/health?connect=true", "/health"):
+                deadline = time.monotonic() + 6
+                while True:
+                    t0 = time.monotonic()
+                    r = await gw.get(query)
+                    took = time.monotonic() - t0
+                    assert took < 1.0, took
+                    body = await r.json()
+                    if body["status"] == "busy" or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.3)
+                assert r.status == 503 and body["status"] == "busy", body
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+        await asyncio.sleep(1.5)
+        r = await gw.get("/health")
+        body = await r.json()
+        assert r.status == 503 and body["status"] == "down"
+        v = await gw.post("/data/validate", json={"symbol": "AAPL"})
+        assert v.status == 503 and (await v.json())["error"]["code"] == "unavailable"
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_metrics_cover_the_tree(stack: Any) -> None:
+    await stack.get("/ping")
+    text = await (await stack.get("/metrics")).text()
+    for name in ('ibhost_up{program="gateway"} 1.0', 'ibhost_up{program="connector"} 1.0',
+                 'ibhost_connector_state{state="ready"} 1.0',
+                 "ibhost_connector_heartbeat_failures_total",
+                 'ibhost_connector_ib_codes_total{code="2104"} 1.0',
+                 "ibhost_connector_reconnect_attempts_total 1.0",
+                 "ibhost_connector_client_id 1.0",
+                 "ibhost_connector_pacing_queue_depth",
+                 'ibhost_connector_pacing_delayed_total{rule="window"}',
+                 "ibhost_connector_pacing_wait_seconds_bucket",
+                 'ibhost_gateway_request_duration_seconds_count{method="GET",route="/ping",'
+                 'status="200"}',
+                 'ibhost_gateway_auth_failures_total{reason="missing"} 0.0'):
+        assert name in text, name
+
+
+async def test_reads_can_require_a_key(sim: Simulator, tmp_path: Path,
+                                       aiohttp_client: Any) -> None:
+    async with running_connector(tmp_path, sim), gateway(
+            aiohttp_client, tmp_path, sim, gateway__reads_need_key=True) as gw:
+        r = await gw.post("/data/validate", json={"symbol": "AAPL"})
+        assert r.status == 401
+        r = await gw.post("/data/validate", json={"symbol": "AAPL"}, headers=H)
+        assert r.status == 200
+        assert (await gw.get("/ping")).status == 200  # liveness stays open
+
+
+def test_non_loopback_bind_needs_a_key(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, "-m", "ibhost.cli", "gateway", "--home",
+                          str(tmp_path), "--bind", "0.0.0.0"], capture_output=True, text=True,
+                         timeout=30, env={**os.environ, "IBHOST_GATEWAY_API_KEY": ""})
+    assert res.returncode == 2 and "loopback" in res.stderr
