@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__
+from . import __version__, ctl, demo
 from .connector import main as connector_main
 from .gateway import main as gateway_main
 from .sim import main as sim_main
+from .watchdog import main as watchdog_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim_main.add_parser(sub)
     connector_main.add_parser(sub)
     gateway_main.add_parser(sub)
+    watchdog_main.add_parser(sub)
+    demo.add_parser(sub)
+    ctl.add_parser(sub)
     return parser
 
 

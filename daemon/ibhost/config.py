@@ -40,6 +40,15 @@ def _upper_list(v: Any) -> tuple[str, ...]:
     return tuple(str(x).strip().upper() for x in items if str(x).strip())
 
 
+def _windows(v: Any) -> tuple[str, ...]:
+    from .watchdog.maintenance import parse_window
+
+    items = v if isinstance(v, list | tuple) else [x for x in str(v).split(";") if x.strip()]
+    for item in items:
+        parse_window(str(item))  # raises ValueError naming the problem
+    return tuple(str(x).strip() for x in items)
+
+
 def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def conv(v: Any) -> Any:
         x = kind(v)
@@ -151,6 +160,25 @@ class TradingConfig:
 
 
 @dataclass(frozen=True)
+class WatchdogConfig:
+    socket: str = "run/watchdog.sock"
+    probe_interval: float = 1.0
+    probe_timeout: float = 2.0
+    fail_threshold: int = 5  # consecutive failed probes before a restart
+    restart_cooldown: float = 30.0
+    jump_threshold: float = 5.0  # seconds of clock jump that mean the machine slept
+    region: str = "na"
+    maintenance: tuple[str, ...] = ()  # overrides the region's windows
+    maintenance_tz: str = ""
+    ibc_enabled: bool = False
+    ibc_host: str = "127.0.0.1"
+    ibc_port: int = 7462
+    ibc_farm_loss_after: float = 120.0
+    ibc_restart_after: float = 900.0
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
 class Config:
     home: Path = field(default_factory=lambda: Path("~/.ibhost").expanduser())
     ib: IBConfig = field(default_factory=IBConfig)
@@ -158,6 +186,7 @@ class Config:
     connector: ConnectorConfig = field(default_factory=ConnectorConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     trading: TradingConfig = field(default_factory=TradingConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
 
     def path(self, rel: str) -> Path:
         p = Path(rel).expanduser()
@@ -203,9 +232,18 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "allowed_sec_types": _upper_list, "symbols": _upper_list,
         "allow_market_options": _bool,
     },
+    "watchdog": {
+        "socket": str, "probe_interval": _positive(float), "probe_timeout": _positive(float),
+        "fail_threshold": _positive(int), "restart_cooldown": _non_negative(float),
+        "jump_threshold": _positive(float), "region": _choice("na", "eu", "asia", "none"),
+        "maintenance": _windows, "maintenance_tz": str, "ibc_enabled": _bool,
+        "ibc_host": str, "ibc_port": _port, "ibc_farm_loss_after": _positive(float),
+        "ibc_restart_after": _positive(float),
+        "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
+    },
 }
 _SECTIONS = {"ib": IBConfig, "pacing": PacingConfig, "connector": ConnectorConfig,
-             "gateway": GatewayConfig, "trading": TradingConfig}
+             "gateway": GatewayConfig, "trading": TradingConfig, "watchdog": WatchdogConfig}
 SECRET_KEYS = {("gateway", "api_key")}
 
 

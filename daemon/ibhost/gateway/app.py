@@ -24,6 +24,7 @@ from .keys import (
     IDEMPOTENCY_KEY,
     METRICS_KEY,
     STARTED_KEY,
+    WATCHDOG_KEY,
 )
 from .metrics import GatewayMetrics
 from .routes import ROUTES
@@ -84,6 +85,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     await watcher.stop()
     await app[CONNECTOR_KEY].close()
     await watcher.client.close()
+    await app[WATCHDOG_KEY].close()
 
 
 def init_app(cfg: Config) -> web.Application:
@@ -97,7 +99,11 @@ def init_app(cfg: Config) -> web.Application:
                                read_timeout=cfg.gateway.health_timeout)
     app[HEALTH_KEY] = HealthWatcher(health_client, cfg.gateway.health_timeout)
     app[IDEMPOTENCY_KEY] = IdempotencyStore(cfg.path(cfg.gateway.idempotency_file))
-    app[METRICS_KEY] = GatewayMetrics([r.path for r in ROUTES], {"connector": health_client})
+    watchdog = UnixClient(str(cfg.path(cfg.watchdog.socket)), connect_timeout=1.0,
+                          read_timeout=1.0)
+    app[WATCHDOG_KEY] = watchdog
+    app[METRICS_KEY] = GatewayMetrics([r.path for r in ROUTES],
+                                      {"connector": health_client, "watchdog": watchdog})
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
     app.router.add_get("/openapi.json", openapi.spec_handler)

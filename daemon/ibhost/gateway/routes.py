@@ -22,6 +22,7 @@ from .keys import (
     IDEMPOTENCY_KEY,
     METRICS_KEY,
     STARTED_KEY,
+    WATCHDOG_KEY,
 )
 
 # KTRDR-style timeframes accepted as an alternative to IB bar sizes
@@ -271,11 +272,19 @@ async def ib_status(request: web.Request) -> web.Response:
 async def system_status(request: web.Request) -> web.Response:
     auth(request)
     h = request.app[HEALTH_KEY].cached()
+    try:
+        wd = await request.app[WATCHDOG_KEY].request("GET", "/status", read_timeout=1.0)
+        watchdog = {"status": "ok", "wakes": wd["wakesTotal"],
+                    "maintenance": wd["maintenance"],
+                    "restarts": {k: v["restartsTotal"] for k, v in wd["programs"].items()}}
+    except Exception as e:  # reported, not raised
+        watchdog = {"status": "down", "reason": str(e)}
     return web.json_response({
         "success": True,
         "programs": {
             "gateway": {"status": "ok", "version": __version__},
             "connector": {"status": h["status"], "reason": h["reason"]},
+            "watchdog": watchdog,
         },
         "trading_enabled": request.app[CONFIG_KEY].trading.enabled,
     })

@@ -1,0 +1,114 @@
+"""``ibhost ctl status|reconnect|wake|scan|tail``: one CLI over the control sockets and
+supervisord. Human-readable by default, ``--json`` for scripts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from . import config as config_mod
+from .errors import IbhostError
+from .ipc import IpcError, UnixClient
+from .tree import PROGRAMS, Supervisor
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("ctl", help="control a running tree (status, reconnect, wake, tail)")
+    p.add_argument("--home", default=None, help="ibhost home (default $IBHOST_HOME or "
+                                                "~/.ibhost)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    cs = p.add_subparsers(dest="ctl", required=True)
+    cs.add_parser("status", help="connection, programs, watchdog")
+    r = cs.add_parser("reconnect", help="make the connector drop and reconnect now")
+    r.add_argument("--reason", default="ibhost ctl reconnect")
+    w = cs.add_parser("wake", help="tell the watchdog the machine woke up (OS resume hooks)")
+    w.add_argument("--source", default="ibhost ctl wake")
+    cs.add_parser("scan", help="ask the gap-filler to scan now")
+    t = cs.add_parser("tail", help="the end of a program's log")
+    t.add_argument("program", choices=PROGRAMS)
+    t.add_argument("-n", "--bytes", type=int, default=4000)
+    p.set_defaults(func=run)
+
+
+async def _get(client: UnixClient, method: str, path: str, body: Any = None) -> Any:
+    try:
+        return await client.request(method, path, json_body=body)
+    except (IpcError, IbhostError) as e:
+        return {"error": str(e)}
+    finally:
+        await client.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = config_mod.load(home=args.home)
+    except config_mod.ConfigError as e:
+        print(f"ibhost ctl: configuration error: {e}", file=sys.stderr)
+        return 2
+    con = UnixClient(str(cfg.connector_socket), connect_timeout=2, read_timeout=5)
+    wd = UnixClient(str(cfg.path(cfg.watchdog.socket)), connect_timeout=2, read_timeout=5)
+    out: Any
+    if args.ctl == "status":
+        out = {"connector": asyncio.run(_get(con, "GET", "/health")),
+               "watchdog": asyncio.run(_get(wd, "GET", "/status"))}
+        try:
+            out["programs"] = {p["name"]: {"state": p["statename"],
+                                           "description": p["description"]}
+                               for p in Supervisor(cfg.home).processes()}
+        except Exception as e:
+            out["programs"] = {"error": f"supervisord not reachable: {e}"}
+    elif args.ctl == "reconnect":
+        out = asyncio.run(_get(con, "POST", "/reconnect", {"reason": args.reason}))
+    elif args.ctl == "wake":
+        out = asyncio.run(_get(wd, "POST", "/wake", {"source": args.source}))
+        if "error" in out:  # no watchdog: reconnect directly
+            out = {"watchdog": out["error"], "connector": asyncio.run(
+                _get(con, "POST", "/reconnect", {"reason": f"wake: {args.source}"}))}
+    elif args.ctl == "scan":
+        print("ibhost ctl: the gap-filler is not part of this tree yet", file=sys.stderr)
+        return 2
+    else:
+        try:
+            text = Supervisor(cfg.home).tail(f"ibhost:{args.program}", args.bytes)
+        except Exception as e:
+            print(f"ibhost ctl: supervisord not reachable: {e}", file=sys.stderr)
+            return 1
+        out = {"program": args.program, "log": text}
+        if not args.json:
+            sys.stdout.write(text)
+            return 0
+    failed = isinstance(out, dict) and "error" in out
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        _human(args.ctl, out)
+    return 1 if failed else 0
+
+
+def _human(cmd: str, out: Any) -> None:
+    if cmd != "status":
+        print(out.get("error") or json.dumps(out, default=str))
+        return
+    c = out["connector"]
+    if "error" in c:
+        print(f"connector: not answering ({c['error']})")
+    else:
+        print(f"connection: {c['status']} ({c['state']}: {c['reason']}), client id "
+              f"{c['clientId']}, farms "
+              + ", ".join(f"{k} {v}" for k, v in c["farms"].items())
+              + (" — COMPETING SESSION" if c.get("competingSession") else ""))
+    progs = out["programs"]
+    if "error" in progs:
+        print(f"programs: {progs['error']}")
+    else:
+        print("programs: " + ", ".join(f"{k} {v['state']}" for k, v in progs.items()))
+    w = out["watchdog"]
+    if "error" in w:
+        print(f"watchdog: not answering ({w['error']})")
+    else:
+        restarts = sum(p["restartsTotal"] for p in w["programs"].values())
+        print(f"watchdog: {w['wakesTotal']} wakes seen, {restarts} restarts"
+              + (f", in maintenance '{w['maintenance']}'" if w.get("maintenance") else ""))

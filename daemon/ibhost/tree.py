@@ -1,0 +1,91 @@
+"""The supervised tree: locate supervisord.conf, prepare a home, start/stop supervisord,
+and talk to it over its XML-RPC socket (for ``ibhost ctl`` and ``ibhost demo``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import xmlrpc.client
+from pathlib import Path
+from typing import Any
+
+PROGRAMS = ("connector", "watchdog", "gateway")
+
+
+def supervisord_conf() -> Path:
+    """The repository's supervisord.conf (the package is installed from the checkout)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "supervisord.conf"
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("supervisord.conf not found next to the ibhost checkout")
+
+
+def prepare_home(home: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "run").mkdir(exist_ok=True, mode=0o700)
+    os.chmod(home / "run", 0o700)
+    (home / "log").mkdir(exist_ok=True)
+    (home / "data").mkdir(exist_ok=True)
+
+
+def tree_env(home: Path, python: str = sys.executable) -> dict[str, str]:
+    env = dict(os.environ)
+    env["IBHOST_HOME"] = str(home)
+    env["IBHOST_PYTHON"] = python
+    return env
+
+
+async def start_supervisord(home: Path, *, conf: Path | None = None,
+                            python: str = sys.executable) -> asyncio.subprocess.Process:
+    prepare_home(home)
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "supervisor.supervisord", "-n", "-c",
+        str(conf or supervisord_conf()), env=tree_env(home, python),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True)
+
+
+async def stop_supervisord(proc: asyncio.subprocess.Process, timeout: float = 30.0) -> int:
+    """SIGTERM to supervisord stops every program (stopwaitsecs each), then itself."""
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # our own session only
+            await proc.wait()
+    return proc.returncode or 0
+
+
+class Supervisor:
+    """XML-RPC to supervisord's Unix socket (HOME/run/supervisor.sock)."""
+
+    def __init__(self, home: Path) -> None:
+        from supervisor.xmlrpc import SupervisorTransport
+
+        url = f"unix://{home / 'run' / 'supervisor.sock'}"
+        self.proxy: Any = xmlrpc.client.ServerProxy(
+            "http://127.0.0.1", transport=SupervisorTransport(None, None, url))
+
+    def processes(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.proxy.supervisor.getAllProcessInfo()
+        return result
+
+    def process(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.proxy.supervisor.getProcessInfo(name)
+        return result
+
+    def tail(self, name: str, length: int = 4000) -> str:
+        text, _offset, _overflow = self.proxy.supervisor.tailProcessStdoutLog(name, 0, length)
+        return str(text)
+
+    def restart(self, name: str) -> None:
+        with contextlib.suppress(xmlrpc.client.Fault):
+            self.proxy.supervisor.stopProcess(name)
+        self.proxy.supervisor.startProcess(name)

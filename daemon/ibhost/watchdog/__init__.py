@@ -1,0 +1,1 @@
+"""The watchdog: liveness from outside the connector, sleep/wake, supervised restarts."""

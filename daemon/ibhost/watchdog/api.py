@@ -1,0 +1,96 @@
+"""watchdog.sock: status, wake, health and metrics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..validate import json_body, opt_str
+from .core import Watchdog
+
+WATCHDOG_KEY = web.AppKey("watchdog", Watchdog)
+EVENTS_KEY = web.AppKey("events", Path)
+
+
+class WatchdogCollector(Collector):
+    def __init__(self, wd: Watchdog, events: Path) -> None:
+        self.wd = wd
+        self.events = events
+
+    def collect(self) -> Iterable[Metric]:
+        fails = CounterMetricFamily("ibhost_watchdog_probe_failures",
+                                    "probes a program did not answer", labels=["program"])
+        restarts = CounterMetricFamily("ibhost_watchdog_restarts",
+                                       "restarts requested from supervisord",
+                                       labels=["program"])
+        last_ok = GaugeMetricFamily("ibhost_watchdog_last_ok_timestamp_seconds",
+                                    "last answered probe", labels=["program"])
+        for w in self.wd.watches:
+            name = w.program.split(":")[-1]
+            fails.add_metric([name], float(w.failures_total))
+            restarts.add_metric([name], float(len(w.restarts)))
+            last_ok.add_metric([name], w.last_ok_at or 0.0)
+        yield fails
+        yield restarts
+        yield last_ok
+        yield CounterMetricFamily("ibhost_watchdog_wakes", "sleep/wake events seen",
+                                  value=float(len(self.wd.wakes)))
+        yield GaugeMetricFamily("ibhost_watchdog_maintenance",
+                                "1 inside an IB maintenance window",
+                                value=1.0 if self.wd.maintenance else 0.0)
+        exits = CounterMetricFamily("ibhost_watchdog_process_exits",
+                                    "program exits recorded by supervisord's event listener",
+                                    labels=["program", "state"])
+        counts = read_events(self.events)
+        for prog in ("connector", "gateway", "watchdog"):
+            for state in ("EXITED", "FATAL"):
+                exits.add_metric([prog, state], float(counts.get(f"{prog}:{state}", 0)))
+        yield exits
+
+
+def read_events(path: Path) -> dict[str, int]:
+    try:
+        data = json.loads(path.read_text())
+        return {str(k): int(v) for k, v in data.items()}
+    except (OSError, ValueError):
+        return {}
+
+
+async def status(request: web.Request) -> web.Response:
+    st = request.app[WATCHDOG_KEY].status()
+    st["processEvents"] = read_events(request.app[EVENTS_KEY])
+    return web.json_response(st)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def wake(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    source = opt_str(body, "source", "ibhost ctl wake", max_len=100)
+    return web.json_response(await request.app[WATCHDOG_KEY].wake(source))
+
+
+def init_app(wd: Watchdog, events: Path) -> web.Application:
+    app = web.Application()
+    app[WATCHDOG_KEY] = wd
+    app[EVENTS_KEY] = events
+    registry = CollectorRegistry()
+    registry.register(WatchdogCollector(wd, events))
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/status", status)
+    app.router.add_get("/health", health)
+    app.router.add_post("/wake", wake)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,270 @@
+"""The watchdog loop: probe, see sleep/wake, escalate to supervisord restarts.
+
+Soft probe failure -> logged and counted; ``fail_threshold`` in a row -> restart
+through supervisord's XML-RPC (never by killing pids), then ``restart_cooldown``
+before the same program is restarted again. Inside IB's maintenance windows
+nothing is escalated. A wake (clock jump or ``POST /wake``) asks the connector
+to reconnect at once instead of waiting for heartbeats to fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from ..config import Config
+from ..ipc import IpcError, UnixClient
+from .clock import SleepDetector
+from .maintenance import Schedule
+
+log = logging.getLogger("ibhost.watchdog")
+
+
+@dataclass
+class Watch:
+    program: str  # supervisor name, e.g. "ibhost:connector"
+    probe: Callable[[], Awaitable[None]]  # raises when the program does not answer
+    consecutive: int = 0
+    failures_total: int = 0
+    last_probe_at: float | None = None
+    last_ok_at: float | None = None
+    last_error: str | None = None
+    restarts: list[dict[str, Any]] = field(default_factory=list)
+    last_restart_mono: float = -1e9
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"program": self.program, "consecutiveFailures": self.consecutive,
+                "failuresTotal": self.failures_total, "lastProbeAt": self.last_probe_at,
+                "lastOkAt": self.last_ok_at, "lastError": self.last_error,
+                "restarts": self.restarts[-20:], "restartsTotal": len(self.restarts)}
+
+
+class Supervisor:
+    """supervisord's XML-RPC interface, called off the event loop."""
+
+    NOT_RUNNING = 70
+    ALREADY_STARTED = 60
+    BAD_SIGNAL = 85
+
+    def __init__(self, env: Mapping[str, str] = os.environ) -> None:
+        self.env = dict(env)
+
+    @property
+    def available(self) -> bool:
+        return bool(self.env.get("SUPERVISOR_SERVER_URL"))
+
+    def _rpc(self) -> Any:
+        from supervisor import childutils
+
+        return childutils.getRPCInterface(self.env)
+
+    def _restart(self, name: str) -> None:
+        import xmlrpc.client
+
+        sup = self._rpc().supervisor
+        try:
+            sup.signalProcess(name, "CONT")  # a stopped (SIGSTOP) process can then exit
+        except xmlrpc.client.Fault as f:
+            if f.faultCode not in (self.NOT_RUNNING, self.BAD_SIGNAL):
+                raise
+        try:
+            sup.stopProcess(name)
+        except xmlrpc.client.Fault as f:
+            if f.faultCode != self.NOT_RUNNING:
+                raise
+        try:
+            sup.startProcess(name)
+        except xmlrpc.client.Fault as f:
+            if f.faultCode != self.ALREADY_STARTED:
+                raise
+
+    async def restart(self, name: str) -> None:
+        await asyncio.to_thread(self._restart, name)
+
+
+class Watchdog:
+    def __init__(self, cfg: Config, *, supervisor: Supervisor | None = None,
+                 detector: SleepDetector | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        w = cfg.watchdog
+        self.wall = wall
+        self.supervisor = supervisor or Supervisor()
+        self.detector = detector or SleepDetector(w.jump_threshold)
+        self.schedule = Schedule(w.region, w.maintenance, w.maintenance_tz)
+        self.connector = UnixClient(str(cfg.connector_socket), connect_timeout=w.probe_timeout,
+                                    read_timeout=w.probe_timeout)
+        self.gateway_url = f"http://{cfg.gateway.host}:{cfg.gateway.port}"
+        self._http: aiohttp.ClientSession | None = None
+        self.watches = [Watch("ibhost:connector", self._probe_connector),
+                        Watch("ibhost:gateway", self._probe_gateway)]
+        self.wakes: list[dict[str, Any]] = []
+        self.maintenance: str | None = None
+        self.connector_health: dict[str, Any] | None = None
+        self.ibc_commands: list[dict[str, Any]] = []
+        self._down_since: float | None = None
+        self._farm_lost_since: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # --- probes ------------------------------------------------------------------------
+
+    async def _probe_connector(self) -> None:
+        self.connector_health = await self.connector.request("GET", "/health")
+
+    async def _probe_gateway(self) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.cfg.watchdog.probe_timeout))
+        async with self._http.get(self.gateway_url + "/ping") as r:
+            if r.status != 200:
+                raise RuntimeError(f"/ping answered {r.status}")
+
+    # --- wake --------------------------------------------------------------------------
+
+    async def wake(self, source: str) -> dict[str, Any]:
+        """The machine woke up: reconnect now rather than wait for heartbeats to fail."""
+        entry: dict[str, Any] = {"at": self.wall(), "source": source, "reconnect": None}
+        log.warning("wake (%s): asking the connector to reconnect", source)
+        try:
+            await self.connector.request("POST", "/reconnect",
+                                         json_body={"reason": f"wake: {source}"})
+            entry["reconnect"] = "requested"
+        except Exception as e:  # the connector may itself be restarting
+            entry["reconnect"] = f"failed: {e}"
+            log.warning("wake: reconnect request failed: %s", e)
+        self.wakes.append(entry)
+        return entry
+
+    # --- loop --------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        slept = self.detector.check()
+        if slept is not None:
+            await self.wake(f"clock jump of {slept:.1f}s")
+        now = self.wall()
+        window = self.schedule.active(dt.datetime.fromtimestamp(now, dt.UTC))
+        if (window.text if window else None) != self.maintenance:
+            log.info("maintenance window %s", f"'{window.text}' began" if window else "ended")
+        self.maintenance = window.text if window else None
+        for w in self.watches:
+            await self._check(w, now)
+        if self.cfg.watchdog.ibc_enabled:
+            await self._ibc(now)
+
+    async def _check(self, w: Watch, now: float) -> None:
+        w.last_probe_at = now
+        try:
+            await asyncio.wait_for(w.probe(), self.cfg.watchdog.probe_timeout)
+        except (TimeoutError, IpcError, aiohttp.ClientError, OSError, RuntimeError) as e:
+            w.consecutive += 1
+            w.failures_total += 1
+            w.last_error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            log.warning("%s probe failed (%s in a row): %s", w.program, w.consecutive,
+                        w.last_error)
+            await self._escalate(w, now)
+            return
+        w.consecutive = 0
+        w.last_ok_at = now
+        w.last_error = None
+
+    async def _escalate(self, w: Watch, now: float) -> None:
+        cfg = self.cfg.watchdog
+        if w.consecutive < cfg.fail_threshold:
+            return
+        if self.maintenance:
+            log.info("%s not answering during maintenance '%s': not restarting", w.program,
+                     self.maintenance)
+            return
+        if time.monotonic() - w.last_restart_mono < cfg.restart_cooldown:
+            return
+        if not self.supervisor.available:
+            log.error("%s needs a restart but supervisord is not reachable "
+                      "(SUPERVISOR_SERVER_URL unset)", w.program)
+            return
+        reason = f"{w.consecutive} failed probes: {w.last_error}"
+        log.error("restarting %s through supervisord: %s", w.program, reason)
+        w.last_restart_mono = time.monotonic()
+        entry = {"at": now, "reason": reason, "result": "ok"}
+        try:
+            await self.supervisor.restart(w.program)
+            w.consecutive = 0
+        except Exception as e:
+            entry["result"] = f"failed: {e}"
+            log.error("restart of %s failed: %s", w.program, e)
+        w.restarts.append(entry)
+
+    async def _ibc(self, now: float) -> None:
+        """Optional IBC command server: RECONNECTDATA on farm loss, RESTART when stuck."""
+        cfg = self.cfg.watchdog
+        h = self.connector_health or {}
+        farms = h.get("farms") or {}
+        if any(v == "broken" for v in farms.values()):
+            self._farm_lost_since = self._farm_lost_since or now
+            if now - self._farm_lost_since >= cfg.ibc_farm_loss_after:
+                await self.ibc("RECONNECTDATA")
+                self._farm_lost_since = now
+        else:
+            self._farm_lost_since = None
+        if h.get("status") == "down" and not self.maintenance:
+            self._down_since = self._down_since or now
+            if now - self._down_since >= cfg.ibc_restart_after:
+                await self.ibc("RESTART")
+                self._down_since = now
+        else:
+            self._down_since = None
+
+    async def ibc(self, command: str) -> str:
+        cfg = self.cfg.watchdog
+        entry: dict[str, Any] = {"at": self.wall(), "command": command}
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(cfg.ibc_host, cfg.ibc_port), 5)
+            writer.write(command.encode() + b"\n")
+            await writer.drain()
+            answer = (await asyncio.wait_for(reader.readline(), 10)).decode().strip()
+            writer.close()
+            entry["answer"] = answer
+        except (OSError, TimeoutError) as e:
+            entry["answer"] = f"failed: {e}"
+        log.warning("IBC %s -> %s", command, entry["answer"])
+        self.ibc_commands.append(entry)
+        return str(entry["answer"])
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("watchdog tick failed")
+            await asyncio.sleep(self.cfg.watchdog.probe_interval)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.run(), name="watchdog")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.connector.close()
+        if self._http is not None:
+            await self._http.close()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "programs": {w.program: w.as_dict() for w in self.watches},
+            "wakes": self.wakes[-20:], "wakesTotal": len(self.wakes),
+            "maintenance": self.maintenance,
+            "maintenanceWindows": [w.text for w in self.schedule.windows],
+            "supervisor": self.supervisor.available,
+            "connectorHealth": self.connector_health,
+            "ibc": {"enabled": self.cfg.watchdog.ibc_enabled,
+                    "commands": self.ibc_commands[-20:]},
+        }
