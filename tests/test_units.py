@@ -1,0 +1,101 @@
+"""The OS units, supervisord.conf, alert rules and dashboard are valid as shipped."""
+
+from __future__ import annotations
+
+import json
+import plistlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_launchd_plist() -> None:
+    data = plistlib.loads((ROOT / "launchd" / "com.ibhost.supervisord.plist").read_bytes())
+    assert data["Label"] == "com.ibhost.supervisord"
+    assert data["RunAtLoad"] is True and data["KeepAlive"] is True
+    args = data["ProgramArguments"]
+    assert args[1:4] == ["-m", "supervisor.supervisord", "-n"]  # foreground, owned by launchd
+    assert args[-1].endswith("supervisord.conf")
+    assert {"IBHOST_HOME", "IBHOST_PYTHON"} <= set(data["EnvironmentVariables"])
+    assert data["StandardOutPath"] and data["StandardErrorPath"]
+
+
+@pytest.mark.parametrize("unit", ["ibhost.service", "ibhost-system.service",
+                                  "ibhost-resume.service"])
+def test_systemd_units_verify(unit: str, tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed on this machine")
+    text = (ROOT / "systemd" / unit).read_text()
+    # the units name install-time paths; point them at this interpreter to verify
+    text = text.replace("/opt/ibhost/venv/bin/python", sys.executable)
+    text = text.replace("%h/.ibhost/venv/bin/python", sys.executable)
+    (tmp_path / unit).write_text(text)
+    res = subprocess.run([analyze, "verify", str(tmp_path / unit)], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0 and not (res.stdout + res.stderr).strip(), res.stderr
+
+
+def test_resume_unit_runs_after_sleep() -> None:
+    text = (ROOT / "systemd" / "ibhost-resume.service").read_text()
+    for target in ("suspend.target", "hibernate.target", "hybrid-sleep.target"):
+        assert target in text.split("After=")[1].splitlines()[0]
+        assert target in text.split("WantedBy=")[1].splitlines()[0]
+    assert "ctl wake" in text
+
+
+def test_supervisord_conf_parses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from supervisor.options import ServerOptions
+
+    from ibhost.tree import prepare_home
+
+    prepare_home(tmp_path)
+    monkeypatch.setenv("IBHOST_HOME", str(tmp_path))
+    monkeypatch.setenv("IBHOST_PYTHON", sys.executable)
+    opts = ServerOptions()
+    opts.realize(args=["-c", str(ROOT / "supervisord.conf")])
+    groups = {g.name: g for g in opts.process_group_configs}
+    assert set(groups) == {"ibhost", "events"}
+    progs = {p.name: p for p in groups["ibhost"].process_configs}
+    assert set(progs) == {"connector", "watchdog", "gateway"}
+    assert progs["connector"].priority < progs["watchdog"].priority < progs["gateway"].priority
+    for p in progs.values():
+        assert p.autorestart and p.stopasgroup and p.killasgroup and p.startsecs >= 1
+        assert p.exitcodes == [0] and p.stopwaitsecs >= 5
+        assert p.stdout_logfile.startswith(str(tmp_path / "log"))
+        assert p.stdout_logfile_maxbytes > 0 and p.stdout_logfile_backups > 0
+    assert opts.server_configs[0]["file"] == str(tmp_path / "run" / "supervisor.sock")
+    assert opts.server_configs[0]["chmod"] == 0o700
+
+
+def test_alert_rules_with_promtool() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian package 'prometheus'; .ci/run "
+                    "installs it where apt-get works)")
+    res = subprocess.run([promtool, "check", "rules", "alerts.yml"], cwd=ROOT / "metrics",
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = subprocess.run([promtool, "test", "rules", "alerts_test.yml"],
+                         cwd=ROOT / "metrics", capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
+
+
+def test_dashboard_queries_name_real_metrics() -> None:
+    dash = json.loads((ROOT / "metrics" / "grafana" / "ibhost-dashboard.json").read_text())
+    documented = (ROOT / "docs" / "metrics.md").read_text()
+    import re
+
+    for panel in dash["panels"]:
+        for target in panel["targets"]:
+            for name in re.findall(r"ibhost_[a-z_]+", target["expr"]):
+                base = re.sub(r"_(bucket|count|sum|total)$", "", name)
+                assert base in documented, (panel["title"], name)
+    titles = " ".join(p["title"].lower() for p in dash["panels"])
+    for word in ("state", "ib codes", "heartbeat", "latency", "pacing", "restarts"):
+        assert word in titles
