@@ -210,3 +210,12 @@ async def test_sigterm_like_stop_disconnects_first(sim: Simulator, tmp_path: Pat
         assert len(sim.state()["clients"]) == 1
     await wait_until(lambda: not sim.state()["clients"], timeout=3)
     assert not (tmp_path / "run" / "connector.sock").exists()
+
+
+async def test_reconnect_keeps_the_client_id(sim: Simulator, tmp_path: Path) -> None:
+    """Orders belong to the id that placed them: a drop must not move to another id."""
+    async with running_connector(tmp_path, sim) as (con, client):
+        sim.drop()
+        await wait_until(lambda: con.session.diag.reconnectAttempts >= 2, timeout=5)
+        await con.session.wait_state(State.READY, timeout=5)
+        assert (await client.request("GET", "/health"))["clientId"] == 1

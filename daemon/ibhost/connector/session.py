@@ -212,17 +212,18 @@ class Session:
         jitter = self.ibcfg.backoff_jitter
         return max(0.0, base * (1 + jitter * (2 * self.rng() - 1)))
 
-    def _take_client_id(self) -> int:
+    def _advance_client_id(self) -> None:
+        """Only a clash (326) moves to the next id: orders belong to the id that placed
+        them, so a reconnect keeps the id it had."""
         cid = self._next_id
         self._next_id = cid + 1 if cid < self.ibcfg.client_id_max else self.ibcfg.client_id_start
-        return cid
 
     async def _attempt(self) -> tuple[bool, bool]:
         """Try up to ``ids_per_attempt`` client ids. Returns (ready, port_was_closed)."""
         self._reconnect_reason = None
         self._wake.clear()
         for i in range(self.ibcfg.ids_per_attempt):
-            cid = self._take_client_id()
+            cid = self._next_id
             self.diag.reconnectAttempts += 1
             self.diag.lastReconnectAttemptAt = self.wall()
             self.diag.nextAttemptAt = None
@@ -236,6 +237,7 @@ class Session:
                 with contextlib.suppress(Exception):
                     self.ib.disconnect()
                 if self._clash:
+                    self._advance_client_id()
                     self.diag.clientIdClashes += 1
                     self.diag.lastReconnectError = f"client id {cid} in use (326)"
                     log.warning("client id %s in use (326), trying the next", cid)

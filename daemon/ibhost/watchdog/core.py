@@ -192,14 +192,15 @@ class Watchdog:
         reason = f"{w.consecutive} failed probes: {w.last_error}"
         log.error("restarting %s through supervisord: %s", w.program, reason)
         w.last_restart_mono = time.monotonic()
-        entry = {"at": now, "reason": reason, "result": "ok"}
+        entry = {"at": now, "reason": reason, "result": "restarting"}
+        w.restarts.append(entry)  # visible in /status while supervisord restarts it
         try:
             await self.supervisor.restart(w.program)
             w.consecutive = 0
+            entry["result"] = "ok"
         except Exception as e:
             entry["result"] = f"failed: {e}"
             log.error("restart of %s failed: %s", w.program, e)
-        w.restarts.append(entry)
 
     async def _ibc(self, now: float) -> None:
         """Optional IBC command server: RECONNECTDATA on farm loss, RESTART when stuck."""

@@ -1,0 +1,162 @@
+"""The watchdog in-process: clock-jump wake, maintenance windows, escalation rules."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ibhost.connector.session import State
+from ibhost.sim import Simulator
+from ibhost.watchdog.clock import SleepDetector
+from ibhost.watchdog.core import Watchdog
+from ibhost.watchdog.maintenance import Schedule, parse_window
+
+from .connector_fixtures import make_config, running_connector, wait_until
+
+ET = ZoneInfo("US/Eastern")
+
+
+def test_sleep_detector_sees_clock_jumps() -> None:
+    offset = [100.0]
+    d = SleepDetector(5.0, offset=lambda: offset[0])
+    assert d.check() is None
+    offset[0] += 0.01  # ordinary drift
+    assert d.check() is None
+    offset[0] += 600  # slept ten minutes
+    assert d.check() == pytest.approx(600)
+    assert d.check() is None
+    real = SleepDetector(5.0)
+    assert real.check() is None  # the default clocks do not jump by themselves
+
+
+def test_maintenance_windows() -> None:
+    na = Schedule("na")
+    assert na.active(dt.datetime(2025, 11, 20, 23, 50, tzinfo=ET)).text == "daily 23:45-00:45"
+    assert na.active(dt.datetime(2025, 11, 21, 0, 30, tzinfo=ET)) is not None  # past midnight
+    assert na.active(dt.datetime(2025, 11, 20, 12, 0, tzinfo=ET)) is None
+    assert na.active(dt.datetime(2025, 11, 23, 2, 0, tzinfo=ET)).text == "sun 00:00-03:00"
+    assert na.active(dt.datetime(2025, 11, 22, 2, 0, tzinfo=ET)) is None  # Saturday
+    custom = Schedule("na", ("sat 22:00-02:00",), "UTC")
+    assert custom.active(dt.datetime(2025, 11, 23, 1, 0, tzinfo=dt.UTC)) is not None  # Sun 1am
+    assert custom.active(dt.datetime(2025, 11, 24, 1, 0, tzinfo=dt.UTC)) is None  # Mon 1am
+    with pytest.raises(ValueError, match="expected"):
+        parse_window("weekly 1-2")
+    with pytest.raises(ValueError, match="bad time"):
+        parse_window("daily 25:00-26:00")
+
+
+class FakeSupervisor:
+    available = True
+
+    def __init__(self) -> None:
+        self.restarted: list[str] = []
+
+    async def restart(self, name: str) -> None:
+        self.restarted.append(name)
+
+
+def _watchdog(home: Path, sim: Simulator, **kw: Any) -> tuple[Watchdog, list[float]]:
+    offset = [0.0]
+    cfg = make_config(home, sim, watchdog__fail_threshold=3, watchdog__restart_cooldown=60,
+                      watchdog__region="none", **kw)
+    wd = Watchdog(cfg, supervisor=FakeSupervisor(),  # type: ignore[arg-type]
+                  detector=SleepDetector(5.0, offset=lambda: offset[0]))
+    return wd, offset
+
+
+async def test_clock_jump_reconnects_within_2s(sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim, ib__heartbeat_interval=30) as (con, _):
+        wd, offset = _watchdog(tmp_path, sim)
+        try:
+            await wd.tick()
+            assert wd.wakes == []
+            offset[0] += 3600  # the laptop slept for an hour
+            t0 = time.monotonic()
+            await wd.tick()
+            assert wd.wakes[0]["reconnect"] == "requested"
+            assert "clock jump" in wd.wakes[0]["source"]
+            await wait_until(lambda: (con.session.diag.lastDisconnectReason or "").startswith(
+                "wake"), timeout=2)
+            await con.session.wait_state(State.READY, timeout=2)
+            assert time.monotonic() - t0 < 2.0
+        finally:
+            await wd.stop()
+
+
+async def test_escalation_threshold_cooldown_and_maintenance(sim: Simulator,
+                                                             tmp_path: Path) -> None:
+    wd, _ = _watchdog(tmp_path, sim)  # nothing listens: every probe fails
+    sup = wd.supervisor
+    try:
+        for _ in range(2):
+            await wd.tick()
+        assert sup.restarted == []  # soft failures: logged and counted only
+        await wd.tick()
+        assert sorted(sup.restarted) == ["ibhost:connector", "ibhost:gateway"]
+        for _ in range(5):
+            await wd.tick()
+        assert len(sup.restarted) == 2  # cooldown: not again at once
+        st = wd.status()["programs"]["ibhost:connector"]
+        assert st["failuresTotal"] == 8 and st["restartsTotal"] == 1
+        assert "3 failed probes" in st["restarts"][0]["reason"]
+    finally:
+        await wd.stop()
+    now = dt.datetime.now(dt.UTC)
+    window = f"daily {now:%H}:00-{(now + dt.timedelta(hours=1)):%H}:59"
+    wd2, _ = _watchdog(tmp_path, sim, watchdog__maintenance=window,
+                       watchdog__maintenance_tz="UTC")
+    try:
+        for _ in range(5):
+            await wd2.tick()
+        assert wd2.maintenance == window and wd2.supervisor.restarted == []
+    finally:
+        await wd2.stop()
+
+
+async def test_ibc_commands(sim: Simulator, tmp_path: Path) -> None:
+    got: list[str] = []
+
+    async def ibc_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got.append((await reader.readline()).decode().strip())
+        writer.write(b"OK\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(ibc_server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with running_connector(tmp_path, sim):
+        wd, _ = _watchdog(tmp_path, sim, watchdog__ibc_enabled=True, watchdog__ibc_port=port,
+                          watchdog__ibc_farm_loss_after=0.1)
+        try:
+            sim.farm_broken(2105, after=None)
+            await asyncio.sleep(0.3)
+            await wd.tick()
+            await asyncio.sleep(0.2)
+            await wd.tick()
+            assert got == ["RECONNECTDATA"]
+            assert wd.status()["ibc"]["commands"][0]["answer"] == "OK"
+        finally:
+            await wd.stop()
+    server.close()
+
+
+def test_event_listener_protocol(tmp_path: Path) -> None:
+    payload = "processname:connector groupname:ibhost from_state:RUNNING expected:0 pid:42"
+    header = (f"ver:3.0 server:supervisor serial:1 pool:events poolserial:1 "
+              f"eventname:PROCESS_STATE_EXITED len:{len(payload)}\n")
+    res = subprocess.run([sys.executable, "-m", "ibhost.cli", "events", "--home",
+                          str(tmp_path)], input=header + payload, capture_output=True,
+                         text=True, timeout=30)
+    assert res.returncode == 0
+    assert res.stdout.startswith("READY\nRESULT 2\nOKREADY\n")
+    assert json.loads((tmp_path / "run" / "events.json").read_text()) == {
+        "connector:EXITED": 1}
