@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from .proc import wait_for_stop_signal
+from .proc import stop_signals, wait_for_stop_signal
 from .tree import prepare_home, start_supervisord, stop_supervisord, supervisord_conf
 
 
@@ -64,12 +64,13 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_demo(args, home))
 
 
-async def _wait_ready(url: str, timeout: float, procs: list[asyncio.subprocess.Process]) -> bool:
+async def _wait_ready(url: str, timeout: float, procs: list[asyncio.subprocess.Process],
+                      stop: asyncio.Event) -> bool:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
         while loop.time() < end:
-            if any(p.returncode is not None for p in procs):
+            if stop.is_set() or any(p.returncode is not None for p in procs):
                 return False
             with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
                 async with http.get(url + "/health") as r:
@@ -80,6 +81,7 @@ async def _wait_ready(url: str, timeout: float, procs: list[asyncio.subprocess.P
 
 
 async def _demo(args: argparse.Namespace, home: Path) -> int:
+    stop = stop_signals()  # before announcing readiness
     prepare_home(home)
     conf = supervisord_conf()
     sim_port = _free_port(args.sim_port) if args.sim_port else _free_port(0)
@@ -101,7 +103,9 @@ async def _demo(args: argparse.Namespace, home: Path) -> int:
           flush=True)
     code = 0
     try:
-        if not await _wait_ready(url, args.timeout, [sim, sup]):
+        if not await _wait_ready(url, args.timeout, [sim, sup], stop):
+            if stop.is_set():
+                return 0
             print(f"ibhost demo: the tree did not become ready in {args.timeout:g}s; "
                   f"see {home / 'log'}", file=sys.stderr)
             code = 1
@@ -121,7 +125,7 @@ ready. The IB connection runs against the simulator on 127.0.0.1:{sim_port}.
   faults         {sys.executable} -m ibhost.cli sim ctl --control {sim_sock} freeze
 
 Ctrl-C stops everything.""", flush=True)
-            await wait_for_stop_signal()
+            await wait_for_stop_signal(stop)
     finally:
         print("\nstopping...", flush=True)
         await stop_supervisord(sup)

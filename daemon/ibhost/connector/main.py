@@ -14,7 +14,7 @@ from aiohttp import web
 from .. import config as config_mod
 from ..config import Config
 from ..ipc import serve_unix, stop_unix
-from ..proc import wait_for_stop_signal
+from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
 from . import backend as backend_mod
 from .api import init_app
 from .pacing import Scheduler
@@ -96,10 +96,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
     except config_mod.ConfigError as e:
-        print(f"ibhost connector: configuration error: {e}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=cfg.connector.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return config_error("connector", e)
+    setup_logging(cfg.connector.log_level)
     if cfg.ib.backend == "ib_async":
         with contextlib.suppress(ImportError):
             import uvloop
@@ -109,13 +107,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(cfg: Config) -> int:
+    stop = stop_signals()  # before announcing readiness
     connector = Connector(cfg)
     try:
         await connector.start()
     except (OSError, ValueError) as e:
         print(f"ibhost connector: cannot serve {connector.socket_path}: {e}", file=sys.stderr)
         return 1
-    await wait_for_stop_signal()
+    await wait_for_stop_signal(stop)
     log.info("stopping: disconnecting from IB")
     await connector.stop()
     return 0

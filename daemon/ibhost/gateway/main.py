@@ -15,7 +15,7 @@ from aiohttp import web
 from .. import config as config_mod
 from ..config import Config
 from ..connector.main import add_config_args, config_from_args
-from ..proc import wait_for_stop_signal
+from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
 from .app import init_app
 from .auth import load_keys
 
@@ -87,10 +87,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         check_bind(cfg)
     except (config_mod.ConfigError, ValueError) as e:
-        print(f"ibhost gateway: {e}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=cfg.gateway.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return config_error("gateway", e)
+    setup_logging(cfg.gateway.log_level)
     with contextlib.suppress(ImportError):
         import uvloop
 
@@ -99,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(cfg: Config) -> int:
+    stop = stop_signals()  # before announcing readiness
     gw = Gateway(cfg)
     try:
         await gw.start()
@@ -107,6 +106,6 @@ async def _main(cfg: Config) -> int:
               f"{e.strerror}", file=sys.stderr)
         return 1
     print(f"ibhost gateway listening on http://{cfg.gateway.host}:{gw.port}", flush=True)
-    await wait_for_stop_signal()
+    await wait_for_stop_signal(stop)
     await gw.stop()
     return 0

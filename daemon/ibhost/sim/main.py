@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from ..ipc import stop_unix
-from ..proc import wait_for_stop_signal
+from ..proc import setup_logging, stop_signals, wait_for_stop_signal
 from .control import FAULTS, ControlError, SimControl, _ranges, _when, serve_control
 from .server import Simulator
 
@@ -59,8 +59,7 @@ def add_parser(sub: Any) -> None:
 def run_sim(args: argparse.Namespace) -> int:
     if getattr(args, "sim_cmd", None) == "ctl":
         return run_ctl(args)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level.upper())
     try:
         import uvloop
 
@@ -71,6 +70,7 @@ def run_sim(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    stop = stop_signals()  # before announcing readiness
     try:
         start = _when(args.start_time) if args.start_time else None
     except ValueError as e:
@@ -100,7 +100,7 @@ async def _serve(args: argparse.Namespace) -> int:
         runner = await serve_control(sim, args.control)
     print(f"ibhost sim listening on {sim.host}:{sim.port}"
           + (f", control {args.control}" if args.control else ""), flush=True)
-    await wait_for_stop_signal()
+    await wait_for_stop_signal(stop)
     log.info("stopping")
     await sim.stop()
     if runner is not None:

@@ -15,7 +15,7 @@ from ..config import Config
 from ..connector.main import add_config_args, config_from_args
 from ..gateway.idempotency import atomic_write
 from ..ipc import serve_unix, stop_unix
-from ..proc import wait_for_stop_signal
+from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
 from .api import init_app
 from .core import Watchdog
 
@@ -39,14 +39,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
     except config_mod.ConfigError as e:
-        print(f"ibhost watchdog: configuration error: {e}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=cfg.watchdog.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return config_error("watchdog", e)
+    setup_logging(cfg.watchdog.log_level)
     return asyncio.run(_main(cfg))
 
 
 async def _main(cfg: Config) -> int:
+    stop = stop_signals()  # before announcing readiness
     cfg.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     wd = Watchdog(cfg)
     sock = str(cfg.path(cfg.watchdog.socket))
@@ -54,7 +53,7 @@ async def _main(cfg: Config) -> int:
     wd.start()
     log.info("watchdog serving %s; maintenance windows: %s", sock,
              ", ".join(w.text for w in wd.schedule.windows) or "none")
-    await wait_for_stop_signal()
+    await wait_for_stop_signal(stop)
     await wd.stop()
     await stop_unix(runner, sock)
     return 0
