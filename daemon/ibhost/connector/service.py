@@ -425,6 +425,11 @@ class Service:
         while trade.orderStatus.status in ("PendingSubmit", "ApiPending", "") and \
                 loop.time() < end:  # noqa: ASYNC110 - the library offers no awaitable
             await asyncio.sleep(0.02)
+        # PreSubmitted is often followed at once by the fill of a marketable order
+        # (IB sends the acknowledgement and the execution separately): let it settle.
+        settle = min(end, loop.time() + 0.5)
+        while trade.orderStatus.status == "PreSubmitted" and loop.time() < settle:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
         errors = [e for e in trade.log if e.errorCode and e.errorCode not in (202, 399)]
         if trade.orderStatus.status in ("Cancelled", "ApiCancelled", "Inactive") and errors:
             err = errors[-1]
