@@ -24,6 +24,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -136,6 +137,79 @@ def _hist_body(symbol: str, timeframe: str, start: Any, end: Any, **kw: Any) -> 
     return {k: v for k, v in body.items() if v is not None}
 
 
+@dataclass(frozen=True)
+class Call:
+    """One API call: what to send and how to shape the answer."""
+
+    method: str
+    path: str
+    body: Any = None
+    params: dict[str, Any] | None = None
+    headers: dict[str, str] | None = None
+    shape: Callable[[Any], Any] = lambda x: x
+
+
+def _head_ts(r: Any) -> dt.datetime:
+    return dt.datetime.fromisoformat(r["headTimestamp"])
+
+
+class Api:
+    """Every gateway call, described once; both clients execute these."""
+
+    @staticmethod
+    def health() -> Call:
+        return Call("GET", "/health")
+
+    @staticmethod
+    def historical(symbol: str, timeframe: str, start: Any, end: Any, **kw: Any) -> Call:
+        return Call("POST", "/data/historical", _hist_body(symbol, timeframe, start, end, **kw),
+                    shape=bars_frame)
+
+    @staticmethod
+    def validate(symbol: str, **kw: Any) -> Call:
+        return Call("POST", "/data/validate", {"symbol": symbol, **kw})
+
+    @staticmethod
+    def head_timestamp(symbol: str, **kw: Any) -> Call:
+        return Call("GET", "/data/head-timestamp", params={"symbol": symbol, **kw},
+                    shape=_head_ts)
+
+    @staticmethod
+    def option_chain(symbol: str, **kw: Any) -> Call:
+        return Call("GET", "/options/chain", params={"symbol": symbol, **kw})
+
+    @staticmethod
+    def snapshot(symbol: str, **kw: Any) -> Call:
+        return Call("POST", "/market/snapshot", {"symbol": symbol, **kw})
+
+    @staticmethod
+    def place_order(symbol: str, action: str, quantity: float, key: str | None,
+                    **kw: Any) -> Call:
+        return Call("POST", "/orders", {"symbol": symbol, "action": action,
+                                        "quantity": quantity, **kw},
+                    headers={"Idempotency-Key": key} if key else {})
+
+    @staticmethod
+    def cancel_order(order_id: int) -> Call:
+        return Call("DELETE", f"/orders/{int(order_id)}")
+
+    @staticmethod
+    def open_orders() -> Call:
+        return Call("GET", "/orders")
+
+    @staticmethod
+    def executions(**filters: Any) -> Call:
+        return Call("GET", "/executions", params=filters)
+
+    @staticmethod
+    def positions() -> Call:
+        return Call("GET", "/positions")
+
+
+def _health_of(e: IBHostError) -> dict[str, Any]:
+    return e.body or {"status": "down", "reason": e.message}
+
+
 class _Policy:
     def __init__(self, retries: int, backoff: float, max_backoff: float,
                  breaker: CircuitBreaker) -> None:
@@ -211,65 +285,55 @@ class AsyncIBHostClient:
             await asyncio.sleep(self.policy.delay(attempt))
             attempt += 1
 
-    # --- API -------------------------------------------------------------------------
+    # --- API (see Api for what each sends) -------------------------------------------
+
+    async def call(self, c: Call) -> Any:
+        return c.shape(await self.request(c.method, c.path, body=c.body, params=c.params,
+                                          headers=c.headers))
 
     async def health(self) -> dict[str, Any]:
         try:
-            result: dict[str, Any] = await self.request("GET", "/health")
+            result: dict[str, Any] = await self.call(Api.health())
             return result
         except IBHostError as e:
-            return e.body or {"status": "down", "reason": e.message}
+            return _health_of(e)
 
     async def fetch_historical_data(self, symbol: str, timeframe: str,
                                     start: dt.datetime | dt.date | str,
                                     end: dt.datetime | dt.date | str | None = None,
                                     **kw: Any) -> pd.DataFrame:
-        result = await self.request("POST", "/data/historical",
-                                    body=_hist_body(symbol, timeframe, start, end, **kw))
-        return bars_frame(result)
+        df: pd.DataFrame = await self.call(Api.historical(symbol, timeframe, start, end, **kw))
+        return df
 
     async def validate_symbol(self, symbol: str, **kw: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("POST", "/data/validate",
-                                                    body={"symbol": symbol, **kw})
-        return result
+        return dict(await self.call(Api.validate(symbol, **kw)))
 
     async def head_timestamp(self, symbol: str, **kw: Any) -> dt.datetime:
-        r = await self.request("GET", "/data/head-timestamp", params={"symbol": symbol, **kw})
-        return dt.datetime.fromisoformat(r["headTimestamp"])
+        ts: dt.datetime = await self.call(Api.head_timestamp(symbol, **kw))
+        return ts
 
     async def option_chain(self, symbol: str, **kw: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("GET", "/options/chain",
-                                                    params={"symbol": symbol, **kw})
-        return result
+        return dict(await self.call(Api.option_chain(symbol, **kw)))
 
     async def snapshot(self, symbol: str, **kw: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("POST", "/market/snapshot",
-                                                    body={"symbol": symbol, **kw})
-        return result
+        return dict(await self.call(Api.snapshot(symbol, **kw)))
 
     async def place_order(self, symbol: str, action: str, quantity: float, *,
                           idempotency_key: str | None = None, **kw: Any) -> dict[str, Any]:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        result: dict[str, Any] = await self.request(
-            "POST", "/orders", body={"symbol": symbol, "action": action,
-                                     "quantity": quantity, **kw}, headers=headers)
-        return result
+        return dict(await self.call(Api.place_order(symbol, action, quantity, idempotency_key,
+                                                    **kw)))
 
     async def cancel_order(self, order_id: int) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("DELETE", f"/orders/{int(order_id)}")
-        return result
+        return dict(await self.call(Api.cancel_order(order_id)))
 
     async def open_orders(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self.request("GET", "/orders")
-        return result
+        return list(await self.call(Api.open_orders()))
 
     async def executions(self, **filters: Any) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self.request("GET", "/executions", params=filters)
-        return result
+        return list(await self.call(Api.executions(**filters)))
 
     async def positions(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self.request("GET", "/positions")
-        return result
+        return list(await self.call(Api.positions()))
 
 
 class IBHostClient:
@@ -322,59 +386,49 @@ class IBHostClient:
             time.sleep(self.policy.delay(attempt))
             attempt += 1
 
+    def call(self, c: Call) -> Any:
+        return c.shape(self.request(c.method, c.path, body=c.body, params=c.params,
+                                    headers=c.headers))
+
     def health(self) -> dict[str, Any]:
         try:
-            result: dict[str, Any] = self.request("GET", "/health")
+            result: dict[str, Any] = self.call(Api.health())
             return result
         except IBHostError as e:
-            return e.body or {"status": "down", "reason": e.message}
+            return _health_of(e)
 
     def fetch_historical_data(self, symbol: str, timeframe: str,
                               start: dt.datetime | dt.date | str,
                               end: dt.datetime | dt.date | str | None = None,
                               **kw: Any) -> pd.DataFrame:
-        return bars_frame(self.request("POST", "/data/historical",
-                                       body=_hist_body(symbol, timeframe, start, end, **kw)))
+        df: pd.DataFrame = self.call(Api.historical(symbol, timeframe, start, end, **kw))
+        return df
 
     def validate_symbol(self, symbol: str, **kw: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("POST", "/data/validate",
-                                              body={"symbol": symbol, **kw})
-        return result
+        return dict(self.call(Api.validate(symbol, **kw)))
 
     def head_timestamp(self, symbol: str, **kw: Any) -> dt.datetime:
-        r = self.request("GET", "/data/head-timestamp", params={"symbol": symbol, **kw})
-        return dt.datetime.fromisoformat(r["headTimestamp"])
+        ts: dt.datetime = self.call(Api.head_timestamp(symbol, **kw))
+        return ts
 
     def option_chain(self, symbol: str, **kw: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", "/options/chain",
-                                              params={"symbol": symbol, **kw})
-        return result
+        return dict(self.call(Api.option_chain(symbol, **kw)))
 
     def snapshot(self, symbol: str, **kw: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("POST", "/market/snapshot",
-                                              body={"symbol": symbol, **kw})
-        return result
+        return dict(self.call(Api.snapshot(symbol, **kw)))
 
     def place_order(self, symbol: str, action: str, quantity: float, *,
                     idempotency_key: str | None = None, **kw: Any) -> dict[str, Any]:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        result: dict[str, Any] = self.request(
-            "POST", "/orders", body={"symbol": symbol, "action": action,
-                                     "quantity": quantity, **kw}, headers=headers)
-        return result
+        return dict(self.call(Api.place_order(symbol, action, quantity, idempotency_key, **kw)))
 
     def cancel_order(self, order_id: int) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("DELETE", f"/orders/{int(order_id)}")
-        return result
+        return dict(self.call(Api.cancel_order(order_id)))
 
     def open_orders(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request("GET", "/orders")
-        return result
+        return list(self.call(Api.open_orders()))
 
     def executions(self, **filters: Any) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request("GET", "/executions", params=filters)
-        return result
+        return list(self.call(Api.executions(**filters)))
 
     def positions(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request("GET", "/positions")
-        return result
+        return list(self.call(Api.positions()))
