@@ -173,6 +173,7 @@ class Scheduler:
                 await self._wake.wait()
                 continue
             now = self.clock()
+            self._expire(now)  # once per pass, not once per waiting request
             soonest = float("inf")
             chosen = None
             for item in self._pending:
@@ -219,8 +220,9 @@ class Scheduler:
             del self._cache[k]
 
     def _delay(self, key: PaceKey | None, now: float) -> tuple[float, str]:
-        """Seconds until this request may go, and the rule that holds it."""
-        self._expire(now)
+        """Seconds until this request may go, and the rule that holds it.
+
+        The caller expires old entries first (``_expire(now)``)."""
         if len(self._messages) >= self.cfg.messages_per_second:
             return self.second - (now - self._messages[0]), "message_rate"
         if now - self._last_grant < self.spacing:
