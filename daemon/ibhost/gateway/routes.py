@@ -199,7 +199,7 @@ async def place_order(request: web.Request) -> web.Response:
                 return float(snap[k])
         return None
 
-    async def go() -> web.Response:
+    async def go() -> tuple[int, Any]:
         try:
             await guards.check_order(app[CONFIG_KEY].trading, fwd, price_of)
         except IbhostError as e:
@@ -207,10 +207,11 @@ async def place_order(request: web.Request) -> web.Response:
                 app[METRICS_KEY].guard_rejections.labels(e.extra["guard"]).inc()
             raise
         result = await connector(request, "POST", "/orders", body=fwd)
-        return web.json_response(result, status=200 if result.get("duplicate") else 201)
+        return (200 if result.get("duplicate") else 201), result
 
     if key is None:
-        return await go()
+        status, result = await go()
+        return web.json_response(result, status=status)
     store = app[IDEMPOTENCY_KEY]
     fp = fingerprint(fwd)
     async with store.lock(key):
@@ -219,16 +220,9 @@ async def place_order(request: web.Request) -> web.Response:
             app[METRICS_KEY].idempotent_replays.inc()
             return web.json_response(prior["body"], status=prior["status"],
                                      headers={"Idempotent-Replayed": "true"})
-        resp = await go()
-        await store.put(key, fp, resp.status, _json(resp))
-        return resp
-
-
-def _json(resp: web.Response) -> Any:
-    import json
-
-    assert resp.body is not None
-    return json.loads(bytes(resp.body))  # type: ignore[arg-type]
+        status, result = await go()
+        await store.put(key, fp, status, result)
+        return web.json_response(result, status=status)
 
 
 async def cancel_order(request: web.Request) -> web.Response:
