@@ -551,8 +551,7 @@ def publish_portfolio(sim: Simulator, con_id: int) -> None:
     """Push position, portfolio and account changes to subscribed clients."""
     b = sim.broker
     pos = b.positions.get(con_id)
-    now = sim.now()
-    marks = {c: sim.market.quote(p.listing, now).last for c, p in b.positions.items()}
+    marks = _marks(sim)
     for sess in sim.ready_sessions():
         if pos is not None and sess.st.positions_sub:
             sess.send(m.position(b.account, pos))
