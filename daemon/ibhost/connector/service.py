@@ -305,18 +305,14 @@ class Service:
 
     def _ticker_dict(self, t: Any) -> dict[str, Any]:
         c = t.contract
-        g = t.modelGreeks
-        greeks = None
-        if g is not None:
-            greeks = {k: _num(getattr(g, k)) for k in
-                      ("impliedVol", "delta", "gamma", "vega", "theta", "optPrice", "undPrice")}
-        if greeks is None and c is not None and c.secType == "OPT":
-            for alt in (t.lastGreeks, t.bidGreeks, t.askGreeks):
-                if alt is not None:
-                    greeks = {k: _num(getattr(alt, k)) for k in
-                              ("impliedVol", "delta", "gamma", "vega", "theta", "optPrice",
-                               "undPrice")}
-                    break
+        # model greeks first; for an option, the last/bid/ask computation otherwise
+        sources = [t.modelGreeks]
+        if c is not None and c.secType == "OPT":
+            sources += [t.lastGreeks, t.bidGreeks, t.askGreeks]
+        g = next((x for x in sources if x is not None), None)
+        greeks = None if g is None else {
+            k: _num(getattr(g, k))
+            for k in ("impliedVol", "delta", "gamma", "vega", "theta", "optPrice", "undPrice")}
         mdt = int(t.marketDataType or 1)
         return {
             "conId": c.conId if c else None, "symbol": c.symbol if c else None,
