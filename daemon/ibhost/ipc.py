@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -82,24 +83,31 @@ class UnixClient:
             await self._session.close()
             self._session = None
 
-    async def request_text(self, method: str, url: str, *,
-                           read_timeout: float | None = None) -> str:
-        """Call ``url`` and return the body as text (for non-JSON answers like /metrics)."""
+    @contextlib.asynccontextmanager
+    async def _call(self, method: str, url: str, read_timeout: float | None,
+                    **kw: Any) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request with the client's timeouts; transport failures become IpcError."""
         timeout = None
         if read_timeout is not None:
             timeout = aiohttp.ClientTimeout(sock_connect=self.connect_timeout,
                                             sock_read=read_timeout)
         try:
-            async with self._http().request(method, "http://ibhost" + url,
-                                            timeout=timeout) as resp:
-                text = await resp.text()
-                if resp.status >= 400:
-                    raise IpcError(self.path, f"HTTP {resp.status}")
-                return text
+            async with self._http().request(method, "http://ibhost" + url, timeout=timeout,
+                                            **kw) as resp:
+                yield resp
         except TimeoutError as e:
             raise IpcError(self.path, "timed out", timeout=True) from e
         except (aiohttp.ClientError, OSError) as e:
             raise IpcError(self.path, str(e) or type(e).__name__) from e
+
+    async def request_text(self, method: str, url: str, *,
+                           read_timeout: float | None = None) -> str:
+        """Call ``url`` and return the body as text (for non-JSON answers like /metrics)."""
+        async with self._call(method, url, read_timeout) as resp:
+            text = await resp.text()
+            if resp.status >= 400:
+                raise IpcError(self.path, f"HTTP {resp.status}")
+            return text
 
     async def request(
         self,
@@ -111,22 +119,13 @@ class UnixClient:
         read_timeout: float | None = None,
     ) -> Any:
         """Call ``url``; return the decoded JSON, raise IbhostError for 4xx/5xx."""
-        timeout = None
-        if read_timeout is not None:
-            timeout = aiohttp.ClientTimeout(sock_connect=self.connect_timeout,
-                                            sock_read=read_timeout)
-        try:
-            async with self._http().request(method, "http://ibhost" + url, json=json_body,
-                                            params=params, timeout=timeout) as resp:
-                text = await resp.text()
-                try:
-                    data = json.loads(text) if text else None
-                except json.JSONDecodeError:
-                    raise IpcError(self.path, f"non-JSON answer ({resp.status})") from None
-                if resp.status >= 400:
-                    raise IbhostError.from_dict(data or {}, resp.status)
-                return data
-        except TimeoutError as e:
-            raise IpcError(self.path, "timed out", timeout=True) from e
-        except (aiohttp.ClientError, OSError) as e:
-            raise IpcError(self.path, str(e) or type(e).__name__) from e
+        async with self._call(method, url, read_timeout, json=json_body,
+                              params=params) as resp:
+            text = await resp.text()
+            try:
+                data = json.loads(text) if text else None
+            except json.JSONDecodeError:
+                raise IpcError(self.path, f"non-JSON answer ({resp.status})") from None
+            if resp.status >= 400:
+                raise IbhostError.from_dict(data or {}, resp.status)
+            return data
