@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IbhostError, bad_request
+from ..files import atomic_write
 
 MAX_KEY = 128
 KEEP_SECONDS = 7 * 86400
@@ -31,21 +32,6 @@ def check_key(key: str) -> str:
 
 def fingerprint(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class IdempotencyStore:

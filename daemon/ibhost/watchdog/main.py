@@ -13,7 +13,7 @@ from typing import Any
 from .. import config as config_mod
 from ..config import Config
 from ..connector.main import add_config_args, config_from_args
-from ..gateway.idempotency import atomic_write
+from ..files import atomic_write
 from ..ipc import serve_unix, stop_unix
 from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
 from .api import init_app
