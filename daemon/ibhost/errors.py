@@ -119,3 +119,9 @@ def from_ib(ib_code: int, message: str) -> IbhostError:
     # 200 is always about the contract the request named
     field = "symbol" if ib_code == 200 else None
     return IbhostError(code, f"IB error {ib_code}: {message}", ib_code=ib_code, field=field)
+
+
+def code_for_http_status(status: int) -> str:
+    """The catalogue code for an HTTP error aiohttp raised itself (no route, ...)."""
+    return {404: "not_found", 405: "bad_request", 413: "payload_too_large"}.get(
+        status, "bad_request")

@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import __version__
 from ..config import Config, describe
-from ..errors import IbhostError, bad_request
+from ..errors import IbhostError, bad_request, code_for_http_status
 from ..validate import (
     int_list,
     json_body,
@@ -70,9 +70,8 @@ async def errors_middleware(
         return web.json_response(e.to_dict(), status=e.status)
     except web.HTTPException as e:
         if e.status >= 400:
-            code = {404: "not_found", 405: "bad_request", 413: "payload_too_large"}.get(
-                e.status, "bad_request")
-            return web.json_response({"error": {"code": code, "message": e.reason}},
+            return web.json_response({"error": {"code": code_for_http_status(e.status),
+                                                "message": e.reason}},
                                      status=e.status)
         raise
     except Exception:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from ..config import Config
-from ..errors import IbhostError
+from ..errors import IbhostError, code_for_http_status
 from ..ipc import IpcError, UnixClient
 from . import openapi
 from .auth import Authenticator, load_keys
@@ -60,8 +60,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        code = {404: "not_found", 405: "bad_request", 413: "payload_too_large"}.get(
-            e.status, "bad_request")
+        code = code_for_http_status(e.status)
         msg = {404: "no such route", 405: f"method {request.method} not allowed here"}.get(
             e.status, e.reason)
         resp = web.json_response({"error": {"code": code, "message": msg}}, status=e.status)
