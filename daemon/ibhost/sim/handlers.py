@@ -8,20 +8,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import ibrules
-from . import hours
+from . import account, hours
 from . import messages as m
 from .market import format_bar_date
 from .pacing import PACING_TEXT
 from .protocol import UNSET_DOUBLE, Fields, In, Out
 from .session import Session, Subscription
 from .state import SimOrder
+from .table import HANDLERS, handles
 from .universe import OPTION_EXCHANGES, Listing, Query, option_expirations, option_strikes
 
 if TYPE_CHECKING:
@@ -31,29 +30,6 @@ log = logging.getLogger("ibhost.sim.handlers")
 
 HMDS = "Historical Market Data Service error message:"
 NOT_FOUND = "No security definition has been found for the request"
-
-
-@dataclass(frozen=True)
-class HandlerEntry:
-    name: str
-    fn: Callable[[Simulator, Session, list[str]], Awaitable[None]]
-    req_pos: int | None  # index of the request id field, for error replies
-
-
-HANDLERS: dict[int, HandlerEntry] = {}
-
-
-def handles(
-    msg_id: int, name: str, req_pos: int | None = None
-) -> Callable[[Callable[[Simulator, Session, list[str]], Awaitable[None]]],
-              Callable[[Simulator, Session, list[str]], Awaitable[None]]]:
-    def deco(
-        fn: Callable[[Simulator, Session, list[str]], Awaitable[None]]
-    ) -> Callable[[Simulator, Session, list[str]], Awaitable[None]]:
-        HANDLERS[msg_id] = HandlerEntry(name, fn, req_pos)
-        return fn
-
-    return deco
 
 
 def read_contract(f: Fields) -> Query:
@@ -544,25 +520,7 @@ def evaluate_order(sim: Simulator, s: Session, order: SimOrder) -> None:
     s.send(m.order_status(order))
     s.send(m.open_order(s.st.version, order))
     s.send(m.commission_report(ex))
-    publish_portfolio(sim, order.listing.conId)
-
-
-def publish_portfolio(sim: Simulator, con_id: int) -> None:
-    """Push position, portfolio and account changes to subscribed clients."""
-    b = sim.broker
-    pos = b.positions.get(con_id)
-    marks = _marks(sim)
-    for sess in sim.ready_sessions():
-        if pos is not None and sess.st.positions_sub:
-            sess.send(m.position(b.account, pos))
-        if sess.st.account_sub:
-            if pos is not None:
-                sess.send(m.portfolio_value(b.account, pos, marks[con_id], b.realized))
-            for k, v, cur in b.account_values(marks):
-                sess.send([Out.ACCT_VALUE, 2, k, v, cur, b.account])
-        for rid in sess.st.account_multi:
-            for k, v, cur in b.account_values(marks):
-                sess.send([Out.ACCOUNT_UPDATE_MULTI, 1, rid, b.account, "", k, v, cur])
+    account.publish_portfolio(sim, order.listing.conId)
 
 
 @handles(In.CANCEL_ORDER, "cancelOrder", req_pos=2)
@@ -653,63 +611,4 @@ async def req_executions(sim: Simulator, s: Session, fields: list[str]) -> None:
     s.send([Out.EXECUTION_DATA_END, 1, req_id])
 
 
-# --- account ----------------------------------------------------------------------------
-
-
-@handles(In.REQ_POSITIONS, "reqPositions")
-async def req_positions(sim: Simulator, s: Session, fields: list[str]) -> None:
-    s.st.positions_sub = True
-    for p in sim.broker.positions.values():
-        s.send(m.position(sim.broker.account, p))
-    s.send([Out.POSITION_END, 1])
-
-
-@handles(In.CANCEL_POSITIONS, "cancelPositions")
-async def cancel_positions(sim: Simulator, s: Session, fields: list[str]) -> None:
-    s.st.positions_sub = False
-
-
-def _marks(sim: Simulator) -> dict[int, float]:
-    now = sim.now()
-    return {c: sim.market.quote(p.listing, now).last for c, p in sim.broker.positions.items()}
-
-
-@handles(In.REQ_ACCT_DATA, "reqAccountUpdates")
-async def req_account_updates(sim: Simulator, s: Session, fields: list[str]) -> None:
-    f = Fields(fields, 2)
-    subscribe, acct = f.flag(), f.text()
-    b = sim.broker
-    if not subscribe:
-        s.st.account_sub = False
-        return
-    if acct and acct != b.account:
-        s.error(-1, 321, f"Error validating request.-'bB' : cause - Invalid account '{acct}'")
-        return
-    s.st.account_sub = True
-    marks = _marks(sim)
-    for k, v, cur in b.account_values(marks):
-        s.send([Out.ACCT_VALUE, 2, k, v, cur, b.account])
-    for c, p in b.positions.items():
-        s.send(m.portfolio_value(b.account, p, marks[c], b.realized))
-    s.send(m.account_time(sim.now_dt().astimezone(sim.tz)))
-    s.send([Out.ACCT_DOWNLOAD_END, 1, b.account])
-
-
-@handles(In.REQ_ACCOUNT_UPDATES_MULTI, "reqAccountUpdatesMulti", req_pos=2)
-async def req_account_updates_multi(sim: Simulator, s: Session, fields: list[str]) -> None:
-    f = Fields(fields, 2)
-    req_id, acct = f.integer(), f.text()
-    b = sim.broker
-    if acct and acct not in (b.account, "All"):
-        s.error(req_id, 321, f"Error validating request.-'bB' : cause - Invalid account '{acct}'")
-        return
-    s.st.account_multi.add(req_id)
-    for k, v, cur in b.account_values(_marks(sim)):
-        s.send([Out.ACCOUNT_UPDATE_MULTI, 1, req_id, b.account, "", k, v, cur])
-    s.send([Out.ACCOUNT_UPDATE_MULTI_END, 1, req_id])
-
-
-@handles(In.CANCEL_ACCOUNT_UPDATES_MULTI, "cancelAccountUpdatesMulti", req_pos=2)
-async def cancel_account_updates_multi(sim: Simulator, s: Session, fields: list[str]) -> None:
-    s.st.account_multi.discard(Fields(fields, 2).integer())
-
+__all__ = ["HANDLERS", "account"]

@@ -53,6 +53,9 @@ class SessionState:
     positions_sub: bool = False
     account_sub: bool = False
     account_multi: set[int] = field(default_factory=set)
+    account_summary: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    pnl: set[int] = field(default_factory=set)
+    pnl_single: dict[int, int] = field(default_factory=dict)
     subs: dict[int, Subscription] = field(default_factory=dict)
 
 

@@ -146,6 +146,11 @@ class Broker:
             for c, p in self.positions.items()
         )
         net = self.cash + stock_value
+        unrealized = sum(
+            p.position * marks.get(c, p.avgCost) * float(p.listing.multiplier or 1)
+            - p.position * p.avgCost
+            for c, p in self.positions.items()
+        )
         vals = [
             ("AccountCode", self.account, ""),
             ("AccountType", "INDIVIDUAL", ""),
@@ -158,5 +163,6 @@ class Broker:
             ("AvailableFunds", f"{max(0.0, net - abs(stock_value) * 0.25):.2f}", "USD"),
             ("ExcessLiquidity", f"{max(0.0, net - abs(stock_value) * 0.25):.2f}", "USD"),
             ("RealizedPnL", f"{self.realized:.2f}", "USD"),
+            ("UnrealizedPnL", f"{unrealized:.2f}", "USD"),
         ]
         return vals

@@ -124,7 +124,7 @@ FOREX: tuple[Listing, ...] = (
     ),
 )
 
-OPTION_UNDERLYINGS = ("AAPL", "AMZN")
+OPTION_UNDERLYINGS = ("AAPL", "AMZN", "MSFT", "SPY", "QQQ", "TSLA", "NVDA")
 FUTURE_ROOTS = ("ES",)
 
 
@@ -190,7 +190,7 @@ def option_strikes(price: float) -> list[float]:
 
 @lru_cache(maxsize=8)
 def options(today: dt.date) -> tuple[Listing, ...]:
-    """The option chains on AAPL and AMZN as of ``today`` (strikes around the base price)."""
+    """The option chains on OPTION_UNDERLYINGS as of ``today`` (strikes around the base price)."""
     out: list[Listing] = []
     for und in OPTION_UNDERLYINGS:
         u = next(s for s in STOCKS if s.symbol == und)
