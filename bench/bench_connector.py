@@ -106,21 +106,21 @@ async def main(rounds: int) -> None:
             assert r["bars"]
 
         async def gw_hist(i: int) -> None:
-            async with http.post(gw_url + "/data/historical", json={
+            async with http.post(gw_url + "/v1/data/historical", json={
                     "symbol": "AAPL", "barSize": "1 min", "duration": "86400 S",
                     "end": end_of(i + 200)[1]}) as r:
                 assert (await r.json())["count"]
 
         async def gw_validate(i: int) -> None:
-            async with http.post(gw_url + "/data/validate", json={"symbol": "MSFT"}) as r:
+            async with http.post(gw_url + "/v1/data/validate", json={"symbol": "MSFT"}) as r:
                 await r.json()
 
         async def gw_health(i: int) -> None:
-            async with http.get(gw_url + "/health") as r:
+            async with http.get(gw_url + "/v1/health") as r:
                 await r.json()
 
         async def gw_snap(i: int) -> None:
-            async with http.post(gw_url + "/market/snapshot", json={"symbol": "AAPL"}) as r:
+            async with http.post(gw_url + "/v1/market/snapshot", json={"symbol": "AAPL"}) as r:
                 await r.json()
 
         async def direct_details(i: int) -> None:

@@ -129,9 +129,9 @@ async def test_no_retry_on_4xx_or_unkeyed_orders(served: Any) -> None:
 
     from ibhost.client import _Policy
 
-    assert _Policy.retryable("POST", "/orders", {}) is False
-    assert _Policy.retryable("POST", "/orders", {"Idempotency-Key": "k"}) is True
-    assert _Policy.retryable("DELETE", "/orders/1", {}) is False
+    assert _Policy.retryable("POST", "/v1/orders", {}) is False
+    assert _Policy.retryable("POST", "/v1/orders", {"Idempotency-Key": "k"}) is True
+    assert _Policy.retryable("DELETE", "/v1/orders/1", {}) is False
     async with AsyncIBHostClient(url, retries=3, backoff=0.01) as c:
         t0 = asyncio.get_running_loop().time()
         with pytest.raises(IBHostError) as ei:

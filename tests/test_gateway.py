@@ -46,21 +46,21 @@ async def test_service_endpoints(stack: Any) -> None:
     info = await r.json()
     assert info["name"] == "ibhost" and "POST /data/historical" in info["endpoints"]
     assert (await (await stack.get("/ping")).json())["pong"] is True
-    h = await stack.get("/health")
+    h = await stack.get("/v1/health")
     body = await h.json()
     assert h.status == 200 and body["status"] == "ok" and body["connector"]["clientId"] == 1
-    live = await (await stack.get("/health?connect=true")).json()
+    live = await (await stack.get("/v1/health?connect=true")).json()
     assert live["status"] == "ok"
-    d = await (await stack.get("/health/detailed")).json()
+    d = await (await stack.get("/v1/health/detailed")).json()
     assert d["connector"]["connection"]["serverVersion"] == 178
-    ib = await (await stack.get("/api/v1/system/ib-status")).json()
+    ib = await (await stack.get("/v1/system/ib-status")).json()
     assert ib["ib_connected"] is True and ib["client_id"] == 1
-    sysst = await (await stack.get("/api/v1/system/system-status")).json()
+    sysst = await (await stack.get("/v1/system/system-status")).json()
     assert sysst["programs"]["connector"]["status"] == "ok"
     spec = await (await stack.get("/openapi.json")).json()
-    assert "/data/historical" in spec["paths"] and spec["openapi"].startswith("3.")
+    assert "/v1/data/historical" in spec["paths"] and spec["openapi"].startswith("3.")
     page = await stack.get("/docs")
-    assert page.status == 200 and "/orders/{orderId}" in await page.text()
+    assert page.status == 200 and "/v1/orders/{orderId}" in await page.text()
     r404 = await stack.get("/nope")
     assert r404.status == 404 and (await r404.json())["error"]["code"] == "not_found"
     r405 = await stack.put("/ping")
@@ -70,20 +70,20 @@ async def test_service_endpoints(stack: Any) -> None:
 async def test_historical_formats(stack: Any, sim: Simulator) -> None:
     body = {"symbol": "AAPL", "timeframe": "1h", "start": "2025-11-17T00:00:00Z",
             "end": "2025-11-22T00:00:00Z"}
-    col = await (await stack.post("/data/historical", json=body)).json()
+    col = await (await stack.post("/v1/data/historical", json=body)).json()
     assert col["success"] and col["count"] == 35 and col["barSize"] == "1 hour"
     assert col["columns"][:2] == ["timestamp", "open"]
     assert len(col["data"]["close"]) == 35
-    rec = await (await stack.post("/data/historical?format=records", json=body)).json()
+    rec = await (await stack.post("/v1/data/historical?format=records", json=body)).json()
     assert rec["bars"][0]["close"] == col["data"]["close"][0]
-    csv = await stack.post("/data/historical", json=body, headers={"Accept": "text/csv"})
+    csv = await stack.post("/v1/data/historical", json=body, headers={"Accept": "text/csv"})
     lines = (await csv.text()).strip().splitlines()
     assert csv.headers["Content-Type"].startswith("text/csv")
     assert lines[0].startswith("timestamp,open,high,low,close,volume") and len(lines) == 36
-    bad = await stack.post("/data/historical?format=xml", json=body)
+    bad = await stack.post("/v1/data/historical?format=xml", json=body)
     assert bad.status == 400 and (await bad.json())["error"]["field"] == "format"
     # a large answer streams (chunked) and is still one valid document
-    big = await stack.post("/data/historical", json={
+    big = await stack.post("/v1/data/historical", json={
         "symbol": "AAPL", "barSize": "1 min", "start": "2025-11-03", "end": "2025-11-22",
         "useRTH": False})
     assert big.headers.get("Transfer-Encoding") == "chunked"
@@ -91,43 +91,43 @@ async def test_historical_formats(stack: Any, sim: Simulator) -> None:
 
 
 async def test_data_endpoints(stack: Any) -> None:
-    v = await (await stack.post("/data/validate", json={"symbol": "IBM"})).json()
+    v = await (await stack.post("/v1/data/validate", json={"symbol": "IBM"})).json()
     assert v["valid"] and v["primaryExchange"] == "NYSE"
-    nf = await stack.post("/data/validate", json={"symbol": "ZZZZ"})
+    nf = await stack.post("/v1/data/validate", json={"symbol": "ZZZZ"})
     assert nf.status == 404 and (await nf.json())["error"]["ib_code"] == 200
-    ht = await (await stack.get("/data/head-timestamp?symbol=MSFT")).json()
+    ht = await (await stack.get("/v1/data/head-timestamp?symbol=MSFT")).json()
     assert ht["headTimestamp"].startswith("1986-03-13")
-    ch = await (await stack.get("/options/chain?symbol=AAPL")).json()
+    ch = await (await stack.get("/v1/options/chain?symbol=AAPL")).json()
     assert {c["exchange"] for c in ch["chains"]} >= {"SMART", "CBOE"}
-    s = await (await stack.post("/market/snapshot", json={"symbol": "SPY"})).json()
+    s = await (await stack.post("/v1/market/snapshot", json={"symbol": "SPY"})).json()
     assert s["bid"] < s["ask"]
 
 
 async def test_trading_flow_with_key(stack: Any, sim: Simulator) -> None:
-    r = await stack.post("/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 2,
+    r = await stack.post("/v1/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 2,
                                           "orderType": "LMT", "limitPrice": 1.0}, headers=H)
     order = await r.json()
     assert r.status == 201 and order["status"] == "Submitted"
-    opens = await (await stack.get("/orders")).json()
+    opens = await (await stack.get("/v1/orders")).json()
     assert [o["orderId"] for o in opens] == [order["orderId"]]
-    c = await stack.delete(f"/orders/{order['orderId']}", headers=H)
+    c = await stack.delete(f"/v1/orders/{order['orderId']}", headers=H)
     assert (await c.json())["status"] == "Cancelled"
-    f = await stack.post("/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 3,
+    f = await stack.post("/v1/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 3,
                                           "orderType": "MKT"}, headers=H)
     assert (await f.json())["status"] == "Filled"
-    ex = await (await stack.get("/executions?symbol=AAPL")).json()
+    ex = await (await stack.get("/v1/executions?symbol=AAPL")).json()
     assert len(ex) == 1 and ex[0]["shares"] == 3
-    pos = await (await stack.get("/positions")).json()
+    pos = await (await stack.get("/v1/positions")).json()
     assert pos[0]["position"] == 3
 
 
 async def test_orders_need_a_key(stack: Any, sim: Simulator) -> None:
     body = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "orderType": "MKT"}
-    r = await stack.post("/orders", json=body)
+    r = await stack.post("/v1/orders", json=body)
     assert r.status == 401 and (await r.json())["error"]["field"] == "X-API-Key"
-    r = await stack.post("/orders", json=body, headers={"X-API-Key": "wrong-key-000000000"})
+    r = await stack.post("/v1/orders", json=body, headers={"X-API-Key": "wrong-key-000000000"})
     assert r.status == 403
-    r = await stack.delete("/orders/1")
+    r = await stack.delete("/v1/orders/1")
     assert r.status == 401
     assert sim.state()["orders"] == []
 
@@ -137,13 +137,13 @@ async def test_trading_off_by_default_and_without_configured_key(
     body = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "orderType": "LMT",
             "limitPrice": 1.0}
     async with running_connector(tmp_path, sim), gateway(aiohttp_client, tmp_path, sim) as gw:
-        r = await gw.post("/orders", json=body, headers=H)
+        r = await gw.post("/v1/orders", json=body, headers=H)
         err = (await r.json())["error"]
         assert r.status == 403 and err["guard"] == "trading_disabled"
     async with running_connector(tmp_path, sim):
         cfg = make_config(tmp_path, sim, trading__enabled=True)  # no key configured
         gw2 = await aiohttp_client(init_app(cfg))
-        r = await gw2.post("/orders", json=body, headers=H)
+        r = await gw2.post("/v1/orders", json=body, headers=H)
         assert r.status == 403 and (await r.json())["error"]["guard"] == "api_key"
     assert sim.state()["orders"] == []
 
@@ -167,7 +167,7 @@ async def test_each_guard(sim: Simulator, tmp_path: Path, aiohttp_client: Any,
             aiohttp_client, tmp_path, sim, trading__enabled=True,
             trading__allowed_sec_types="STK,OPT", trading__symbols="AAPL,MSFT",
             trading__max_quantity=50, trading__max_notional=10000) as gw:
-        r = await gw.post("/orders", json=body, headers=H)
+        r = await gw.post("/v1/orders", json=body, headers=H)
         err = (await r.json())["error"]
         assert r.status == 403 and err["guard"] == guard, err
         metrics = await (await gw.get("/metrics")).text()
@@ -182,22 +182,22 @@ async def test_idempotency_key_one_order_also_across_a_gateway_restart(
     over = {"trading__enabled": True}
     async with running_connector(tmp_path, sim):
         async with gateway(aiohttp_client, tmp_path, sim, **over) as gw:
-            first = await gw.post("/orders", json=body, headers=hdrs)
-            again = await gw.post("/orders", json=body, headers=hdrs)
+            first = await gw.post("/v1/orders", json=body, headers=hdrs)
+            again = await gw.post("/v1/orders", json=body, headers=hdrs)
             assert first.status == 201 and again.status == 201
             assert again.headers["Idempotent-Replayed"] == "true"
             assert (await first.json())["permId"] == (await again.json())["permId"]
-            clash = await gw.post("/orders", json={**body, "quantity": 5}, headers=hdrs)
+            clash = await gw.post("/v1/orders", json={**body, "quantity": 5}, headers=hdrs)
             assert clash.status == 409 and (await clash.json())["error"]["field"] == \
                 "Idempotency-Key"
         async with gateway(aiohttp_client, tmp_path, sim, **over) as gw2:  # restarted
-            third = await gw2.post("/orders", json=body, headers=hdrs)
+            third = await gw2.post("/v1/orders", json=body, headers=hdrs)
             assert third.headers["Idempotent-Replayed"] == "true"
     # a new gateway with an empty store: the connector still finds the orderRef at IB
     (tmp_path / "data" / "idempotency.json").unlink()
     async with running_connector(tmp_path, sim, ib__client_id_start=9), \
             gateway(aiohttp_client, tmp_path, sim, **over) as gw3:
-        fourth = await gw3.post("/orders", json=body, headers=hdrs)
+        fourth = await gw3.post("/v1/orders", json=body, headers=hdrs)
         assert fourth.status == 200 and (await fourth.json())["duplicate"] is True
     assert len(sim.state()["executions"]) == 1
 
@@ -205,7 +205,7 @@ async def test_idempotency_key_one_order_also_across_a_gateway_restart(
 async def test_503_with_state_while_the_ib_gateway_is_down(stack: Any, sim: Simulator) -> None:
     await sim.close_port(4)
     await asyncio.sleep(0.5)
-    r = await stack.post("/data/validate", json={"symbol": "AAPL"})
+    r = await stack.post("/v1/data/validate", json={"symbol": "AAPL"})
     err = (await r.json())["error"]
     assert r.status == 503 and err["code"] == "unavailable" and err["state"] in (
         "down", "connecting")
@@ -225,12 +225,12 @@ async def test_health_within_1s_while_the_connector_is_stopped(
         gw = await aiohttp_client(init_app(cfg))
         await wait_until(lambda: sim.state()["clients"], timeout=20)
         for _ in range(50):
-            if (await (await gw.get("/health")).json())["status"] == "ok":
+            if (await (await gw.get("/v1/health")).json())["status"] == "ok":
                 break
             await asyncio.sleep(0.2)
         os.kill(proc.pid, signal.SIGSTOP)
         try:
-            for query in ("/health?connect=true", "/health"):
+            for query in ("/v1/health?connect=true", "/v1/health"):
                 deadline = time.monotonic() + 6
                 while True:
                     t0 = time.monotonic()
@@ -247,10 +247,10 @@ async def test_health_within_1s_while_the_connector_is_stopped(
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 15)
         await asyncio.sleep(1.5)
-        r = await gw.get("/health")
+        r = await gw.get("/v1/health")
         body = await r.json()
         assert r.status == 503 and body["status"] == "down"
-        v = await gw.post("/data/validate", json={"symbol": "AAPL"})
+        v = await gw.post("/v1/data/validate", json={"symbol": "AAPL"})
         assert v.status == 503 and (await v.json())["error"]["code"] == "unavailable"
     finally:
         if proc.returncode is None:
@@ -280,9 +280,9 @@ async def test_reads_can_require_a_key(sim: Simulator, tmp_path: Path,
                                        aiohttp_client: Any) -> None:
     async with running_connector(tmp_path, sim), gateway(
             aiohttp_client, tmp_path, sim, gateway__reads_need_key=True) as gw:
-        r = await gw.post("/data/validate", json={"symbol": "AAPL"})
+        r = await gw.post("/v1/data/validate", json={"symbol": "AAPL"})
         assert r.status == 401
-        r = await gw.post("/data/validate", json={"symbol": "AAPL"}, headers=H)
+        r = await gw.post("/v1/data/validate", json={"symbol": "AAPL"}, headers=H)
         assert r.status == 200
         assert (await gw.get("/ping")).status == 200  # liveness stays open
 

@@ -37,10 +37,10 @@ bodies = st.one_of(
 )
 raw_bodies = st.one_of(st.binary(max_size=64),
                        st.sampled_from([b"", b"null", b"[]", b"{", b'"x"', b"1e999"]))
-POSTS = ["/data/historical", "/data/validate", "/market/snapshot", "/orders"]
-GETS = ["/data/head-timestamp", "/options/chain", "/executions", "/health", "/orders",
-        "/positions", "/"]
-DELETES = ["/orders/{x}"]
+POSTS = ["/v1/data/historical", "/v1/data/validate", "/v1/market/snapshot", "/v1/orders"]
+GETS = ["/v1/data/head-timestamp", "/v1/options/chain", "/v1/executions", "/v1/health", "/v1/orders",
+        "/v1/positions", "/"]
+DELETES = ["/v1/orders/{x}"]
 
 
 def check(status: int, text: str) -> None:
@@ -93,5 +93,5 @@ async def test_query_strings(gw: Any, path: str, query: dict[str, str]) -> None:
 @given(oid=st.text(max_size=12).filter(lambda s: "/" not in s and "?" not in s
                                        and "#" not in s))
 async def test_order_ids(gw: Any, oid: str) -> None:
-    r = await gw.delete(f"/orders/{oid}", headers={"X-API-Key": KEY})
+    r = await gw.delete(f"/v1/orders/{oid}", headers={"X-API-Key": KEY})
     check(r.status, await r.text())

@@ -36,24 +36,24 @@ async def test_soak(tree_up: Tree, sim: Simulator) -> None:  # noqa: F811
             kind = rng.choice(["bars", "bars", "validate", "snapshot", "order", "health"])
             try:
                 if kind == "bars":
-                    st, body = await t.post("/data/historical", {
+                    st, body = await t.post("/v1/data/historical", {
                         "symbol": rng.choice(["AAPL", "MSFT", "SPY", "QQQ"]),
                         "timeframe": "1h", "duration": "1 D",
                         "end": f"2025-11-{rng.randint(10, 21):02d}T21:00:00Z"})
                     if st == 200 and not body["count"]:
                         wrong.append("empty bars with 200")
                 elif kind == "validate":
-                    st, body = await t.post("/data/validate", {"symbol": "IBM"})
+                    st, body = await t.post("/v1/data/validate", {"symbol": "IBM"})
                 elif kind == "snapshot":
-                    st, body = await t.post("/market/snapshot", {"symbol": "SPY"})
+                    st, body = await t.post("/v1/market/snapshot", {"symbol": "SPY"})
                 elif kind == "order":
                     order_keys += 1
                     st, body = await t.post(
-                        "/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 1,
+                        "/v1/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 1,
                                     "orderType": "MKT"},
                         headers={"X-API-Key": KEY, "Idempotency-Key": f"soak-{order_keys}"})
                 else:
-                    st, body = await t.get("/health")
+                    st, body = await t.get("/v1/health")
                 if st >= 500 and st not in (503, 504):
                     wrong.append(f"{kind}: {st} {body}")
                 results[f"{kind} {st}"] += 1

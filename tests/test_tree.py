@@ -54,7 +54,7 @@ class Tree:
 
     async def health(self) -> str:
         try:
-            _, h = await self.get("/health?connect=true")  # live, not the 1 s cache
+            _, h = await self.get("/v1/health?connect=true")  # live, not the 1 s cache
             return str(h["status"])
         except (aiohttp.ClientError, OSError, TimeoutError):
             return "unreachable"
@@ -114,7 +114,7 @@ region = "none"
 
 async def bars_ok(t: Tree) -> None:
     """A historical request answered correctly (not empty, not an error)."""
-    st, body = await t.post("/data/historical", {
+    st, body = await t.post("/v1/data/historical", {
         "symbol": "AAPL", "timeframe": "1h", "duration": "1 D",
         "end": f"2025-11-{10 + int(time.time()) % 10:02d}T21:00:00Z"})
     assert st == 200 and body["count"] > 0, body
@@ -137,14 +137,14 @@ async def test_gateway_dropped(tree_up: Tree) -> None:
 
 async def test_gateway_restarted_with_state_lost(tree_up: Tree) -> None:
     t = tree_up
-    st, order = await t.post("/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 1,
+    st, order = await t.post("/v1/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 1,
                                          "orderType": "LMT", "limitPrice": 1},
                              headers={"X-API-Key": KEY})
     assert st == 201
     await t.sim.restart(downtime=1.0)
     await t.wait_health("down", "busy", timeout=5)
     await t.wait_health("ok", timeout=10)
-    st, opens = await t.get("/orders")
+    st, opens = await t.get("/v1/orders")
     assert st == 200 and opens == []  # the restarted gateway forgot the order
     await bars_ok(t)
 
@@ -153,7 +153,7 @@ async def test_port_closed_60s_ready_within_3s_of_return(tree_up: Tree) -> None:
     t = tree_up
     await t.sim.close_port(60)
     await t.wait_health("down", timeout=5)
-    st, body = await t.post("/data/validate", {"symbol": "AAPL"})
+    st, body = await t.post("/v1/data/validate", {"symbol": "AAPL"})
     assert st == 503 and body["error"]["code"] == "unavailable"
     await eventually(lambda: t.sim.listening, timeout=70, interval=0.05)
     took = await t.wait_health("ok", timeout=10)
@@ -185,7 +185,7 @@ async def test_farm_2103_2104(tree_up: Tree) -> None:
     t = tree_up
     t.sim.farm_broken(2103, after=1.0)
     await t.wait_health("degraded", timeout=3)
-    _, h = await t.get("/health")
+    _, h = await t.get("/v1/health")
     assert h["connector"]["farms"]["market_data"] == "broken"
     await t.wait_health("ok", timeout=5)
 
@@ -193,9 +193,9 @@ async def test_farm_2103_2104(tree_up: Tree) -> None:
 async def test_competing_session_10197(tree_up: Tree) -> None:
     t = tree_up
     t.sim.set_competing_session(True)
-    st, body = await t.post("/market/snapshot", {"symbol": "AAPL"})
+    st, body = await t.post("/v1/market/snapshot", {"symbol": "AAPL"})
     assert st == 409 and body["error"]["ib_code"] == 10197
-    _, h = await t.get("/health?connect=true")
+    _, h = await t.get("/v1/health?connect=true")
     assert h["connector"]["competingSession"] is True
 
 
@@ -206,7 +206,7 @@ async def test_client_id_clash_at_start(sim: Simulator, tmp_path: Path) -> None:
         gen = tree_up.__wrapped__(sim, tmp_path)  # type: ignore[attr-defined]
         t = await gen.__anext__()
         try:
-            _, h = await t.get("/health")
+            _, h = await t.get("/v1/health")
             assert h["connector"]["clientId"] == 2
             assert sim.state()["stats"]["clashes"] == [1]
         finally:
@@ -222,9 +222,9 @@ async def test_forced_pacing_162(tree_up: Tree) -> None:
     body = {"symbol": "MSFT", "timeframe": "1h", "duration": "1 D",
             "end": "2025-11-19T21:00:00Z"}
     for _ in range(2):
-        st, err = await t.post("/data/historical", body)
+        st, err = await t.post("/v1/data/historical", body)
         assert st == 429 and err["error"]["ib_code"] == 162  # never an empty result
-    st, ok = await t.post("/data/historical", body)
+    st, ok = await t.post("/v1/data/historical", body)
     assert st == 200 and ok["count"] == 7
 
 
@@ -233,7 +233,7 @@ async def test_connector_kill_9_back_within_5s_no_double_order(tree_up: Tree) ->
     order = {"symbol": "AAPL", "action": "BUY", "quantity": 2, "orderType": "MKT",
              "orderRef": "kill9-order"}
     hdrs = {"X-API-Key": KEY, "Idempotency-Key": "attempt-1"}
-    st, first = await t.post("/orders", order, headers=hdrs)
+    st, first = await t.post("/v1/orders", order, headers=hdrs)
     assert st == 201 and first["status"] == "Filled"
     old = t.pid("connector")
     os.kill(old, signal.SIGKILL)
@@ -243,11 +243,11 @@ async def test_connector_kill_9_back_within_5s_no_double_order(tree_up: Tree) ->
     assert time.monotonic() - t0 < 5.0
     assert t.pid("connector") != old
     # the same retry: answered from the gateway's idempotency store
-    st, replay = await t.post("/orders", order, headers=hdrs)
+    st, replay = await t.post("/v1/orders", order, headers=hdrs)
     assert st == 201 and replay["permId"] == first["permId"]
     # a retry the gateway has never seen (new key, same orderRef): the restarted
     # connector finds the order at IB and does not place it again
-    st, again = await t.post("/orders", order, headers={**hdrs, "Idempotency-Key": "attempt-2"})
+    st, again = await t.post("/v1/orders", order, headers={**hdrs, "Idempotency-Key": "attempt-2"})
     assert st == 200 and again["duplicate"] is True and again["permId"] == first["permId"]
     assert len(t.sim.state()["executions"]) == 1
 

@@ -158,52 +158,52 @@ class Api:
 
     @staticmethod
     def health() -> Call:
-        return Call("GET", "/health")
+        return Call("GET", "/v1/health")
 
     @staticmethod
     def historical(symbol: str, timeframe: str, start: Any, end: Any, **kw: Any) -> Call:
-        return Call("POST", "/data/historical", _hist_body(symbol, timeframe, start, end, **kw),
+        return Call("POST", "/v1/data/historical", _hist_body(symbol, timeframe, start, end, **kw),
                     shape=bars_frame)
 
     @staticmethod
     def validate(symbol: str, **kw: Any) -> Call:
-        return Call("POST", "/data/validate", {"symbol": symbol, **kw})
+        return Call("POST", "/v1/data/validate", {"symbol": symbol, **kw})
 
     @staticmethod
     def head_timestamp(symbol: str, **kw: Any) -> Call:
-        return Call("GET", "/data/head-timestamp", params={"symbol": symbol, **kw},
+        return Call("GET", "/v1/data/head-timestamp", params={"symbol": symbol, **kw},
                     shape=_head_ts)
 
     @staticmethod
     def option_chain(symbol: str, **kw: Any) -> Call:
-        return Call("GET", "/options/chain", params={"symbol": symbol, **kw})
+        return Call("GET", "/v1/options/chain", params={"symbol": symbol, **kw})
 
     @staticmethod
     def snapshot(symbol: str, **kw: Any) -> Call:
-        return Call("POST", "/market/snapshot", {"symbol": symbol, **kw})
+        return Call("POST", "/v1/market/snapshot", {"symbol": symbol, **kw})
 
     @staticmethod
     def place_order(symbol: str, action: str, quantity: float, key: str | None,
                     **kw: Any) -> Call:
-        return Call("POST", "/orders", {"symbol": symbol, "action": action,
+        return Call("POST", "/v1/orders", {"symbol": symbol, "action": action,
                                         "quantity": quantity, **kw},
                     headers={"Idempotency-Key": key} if key else {})
 
     @staticmethod
     def cancel_order(order_id: int) -> Call:
-        return Call("DELETE", f"/orders/{int(order_id)}")
+        return Call("DELETE", f"/v1/orders/{int(order_id)}")
 
     @staticmethod
     def open_orders() -> Call:
-        return Call("GET", "/orders")
+        return Call("GET", "/v1/orders")
 
     @staticmethod
     def executions(**filters: Any) -> Call:
-        return Call("GET", "/executions", params=filters)
+        return Call("GET", "/v1/executions", params=filters)
 
     @staticmethod
     def positions() -> Call:
-        return Call("GET", "/positions")
+        return Call("GET", "/v1/positions")
 
 
 def _health_of(e: IBHostError) -> dict[str, Any]:
@@ -224,7 +224,7 @@ class _Policy:
 
     @staticmethod
     def retryable(method: str, path: str, headers: dict[str, str]) -> bool:
-        if method == "POST" and path.startswith("/orders"):
+        if method == "POST" and path.startswith(("/v1/orders", "/orders", "/order")):
             return "Idempotency-Key" in headers
         return method != "DELETE"
 

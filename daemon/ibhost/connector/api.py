@@ -90,13 +90,17 @@ def _priority(m: Any) -> int:
 
 def health_dict(session: Session, scheduler: Scheduler) -> dict[str, Any]:
     d = session.diag
+    dd = d.as_dict()
     state = session.state
     status = {"ready": "ok", "degraded": "degraded"}.get(state.value, "down")
     return {
         "status": status, "state": state.value, "reason": d.stateReason,
-        "since": d.as_dict()["since"], "clientId": d.clientId,
+        "since": dd["since"], "clientId": d.clientId,
         "competingSession": d.competingSession, "farms": dict(d.farms),
-        "lastHeartbeatAt": d.as_dict()["lastHeartbeatAt"],
+        "lastHeartbeatAt": dd["lastHeartbeatAt"],
+        "lastIbErrorCode": d.lastIbErrorCode, "lastIbErrorMessage": d.lastIbErrorMessage,
+        "lastIbErrorAt": dd["lastIbErrorAt"], "reconnectAttempts": d.reconnectAttempts,
+        "heartbeatFailures": d.heartbeatFailures, "lastDisconnectAt": dd["lastDisconnectAt"],
         "pacingQueue": scheduler.depth,
     }
 
@@ -222,7 +226,8 @@ async def place_order(request: web.Request) -> web.Response:
     ref = opt_str(body, "orderRef", max_len=128)
     result = await request.app[SERVICE_KEY].place_order(
         spec, action=action, quantity=qty, order_type=order_type, limit=limit, stop=stop,
-        tif=tif, order_ref=ref, outside_rth=opt_bool(body, "outsideRth", False))
+        tif=tif, order_ref=ref, outside_rth=opt_bool(body, "outsideRth", False),
+        dedupe=opt_bool(body, "dedupe", True))
     return web.json_response(result, status=200 if result.get("duplicate") else 201)
 
 
@@ -245,6 +250,20 @@ async def executions(request: web.Request) -> web.Response:
 
 async def positions(request: web.Request) -> web.Response:
     return web.json_response(await request.app[SERVICE_KEY].positions())
+
+
+async def account_summary(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[SERVICE_KEY].account.summary())
+
+
+async def portfolio(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SERVICE_KEY].account.portfolio())
+
+
+async def pnl(request: web.Request) -> web.Response:
+    q = request.query
+    return web.json_response(await request.app[SERVICE_KEY].account.pnl(
+        opt_str(q, "account"), opt_str(q, "model"), opt_int(q, "conId", 0, minimum=0)))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -271,6 +290,9 @@ def setup_routes(app: web.Application) -> None:
     r.add_delete("/orders/{orderId}", cancel_order)
     r.add_get("/executions", executions)
     r.add_get("/positions", positions)
+    r.add_get("/portfolio", portfolio)
+    r.add_get("/account-summary", account_summary)
+    r.add_get("/pnl", pnl)
 
 
 def init_app(cfg: Config, session: Session, scheduler: Scheduler,

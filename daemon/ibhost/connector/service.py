@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from .. import ibrules
 from ..errors import IbhostError, bad_request, from_ib
+from .account import AccountRequests
 from .contracts import ContractSpec, ambiguous, describe_details, to_contract
 from .pacing import INTERACTIVE, PaceKey, Scheduler
 from .session import Session
@@ -66,6 +67,7 @@ class Service:
         self.subs: dict[int, HeldSubscription] = {}
         self._md_type = 1
         session.on_resubscribe.append(self.resubscribe)
+        self.account = AccountRequests(self)
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -378,6 +380,10 @@ class Service:
         return {
             "orderId": o.orderId, "permId": o.permId or s.permId, "clientId": o.clientId,
             "symbol": c.symbol, "conId": c.conId, "secType": c.secType,
+            "currency": c.currency, "exchange": c.exchange, "localSymbol": c.localSymbol,
+            "right": c.right or None, "strike": _num(c.strike) or None,
+            "lastTradeDateOrContractMonth": c.lastTradeDateOrContractMonth or None,
+            "multiplier": _num(c.multiplier), "account": o.account or None,
             "action": o.action, "quantity": o.totalQuantity, "orderType": o.orderType,
             "limitPrice": _num(o.lmtPrice), "stopPrice": _num(o.auxPrice), "tif": o.tif,
             "orderRef": o.orderRef, "status": s.status, "filled": s.filled,
@@ -394,10 +400,13 @@ class Service:
 
     async def place_order(self, spec: ContractSpec, *, action: str, quantity: float,
                           order_type: str, limit: float | None, stop: float | None, tif: str,
-                          order_ref: str, outside_rth: bool, wait: float = 5.0
-                          ) -> dict[str, Any]:
+                          order_ref: str, outside_rth: bool, wait: float = 5.0,
+                          dedupe: bool = True) -> dict[str, Any]:
+        """Place one order. With ``dedupe`` (the default) an order whose orderRef is
+        already at IB is not placed again: orderRef then carries an idempotency key.
+        Without it orderRef is only a label (many orders may share it)."""
         c = await self.resolve(spec)
-        if order_ref:
+        if order_ref and dedupe:
             existing = self.find_by_ref(order_ref)
             if existing is not None:
                 d = self._trade_dict(existing)
@@ -474,7 +483,11 @@ class Service:
             out.append({
                 "execId": e.execId, "time": _utc(e.time).isoformat(), "symbol": c.symbol,
                 "conId": c.conId, "secType": c.secType, "side": e.side, "shares": e.shares,
-                "price": e.price, "orderId": e.orderId, "permId": e.permId,
+                "price": e.price, "avgPrice": e.avgPrice, "cumQty": e.cumQty,
+                "orderId": e.orderId, "permId": e.permId, "localSymbol": c.localSymbol,
+                "right": c.right or None, "strike": _num(c.strike) or None,
+                "lastTradeDateOrContractMonth": c.lastTradeDateOrContractMonth or None,
+                "multiplier": _num(c.multiplier),
                 "clientId": e.clientId, "orderRef": e.orderRef, "exchange": e.exchange,
                 "commission": _num(cr.commission) if cr and cr.execId else None,
                 "realizedPNL": _num(cr.realizedPNL) if cr and cr.execId else None,
@@ -483,7 +496,27 @@ class Service:
 
     async def positions(self) -> list[dict[str, Any]]:
         pos = await self._call("positions", self.ib.reqPositionsAsync)
+        for p in pos:  # long names of stock positions, looked up once per contract
+            c = p.contract
+            if p.position and c.secType == "STK" and c.conId not in self._details:
+                try:
+                    cds = await self.details(ContractSpec(conId=c.conId, secType="STK",
+                                                          exchange="", currency=""))
+                    self._details[c.conId] = cds[0]
+                except IbhostError as e:
+                    log.info("no details for position conId %s: %s", c.conId, e.message)
         return [{"account": p.account, "conId": p.contract.conId, "symbol": p.contract.symbol,
                  "secType": p.contract.secType, "currency": p.contract.currency,
                  "localSymbol": p.contract.localSymbol, "position": p.position,
-                 "avgCost": p.avgCost} for p in pos if p.position]
+                 "avgCost": p.avgCost, "right": p.contract.right or None,
+                 "strike": _num(p.contract.strike) or None,
+                 "lastTradeDateOrContractMonth":
+                     p.contract.lastTradeDateOrContractMonth or None,
+                 "multiplier": _num(p.contract.multiplier),
+                 "longName": self.long_name(p.contract.conId)}
+                for p in pos if p.position]
+
+    def long_name(self, con_id: int) -> str | None:
+        """The contract's long name, when its details were already looked up."""
+        cd = self._details.get(con_id)
+        return (cd.longName or None) if cd is not None else None

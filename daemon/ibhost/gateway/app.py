@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -14,6 +15,7 @@ from ..errors import IbhostError, code_for_http_status
 from ..ipc import IpcError, UnixClient
 from . import openapi
 from .auth import Authenticator, load_keys
+from .common import as_error
 from .health import HealthWatcher
 from .idempotency import IdempotencyStore
 from .keys import (
@@ -26,10 +28,12 @@ from .keys import (
     STARTED_KEY,
     WATCHDOG_KEY,
 )
+from .ktrdr import KNOWN_KEY
 from .metrics import GatewayMetrics
 from .routes import ROUTES
 
 log = logging.getLogger("ibhost.gateway")
+FAMILIES_KEY = web.AppKey("families", dict)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -41,22 +45,50 @@ def _route_label(request: web.Request) -> str:
     return "unmatched" if resource is None else str(resource.canonical)
 
 
+def _render(err: IbhostError, family: str) -> web.Response:
+    """The error body in the shape the route's clients read."""
+    if family == "ktrdr":  # FastAPI's shapes: 422 with a list for invalid input
+        if err.code == "bad_request":
+            detail: Any = [{"loc": ["body", err.field or "body"], "msg": err.message,
+                            "type": "value_error"}]
+            return web.json_response({"detail": detail, **err.to_dict()}, status=422)
+        return web.json_response({"detail": err.message, **err.to_dict()}, status=err.status)
+    if family == "bridge":  # the bridge's {"error": "<text>"}
+        body: dict[str, Any] = {"error": err.message, "code": err.code}
+        status = err.status
+        if err.field == "X-API-Key" and err.code in ("unauthorized", "forbidden"):
+            body["error"], status = "Unauthorized", 401
+            body["message"] = err.message
+        elif err.code == "unavailable":
+            body.update(error="Bridge busy", reason="not-ready", message=err.message)
+        for k in ("field", "ib_code"):
+            v = getattr(err, k)
+            if v is not None:
+                body[k] = v
+        body.update({k: v for k, v in err.extra.items() if k not in body})
+        return web.json_response(body, status=status)
+    return web.json_response(err.to_dict(), status=err.status)
+
+
+def _family(request: web.Request) -> str:
+    info = request.match_info
+    resource = getattr(info.route, "resource", None) if info.http_exception is None else None
+    if resource is None:
+        return "ibhost"
+    return request.app[FAMILIES_KEY].get((request.method, str(resource.canonical)), "ibhost")
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request id, latency metric, and every failure as catalogue JSON."""
+    """Request id, latency metric, and every failure as JSON in the route family's shape."""
     rid = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:12]
     t0 = time.perf_counter()
     try:
         resp = await handler(request)
-    except IbhostError as e:
-        resp = web.json_response(e.to_dict(), status=e.status)
-    except IpcError as e:
-        if e.timeout:
-            err = IbhostError("timeout", "the connector did not answer in time")
-        else:
-            err = IbhostError("unavailable", "the connector is not running",
-                              extra={"state": "down"})
-        resp = web.json_response(err.to_dict(), status=err.status)
+    except (IbhostError, IpcError) as e:
+        err = as_error(e)
+        assert err is not None
+        resp = _render(err, _family(request))
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -71,9 +103,12 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                                             f"unexpected error; request id {rid}"}},
                                  status=500)
     resp.headers["X-Request-ID"] = rid
-    request.app[METRICS_KEY].request_seconds.labels(
-        _route_label(request), request.method, str(resp.status)).observe(
-            time.perf_counter() - t0)
+    m = request.app[METRICS_KEY]
+    m.requests_total += 1
+    if resp.status >= 400:
+        m.errors_total += 1
+    m.request_seconds.labels(_route_label(request), request.method, str(resp.status)).observe(
+        time.perf_counter() - t0)
     return resp
 
 
@@ -101,8 +136,10 @@ def init_app(cfg: Config) -> web.Application:
     watchdog = UnixClient(str(cfg.path(cfg.watchdog.socket)), connect_timeout=1.0,
                           read_timeout=1.0)
     app[WATCHDOG_KEY] = watchdog
-    app[METRICS_KEY] = GatewayMetrics([r.path for r in ROUTES],
+    app[METRICS_KEY] = GatewayMetrics([(r.method, r.path) for r in ROUTES],
                                       {"connector": health_client, "watchdog": watchdog})
+    app[FAMILIES_KEY] = {(r.method, r.path): r.family for r in ROUTES}
+    app[KNOWN_KEY] = {}
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
     app.router.add_get("/openapi.json", openapi.spec_handler)

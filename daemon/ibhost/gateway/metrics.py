@@ -22,16 +22,17 @@ HEALTH = ("ok", "degraded", "down", "busy")
 
 
 class GatewayMetrics:
-    def __init__(self, routes: list[str], programs: dict[str, UnixClient]) -> None:
+    def __init__(self, routes: list[tuple[str, str]], programs: dict[str, UnixClient]) -> None:
         self.programs = programs
+        self.requests_total = 0  # plain counts for /health/detailed
+        self.errors_total = 0
         r = self.registry = CollectorRegistry()
         self.request_seconds = Histogram(
             "ibhost_gateway_request_duration_seconds", "HTTP request latency",
             ["route", "method", "status"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
             registry=r)
-        for route in routes:
-            method = "POST" if route in POST_ROUTES else "GET"
+        for method, route in routes:
             self.request_seconds.labels(route, method, "200")
         self.auth_failures = Counter("ibhost_gateway_auth_failures_total",
                                      "requests refused for a missing or wrong API key",
@@ -81,5 +82,3 @@ class GatewayMetrics:
         parts = await asyncio.gather(*(scrape(n, c) for n, c in self.programs.items()))
         return generate_latest(self.registry) + b"".join(parts)
 
-
-POST_ROUTES = {"/data/historical", "/data/validate", "/market/snapshot", "/orders"}

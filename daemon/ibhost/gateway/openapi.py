@@ -68,6 +68,24 @@ ORDER = {"allOf": [{"$ref": "#/components/schemas/Contract"}, {
         "orderRef": {"type": "string"},
     }}]}
 
+KTRDR_HISTORICAL = {"type": "object", "required": ["symbol", "timeframe", "start", "end"],
+                    "properties": {
+                        "symbol": {"type": "string", "example": "AAPL"},
+                        "timeframe": {"type": "string", "enum": [
+                            "1m", "5m", "15m", "30m", "1h", "2h", "3h", "4h", "1d", "1w",
+                            "1M"]},
+                        "start": {"type": "string", "format": "date-time"},
+                        "end": {"type": "string", "format": "date-time"},
+                        "instrument_type": {"type": ["string", "null"],
+                                            "example": "STK"}}}
+KTRDR_VALIDATE = {"type": "object", "required": ["symbol"], "properties": {
+    "symbol": {"type": "string"}, "timeframes": {"type": ["array", "null"],
+                                                 "items": {"type": "string"}}}}
+
+
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
 
 def _op(summary: str, *, body: str | None = None, query: list[str] | None = None,
         key: str = "read", ok: str = "200", extra: str = "") -> dict[str, Any]:
@@ -76,6 +94,9 @@ def _op(summary: str, *, body: str | None = None, query: list[str] | None = None
                                         "default": {"description": "error", "content": {
                                             "application/json": {"schema": {
                                                 "$ref": "#/components/schemas/Error"}}}}}}
+    if key == "bridge":
+        op["security"] = [{"apiKey": []}]
+        op["description"] += " (X-API-KEY needed once a key is configured)"
     if key == "trading":
         op["security"] = [{"apiKey": []}]
         op["parameters"] = [{"name": "Idempotency-Key", "in": "header", "required": False,
@@ -97,30 +118,42 @@ SPEC: dict[str, Any] = {
     "components": {
         "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
         "schemas": {"Contract": CONTRACT, "Error": ERROR, "HistoricalRequest": HISTORICAL,
-                    "OrderRequest": ORDER},
+                    "OrderRequest": ORDER, "KtrdrHistorical": KTRDR_HISTORICAL,
+                    "KtrdrValidate": KTRDR_VALIDATE},
     },
     "paths": {
-        "/": {"get": _op("service info: name, version, endpoints")},
+        "/": {"get": _op("service info: name, version, endpoints (KTRDR's keys too)")},
         "/ping": {"get": _op("liveness of the gateway itself (no IB, no connector call)")},
         "/health": {"get": _op(
+            "one health body for every client; always 200", query=["connect"],
+            extra="status ok / degraded / busy / disconnected; healthy, connected and ready "
+            "are true only while IB is usable; ib_status (KTRDR), clientId, host, port, "
+            "tradingMode (wheel-strat), ibhostStatus and connector (ibhost). connect=true "
+            "asks the connector now. For a failing status code use /readyz or /v1/health.")},
+        "/livez": {"get": _op("200 while the gateway runs")},
+        "/readyz": {"get": _op("200 while IB is usable (ok/degraded), else 503")},
+        "/health/detailed": {"get": _op(
+            "KTRDR's detailed health fields, then the connector's diagnostics")},
+        "/v1/health": {"get": _op(
             "connection health: ok / degraded / down / busy, within 1 s",
             query=["connect"], extra="connect=false (default) answers from the state the "
             "gateway polls every second; connect=true asks the connector now (bounded by "
             "gateway.health_timeout). 200 for ok/degraded, 503 for down/busy.")},
-        "/health/detailed": {"get": _op("all connector diagnostics and the programs' status")},
-        "/data/historical": {"post": _op(
+        "/v1/health/detailed": {"get": _op("all connector diagnostics and the programs' "
+                                           "status")},
+        "/v1/data/historical": {"post": _op(
             "historical bars (UTC)", body="HistoricalRequest", query=["format"],
             extra="format=json (columnar, default) | records | csv, or Accept: text/csv. "
             "Long ranges are chunked under IB's pacing rules and stitched.")},
-        "/data/validate": {"post": _op("contract metadata, or 404 / 409 ambiguous",
-                                       body="Contract")},
-        "/data/head-timestamp": {"get": _op("earliest available data", query=[
+        "/v1/data/validate": {"post": _op("contract metadata, or 404 / 409 ambiguous",
+                                          body="Contract")},
+        "/v1/data/head-timestamp": {"get": _op("earliest available data", query=[
             "symbol", "secType", "exchange", "currency", "whatToShow", "useRTH"])},
-        "/options/chain": {"get": _op("option expirations and strikes per exchange",
-                                      query=["symbol", "secType", "exchange", "currency"])},
-        "/market/snapshot": {"post": _op(
+        "/v1/options/chain": {"get": _op("option expirations and strikes per exchange",
+                                         query=["symbol", "secType", "exchange", "currency"])},
+        "/v1/market/snapshot": {"post": _op(
             "bid/ask/last/volume; greeks, IV, HV, OI with genericTicks", body="Contract")},
-        "/orders": {
+        "/v1/orders": {
             "post": _op("place an order (trading must be enabled; X-API-Key required)",
                         body="OrderRequest", key="trading", ok="201",
                         extra="Guards: trading.enabled, allowed secTypes, symbol allow-list, "
@@ -129,15 +162,59 @@ SPEC: dict[str, Any] = {
                         "places a second order, also across restarts."),
             "get": _op("open orders"),
         },
-        "/orders/{orderId}": {"delete": {**_op("cancel an order", key="trading"),
-                                         "parameters": [{"name": "orderId", "in": "path",
-                                                         "required": True,
-                                                         "schema": {"type": "integer"}}]}},
-        "/executions": {"get": _op("fills", query=["symbol", "secType", "side", "since",
-                                                   "clientId"])},
-        "/positions": {"get": _op("positions")},
-        "/api/v1/system/ib-status": {"get": _op("IB connection status (compatibility)")},
-        "/api/v1/system/system-status": {"get": _op("status of every program")},
+        "/v1/orders/{orderId}": {"delete": {**_op("cancel an order", key="trading"),
+                                            "parameters": [{"name": "orderId", "in": "path",
+                                                            "required": True,
+                                                            "schema": {"type": "integer"}}]}},
+        "/v1/executions": {"get": _op("fills", query=["symbol", "secType", "side", "since",
+                                                      "clientId"])},
+        "/v1/positions": {"get": _op("positions")},
+        "/v1/portfolio": {"get": _op("portfolio: positions with market price, value, PnL")},
+        "/v1/account/summary": {"get": _op("account summary: every tag IB reports")},
+        "/v1/pnl": {"get": _op("daily, unrealized and realized PnL (conId: one position)",
+                               query=["account", "model", "conId"])},
+        "/v1/system/ib-status": {"get": _op("IB connection status")},
+        "/v1/system/system-status": {"get": _op("status of every program")},
+        "/api/v1/system/ib-status": {"get": _op("same as /v1/system/ib-status")},
+        "/api/v1/system/system-status": {"get": _op("same as /v1/system/system-status")},
+        "/data/historical": {"post": _op(
+            "KTRDR: bars as DataFrame.to_json(orient=index) text", body="KtrdrHistorical",
+            extra="200 {success, data, error, rows}; failures are 200 success=false; "
+            "invalid input 422 {detail}. end is inclusive.")},
+        "/data/validate": {"post": _op("KTRDR: is_valid, contract_info, head_timestamps",
+                                       body="KtrdrValidate")},
+        "/data/head-timestamp": {"get": _op("KTRDR: earliest data as ISO text", query=[
+            "symbol", "timeframe", "instrument_type"])},
+        "/data/symbol-info/{symbol}": {"get": {**_op("KTRDR: validation with the 1h head "
+                                                     "timestamp"),
+                                               "parameters": [_path("symbol")]}},
+        "/diag": {"get": _op("wheel-strat: connection diagnostics (no key)")},
+        "/market-data/{symbol}": {"get": {**_op(
+            "wheel-strat: quote, realtime -> frozen -> delayed", key="bridge"),
+            "parameters": [_path("symbol")]}},
+        "/market-data/batch": {"post": _op("wheel-strat: quotes for {symbols: [...]}",
+                                           key="bridge")},
+        "/option-chain/{symbol}": {"get": {**_op("wheel-strat: expirations and strikes",
+                                                 key="bridge"),
+                                           "parameters": [_path("symbol")]}},
+        "/option-quote": {"post": _op("wheel-strat: option quote with greeks", key="bridge")},
+        "/historical": {"post": _op("wheel-strat: bars {symbol, bars: [{date, ...}]}",
+                                    key="bridge")},
+        "/order": {"post": _op("wheel-strat: place an order (uid -> orderRef)",
+                               key="trading")},
+        "/order/cancel": {"post": _op("wheel-strat: cancel by orderId or permId",
+                                      key="trading")},
+        "/executions": {"get": _op("wheel-strat: {executions, count}",
+                                   query=["lookbackDays"], key="bridge")},
+        "/orders": {"get": _op("wheel-strat: {orders, count}", key="bridge")},
+        "/positions": {"get": _op("wheel-strat: {positions, count}", key="bridge")},
+        "/portfolio": {"get": _op("wheel-strat: portfolio {positions, count}", key="bridge")},
+        "/account-summary": {"get": _op("wheel-strat: summary tags as numbers",
+                                        key="bridge")},
+        "/pnl": {"get": _op("wheel-strat: account PnL", query=["account", "model"],
+                            key="bridge")},
+        "/pnl-single": {"get": _op("wheel-strat: one position's PnL",
+                                   query=["conId", "account", "model"], key="bridge")},
         "/metrics": {"get": _op("Prometheus metrics of the whole tree")},
         "/openapi.json": {"get": _op("this document")},
         "/docs": {"get": _op("human-readable API page")},

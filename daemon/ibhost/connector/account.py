@@ -1,0 +1,121 @@
+"""Account requests: summary, portfolio and PnL, through the same pacing and error path.
+
+IB keeps account-summary and PnL subscriptions open and pushes updates; a
+request here subscribes, takes the first complete answer and cancels (PnL), so
+no subscription outlives the call. IB allows two account-summary subscriptions
+at a time (error 322), so the summary is requested once and then read from the
+library's live copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import TYPE_CHECKING, Any
+
+from ..errors import IbhostError, bad_request
+
+if TYPE_CHECKING:
+    from .service import Service
+
+
+def _num(x: Any) -> float | None:
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) or abs(f) > 1e300 else f
+
+
+def _value(v: str) -> float | str:
+    f = _num(v)
+    return v if f is None else f
+
+
+class AccountRequests:
+    def __init__(self, service: Service) -> None:
+        self.svc = service
+        self._summary_lock = asyncio.Lock()
+        self._summary_loaded = False
+        # the library allows one PnL subscription per (account, model[, conId]) at a time
+        self._pnl_lock = asyncio.Lock()
+        service.session.on_resubscribe.append(self._forget_summary)
+
+    def _forget_summary(self) -> None:
+        """A new connection (or 1101) starts without IB's summary subscription."""
+        self._summary_loaded = False
+
+    def account(self, given: str = "") -> str:
+        """The account to ask about: the given one, the configured one, or the first managed."""
+        session = self.svc.session
+        if given:
+            if session.diag.accounts and given not in session.diag.accounts:
+                raise bad_request("account", "is not an account of this login")
+            return given
+        if session.ibcfg.account:
+            return session.ibcfg.account
+        if not session.diag.accounts:
+            raise IbhostError("unavailable", "IB has not reported the managed accounts yet")
+        return session.diag.accounts[0]
+
+    async def summary(self) -> list[dict[str, Any]]:
+        """Every tag IB reports, from the library's live copy (requested once)."""
+        ib = self.svc.ib
+        async with self._summary_lock:
+            if not self._summary_loaded:
+                await self.svc._call("account summary", ib.accountSummaryAsync)
+                self._summary_loaded = True
+        self.svc.session.require_ready()
+        return [{"account": v.account, "tag": v.tag, "value": _value(v.value),
+                 "currency": v.currency} for v in ib.wrapper.acctSummary.values()]
+
+    def portfolio(self) -> list[dict[str, Any]]:
+        """The library's live portfolio (IB pushes it after reqAccountUpdates at connect)."""
+        self.svc.session.require_ready()
+        out = []
+        for p in self.svc.ib.portfolio():
+            c = p.contract
+            out.append({
+                "account": p.account, "conId": c.conId, "symbol": c.symbol,
+                "secType": c.secType, "currency": c.currency, "localSymbol": c.localSymbol,
+                "right": c.right or None, "strike": _num(c.strike) or None,
+                "lastTradeDateOrContractMonth": c.lastTradeDateOrContractMonth or None,
+                "multiplier": _num(c.multiplier), "position": p.position,
+                "marketPrice": _num(p.marketPrice), "marketValue": _num(p.marketValue),
+                "averageCost": _num(p.averageCost), "unrealizedPNL": _num(p.unrealizedPNL),
+                "realizedPNL": _num(p.realizedPNL),
+            })
+        return out
+
+    async def pnl(self, account: str = "", model: str = "", con_id: int = 0,
+                  wait: float = 3.0) -> dict[str, Any]:
+        """Subscribe, wait for IB's first PnL message, cancel."""
+        ib = self.svc.ib
+        acct = self.account(account)
+
+        async def once() -> Any:
+            obj = (ib.reqPnLSingle(acct, model, con_id) if con_id else ib.reqPnL(acct, model))
+            try:
+                loop = asyncio.get_running_loop()
+                end = loop.time() + wait
+                while _num(obj.dailyPnL) is None and _num(obj.unrealizedPnL) is None \
+                        and loop.time() < end:  # noqa: ASYNC110 - the library offers no awaitable
+                    await asyncio.sleep(0.02)
+                return obj
+            finally:
+                if self.svc.session.usable:
+                    if con_id:
+                        ib.cancelPnLSingle(acct, model, con_id)
+                    else:
+                        ib.cancelPnL(acct, model)
+
+        async with self._pnl_lock:
+            obj = await self.svc._call("pnl", once, timeout=wait + 5.0)
+        out: dict[str, Any] = {
+            "account": acct, "modelCode": model,
+            "dailyPnL": _num(obj.dailyPnL), "unrealizedPnL": _num(obj.unrealizedPnL),
+            "realizedPnL": _num(obj.realizedPnL),
+        }
+        if con_id:
+            out.update(conId=con_id, position=_num(obj.position), value=_num(obj.value))
+        return out

@@ -1,0 +1,398 @@
+"""The wheel-strat bridge contract at its own paths, so its clients work unchanged
+(``dart-technologies/wheel-strat``: ``scripts/bridge/ibkr_bridge.py`` and the clients
+``services/trading.ts``, ``functions/src/lib/ibkrSchemas.ts``).
+
+Shapes only: errors are ``{"error": "<text>", ...}`` as the bridge wrote them;
+every path but /health, /ping and /diag needs ``X-API-KEY`` once a key is
+configured; orders pass ibhost's guards and idempotency. The bridge's ``uid``
+travels as the order's ``orderRef`` so executions can be matched to users; it
+is a label, not a dedupe key (one user places many orders); send an
+``Idempotency-Key`` header to make a retry safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__, ibrules
+from ..errors import IbhostError, bad_request
+from ..validate import json_body, opt_bool, opt_float, opt_int, opt_str, req_str
+from . import orders
+from .common import Route, auth, connector
+from .keys import CONFIG_KEY, HEALTH_KEY, STARTED_KEY
+
+INDICES = ("VIX", "SPX", "NDX", "RUT", "VIXW")  # the bridge asks for these as indices
+TIERS = (("realtime", 1), ("frozen", 2), ("delayed", 3))
+SOURCES = {1: "realtime", 2: "frozen", 3: "delayed", 4: "delayed-frozen"}
+MAX_BATCH = 100
+
+
+def _stock(symbol: str) -> dict[str, Any]:
+    s = symbol.upper()
+    if s in INDICES:
+        return {"symbol": s, "secType": "IND", "exchange": "CBOE" if s.startswith("VIX")
+                else "SMART", "currency": "USD"}
+    return {"symbol": s, "secType": "STK", "exchange": "SMART", "currency": "USD"}
+
+
+def _valid(x: Any) -> bool:
+    return isinstance(x, int | float) and x == x and x > 0
+
+
+def _has_price(q: dict[str, Any]) -> bool:
+    return any(_valid(q.get(k)) for k in ("last", "bid", "close"))
+
+
+def _quote(symbol: str, q: dict[str, Any], source: str) -> dict[str, Any]:
+    return {"symbol": symbol, **{k: q.get(k) for k in ("last", "bid", "ask", "high", "low",
+                                                       "volume", "close")},
+            "source": source}
+
+
+async def _tiered(request: web.Request, symbol: str) -> dict[str, Any] | None:
+    """realtime, then frozen, then delayed: the first tier with a price."""
+    for tier, md_type in TIERS:
+        try:
+            q = await connector(request, "POST", "/snapshot",
+                                body={**_stock(symbol), "marketDataType": md_type})
+        except IbhostError as e:
+            if e.code in ("unavailable", "timeout", "bad_request"):
+                raise
+            continue  # not subscribed, not found, competing session: try the next tier
+        if _has_price(q):
+            return _quote(symbol.upper(), q, tier)
+    return None
+
+
+def _symbol(request: web.Request) -> str:
+    s = req_str(request.match_info, "symbol", max_len=24)
+    if not all(c.isalnum() or c in ".-" for c in s):
+        raise bad_request("symbol", "has characters a symbol cannot contain")
+    return s
+
+
+# --- market data ---------------------------------------------------------------------------
+
+async def market_data(request: web.Request) -> web.Response:
+    auth(request, always=True)
+    symbol = _symbol(request)
+    q = await _tiered(request, symbol)
+    if q is None:
+        return web.json_response({"error": "No market data"}, status=404)
+    return web.json_response(q)
+
+
+async def market_data_batch(request: web.Request) -> web.Response:
+    auth(request, always=True)
+    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    symbols = body.get("symbols") or []
+    if not isinstance(symbols, list) or len(symbols) > MAX_BATCH or not all(
+            isinstance(s, str) and 0 < len(s) <= 24 for s in symbols):
+        raise bad_request("symbols", f"must be a list of up to {MAX_BATCH} symbols")
+    wanted = list(dict.fromkeys(s.upper() for s in symbols))
+
+    async def one(s: str) -> dict[str, Any] | None:
+        try:
+            return await _tiered(request, s)
+        except IbhostError as e:
+            if e.code in ("unavailable", "timeout"):
+                raise
+            return None  # a bad symbol in a batch is left out, as the bridge does
+
+    found = await asyncio.gather(*(one(s) for s in wanted))
+    return web.json_response({"results": [q for q in found if q is not None]})
+
+
+async def option_chain(request: web.Request) -> web.Response:
+    auth(request, always=True)
+    symbol = _symbol(request)
+    st = _stock(symbol)
+    chain = await connector(request, "GET", "/option-chain", params={
+        "symbol": st["symbol"], "secType": st["secType"], "exchange": st["exchange"]})
+    chains = chain["chains"]
+    target = next((c for c in chains if (c.get("tradingClass") or "").upper() ==
+                   symbol.upper()), None) or next(
+        (c for c in chains if c["exchange"] == "SMART"), chains[0])
+    return web.json_response({
+        "symbol": symbol, "expirations": sorted(target["expirations"]),
+        "strikes": sorted(target["strikes"]), "multiplier": target["multiplier"],
+        "exchange": target["exchange"], "currency": "USD",
+        "tradingClass": target["tradingClass"],
+        "underlyingConId": chain["underlying"]["conId"]})
+
+
+def _option(body: dict[str, Any], *, for_order: bool = False) -> dict[str, Any]:
+    """An option contract from the bridge's fields (expiration, strike, right, ...)."""
+    expiration = body.get("expiration") or body.get("lastTradeDateOrContractMonth")
+    if not expiration:
+        raise bad_request("expiration", "is required for an option (YYYYMMDD)")
+    expiration = str(expiration).replace("-", "")
+    strike = opt_float(body, "strike", positive=True)
+    if strike is None:
+        raise bad_request("strike", "is required for an option")
+    right = req_str(body, "right", upper=True)
+    spec: dict[str, Any] = {
+        "symbol": req_str(body, "symbol", upper=True), "secType": "OPT",
+        "lastTradeDateOrContractMonth": expiration, "strike": strike, "right": right,
+        "exchange": "SMART" if for_order else (opt_str(body, "exchange") or "SMART"),
+        "currency": opt_str(body, "currency") or "USD"}
+    for k in ("tradingClass", "multiplier"):
+        if body.get(k):
+            spec[k] = str(body[k])
+    if body.get("conId"):
+        spec["conId"] = opt_int(body, "conId", 0, minimum=1)
+    return spec
+
+
+async def option_quote(request: web.Request) -> web.Response:
+    auth(request, always=True)
+    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    spec = _option(body)
+    q, und = await asyncio.gather(
+        connector(request, "POST", "/snapshot", body={**spec, "marketDataType": 3}),
+        _tiered(request, spec["symbol"]), return_exceptions=True)
+    if isinstance(q, BaseException):
+        raise q
+    und_price = None
+    if isinstance(und, dict):
+        und_price = und.get("last") or und.get("bid") or und.get("close")
+    out: dict[str, Any] = {
+        "symbol": spec["symbol"], "bid": q.get("bid"), "ask": q.get("ask"),
+        "last": q.get("last"), "close": q.get("close"), "undPrice": und_price,
+        "source": SOURCES.get(int(q.get("marketDataType") or 3), "delayed")}
+    g = q.get("greeks") or {}
+    for ours, theirs in (("delta", "delta"), ("gamma", "gamma"), ("theta", "theta"),
+                         ("vega", "vega"), ("impliedVol", "impliedVol"),
+                         ("optPrice", "modelOptPrice")):
+        if g.get(ours) is not None:
+            out[theirs] = g[ours]
+    return web.json_response(out)
+
+
+def _ib_end(raw: Any) -> str | None:
+    """The bridge's endDateTime (IB's text, '' for now) as ISO 8601."""
+    if raw in (None, ""):
+        return None
+    if not isinstance(raw, str) or len(raw) > 40:
+        raise bad_request("endDateTime", "must be IB's 'yyyymmdd hh:mm:ss [TZ]' or ''")
+    try:
+        t = ibrules.parse_end_datetime(raw)
+    except (ValueError, KeyError):
+        raise bad_request("endDateTime", "must be IB's 'yyyymmdd hh:mm:ss [TZ]' or ''") \
+            from None
+    return t.isoformat()
+
+
+def _bar_date(ts: str, daily: bool) -> str:
+    t = dt.datetime.fromisoformat(ts)
+    return t.date().isoformat() if daily else str(t)
+
+
+async def historical(request: web.Request) -> web.Response:
+    auth(request, always=True)
+    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    sec_type = opt_str(body, "secType", "", upper=True) or \
+        opt_str(body, "sectype", "STK", upper=True)
+    if not opt_str(body, "symbol"):
+        raise bad_request("symbol", "is required")
+    spec = (_option(body) if sec_type in ("OPT", "OPTION") else
+            {"symbol": req_str(body, "symbol", upper=True), "secType": "STK",
+             "exchange": "SMART", "currency": "USD"})
+    bar_size = opt_str(body, "barSize") or "1 day"
+    fwd = {**spec, "barSize": bar_size, "duration": opt_str(body, "duration") or "1 M",
+           "whatToShow": opt_str(body, "whatToShow", "TRADES", upper=True),
+           "useRTH": opt_bool(body, "useRTH", True)}
+    end = _ib_end(body.get("endDateTime"))
+    if end:
+        fwd["end"] = end
+    result = await connector(request, "POST", "/historical", body=fwd)
+    secs = ibrules.bar_seconds(bar_size) or 0
+    return web.json_response({"symbol": body["symbol"], "bars": [
+        {"date": _bar_date(b["timestamp"], secs >= 86400), "open": b["open"],
+         "high": b["high"], "low": b["low"], "close": b["close"], "volume": b["volume"],
+         "average": b.get("wap")} for b in result["bars"]]})
+
+
+# --- trading ---------------------------------------------------------------------------------
+
+async def place_order(request: web.Request) -> web.Response:
+    auth(request, trading=True)
+    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    sec_type = opt_str(body, "secType", "STK", upper=True)
+    spec = (_option(body, for_order=True) if sec_type == "OPT" else
+            {"symbol": req_str(body, "symbol", upper=True), "secType": "STK",
+             "exchange": "SMART", "currency": "USD"})
+    order_type = opt_str(body, "orderType", "LMT", upper=True)
+    uid = opt_str(body, "uid", max_len=128) or "anon"
+    fwd = orders.fields({**body, **spec, "orderType": "LMT" if order_type == "LMT" else "MKT",
+                         "orderRef": uid, "dedupe": False})
+    if order_type == "LMT" and fwd.get("limitPrice") is None:
+        raise bad_request("limitPrice", "is required for LMT orders")
+    if order_type != "LMT":
+        fwd.pop("limitPrice", None)
+    _, result, replayed = await orders.submit(
+        request, fwd, request.headers.get("Idempotency-Key"))
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return web.json_response({"orderId": result["orderId"], "permId": result.get("permId"),
+                              "status": result["status"], "uid": uid,
+                              "message": "order placed"}, headers=headers)
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    auth(request, trading=True)
+    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    order_id = opt_int(body, "orderId", 0, minimum=0)
+    perm_id = opt_int(body, "permId", 0, minimum=0)
+    if not order_id and not perm_id:
+        raise bad_request("orderId", "give orderId or permId")
+    if not order_id:
+        open_orders = await connector(request, "GET", "/orders")
+        match = next((o for o in open_orders if o.get("permId") == perm_id), None)
+        if match is None:
+            raise IbhostError("not_found", f"no open order with permId {perm_id}",
+                              field="permId")
+        order_id = match["orderId"]
+    o = await connector(request, "DELETE", f"/orders/{order_id}")
+    return web.json_response({"orderId": o["orderId"], "permId": o.get("permId"),
+                              "status": o["status"], "message": "cancel requested"})
+
+
+def _contract_fields(x: dict[str, Any]) -> dict[str, Any]:
+    return {"secType": x.get("secType"), "right": x.get("right"), "strike": x.get("strike"),
+            "expiration": x.get("lastTradeDateOrContractMonth"),
+            "localSymbol": x.get("localSymbol"), "conId": x.get("conId"),
+            "multiplier": x.get("multiplier")}
+
+
+async def executions(request: web.Request) -> web.Response:
+    auth(request, always=True)
+    days = opt_float(request.query, "lookbackDays", 7.0, minimum=0, maximum=3650)
+    assert days is not None
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+    fills = await connector(request, "GET", "/executions",
+                            params={"since": since.isoformat(timespec="seconds")})
+    out = [{"execId": f["execId"], "symbol": f["symbol"], "side": f["side"],
+            "shares": f["shares"], "price": f["price"], "avgPrice": f.get("avgPrice"),
+            "cumQty": f.get("cumQty"), "commission": f.get("commission"),
+            "time": f["time"], "orderRef": f.get("orderRef"), **_contract_fields(f)}
+           for f in fills]
+    return web.json_response({"executions": out, "count": len(out)})
+
+
+async def open_orders(request: web.Request) -> web.Response:
+    auth(request, always=True)
+    trades = await connector(request, "GET", "/orders")
+    out = [{"orderId": t["orderId"], "permId": t.get("permId"), "status": t["status"],
+            "action": t["action"], "orderType": t["orderType"], "lmtPrice": t["limitPrice"],
+            "auxPrice": t["stopPrice"], "totalQuantity": t["quantity"],
+            "remaining": t["remaining"], "filled": t["filled"],
+            "avgFillPrice": t["avgFillPrice"], "tif": t["tif"], "account": t.get("account"),
+            "orderRef": t.get("orderRef"), "initMarginChange": None, "symbol": t["symbol"],
+            **_contract_fields(t), "currency": t.get("currency"),
+            "exchange": t.get("exchange")} for t in trades]
+    return web.json_response({"orders": out, "count": len(out)})
+
+
+async def positions(request: web.Request) -> web.Response:
+    auth(request, always=True)
+    pos = await connector(request, "GET", "/positions")
+    out = [{"account": p["account"], "symbol": p["symbol"], "quantity": p["position"],
+            "avgCost": p["avgCost"], **_contract_fields(p),
+            "companyName": p.get("longName") if p["secType"] in ("STK", "ETF") else None}
+           for p in pos]
+    return web.json_response({"positions": out, "count": len(out)})
+
+
+async def portfolio(request: web.Request) -> web.Response:
+    auth(request, always=True)
+    items = await connector(request, "GET", "/portfolio")
+    out = [{"account": p["account"], "symbol": p["symbol"], "quantity": p["position"],
+            "avgCost": p["averageCost"], "marketPrice": p["marketPrice"],
+            "marketValue": p["marketValue"], "realizedPnl": p["realizedPNL"],
+            "unrealizedPnl": p["unrealizedPNL"], **_contract_fields(p)} for p in items]
+    return web.json_response({"positions": out, "count": len(out)})
+
+
+SUMMARY_TAGS = ("NetLiquidation", "TotalCashValue", "BuyingPower", "AvailableFunds",
+                "ExcessLiquidity", "DailyPnL", "RealizedPnL", "UnrealizedPnL")
+BASE_TAGS = ("NetLiquidation", "DailyPnL", "RealizedPnL", "UnrealizedPnL")
+
+
+async def account_summary(request: web.Request) -> web.Response:
+    auth(request, always=True)
+    rows = await connector(request, "GET", "/account-summary")
+    out: dict[str, Any] = {}
+    for r in rows:
+        tag, cur = r["tag"], (r.get("currency") or "").upper()
+        if tag == "AccountCode":
+            out[tag] = str(r["value"])
+        elif tag in SUMMARY_TAGS and (cur == "USD" or (cur in ("", "BASE") and
+                                                       tag in BASE_TAGS)):
+            v = r["value"]
+            out[tag] = v if isinstance(v, int | float) else None
+    return web.json_response(out)
+
+
+async def pnl(request: web.Request) -> web.Response:
+    auth(request, always=True)
+    q = request.query
+    p = await connector(request, "GET", "/pnl", params={
+        "account": opt_str(q, "account"), "model": opt_str(q, "model")})
+    return web.json_response({"dailyPnL": p["dailyPnL"], "unrealizedPnL": p["unrealizedPnL"],
+                              "realizedPnL": p["realizedPnL"], "value": None})
+
+
+async def pnl_single(request: web.Request) -> web.Response:
+    auth(request, always=True)
+    q = request.query
+    if not q.get("conId"):
+        raise bad_request("conId", "is required (missing-conId)")
+    con_id = opt_int(q, "conId", 0, minimum=1)
+    p = await connector(request, "GET", "/pnl", params={
+        "account": opt_str(q, "account"), "model": opt_str(q, "model"), "conId": con_id})
+    return web.json_response({"dailyPnL": p["dailyPnL"], "unrealizedPnL": p["unrealizedPnL"],
+                              "realizedPnL": p["realizedPnL"], "value": p.get("value"),
+                              "marketValue": p.get("value"), "position": p.get("position")})
+
+
+# --- diagnostics -----------------------------------------------------------------------------
+
+async def diag(request: web.Request) -> web.Response:
+    """The bridge's /diag (no key): connection facts, no account data."""
+    h = request.app[HEALTH_KEY].cached()
+    c = h.get("connector") or {}
+    ready = h["status"] in ("ok", "degraded")
+    return web.json_response({
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(),
+        "uptimeSeconds": int(time.monotonic() - request.app[STARTED_KEY]),
+        "ibConnected": ready, "ready": ready, "epoch": c.get("since"),
+        "diag": {k: c.get(k) for k in ("state", "reason", "clientId", "lastHeartbeatAt",
+                                       "lastIbErrorCode", "lastIbErrorMessage",
+                                       "lastIbErrorAt", "reconnectAttempts",
+                                       "heartbeatFailures", "lastDisconnectAt")},
+        "locks": {}, "caches": {}, "version": __version__,
+    })
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/diag", diag, "bridge"),
+    Route("GET", "/market-data/{symbol}", market_data, "bridge"),
+    Route("POST", "/market-data/batch", market_data_batch, "bridge"),
+    Route("GET", "/option-chain/{symbol}", option_chain, "bridge"),
+    Route("POST", "/option-quote", option_quote, "bridge"),
+    Route("POST", "/historical", historical, "bridge"),
+    Route("POST", "/order", place_order, "bridge"),
+    Route("POST", "/order/cancel", cancel_order, "bridge"),
+    Route("GET", "/executions", executions, "bridge"),
+    Route("GET", "/orders", open_orders, "bridge"),
+    Route("GET", "/positions", positions, "bridge"),
+    Route("GET", "/portfolio", portfolio, "bridge"),
+    Route("GET", "/account-summary", account_summary, "bridge"),
+    Route("GET", "/pnl", pnl, "bridge"),
+    Route("GET", "/pnl-single", pnl_single, "bridge"),
+)

@@ -1,0 +1,86 @@
+"""What every route family shares: the route record, auth, the connector call, the
+contract fields, and the one mapping from a failure to a catalogue error.
+
+Each family (``v1``, ``ktrdr``, ``bridge``) only translates shapes; the calls,
+guards and errors below are the same for all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import IbhostError
+from ..ipc import IpcError
+from .keys import AUTH_KEY, CONNECTOR_KEY, METRICS_KEY
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# KTRDR-style timeframes accepted as an alternative to IB bar sizes
+TIMEFRAMES = {
+    "1s": "1 secs", "5s": "5 secs", "10s": "10 secs", "15s": "15 secs", "30s": "30 secs",
+    "1m": "1 min", "2m": "2 mins", "3m": "3 mins", "5m": "5 mins", "10m": "10 mins",
+    "15m": "15 mins", "20m": "20 mins", "30m": "30 mins", "1h": "1 hour", "2h": "2 hours",
+    "3h": "3 hours", "4h": "4 hours", "8h": "8 hours", "1d": "1 day", "1w": "1 week",
+    "1M": "1 month",
+}
+CONTRACT_FIELDS = ("symbol", "secType", "exchange", "currency", "primaryExchange",
+                   "lastTradeDateOrContractMonth", "expiry", "strike", "right", "multiplier",
+                   "localSymbol", "tradingClass", "conId")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    family: str = "ibhost"  # ibhost | ktrdr | bridge: decides the error body's shape
+
+
+def contract(m: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: m[k] for k in CONTRACT_FIELDS if k in m and m[k] is not None}
+
+
+def auth(request: web.Request, *, trading: bool = False, always: bool = False) -> None:
+    """Raise 401/403 unless the request may proceed (``always``: a key is needed for
+    reads too whenever keys are configured, as the wheel-strat bridge does)."""
+    a = request.app[AUTH_KEY]
+    try:
+        if always and a.configured and not trading:
+            a.check(request.headers.get("X-API-Key"), trading=True)
+        else:
+            a.check(request.headers.get("X-API-Key"), trading=trading)
+    except IbhostError as e:
+        reason = ("no_key_configured" if e.extra.get("guard") == "api_key" else
+                  "missing" if e.code == "unauthorized" else "invalid")
+        request.app[METRICS_KEY].auth_failures.labels(reason).inc()
+        if e.extra.get("guard"):
+            request.app[METRICS_KEY].guard_rejections.labels("api_key").inc()
+        raise
+
+
+async def connector(request: web.Request, method: str, path: str, *,
+                    body: Any = None, params: dict[str, Any] | None = None) -> Any:
+    """One call on connector.sock; a transport failure is a catalogue error too."""
+    try:
+        return await request.app[CONNECTOR_KEY].request(method, path, json_body=body,
+                                                       params=params)
+    except IpcError as e:
+        err = as_error(e)
+        assert err is not None
+        raise err from None
+
+
+def as_error(exc: BaseException) -> IbhostError | None:
+    """The catalogue error for a failure a handler let through (None: not ours)."""
+    if isinstance(exc, IbhostError):
+        return exc
+    if isinstance(exc, IpcError):
+        if exc.timeout:
+            return IbhostError("timeout", "the connector did not answer in time")
+        return IbhostError("unavailable", "the connector is not running",
+                           extra={"state": "down"})
+    return None

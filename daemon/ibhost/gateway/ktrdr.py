@@ -1,0 +1,351 @@
+"""KTRDR's IB host-service contract at its own paths, so KTRDR's ``IbDataProvider``
+works unchanged (``kpiteira/ktrdr``: ``ib-host-service/endpoints/data.py`` and
+``ktrdr/data/acquisition/ib_data_provider.py``).
+
+Shapes only: failures of a data call are 200 ``{"success": false, "error": ...}``
+as KTRDR answers them; a malformed request is FastAPI's 422 ``{"detail": [...]}``;
+bars travel as ``DataFrame.to_json(orient="index", date_format="iso")`` text.
+Symbols are classified the way KTRDR's validator does (forex pair -> CASH on
+IDEALPRO, else a US stock on SMART, else a CME future) unless ``instrument_type``
+says which.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import IbhostError, bad_request
+from ..validate import json_body, opt_datetime, opt_str, req_str
+from .common import TIMEFRAMES, Route, auth, connector
+from .keys import CONFIG_KEY
+
+# the timeframes KTRDR's provider accepts (IbDataProvider._validate_timeframe)
+KTRDR_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "2h", "3h", "4h", "1d", "1w", "1M")
+CURRENCIES = {"USD", "EUR", "GBP", "JPY", "CHF", "AUD", "CAD", "NZD", "SEK", "NOK", "DKK",
+              "HKD", "SGD", "CNH", "MXN", "ZAR", "PLN", "CZK", "HUF", "ILS", "TRY"}
+INSTRUMENT_TYPES = {
+    "STK": "STK", "STOCK": "STK", "CASH": "CASH", "FOREX": "CASH", "FX": "CASH",
+    "FUT": "FUT", "FUTURE": "FUT", "FUTURES": "FUT", "IND": "IND", "INDEX": "IND",
+    "CRYPTO": "CRYPTO",
+}
+CACHE_SECONDS = 3600.0
+HEAD_CACHE_SECONDS = 86400.0
+
+
+@dataclass
+class Known:
+    """A classified symbol: the contract's details and the spec that addresses it."""
+
+    details: dict[str, Any]
+    spec: dict[str, Any]
+    at: float
+    head: str | None = None
+    head_at: float | None = None
+    head_by_tf: dict[str, str] = field(default_factory=dict)
+
+
+KNOWN_KEY = web.AppKey("ktrdr_known", dict)
+
+
+class NotFound(Exception):
+    """No contract of any candidate type matches the symbol."""
+
+
+def normalize(symbol: str) -> str:
+    return symbol.upper().strip().replace("/", ".")
+
+
+def forex_pair(symbol: str) -> tuple[str, str] | None:
+    s = normalize(symbol)
+    if "." in s:
+        base, _, quote = s.partition(".")
+    elif len(s) == 6:
+        base, quote = s[:3], s[3:]
+    else:
+        return None
+    if len(base) == 3 and len(quote) == 3 and base.isalpha() and quote.isalpha():
+        return base, quote
+    return None
+
+
+def suggestion(symbol: str) -> str | None:
+    """KTRDR's hint for a forex-looking symbol: USDJPY -> USD.JPY."""
+    pair = forex_pair(symbol)
+    if pair and pair[0] in CURRENCIES and pair[1] in CURRENCIES:
+        return f"{pair[0]}.{pair[1]}"
+    return None
+
+
+def candidates(symbol: str, instrument_type: str | None) -> list[dict[str, Any]]:
+    """The contract specs to try, in KTRDR's order: forex, stock, future."""
+    s = normalize(symbol)
+    pair = forex_pair(s)
+    cash = ({"symbol": pair[0], "currency": pair[1], "secType": "CASH",
+             "exchange": "IDEALPRO"} if pair else None)
+    by_type = {
+        "CASH": cash,
+        "STK": {"symbol": s, "secType": "STK", "exchange": "SMART", "currency": "USD"},
+        "FUT": {"symbol": s, "secType": "FUT", "exchange": "CME", "currency": "USD"},
+        "IND": {"symbol": s, "secType": "IND", "exchange": "", "currency": "USD"},
+        "CRYPTO": {"symbol": s, "secType": "CRYPTO", "exchange": "PAXOS", "currency": "USD"},
+    }
+    if instrument_type:
+        kind = INSTRUMENT_TYPES.get(instrument_type.upper())
+        if kind is None:
+            raise bad_request("instrument_type",
+                              f"must be one of {', '.join(sorted(INSTRUMENT_TYPES))}")
+        spec = by_type[kind]
+        if spec is None:
+            raise bad_request("symbol", f"{symbol!r} is not a currency pair like EUR.USD")
+        return [spec]
+    return [c for c in (by_type["CASH"], by_type["STK"], by_type["FUT"]) if c]
+
+
+def instrument_type_of(q: Any) -> str | None:
+    """The optional instrument_type, checked before any IB call (422 when unknown)."""
+    itype = opt_str(q, "instrument_type") or None
+    if itype is not None and itype.upper() not in INSTRUMENT_TYPES:
+        raise bad_request("instrument_type",
+                          f"must be one of {', '.join(sorted(INSTRUMENT_TYPES))}")
+    return itype
+
+
+def _front(cands: list[dict[str, Any]]) -> dict[str, Any]:
+    """The nearest expiry among several futures (KTRDR's CME lookup takes the first)."""
+    dated = [c for c in cands if c.get("lastTradeDateOrContractMonth")]
+    return min(dated, key=lambda c: c["lastTradeDateOrContractMonth"]) if dated else cands[0]
+
+
+async def classify(request: web.Request, symbol: str,
+                   instrument_type: str | None = None) -> Known:
+    known: dict[tuple[str, str], Known] = request.app[KNOWN_KEY]
+    key = (normalize(symbol), (instrument_type or "").upper())
+    hit = known.get(key)
+    if hit is not None and time.time() - hit.at < CACHE_SECONDS:
+        return hit
+    for spec in candidates(symbol, instrument_type):
+        try:
+            details = await connector(request, "POST", "/validate", body=spec)
+        except IbhostError as e:
+            if e.code == "not_found":
+                continue
+            if e.code != "ambiguous" or not e.extra.get("candidates"):
+                raise
+            details = (_front(e.extra["candidates"]) if spec["secType"] == "FUT"
+                       else e.extra["candidates"][0])
+        exact = {"conId": details["conId"], "secType": details["secType"],
+                 "exchange": spec["exchange"] or details["exchange"],
+                 "currency": details["currency"]}
+        found = Known(details, exact, time.time())
+        known[key] = found
+        return found
+    raise NotFound(symbol)
+
+
+def _hours(d: dict[str, Any]) -> dict[str, Any]:
+    """KTRDR's trading-hours block, filled from IB's liquid hours where it can be."""
+    start, end = "09:30", "16:00"
+    for seg in str(d.get("liquidHours") or "").split(";"):
+        if "-" in seg and "CLOSED" not in seg:
+            a, _, b = seg.partition("-")
+            a, b = a.rpartition(":")[2], b.rpartition(":")[2]
+            if len(a) == 4 and len(b) == 4:
+                start, end = f"{a[:2]}:{a[2:]}", f"{b[:2]}:{b[2:]}"
+                break
+    return {"timezone": d.get("timeZone") or "UTC",
+            "regular_hours": {"start": start, "end": end, "name": "Regular"},
+            "extended_hours": [], "trading_days": [0, 1, 2, 3, 4], "holidays": []}
+
+
+def _contract_dict(d: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an ib_async Contract, as FastAPI encoded KTRDR's ContractInfo."""
+    return {
+        "secType": d["secType"], "conId": d["conId"], "symbol": d["symbol"],
+        "lastTradeDateOrContractMonth": d.get("lastTradeDateOrContractMonth") or "",
+        "strike": float(d.get("strike") or 0.0), "right": d.get("right") or "",
+        "multiplier": d.get("multiplier") or "", "exchange": d.get("exchange") or "",
+        "primaryExchange": d.get("primaryExchange") or "", "currency": d["currency"],
+        "localSymbol": d.get("localSymbol") or "", "tradingClass": d.get("tradingClass") or "",
+        "includeExpired": False, "secIdType": "", "secId": "", "description": "",
+        "issuerId": "", "comboLegsDescrip": "", "comboLegs": [], "deltaNeutralContract": None,
+    }
+
+
+def contract_info(k: Known) -> dict[str, Any]:
+    d = k.details
+    return {
+        "symbol": d["symbol"], "contract": _contract_dict(d), "asset_type": d["secType"],
+        "exchange": d.get("primaryExchange") or d.get("exchange") or "",
+        "currency": d["currency"],
+        "description": d.get("longName") or d.get("lastTradeDateOrContractMonth") or "",
+        "validated_at": k.at, "trading_hours": _hours(d), "head_timestamp": k.head,
+        "head_timestamp_timeframes": ({**k.head_by_tf, "default": k.head} if k.head else None),
+        "head_timestamp_fetched_at": k.head_at,
+    }
+
+
+async def head_of(request: web.Request, k: Known, timeframe: str | None) -> str | None:
+    """The earliest data, as KTRDR asks for it: TRADES (BID, ASK, MIDPOINT for forex),
+    outside regular hours too; one answer per symbol for a day."""
+    if k.head is not None and k.head_at and time.time() - k.head_at < HEAD_CACHE_SECONDS:
+        if timeframe:
+            k.head_by_tf[timeframe] = k.head
+        return k.head
+    shows = ("BID", "ASK", "MIDPOINT") if k.spec["secType"] == "CASH" else ("TRADES",)
+    last: IbhostError | None = None
+    for what in shows:
+        try:
+            r = await connector(request, "GET", "/head-timestamp", params={
+                **{a: str(b) for a, b in k.spec.items()}, "whatToShow": what,
+                "useRTH": "false"})
+        except IbhostError as e:
+            if e.code in ("unavailable", "timeout"):
+                raise
+            last = e
+            continue
+        k.head, k.head_at = r["headTimestamp"], time.time()
+        if timeframe:
+            k.head_by_tf[timeframe] = k.head
+        return k.head
+    if last is not None and last.code not in ("no_data", "not_found", "bad_request"):
+        raise last
+    return None
+
+
+# --- endpoints ---------------------------------------------------------------------------
+
+def _fail(message: str, **fields: Any) -> web.Response:
+    return web.json_response({"success": False, **fields, "error": message})
+
+
+def _validation(symbol: str, k: Known | None, heads: dict[str, str | None] | None,
+                ) -> dict[str, Any]:
+    if k is None:
+        hint = suggestion(symbol)
+        msg = f"Symbol {symbol} not found"
+        if hint and hint != normalize(symbol):
+            msg += f". Did you mean {hint}?"
+        return {"success": True, "is_valid": False, "error_message": msg,
+                "contract_info": None, "head_timestamps": {}, "error": None}
+    return {"success": True, "is_valid": True, "error_message": None,
+            "contract_info": contract_info(k),
+            "head_timestamps": {tf: v for tf, v in (heads or {}).items() if v},
+            "error": None}
+
+
+async def _validate(request: web.Request, symbol: str, timeframes: list[str]) -> web.Response:
+    empty = {"is_valid": None, "error_message": None, "contract_info": None,
+             "head_timestamps": None}
+    try:
+        try:
+            k = await classify(request, symbol)
+        except NotFound:
+            return web.json_response(_validation(symbol, None, None))
+        heads = {tf: await head_of(request, k, tf) for tf in timeframes}
+        return web.json_response(_validation(symbol, k, heads))
+    except IbhostError as e:
+        return _fail(e.message, **empty)
+
+
+def _timeframes(body: dict[str, Any]) -> list[str]:
+    tfs = body.get("timeframes") or []
+    if not isinstance(tfs, list) or len(tfs) > 20 or \
+            not all(isinstance(t, str) and len(t) <= 8 for t in tfs):
+        raise bad_request("timeframes", "must be a list of up to 20 timeframe strings")
+    return tfs
+
+
+async def validate(request: web.Request) -> web.Response:
+    auth(request)
+    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    symbol = req_str(body, "symbol")
+    return await _validate(request, symbol, _timeframes(body))
+
+
+async def symbol_info(request: web.Request) -> web.Response:
+    auth(request)
+    symbol = req_str(request.match_info, "symbol")
+    return await _validate(request, symbol, ["1h"])
+
+
+async def head_timestamp(request: web.Request) -> web.Response:
+    auth(request)
+    q = request.query
+    symbol = req_str(q, "symbol")
+    timeframe = req_str(q, "timeframe", max_len=8)
+    itype = instrument_type_of(q)
+    try:
+        try:
+            k = await classify(request, symbol, itype)
+        except NotFound:
+            return web.json_response({"success": True, "timestamp": None,
+                                      "error": f"Symbol {symbol} not found"})
+        ts = await head_of(request, k, timeframe)
+        return web.json_response({"success": True, "timestamp": ts, "error": None})
+    except IbhostError as e:
+        return _fail(e.message, timestamp=None)
+
+
+def _pandas_iso(ts: str) -> str:
+    """'2025-11-17T14:30:00+00:00' -> '2025-11-17T14:30:00.000Z', as to_json writes it."""
+    return ts[:19] + ".000Z"
+
+
+def bars_json(bars: list[dict[str, Any]]) -> str:
+    """The bars as ``DataFrame.to_json(orient="index", date_format="iso")`` would write
+    them (index = UTC bar start; open, high, low, close, volume)."""
+    return json.dumps({_pandas_iso(b["timestamp"]): {
+        "open": b["open"], "high": b["high"], "low": b["low"], "close": b["close"],
+        "volume": b["volume"]} for b in bars}, separators=(",", ":"))
+
+
+async def historical(request: web.Request) -> web.Response:
+    auth(request)
+    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    symbol = req_str(body, "symbol")
+    timeframe = req_str(body, "timeframe", max_len=8)
+    if timeframe not in KTRDR_TIMEFRAMES:
+        raise bad_request("timeframe", f"must be one of {', '.join(KTRDR_TIMEFRAMES)}")
+    start, end = opt_datetime(body, "start"), opt_datetime(body, "end")
+    if start is None:
+        raise bad_request("start", "is required")
+    if end is None:
+        raise bad_request("end", "is required")
+    if start >= end:
+        raise bad_request("start", "must be before end")
+    itype = instrument_type_of(body)
+    try:
+        try:
+            k = await classify(request, symbol, itype)
+        except NotFound:
+            hint = suggestion(symbol)
+            msg = f"Symbol {symbol} not found" + (f". Did you mean {hint}?" if hint and
+                                                    hint != normalize(symbol) else "")
+            return _fail(f"Symbol validation failed: {msg}", data=None, rows=None)
+        # KTRDR's end is inclusive (index <= end): ask for one second more
+        result = await connector(request, "POST", "/historical", body={
+            **k.spec, "barSize": TIMEFRAMES[timeframe],
+            "whatToShow": "BID" if k.spec["secType"] == "CASH" else "TRADES",
+            "useRTH": True, "start": start.isoformat(),
+            "end": (end + dt.timedelta(seconds=1)).isoformat()})
+    except IbhostError as e:
+        return _fail(e.message, data=None, rows=None)
+    bars = result["bars"]
+    if not bars:
+        return web.json_response({"success": True, "data": "{}", "error": None, "rows": 0})
+    return web.json_response({"success": True, "data": bars_json(bars), "error": None,
+                              "rows": len(bars)})
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/data/historical", historical, "ktrdr"),
+    Route("POST", "/data/validate", validate, "ktrdr"),
+    Route("GET", "/data/head-timestamp", head_timestamp, "ktrdr"),
+    Route("GET", "/data/symbol-info/{symbol}", symbol_info, "ktrdr"),
+)

@@ -1,0 +1,197 @@
+"""ibhost's own API under /v1/: catalogue errors, 503 from /v1/health when IB is not
+usable, columnar/records/CSV bars, Idempotency-Key on orders."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__, ibrules
+from ..errors import bad_request
+from ..validate import json_body, opt_bool, opt_str
+from . import formats, orders
+from .common import TIMEFRAMES, Route, auth, connector, contract
+from .keys import CONFIG_KEY, CONNECTOR_KEY, HEALTH_KEY, METRICS_KEY, STARTED_KEY, WATCHDOG_KEY
+
+# --- health ----------------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    """ok / degraded answer 200; down / busy 503 (for probes that need a status code)."""
+    auth(request)
+    watcher = request.app[HEALTH_KEY]
+    live = opt_bool(request.query, "connect", False)
+    h = await watcher.check() if live else watcher.cached()
+    request.app[METRICS_KEY].set_health(h["status"])
+    status = 200 if h["status"] in ("ok", "degraded") else 503
+    return web.json_response({**h, "healthy": status == 200}, status=status)
+
+
+async def detailed(request: web.Request) -> dict[str, Any]:
+    """The gateway, the cached health and the connector's full status."""
+    h = request.app[HEALTH_KEY].cached()
+    detail: dict[str, Any] = {"gateway": {"status": "ok", "version": __version__,
+                                          "uptimeSeconds": round(time.monotonic() -
+                                                                 request.app[STARTED_KEY], 1)},
+                              "health": h}
+    if h["status"] in ("ok", "degraded", "down") and h.get("connector") is not None:
+        try:
+            detail["connector"] = await request.app[CONNECTOR_KEY].request(
+                "GET", "/status", read_timeout=request.app[CONFIG_KEY].gateway.health_timeout)
+        except Exception as e:  # reported, not raised: this page must always answer
+            detail["connector"] = {"error": str(e)}
+    return detail
+
+
+async def health_detailed(request: web.Request) -> web.Response:
+    auth(request)
+    return web.json_response(await detailed(request))
+
+
+# --- data ------------------------------------------------------------------------------
+
+def bar_size_of(body: dict[str, Any]) -> str:
+    bar_size = opt_str(body, "barSize")
+    timeframe = opt_str(body, "timeframe")
+    if not bar_size and timeframe:
+        if timeframe not in TIMEFRAMES:
+            raise bad_request("timeframe", f"must be one of {', '.join(TIMEFRAMES)}")
+        bar_size = TIMEFRAMES[timeframe]
+    if not bar_size:
+        raise bad_request("barSize", "is required (or timeframe, e.g. 1h)")
+    if ibrules.bar_seconds(bar_size) is None:
+        raise bad_request("barSize", f"must be one of {', '.join(ibrules.BAR_SIZES)}")
+    return bar_size
+
+
+async def historical(request: web.Request) -> web.StreamResponse:
+    auth(request)
+    fmt = formats.choose_format(request)
+    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    fwd = {**contract(body), "barSize": bar_size_of(body)}
+    for k in ("start", "end", "duration", "whatToShow", "useRTH", "priority"):
+        if k in body:
+            fwd[k] = body[k]
+    result = await connector(request, "POST", "/historical", body=fwd)
+    return await formats.respond(request, result, fmt)
+
+
+async def validate(request: web.Request) -> web.Response:
+    auth(request)
+    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    details = await connector(request, "POST", "/validate", body=contract(body))
+    return web.json_response({"success": True, "valid": True, **details})
+
+
+async def head_timestamp(request: web.Request) -> web.Response:
+    auth(request)
+    q = dict(request.query)
+    return web.json_response(await connector(request, "GET", "/head-timestamp", params=q))
+
+
+async def option_chain(request: web.Request) -> web.Response:
+    auth(request)
+    return web.json_response(await connector(request, "GET", "/option-chain",
+                                             params=dict(request.query)))
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    auth(request)
+    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    extra: dict[str, Any] = {k: body[k] for k in ("genericTicks", "marketDataType", "wait")
+                             if k in body}
+    fwd = {**contract(body), **extra}
+    return web.json_response(await connector(request, "POST", "/snapshot", body=fwd))
+
+
+# --- trading and account ---------------------------------------------------------------
+
+async def place_order(request: web.Request) -> web.Response:
+    auth(request, trading=True)
+    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    fwd = orders.fields(body)
+    fwd.pop("dedupe", None)  # /v1/ orders always dedupe on orderRef
+    status, result, replayed = await orders.submit(
+        request, fwd, request.headers.get("Idempotency-Key"))
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return web.json_response(result, status=status, headers=headers)
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    auth(request, trading=True)
+    order_id = request.match_info["orderId"]
+    if not order_id.isdigit():
+        raise bad_request("orderId", "must be a positive integer")
+    return web.json_response(await connector(request, "DELETE", f"/orders/{order_id}"))
+
+
+def _relay(path: str, *, query: bool = False) -> Any:
+    """A read that forwards to the connector as it is."""
+    async def handler(request: web.Request) -> web.Response:
+        auth(request)
+        params = dict(request.query) if query else None
+        return web.json_response(await connector(request, "GET", path, params=params))
+
+    handler.__name__ = "relay_" + path.strip("/").replace("-", "_")
+    return handler
+
+
+# --- system ----------------------------------------------------------------------------
+
+async def ib_status(request: web.Request) -> web.Response:
+    auth(request)
+    h = request.app[HEALTH_KEY].cached()
+    c = h.get("connector") or {}
+    return web.json_response({
+        "success": True, "ib_connected": h["status"] in ("ok", "degraded"),
+        "status": h["status"], "reason": h["reason"], "state": c.get("state"),
+        "client_id": c.get("clientId"), "farms": c.get("farms"),
+        "competing_session": c.get("competingSession"),
+    })
+
+
+async def system_status(request: web.Request) -> web.Response:
+    auth(request)
+    h = request.app[HEALTH_KEY].cached()
+    try:
+        wd = await request.app[WATCHDOG_KEY].request("GET", "/status", read_timeout=1.0)
+        watchdog = {"status": "ok", "wakes": wd["wakesTotal"],
+                    "maintenance": wd["maintenance"],
+                    "restarts": {k: v["restartsTotal"] for k, v in wd["programs"].items()}}
+    except Exception as e:  # reported, not raised
+        watchdog = {"status": "down", "reason": str(e)}
+    return web.json_response({
+        "success": True,
+        "programs": {
+            "gateway": {"status": "ok", "version": __version__},
+            "connector": {"status": h["status"], "reason": h["reason"]},
+            "watchdog": watchdog,
+        },
+        "trading_enabled": request.app[CONFIG_KEY].trading.enabled,
+    })
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/health", health),
+    Route("GET", "/v1/health/detailed", health_detailed),
+    Route("POST", "/v1/data/historical", historical),
+    Route("POST", "/v1/data/validate", validate),
+    Route("GET", "/v1/data/head-timestamp", head_timestamp),
+    Route("GET", "/v1/options/chain", option_chain),
+    Route("POST", "/v1/market/snapshot", snapshot),
+    Route("POST", "/v1/orders", place_order),
+    Route("GET", "/v1/orders", _relay("/orders")),
+    Route("DELETE", "/v1/orders/{orderId}", cancel_order),
+    Route("GET", "/v1/executions", _relay("/executions", query=True)),
+    Route("GET", "/v1/positions", _relay("/positions")),
+    Route("GET", "/v1/portfolio", _relay("/portfolio")),
+    Route("GET", "/v1/account/summary", _relay("/account-summary")),
+    Route("GET", "/v1/pnl", _relay("/pnl", query=True)),
+    Route("GET", "/v1/system/ib-status", ib_status),
+    Route("GET", "/v1/system/system-status", system_status),
+    # the paths KTRDR's newer host service used for the same two pages
+    Route("GET", "/api/v1/system/ib-status", ib_status),
+    Route("GET", "/api/v1/system/system-status", system_status),
+)
