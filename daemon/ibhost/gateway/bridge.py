@@ -327,6 +327,8 @@ async def account_summary(request: web.Request) -> web.Response:
     auth(request, always=True)
     rows = await connector(request, "GET", "/account-summary")
     out: dict[str, Any] = {}
+    if rows:  # IB reports the account on every row, not as a summary tag
+        out["AccountCode"] = str(rows[0]["account"])
     for r in rows:
         tag, cur = r["tag"], (r.get("currency") or "").upper()
         if tag == "AccountCode":

@@ -109,11 +109,24 @@ def _bad_account(sim: Simulator, acct: str) -> bool:
     return bool(acct) and acct not in (sim.broker.account, "All")
 
 
+# "$LEDGER" tags come per currency (and BASE), not as plain summary tags
+LEDGER = {"CashBalance": "CashBalance", "TotalCashBalance": "CashBalance",
+          "RealizedPnL": "RealizedPnL", "UnrealizedPnL": "UnrealizedPnL",
+          "NetLiquidationByCurrency": "NetLiquidation"}
+
+
 def _summary_rows(sim: Simulator, tags: tuple[str, ...]) -> list[tuple[str, str, str]]:
     values = sim.broker.account_values(_marks(sim))
-    if "All" in tags:
-        return values
-    return [v for v in values if v[0] in tags]
+    plain = [v for v in values if v[0] not in ("CashBalance", "RealizedPnL", "UnrealizedPnL",
+                                               "AccountCode", "Currency")]
+    rows = [v for v in plain if v[0] in tags]
+    if any(t.startswith("$LEDGER") for t in tags):
+        by_key = {k: val for k, val, _ in values}
+        currencies = ("BASE", "USD") if "$LEDGER:ALL" in tags else ("BASE",)
+        for cur in currencies:
+            rows += [(tag, by_key[src], cur) for tag, src in LEDGER.items()]
+            rows.append(("ExchangeRate", "1.00", cur))
+    return rows
 
 
 def send_summary(sim: Simulator, s: Session, req_id: int) -> None:

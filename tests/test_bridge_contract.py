@@ -1,0 +1,239 @@
+"""The wheel-strat bridge contract, read the way its clients read it
+(``services/trading.ts``, ``functions/src/lib/ibkrSchemas.ts``,
+``scripts/diagnostics/bridge_latency_probe.py``): paths, X-API-KEY rules, status
+codes, key names and types."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ibhost.sim import Simulator
+
+from .connector_fixtures import running_connector, wait_until
+from .test_gateway import KEY, gateway
+
+H = {"X-API-KEY": KEY}  # the bridge's spelling; HTTP headers are case-insensitive
+
+
+@pytest.fixture
+async def gw(sim: Simulator, tmp_path: Path, aiohttp_client: Any):
+    async with running_connector(tmp_path, sim), \
+            gateway(aiohttp_client, tmp_path, sim, trading__enabled=True,
+                    trading__allowed_sec_types="STK,OPT") as g:
+        yield g
+
+
+def number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def pick_expiration(expirations: list[str], lo: int = 14, hi: int = 28) -> str:
+    """The probe's choice: nearest expiry within 14-28 days, else the nearest future one."""
+    today = dt.datetime.now(dt.UTC).date()
+    dtes = [((dt.datetime.strptime(e, "%Y%m%d").date() - today).days, e) for e in expirations]
+    inside = sorted(x for x in dtes if lo <= x[0] <= hi)
+    return (inside or sorted(x for x in dtes if x[0] >= 0))[0][1]
+
+
+async def test_probe_flow_market_chain_quote(gw: Any) -> None:
+    r = await gw.get("/market-data/MSFT", headers=H)
+    q = await r.json()
+    assert r.status == 200 and q["symbol"] == "MSFT" and q["source"] == "realtime"
+    assert set(q) >= {"last", "bid", "ask", "high", "low", "volume", "close"}
+    price = q["last"] or q["bid"] or q["close"]
+    assert number(price) and price > 0
+    chain = await (await gw.get("/option-chain/MSFT", headers=H)).json()
+    assert chain["symbol"] == "MSFT" and chain["tradingClass"] == "MSFT"
+    assert all(isinstance(e, str) and len(e) == 8 for e in chain["expirations"])
+    assert all(number(s) for s in chain["strikes"]) and chain["multiplier"] == "100"
+    exp = pick_expiration(chain["expirations"])
+    strike = min((s for s in chain["strikes"] if s >= price * 1.05), default=None)
+    assert strike is not None
+    r = await gw.post("/option-quote", headers=H, json={
+        "symbol": "MSFT", "expiration": exp, "strike": strike, "right": "C"})
+    oq = await r.json()
+    assert r.status == 200, oq
+    assert number(oq["bid"]) and number(oq["ask"]) and oq["ask"] >= oq["bid"] > 0
+    assert number(oq["undPrice"]) and oq["undPrice"] > 0
+    assert number(oq["delta"]) and 0 < oq["delta"] < 1 and number(oq["impliedVol"])
+    bad = await gw.post("/option-quote", headers=H, json={"symbol": "MSFT", "strike": 400,
+                                                           "right": "C"})
+    assert bad.status == 400 and "expiration" in (await bad.json())["error"]
+
+
+async def test_key_rules(gw: Any) -> None:
+    for path in ("/health", "/ping", "/diag"):
+        assert (await gw.get(path)).status == 200, path
+    for path in ("/market-data/AAPL", "/positions", "/executions", "/orders",
+                 "/account-summary"):
+        r = await gw.get(path)
+        assert r.status == 401 and (await r.json())["error"] == "Unauthorized", path
+        r = await gw.get(path, headers={"X-API-KEY": "wrong-key-0123456789"})
+        assert r.status == 401, path
+    ping = await (await gw.get("/ping")).json()
+    assert ping["status"] == "ok" and isinstance(ping["timestamp"], int)
+
+
+async def test_health_fields(gw: Any) -> None:
+    r = await gw.get("/health?connect=false")
+    h = await r.json()
+    assert r.status == 200 and h["status"] == "ok" and h["connected"] is True
+    assert h["ready"] is True and h["clientId"] == 1 and h["host"] == "127.0.0.1"
+    assert isinstance(h["port"], int) and h["tradingMode"] == "paper"
+    live = await (await gw.get("/health?connect=true")).json()
+    assert live["connected"] is True
+    d = await (await gw.get("/diag")).json()
+    assert d["ibConnected"] is True and isinstance(d["uptimeSeconds"], int)
+    assert "account" not in str(d).lower()
+
+
+async def test_market_data_falls_back_to_delayed(gw: Any, sim: Simulator) -> None:
+    sim.set_no_subscription("AMZN", 354)
+    q = await (await gw.get("/market-data/AMZN", headers=H)).json()
+    assert q["source"] in ("frozen", "delayed") and number(q["last"] or q["close"])
+    none = await gw.get("/market-data/ZZZZ", headers=H)
+    assert none.status == 404 and (await none.json())["error"] == "No market data"
+    batch = await (await gw.post("/market-data/batch", headers=H, json={
+        "symbols": ["AAPL", "msft", "ZZZZ"]})).json()
+    assert sorted(x["symbol"] for x in batch["results"]) == ["AAPL", "MSFT"]
+    empty = await (await gw.post("/market-data/batch", headers=H, json={})).json()
+    assert empty == {"results": []}
+    bad = await gw.post("/market-data/batch", headers=H, json={"symbols": "AAPL"})
+    assert bad.status == 400 and isinstance((await bad.json())["error"], str)
+
+
+async def test_historical(gw: Any) -> None:
+    r = await gw.post("/historical", headers=H, json={
+        "symbol": "AAPL", "duration": "5 D", "barSize": "1 day",
+        "endDateTime": "20251122 00:00:00 UTC", "useRTH": "true"})
+    body = await r.json()
+    assert r.status == 200 and body["symbol"] == "AAPL"
+    dates = [b["date"] for b in body["bars"]]
+    assert dates == ["2025-11-17", "2025-11-18", "2025-11-19", "2025-11-20", "2025-11-21"]
+    b = body["bars"][0]
+    assert set(b) == {"date", "open", "high", "low", "close", "volume", "average"}
+    v1 = await (await gw.post("/v1/data/historical?format=records", json={
+        "symbol": "AAPL", "barSize": "1 day", "duration": "5 D",
+        "end": "2025-11-22T00:00:00Z"})).json()
+    assert [x["close"] for x in body["bars"]] == [x["close"] for x in v1["bars"]]
+    hourly = await (await gw.post("/historical", headers=H, json={
+        "symbol": "AAPL", "duration": "1 D", "barSize": "1 hour",
+        "endDateTime": "20251121 21:00:00 UTC"})).json()
+    assert hourly["bars"][0]["date"].startswith("2025-11-21 14:30:00")
+    bad = await gw.post("/historical", headers=H, json={"symbol": "AAPL",
+                                                         "endDateTime": "tomorrow"})
+    assert bad.status == 400 and "endDateTime" in (await bad.json())["error"]
+
+
+async def test_orders_executions_and_account(gw: Any) -> None:
+    chain = await (await gw.get("/option-chain/AAPL", headers=H)).json()
+    exp = pick_expiration(chain["expirations"])
+    # an option order with a far limit rests; expiration picks the contract (no 409)
+    r = await gw.post("/order", headers=H, json={
+        "symbol": "AAPL", "action": "SELL", "quantity": 1, "orderType": "LMT",
+        "limitPrice": 99.0, "secType": "OPT", "uid": "user-1", "strike": 230.0,
+        "right": "P", "expiration": exp})
+    opt = await r.json()
+    assert r.status == 200, opt
+    assert number(opt["orderId"]) and opt["status"] in ("Submitted", "PreSubmitted")
+    orders = await (await gw.get("/orders", headers=H)).json()
+    mine = [o for o in orders["orders"] if o["orderId"] == opt["orderId"]]
+    assert orders["count"] == len(orders["orders"]) and mine
+    assert mine[0]["orderRef"] == "user-1" and mine[0]["expiration"] == exp
+    assert mine[0]["right"] == "P" and mine[0]["lmtPrice"] == 99.0
+    c = await (await gw.post("/order/cancel", headers=H,
+                             json={"permId": mine[0]["permId"]})).json()
+    assert c["orderId"] == opt["orderId"] and c["status"] in ("Cancelled", "PendingCancel")
+    missing = await gw.post("/order/cancel", headers=H, json={})
+    assert missing.status == 400
+    # two marketable stock orders from one user: both placed, both matched by orderRef
+    ids = []
+    for _ in range(2):
+        r = await gw.post("/order", headers=H, json={
+            "symbol": "AAPL", "action": "BUY", "quantity": 1, "orderType": "LMT",
+            "limitPrice": 400.0, "secType": "STK", "uid": "user-2"})
+        assert r.status == 200
+        ids.append((await r.json())["orderId"])
+    assert ids[0] != ids[1]
+
+    async def fills() -> list[dict[str, Any]]:
+        ex = await (await gw.get("/executions?lookbackDays=1", headers=H)).json()
+        assert ex["count"] == len(ex["executions"])
+        return [e for e in ex["executions"] if e["orderRef"] == "user-2"]
+
+    mine_fills: list[dict[str, Any]] = []
+
+    async def two() -> bool:
+        mine_fills[:] = await fills()
+        return len(mine_fills) == 2
+
+    for _ in range(50):
+        if await two():
+            break
+    assert len(mine_fills) == 2
+    e = mine_fills[0]
+    assert e["side"] == "BOT" and e["shares"] == 1 and number(e["avgPrice"])
+    assert number(e["price"]) and number(e["cumQty"]) and e["secType"] == "STK"
+    assert isinstance(e["time"], str) and dt.datetime.fromisoformat(e["time"])
+    pos = await (await gw.get("/positions", headers=H)).json()
+    aapl = [p for p in pos["positions"] if p["symbol"] == "AAPL" and p["secType"] == "STK"]
+    assert aapl and aapl[0]["quantity"] == 2 and aapl[0]["companyName"] == "APPLE INC"
+
+    async def in_portfolio() -> Any:
+        port = await (await gw.get("/portfolio", headers=H)).json()
+        return [p for p in port["positions"] if p["symbol"] == "AAPL"]
+
+    item = (await wait_until_async(in_portfolio))[0]
+    assert number(item["marketPrice"]) and number(item["marketValue"])
+    assert number(item["unrealizedPnl"])
+    summ = await (await gw.get("/account-summary", headers=H)).json()
+    assert isinstance(summ["AccountCode"], str) and summ["AccountCode"]
+    for tag in ("NetLiquidation", "TotalCashValue", "BuyingPower", "AvailableFunds",
+                "ExcessLiquidity", "RealizedPnL", "UnrealizedPnL"):
+        assert number(summ[tag]), tag
+    pnl = await (await gw.get("/pnl", headers=H)).json()
+    assert set(pnl) == {"dailyPnL", "unrealizedPnL", "realizedPnL", "value"}
+    assert number(pnl["unrealizedPnL"]) and number(pnl["dailyPnL"])
+    single = await (await gw.get("/pnl-single?conId=265598", headers=H)).json()
+    assert single["position"] == 2 and number(single["marketValue"])
+    no_con = await gw.get("/pnl-single", headers=H)
+    assert no_con.status == 400 and "conId" in (await no_con.json())["error"]
+
+
+async def wait_until_async(check: Any, timeout: float = 5.0) -> Any:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if loop.time() > end:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def test_refused_order_and_down_connector(sim: Simulator, tmp_path: Path,
+                                                aiohttp_client: Any) -> None:
+    body = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "limitPrice": 1.0,
+            "uid": "u"}
+    async with running_connector(tmp_path, sim), gateway(aiohttp_client, tmp_path, sim) as g:
+        r = await g.post("/order", headers=H, json=body)
+        err = await r.json()
+        assert r.status == 403 and isinstance(err["error"], str)
+        assert err["error"].startswith("trading_disabled")
+    async with gateway(aiohttp_client, tmp_path / "down", sim) as g:
+        await wait_until(lambda: True)
+        h = await g.get("/health?connect=false")
+        body_h = await h.json()
+        assert h.status == 200 and body_h["status"] == "disconnected"
+        assert body_h["connected"] is False
+        r = await g.get("/market-data/AAPL", headers=H)
+        busy = await r.json()
+        assert r.status == 503 and busy["error"] == "Bridge busy"
+        assert busy["reason"] == "not-ready"
