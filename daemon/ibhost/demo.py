@@ -116,9 +116,9 @@ ready. The IB connection runs against the simulator on 127.0.0.1:{sim_port}.
 
   API            {url}/            docs: {url}/docs   metrics: {url}/metrics
   health         curl -s {url}/health
-  bars           curl -s {url}/data/historical -H 'Content-Type: application/json' \\
+  bars           curl -s {url}/v1/data/historical -H 'Content-Type: application/json' \\
                    -d '{{"symbol": "AAPL", "timeframe": "1h", "duration": "5 D"}}'
-  order (key)    curl -s {url}/orders -H 'X-API-Key: {api_key}' \\
+  order (key)    curl -s {url}/v1/orders -H 'X-API-Key: {api_key}' \\
                    -d '{{"symbol": "AAPL", "action": "BUY", "quantity": 1, "orderType": "MKT"}}'
   status         {sys.executable} -m ibhost.cli ctl --home {home} status
   processes      {env} supervisorctl -c {conf} status
