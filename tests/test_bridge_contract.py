@@ -237,3 +237,17 @@ async def test_refused_order_and_down_connector(sim: Simulator, tmp_path: Path,
         busy = await r.json()
         assert r.status == 503 and busy["error"] == "Bridge busy"
         assert busy["reason"] == "not-ready"
+
+
+async def test_order_retry_with_idempotency_key(gw: Any) -> None:
+    """The bridge's clients may add Idempotency-Key: a retry answers the first order."""
+    body = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "orderType": "LMT",
+            "limitPrice": 1.0, "secType": "STK", "uid": "user-3"}
+    hdrs = {**H, "Idempotency-Key": "wheel-retry-1"}
+    first = await gw.post("/order", headers=hdrs, json=body)
+    again = await gw.post("/order", headers=hdrs, json=body)
+    a, b = await first.json(), await again.json()
+    assert first.status == again.status == 200 and a["orderId"] == b["orderId"]
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    orders = await (await gw.get("/orders", headers=H)).json()
+    assert sum(o["orderRef"] == "user-3" for o in orders["orders"]) == 1
