@@ -11,6 +11,8 @@ from ibhost.sim import Simulator
 from ibhost.sim.pacing import HistoricalPacer, MessageRate
 from ibhost.sim.protocol import FrameReader, frame, frame_raw
 
+from .conftest import eventually
+
 SYMBOLS = ["AAPL", "MSFT", "AMZN", "SPY", "QQQ", "TSLA", "NVDA", "GOOGL", "META", "IBM"]
 
 
@@ -64,13 +66,16 @@ def test_message_rate() -> None:
 
 async def test_sixty_one_requests_in_the_window_get_exactly_one_162(ib, sim: Simulator) -> None:
     client, errors = ib
-    # scaled 0.01: the 10-minute window is 6 s, the 2 s burst window 20 ms
+    # scaled 0.01: the 10-minute window is 6 s, the 2 s burst window 20 ms.
+    # 30-second bars: IB's hard rules are stated for bars of 30 seconds or less.
     results = []
     for i in range(61):
         contract = Stock(SYMBOLS[i % len(SYMBOLS)], "SMART", "USD")
-        end = f"202511{10 + i // 10:02d} 16:00:00 US/Eastern"
+        day = (10, 11, 12, 13, 14, 17, 18, 19, 20, 21)[i % 10]  # weekdays: all have data
+        end = f"202511{day} {10 + (i // 10) % 6}:{(i // 60) * 5:02d}:00 US/Eastern"
         try:
-            await client.reqHistoricalDataAsync(contract, end, "1 D", "1 hour", "TRADES", True)
+            await client.reqHistoricalDataAsync(contract, end, "1800 S", "30 secs", "TRADES",
+                                                True)
             results.append("ok")
         except RequestError as e:
             results.append(e.code)
@@ -97,7 +102,7 @@ async def strict():
 async def test_identical_requests_one_second_apart(strict) -> None:
     sim, client = strict
     c = Stock("AAPL", "SMART", "USD")
-    args = ("20251121 16:00:00 US/Eastern", "1 D", "5 mins", "TRADES", True)
+    args = ("20251121 16:00:00 US/Eastern", "1800 S", "30 secs", "TRADES", True)
     assert await client.reqHistoricalDataAsync(c, *args)
     await asyncio.sleep(1.0)
     with pytest.raises(RequestError) as ei:
@@ -115,12 +120,129 @@ async def test_six_requests_for_one_contract_within_two_seconds(strict) -> None:
     for day in range(10, 16):
         try:
             await client.reqHistoricalDataAsync(
-                c, f"202511{day} 16:00:00 US/Eastern", "1 D", "1 hour", "MIDPOINT", True)
+                c, f"202511{day} 16:00:00 US/Eastern", "1800 S", "30 secs", "MIDPOINT", True)
             codes.append(0)
         except RequestError as e:
             codes.append(e.code)
     assert codes == [0, 0, 0, 0, 0, 162]
     assert sim.state()["stats"]["violations_by_rule"] == {"burst": 1}
+
+
+async def test_minute_bars_have_no_hard_limits(ib, sim: Simulator) -> None:
+    """1-minute bars and larger: no identical/burst/10-minute violations (IB lifted
+    them); the same request twice in a row and 40 at once are all answered (40: the
+    library's own 45/s throttle bunches more than 50 messages into one second)."""
+    client, _ = ib
+    c = Stock("AAPL", "SMART", "USD")
+    args = ("20251121 16:00:00 US/Eastern", "1 D", "1 min", "TRADES", True)
+    first = await client.reqHistoricalDataAsync(c, *args)
+    again = await client.reqHistoricalDataAsync(c, *args)
+    assert len(first) == len(again) == 390
+    ends = [f"202511{10 + i % 12:02d} {9 + i % 7:02d}:59:00 US/Eastern" for i in range(40)]
+    got = await asyncio.gather(*(client.reqHistoricalDataAsync(
+        Stock(SYMBOLS[i % 3], "SMART", "USD"), e, "1 D", "1 hour", "TRADES", True)
+        for i, e in enumerate(ends)))
+    assert all(got)
+    assert sim.state()["stats"]["violations"] == []
+
+
+def test_soft_throttle_token_bucket() -> None:
+    from ibhost.sim.pacing import SoftThrottle
+
+    clock = FakeClock()
+    t = SoftThrottle(rate=5.0, burst=10.0, base=0.3, clock=clock)
+    assert [t.admit(1) for _ in range(10)] == [0.0] * 10  # the burst starts at once
+    waits = [t.admit(1) for _ in range(5)]
+    assert waits == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])  # then 5 a second, in order
+    assert t.admit(2) == 0.0  # per client
+    clock.t += 10.0
+    assert t.admit(1) == 0.0
+    assert t.lower_bound(250) == pytest.approx(240 / 5 + 0.3)
+
+
+async def test_strict_pacing_applies_hard_rules_to_every_bar_size() -> None:
+    from ib_async import IB
+
+    async with Simulator("127.0.0.1", 0, pacing="strict") as sim:
+        client = IB()
+        client.RaiseRequestErrors = True
+        await client.connectAsync("127.0.0.1", sim.port, clientId=1)
+        try:
+            c = Stock("AAPL", "SMART", "USD")
+            args = ("20251121 16:00:00 US/Eastern", "1 D", "1 hour", "TRADES", True)
+            assert await client.reqHistoricalDataAsync(c, *args)
+            with pytest.raises(RequestError) as ei:
+                await client.reqHistoricalDataAsync(c, *args)
+            assert ei.value.code == 162
+            assert sim.state()["stats"]["violations_by_rule"] == {"identical": 1}
+        finally:
+            client.disconnect()
+
+
+async def test_fifty_one_open_requests_is_322() -> None:
+    """At most 50 simultaneous open historical requests; the 51st gets IB's 322."""
+    from ib_async import IB
+
+    async with Simulator("127.0.0.1", 0) as sim:  # unscaled: requests stay open
+        client = IB()
+        client.RaiseRequestErrors = True
+        await client.connectAsync("127.0.0.1", sim.port, clientId=1)
+        try:
+            c = Stock("AAPL", "SMART", "USD")
+            def req(i: int) -> asyncio.Future:
+                return asyncio.ensure_future(client.reqHistoricalDataAsync(
+                    c, f"2025{1 + i // 28:02d}{1 + i % 28:02d} 16:00:00 US/Eastern", "1 D",
+                    "1 hour", "TRADES", True, timeout=0))
+
+            # bursts of 25 under the 50 messages/s rate; the soft throttle (5 a second
+            # after a burst of 10) keeps most of them open
+            tasks: list[asyncio.Future] = []
+            for batch in range(4):
+                tasks += [req(i) for i in range(batch * 25, batch * 25 + 25)]
+                await asyncio.sleep(1.1)
+                assert sim.state()["clients"][0]["openHistorical"] <= 50
+            refused = [t for t in tasks if t.done() and isinstance(t.exception(), RequestError)
+                       and t.exception().code == 322]
+            assert refused, "no request was refused beyond 50 open"
+            assert "Only 50 simultaneous API historical data requests" in \
+                refused[0].exception().message
+            assert 40 <= sim.state()["clients"][0]["openHistorical"] <= 50
+            for t in tasks:
+                t.cancel()
+            for i in range(1, 101):  # cancelHistoricalData closes them
+                client.client.cancelHistoricalData(client.client._reqIdSeq - i)
+                if i % 40 == 0:
+                    await asyncio.sleep(1.0)  # under the message rate
+            await eventually(lambda: sim.state()["clients"][0]["openHistorical"] == 0)
+            assert sim.state()["stats"]["historical_cancelled"] >= 30
+        finally:
+            client.disconnect()
+
+
+async def test_no_bars_after_now_and_bounded_durations(ib, sim: Simulator) -> None:
+    client, errors = ib
+    c = Stock("AAPL", "SMART", "USD")
+    import datetime as dt
+
+    sim.set_time(dt.datetime(2025, 11, 20, 17, 0, tzinfo=dt.UTC))  # 12:00 in New York
+    bars = await client.reqHistoricalDataAsync(c, "20251120 16:00:00 US/Eastern", "1 D",
+                                               "1 hour", "TRADES", True, formatDate=2)
+    now = sim.now()
+    assert bars and all(b.date.timestamp() < now for b in bars)
+    assert bars[-1].date == dt.datetime(2025, 11, 20, 16, 0, tzinfo=dt.UTC)  # 11:00 bar
+    with pytest.raises(RequestError) as ei:  # entirely in the future: no data
+        await client.reqHistoricalDataAsync(c, "20300101 16:00:00 US/Eastern", "2 D",
+                                            "1 hour", "TRADES", True)
+    assert ei.value.code == 162 and "no data" in ei.value.message
+    for dur in ("1000000 W", "99999999999999999999 D", "400 D", "0 D", "13 M"):
+        # IB answers 321, which ib_async only logs: the request itself times out
+        errors.items.clear()
+        client.client.reqHistoricalData(client.client.getReqId(), c, "", dur, "1 day",
+                                        "TRADES", 1, 1, False, [])
+        _, _, text = await errors.wait_for(321)
+        assert "duration format is invalid" in text, dur
+    # and the connection is still up
+    assert await client.reqHistoricalDataAsync(c, "", "5 D", "1 day", "TRADES", True)
 
 
 async def _raw_client(sim: Simulator, client_id: int) -> tuple[asyncio.StreamReader,

@@ -53,11 +53,29 @@ def bar_seconds(bar_size: str) -> int | None:
     return BAR_SIZES.get(BAR_ALIASES.get(bar_size.strip(), bar_size.strip()))
 
 
+# The longest duration IB takes in each unit; beyond these IB refuses the request
+# (and date arithmetic on "1000000 W" would overflow): seconds up to a day,
+# days up to a year, then weeks, months and years.
+MAX_DURATION = {"S": 86400, "D": 365, "W": 52, "M": 12, "Y": 50}
+BAR_SMALL_MAX = 30  # IB's hard pacing rules are stated for bars of 30 seconds or less
+
+
 def parse_duration(text: str) -> tuple[int, str] | None:
-    m = _DURATION_RE.match(text)
-    if not m:
+    """``(n, unit)`` for IB's duration text, or None when malformed or out of range."""
+    m = _DURATION_RE.match(text[:32])
+    if not m or len(m.group(1)) > 9:
         return None
-    return int(m.group(1)), m.group(2)
+    n, unit = int(m.group(1)), m.group(2)
+    if not 0 < n <= MAX_DURATION[unit]:
+        return None
+    return n, unit
+
+
+def hard_paced(bar_secs: int) -> bool:
+    """Whether IB's hard historical pacing rules apply to this bar size ("Historical
+    Data Limitations": identical/15 s, 6 per 2 s, 60 per 10 min are for bars of 30
+    seconds or less; for 1-minute bars and larger they have been lifted)."""
+    return bar_secs <= BAR_SMALL_MAX
 
 
 def duration_seconds(n: int, unit: str) -> int:

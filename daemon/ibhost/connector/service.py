@@ -168,7 +168,8 @@ class Service:
         if duration:
             parsed = ibrules.parse_duration(duration)
             if parsed is None or parsed[0] <= 0:
-                raise bad_request("duration", "must look like '3 D' (units S, D, W, M, Y)")
+                raise bad_request("duration", "must look like '3 D' (units S, D, W, M, Y; "
+                                  "at most 86400 S, 365 D, 52 W, 12 M, 50 Y)")
             lo, hi = ibrules.step_limits(ibrules.duration_seconds(*parsed))
             if not lo <= bar <= hi:
                 raise bad_request("duration", f"{duration} is not allowed with {bar_size} "

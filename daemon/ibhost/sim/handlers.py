@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,7 +17,7 @@ from .. import ibrules
 from . import account, hours
 from . import messages as m
 from .market import format_bar_date
-from .pacing import PACING_TEXT
+from .pacing import OPEN_MAX, OPEN_MAX_TEXT, PACING_TEXT
 from .protocol import UNSET_DOUBLE, Fields, In, Out
 from .session import Session, Subscription
 from .state import SimOrder
@@ -146,11 +147,14 @@ def _hist_fail(sim: Simulator, s: Session, req_id: int, rule: str) -> None:
 
 
 def _pacing_ok(sim: Simulator, s: Session, req_id: int, ident: tuple[object, ...],
-               burst: tuple[object, ...], weight: int) -> bool:
+               burst: tuple[object, ...], weight: int, hard: bool = True) -> bool:
+    """The forced-pacing fault, then (for ``hard`` requests) IB's hard rules."""
     if sim.forced_pacing > 0:
         sim.forced_pacing -= 1
         _hist_fail(sim, s, req_id, "forced")
         return False
+    if not hard:
+        return True
     rule = sim.pacer.check(ident, burst, weight, now=s.arrived)
     if rule is not None:
         _hist_fail(sim, s, req_id, rule)
@@ -233,30 +237,77 @@ async def req_historical_data(sim: Simulator, s: Session, fields: list[str]) -> 
         return
     ident = ("hist", lst.conId, q.exchange, end_text, bar_text, dur_text, rth, what)
     burst = (lst.conId, q.exchange, what)
-    if not _pacing_ok(sim, s, req_id, ident, burst, 2 if what == "BID_ASK" else 1):
+    # IB states the hard rules for bars of 30 seconds or less; larger bars get the
+    # soft throttle ("--pacing strict" applies the hard rules to every size).
+    hard = sim.pacing_mode == "strict" or ibrules.hard_paced(bar)
+    if len(s.st.open_hist) >= OPEN_MAX:
+        s.error(req_id, 322, OPEN_MAX_TEXT)
+        return
+    if not _pacing_ok(sim, s, req_id, ident, burst, 2 if what == "BID_ASK" else 1, hard):
         return
     end = int(end_dt.timestamp())
     start = _duration_start(lst, end, dur[0], dur[1], rth)
-    bars = await asyncio.to_thread(sim.market.bars, lst, start, end, bar, what, rth)
-    if not bars:
-        s.error(req_id, 162, f"{HMDS}HMDS query returned no data: "
-                             f"{lst.localSymbol}@{q.exchange or lst.exchange} "
-                             f"{what.title().replace('_', '')}")
-        return
-    sim.stats.historical_served += 1
-    rows = [
-        (format_bar_date(b, bar, format_date, lst.timeZoneId), b.open, b.high, b.low, b.close,
-         b.volume, b.wap, b.count)
-        for b in bars
-    ]
-    tz = lst.timeZoneId
-    fmt_range = "%Y%m%d %H:%M:%S"
-    start_s = dt.datetime.fromtimestamp(start, dt.UTC).astimezone(
-        hours.ZoneInfo(tz)).strftime(fmt_range) + " " + tz
-    end_s = end_dt.astimezone(hours.ZoneInfo(tz)).strftime(fmt_range) + " " + tz
-    s.send(m.historical_data(req_id, start_s, end_s, rows))
-    if keep_up:
-        s.st.subs[req_id] = Subscription(req_id, lst, set(), "bars", bar, what, rth)
+    end = min(end, int(sim.now()))  # IB has no bars after now
+    wait = 0.0 if hard else sim.throttle.admit(s.st.client_id, s.arrived)
+    req = HistRequest(req_id, lst, q.exchange or lst.exchange, start, end, end_dt, bar, what,
+                      rth, format_date, keep_up, wait)
+    s.st.open_hist[req_id] = asyncio.get_running_loop().create_task(_serve_bars(sim, s, req))
+
+
+@dataclass(frozen=True)
+class HistRequest:
+    req_id: int
+    lst: Listing
+    exchange: str
+    start: int
+    end: int
+    end_dt: dt.datetime
+    bar: int
+    what: str
+    rth: bool
+    format_date: int
+    keep_up: bool
+    wait: float
+
+
+async def _serve_bars(sim: Simulator, s: Session, r: HistRequest) -> None:
+    """Answer one historical request after the soft throttle's wait and service time;
+    open until answered or cancelled (cancelHistoricalData)."""
+    lst = r.lst
+    try:
+        if r.wait > 0:
+            await asyncio.sleep(r.wait)
+        bars = [] if r.start >= r.end else await asyncio.to_thread(
+            sim.market.bars, lst, r.start, r.end, r.bar, r.what, r.rth)
+        await asyncio.sleep(sim.throttle.service_time(len(bars)))
+        await sim.unfrozen()
+        if not bars:
+            s.error(r.req_id, 162, f"{HMDS}HMDS query returned no data: "
+                                   f"{lst.localSymbol}@{r.exchange} "
+                                   f"{r.what.title().replace('_', '')}")
+            return
+        sim.stats.historical_served += 1
+        rows = [
+            (format_bar_date(b, r.bar, r.format_date, lst.timeZoneId), b.open, b.high, b.low,
+             b.close, b.volume, b.wap, b.count)
+            for b in bars
+        ]
+        tz = lst.timeZoneId
+        fmt_range = "%Y%m%d %H:%M:%S"
+        start_s = dt.datetime.fromtimestamp(r.start, dt.UTC).astimezone(
+            hours.ZoneInfo(tz)).strftime(fmt_range) + " " + tz
+        end_s = r.end_dt.astimezone(hours.ZoneInfo(tz)).strftime(fmt_range) + " " + tz
+        s.send(m.historical_data(r.req_id, start_s, end_s, rows))
+        if r.keep_up:
+            s.st.subs[r.req_id] = Subscription(r.req_id, lst, set(), "bars", r.bar, r.what,
+                                               r.rth)
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:  # the request fails, the connection stays up
+        log.exception("historical request %s failed", r.req_id)
+        s.error(r.req_id, 162, f"{HMDS}{type(e).__name__}")
+    finally:
+        s.st.open_hist.pop(r.req_id, None)
 
 
 def send_bar_update(sim: Simulator, s: Session, sub: Subscription, now: float) -> None:
@@ -272,7 +323,12 @@ def send_bar_update(sim: Simulator, s: Session, sub: Subscription, now: float) -
 
 @handles(In.CANCEL_HISTORICAL_DATA, "cancelHistoricalData", req_pos=2)
 async def cancel_historical_data(sim: Simulator, s: Session, fields: list[str]) -> None:
-    s.st.subs.pop(Fields(fields, 2).integer(), None)
+    req_id = Fields(fields, 2).integer()
+    s.st.subs.pop(req_id, None)
+    task = s.st.open_hist.pop(req_id, None)
+    if task is not None:
+        task.cancel()
+        sim.stats.historical_cancelled += 1
 
 
 @handles(In.REQ_HEAD_TIMESTAMP, "reqHeadTimeStamp", req_pos=1)

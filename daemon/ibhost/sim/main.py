@@ -28,6 +28,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for the price paths (0)")
     p.add_argument("--pacing-scale", type=float, default=1.0,
                    help="multiply every pacing window by this (0.01 for fast tests)")
+    p.add_argument("--pacing", choices=("ib", "strict"), default="ib",
+                   help="ib (default): IB's hard rules for bars of 30 s or less, a soft "
+                        "throttle above; strict: the hard rules for every bar size")
     p.add_argument("--account", default="DU1234567", help="the managed (paper) account")
     p.add_argument("--ready-delay", type=float, default=0.0,
                    help="hold nextValidId/managedAccounts back this many seconds")
@@ -77,6 +80,7 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"ibhost sim: --start-time: {e}", file=sys.stderr)
         return 2
     sim = Simulator(args.host, args.port, seed=args.seed, pacing_scale=args.pacing_scale,
+                    pacing=args.pacing,
                     account=args.account, tick_interval=args.tick_interval, start_time=start)
     sim.delay_ready(args.ready_delay)
     try:

@@ -85,3 +85,55 @@ class MessageRate:
             self._times.popleft()
         n = len(self._times)
         return n if n > self.limit else None
+
+
+OPEN_MAX = 50  # "The maximum number of simultaneous open historical data requests ... is 50"
+OPEN_MAX_TEXT = "Error processing request:Only 50 simultaneous API historical data requests " \
+                "allowed."
+
+
+class SoftThrottle:
+    """IB's soft throttle for bars of 1 minute and larger: never a refusal, slower answers.
+
+    Each client may start ``rate`` requests per second with a burst of ``burst``; a
+    request beyond that waits its turn (first come, first served). Every answer then
+    takes ``base`` seconds plus ``per_bar`` per bar. All times are multiplied by
+    ``scale`` (the simulator's pacing scale), so tests run it fast.
+    """
+
+    def __init__(self, scale: float = 1.0, rate: float = 5.0, burst: float = 10.0,
+                 base: float = 0.3, per_bar: float = 2e-6,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.scale = scale
+        self.rate = rate / max(scale, 1e-9)
+        self.burst = burst
+        self.base = base * scale
+        self.per_bar = per_bar * scale
+        self.clock = clock
+        self._tokens: dict[int, float] = {}
+        self._stamp: dict[int, float] = {}
+
+    def admit(self, client_id: int, now: float | None = None) -> float:
+        """Take this client's next start; return the seconds to wait before it.
+
+        A token bucket that may go into debt: a request without a token waits until
+        the tokens it owes have refilled, so waiters start in arrival order."""
+        now = self.clock() if now is None else now
+        tokens = self._tokens.get(client_id, self.burst)
+        last = self._stamp.get(client_id, now)
+        tokens = min(self.burst, tokens + (now - last) * self.rate) - 1.0
+        self._tokens[client_id] = tokens
+        self._stamp[client_id] = now
+        return 0.0 if tokens >= 0 else -tokens / self.rate
+
+    def service_time(self, bars: int) -> float:
+        return self.base + self.per_bar * bars
+
+    def lower_bound(self, requests: int, bars_each: int = 0) -> float:
+        """The least time ``requests`` requests can take from an idle start."""
+        extra = max(0.0, requests - self.burst)
+        return extra / self.rate + self.service_time(bars_each)
+
+    def reset(self) -> None:
+        self._tokens.clear()
+        self._stamp.clear()

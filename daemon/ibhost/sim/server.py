@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from . import hours
 from .market import Market
-from .pacing import HistoricalPacer
+from .pacing import HistoricalPacer, SoftThrottle
 from .session import Session
 from .state import Broker
 from .universe import Universe
@@ -56,6 +56,7 @@ class Stats:
     connections_total: int = 0
     restarts: int = 0
     historical_served: int = 0
+    historical_cancelled: int = 0
 
     def count_request(self, name: str) -> None:
         self.requests[name] += 1
@@ -84,6 +85,7 @@ class Stats:
             "connections_total": self.connections_total,
             "restarts": self.restarts,
             "historical_served": self.historical_served,
+            "historical_cancelled": self.historical_cancelled,
         }
 
 
@@ -100,6 +102,7 @@ class Simulator:
         tick_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         start_time: dt.datetime | None = None,
+        pacing: str = "ib",
     ) -> None:
         self.host = host
         self.port = port
@@ -117,6 +120,12 @@ class Simulator:
         self.market = Market(self.universe, seed)
         self.broker = Broker(account=account)
         self.pacer = HistoricalPacer(pacing_scale, clock)
+        # "ib": hard rules for bars <= 30 s and head timestamps, a soft throttle and
+        # the 50-open cap above; "strict": the hard rules for every bar size
+        if pacing not in ("ib", "strict"):
+            raise ValueError("pacing must be 'ib' or 'strict'")
+        self.pacing_mode = pacing
+        self.throttle = SoftThrottle(pacing_scale, clock=clock)
         self.stats = Stats()
         self.sessions: set[Session] = set()
         self._server: asyncio.Server | None = None
@@ -262,6 +271,7 @@ class Simulator:
         self.drop()
         self.broker = Broker(account=self.broker.account)
         self.pacer.reset()
+        self.throttle.reset()
         self.connectivity = "ok"
         self.farms = dict.fromkeys(self.farms, True)
         self.stats.restarts += 1
@@ -365,6 +375,7 @@ class Simulator:
             "seed": self.seed,
             "time": self.now_dt().isoformat(),
             "pacing_scale": self.pacing_scale,
+            "pacing": self.pacing_mode,
             "frozen": self.frozen,
             "connectivity": self.connectivity,
             "farms": dict(self.farms),
@@ -375,7 +386,8 @@ class Simulator:
             "no_subscription": dict(self.no_subscription),
             "clients": sorted(
                 ({"clientId": s.st.client_id, "peer": s.peer, "version": s.st.version,
-                  "ready": s.st.ready, "subscriptions": len(s.st.subs)}
+                  "ready": s.st.ready, "subscriptions": len(s.st.subs),
+                  "openHistorical": len(s.st.open_hist)}
                  for s in self.sessions if s.st.client_id >= 0 and not s.closed),
                 key=lambda c: c["clientId"],
             ),

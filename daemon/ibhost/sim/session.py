@@ -56,6 +56,7 @@ class SessionState:
     account_summary: dict[int, tuple[str, ...]] = field(default_factory=dict)
     pnl: set[int] = field(default_factory=set)
     pnl_single: dict[int, int] = field(default_factory=dict)
+    open_hist: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     subs: dict[int, Subscription] = field(default_factory=dict)
 
 
@@ -128,6 +129,9 @@ class Session(asyncio.Protocol):
         self.send(m.error(self.st.version, req_id, code, text))
 
     def close(self) -> None:
+        for task in list(self.st.open_hist.values()):
+            task.cancel()
+        self.st.open_hist.clear()
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.close()
@@ -176,8 +180,11 @@ class Session(asyncio.Protocol):
             return
         try:
             await handler.fn(self.sim, self, fields)
-        except (ValueError, IndexError) as e:
-            log.warning("%s: malformed %s: %s", self.peer, handler.name, e)
+        except Exception as e:  # no input drops the connection: IB answers 321
+            if isinstance(e, ValueError | IndexError):
+                log.warning("%s: malformed %s: %s", self.peer, handler.name, e)
+            else:
+                log.exception("%s: %s failed", self.peer, handler.name)
             pos = handler.req_pos
             req_id = int(fields[pos]) if pos and len(fields) > pos and fields[pos].lstrip(
                 "-").isdigit() else -1
