@@ -85,9 +85,11 @@ async def test_two_hundred_requests_no_violation_near_the_lower_bound(
     async with Simulator("127.0.0.1", 0, pacing_scale=scale) as sim:
         async with running_connector(tmp_path, sim, pacing__margin=0.1) as (con, client):
             # 20 instruments: 10 symbols x 2 kinds of data
-            bodies = [{"symbol": symbols[i % 10], "barSize": "1 hour", "duration": "1 D",
+            # 30-second bars: IB's hard rules are stated for bars of 30 s or less
+            days = (10, 11, 12, 13, 14, 17, 18, 19, 20, 21)
+            bodies = [{"symbol": symbols[i % 10], "barSize": "30 secs", "duration": "1800 S",
                        "whatToShow": "TRADES" if i % 20 < 10 else "MIDPOINT",
-                       "end": f"2025-11-{10 + (i // 20) % 10:02d}T21:00:00Z"}
+                       "end": f"2025-11-{days[(i // 20) % 10]:02d}T20:00:00Z"}
                       for i in range(200)]
             t0 = time.monotonic()
             results = await asyncio.gather(*(client.request("POST", "/historical",
@@ -101,6 +103,27 @@ async def test_two_hundred_requests_no_violation_near_the_lower_bound(
     assert elapsed >= lower_bound  # the limit was real
     assert elapsed <= 1.2 * lower_bound, (elapsed, lower_bound)
     assert st["pacing"]["delayedByRule"]["window"] > 0  # held by the 10-minute rule
+
+
+async def test_minute_bars_are_not_held_by_the_ten_minute_rule(tmp_path: Path) -> None:
+    """1-hour bars: IB lifted the hard limits; 200 requests run through the soft
+    throttle's window, no 10-minute waits, no violations."""
+    scale = 0.01
+    symbols = ["AAPL", "MSFT", "AMZN", "SPY", "QQQ", "TSLA", "NVDA", "GOOGL", "META", "IBM"]
+    async with Simulator("127.0.0.1", 0, pacing_scale=scale) as sim:
+        async with running_connector(tmp_path, sim, pacing__margin=0.1) as (con, client):
+            bodies = [{"symbol": symbols[i % 10], "barSize": "1 hour", "duration": "1 D",
+                       "end": f"2025-11-{10 + (i // 10) % 12:02d}T21:00:00Z",
+                       "whatToShow": "TRADES" if i < 120 else "MIDPOINT"} for i in range(200)]
+            t0 = time.monotonic()
+            results = await asyncio.gather(*(client.request("POST", "/historical",
+                                                            json_body=b) for b in bodies))
+            elapsed = time.monotonic() - t0
+            st = await client.request("GET", "/status")
+    assert all(r["bars"] for r in results)
+    assert sim.state()["stats"]["violations"] == []
+    assert elapsed < 3 * 600 * scale  # the hard rules would need three 6 s windows
+    assert st["pacing"]["delayedByRule"]["window"] == 0
 
 
 async def test_validate_head_timestamp_and_option_chain(sim: Simulator, tmp_path: Path) -> None:
@@ -244,13 +267,19 @@ async def test_malformed_bodies(sim: Simulator, tmp_path: Path) -> None:
                 assert r.status == 400 and (await r.json())["error"]["field"] == "orderId"
 
 
-async def test_pacing_162_from_ib_is_a_429(sim: Simulator, tmp_path: Path) -> None:
+async def test_pacing_162_is_retried_then_a_429(sim: Simulator, tmp_path: Path) -> None:
+    body = {"symbol": "AAPL", "barSize": "1 hour", "duration": "1 D",
+            "end": "2025-11-20T21:00:00Z"}
     async with running_connector(tmp_path, sim) as (con, client):
-        sim.force_pacing(1)
+        sim.force_pacing(1)  # one 162: retried inside the caller's deadline, answered
+        ok = await client.request("POST", "/historical", json_body=body, deadline=10)
+        assert len(ok["bars"]) == 7 and sim.state()["forced_pacing_left"] == 0
+        assert (await client.request("GET", "/status"))["pacing"]["throttled"] == 1
+        sim.force_pacing(10)  # IB keeps refusing: 429 once retrying no longer fits
         e = await expect_error(client.request("POST", "/historical", json_body={
-            "symbol": "AAPL", "barSize": "1 hour", "duration": "1 D",
-            "end": "2025-11-20T21:00:00Z"}), "pacing")
+            **body, "end": "2025-11-19T21:00:00Z"}, deadline=0.3), "pacing")
         assert e.status == 429 and e.ib_code == 162
+        assert sim.state()["forced_pacing_left"] >= 5
 
 
 async def test_timeouts_raise_not_empty(sim: Simulator, tmp_path: Path) -> None:

@@ -127,6 +127,11 @@ class PacingConfig:
     scale: float = 1.0
     margin: float = 0.2
     queue_max: int = 1000
+    # 1-minute bars and larger: open requests at once (AIMD between 1 and open_max;
+    # IB allows 50 open and answers more slowly under load)
+    open_start: int = 4
+    open_max: int = 8
+    memory_file: str = "data/pacing.json"  # hard-rule history kept across restarts
 
 
 @dataclass(frozen=True)
@@ -217,7 +222,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "burst_max": _positive(int), "window": _non_negative(float),
         "window_max": _positive(int), "messages_per_second": _positive(int),
         "scale": _positive(float), "margin": _non_negative(float),
-        "queue_max": _positive(int),
+        "queue_max": _positive(int), "open_start": _positive(int),
+        "open_max": _positive(int), "memory_file": str,
     },
     "connector": {"socket": str, "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR")},
     "gateway": {

@@ -42,7 +42,10 @@ async def serve_unix(app: web.Application, path: str) -> web.AppRunner:
     check_socket_path(path)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # a stale socket from a killed run
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # handler_cancellation: a caller that hangs up cancels its handler (and so the
+    # IB requests it still has queued or open)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           handler_cancellation=True)
     await runner.setup()
     old = os.umask(0o177)
     try:
@@ -85,12 +88,18 @@ class UnixClient:
 
     @contextlib.asynccontextmanager
     async def _call(self, method: str, url: str, read_timeout: float | None,
+                    deadline: float | None = None,
                     **kw: Any) -> AsyncIterator[aiohttp.ClientResponse]:
-        """One request with the client's timeouts; transport failures become IpcError."""
+        """One request with the client's timeouts; transport failures become IpcError.
+
+        ``deadline``: seconds for the whole answer, also sent to the server
+        (X-Ibhost-Deadline) so it stops working for a caller that has given up."""
         timeout = None
-        if read_timeout is not None:
+        if read_timeout is not None or deadline is not None:
             timeout = aiohttp.ClientTimeout(sock_connect=self.connect_timeout,
-                                            sock_read=read_timeout)
+                                            sock_read=read_timeout, total=deadline)
+        if deadline is not None:
+            kw["headers"] = {**kw.get("headers", {}), "X-Ibhost-Deadline": f"{deadline:.3f}"}
         try:
             async with self._http().request(method, "http://ibhost" + url, timeout=timeout,
                                             **kw) as resp:
@@ -117,9 +126,10 @@ class UnixClient:
         json_body: Any = None,
         params: dict[str, Any] | None = None,
         read_timeout: float | None = None,
+        deadline: float | None = None,
     ) -> Any:
         """Call ``url``; return the decoded JSON, raise IbhostError for 4xx/5xx."""
-        async with self._call(method, url, read_timeout, json=json_body,
+        async with self._call(method, url, read_timeout, deadline, json=json_body,
                               params=params) as resp:
             text = await resp.text()
             try:

@@ -6,6 +6,7 @@ the service (and so the pacing scheduler). Errors are JSON from the catalogue.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -31,7 +32,7 @@ from ..validate import (
 from .contracts import parse_spec
 from .metrics import ConnectorMetrics, route_label
 from .pacing import PRIORITIES, Scheduler
-from .service import Service
+from .service import DEADLINE, Service
 from .session import Session, State
 
 log = logging.getLogger("ibhost.connector.api")
@@ -58,6 +59,38 @@ async def metrics_middleware(
         request.app[METRICS_KEY].request_seconds.labels(
             route_label(request.path), str(resp.status)).observe(time.perf_counter() - t0)
     return resp
+
+
+DEADLINE_HEADER = "X-Ibhost-Deadline"  # seconds the caller will wait for this answer
+JOB_HEADER = "X-Ibhost-Job"
+
+
+@web.middleware
+async def deadline_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Hold every request to its caller's deadline: past it the request fails with
+    504 and whatever it still has open at IB is cancelled (the handler is cancelled,
+    and so are its queued and running IB requests)."""
+    raw = request.headers.get(DEADLINE_HEADER)
+    if raw is None:
+        return await handler(request)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise bad_request(DEADLINE_HEADER, "must be a number of seconds") from None
+    if not 0 < seconds <= 86400:
+        raise bad_request(DEADLINE_HEADER, "must be between 0 and 86400 seconds")
+    loop = asyncio.get_running_loop()
+    token = DEADLINE.set(loop.time() + seconds)
+    try:
+        async with asyncio.timeout(seconds):
+            return await handler(request)
+    except TimeoutError:
+        raise IbhostError("timeout", f"no answer within the caller's deadline of "
+                                     f"{seconds:g}s; open IB requests were cancelled") from None
+    finally:
+        DEADLINE.reset(token)
 
 
 @web.middleware
@@ -123,8 +156,11 @@ async def status(request: web.Request) -> web.Response:
             "delayedByRule": dict(st.delayed),
             "waitSecondsTotal": round(st.wait_seconds_total, 3),
             "waitSecondsMax": round(st.wait_seconds_max, 3),
+            "throttled": st.throttled, "openLimit": round(sched.open.limit, 2),
+            "open": sched.open.open,
         },
         "subscriptions": len(request.app[SERVICE_KEY].subs),
+        "historicalJobs": list(request.app[SERVICE_KEY].jobs.values()),
         "config": describe(request.app[CONFIG_KEY]),
     })
 
@@ -151,7 +187,8 @@ async def historical(request: web.Request) -> web.Response:
         raise bad_request("start", "must be before end")
     result = await request.app[SERVICE_KEY].historical(
         spec, bar_size=bar_size, what=what, use_rth=opt_bool(body, "useRTH", True),
-        start=start, end=end, duration=duration, priority=_priority(body))
+        start=start, end=end, duration=duration, priority=_priority(body),
+        job=request.headers.get(JOB_HEADER, "")[:64])
     return web.json_response(result)
 
 
@@ -224,16 +261,18 @@ async def place_order(request: web.Request) -> web.Response:
         raise bad_request("limitPrice", "must not be given for MKT orders")
     tif = opt_str(body, "tif", "DAY", upper=True, choices=TIFS)
     ref = opt_str(body, "orderRef", max_len=128)
-    result = await request.app[SERVICE_KEY].place_order(
+    # shielded: a caller that goes away must not cut an order off half-way
+    result = await asyncio.shield(request.app[SERVICE_KEY].place_order(
         spec, action=action, quantity=qty, order_type=order_type, limit=limit, stop=stop,
         tif=tif, order_ref=ref, outside_rth=opt_bool(body, "outsideRth", False),
-        dedupe=opt_bool(body, "dedupe", True))
+        dedupe=opt_bool(body, "dedupe", True)))
     return web.json_response(result, status=200 if result.get("duplicate") else 201)
 
 
 async def cancel_order(request: web.Request) -> web.Response:
     order_id = opt_int(request.match_info, "orderId", 0, minimum=1)
-    return web.json_response(await request.app[SERVICE_KEY].cancel_order(order_id))
+    return web.json_response(await asyncio.shield(
+        request.app[SERVICE_KEY].cancel_order(order_id)))
 
 
 async def open_orders(request: web.Request) -> web.Response:
@@ -297,7 +336,8 @@ def setup_routes(app: web.Application) -> None:
 
 def init_app(cfg: Config, session: Session, scheduler: Scheduler,
              service: Service) -> web.Application:
-    app = web.Application(middlewares=[metrics_middleware, errors_middleware],
+    app = web.Application(middlewares=[metrics_middleware, errors_middleware,
+                                       deadline_middleware],
                           client_max_size=1 << 20)
     app[CONFIG_KEY] = cfg
     app[SESSION_KEY] = session

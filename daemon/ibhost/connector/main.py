@@ -31,7 +31,10 @@ class Connector:
         self.cfg = cfg
         self.backend = backend_mod.load(cfg.ib.backend)
         self.session = Session(cfg, self.backend)
-        self.scheduler = Scheduler(cfg.pacing)
+        memory = cfg.path(cfg.pacing.memory_file) if cfg.pacing.memory_file else None
+        if memory is not None:
+            memory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.scheduler = Scheduler(cfg.pacing, state_path=memory)
         self.service = Service(self.session, self.scheduler)
         self.app: web.Application = init_app(cfg, self.session, self.scheduler, self.service)
         self._runner: web.AppRunner | None = None

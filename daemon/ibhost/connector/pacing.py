@@ -1,25 +1,37 @@
-"""One scheduler in front of every IB request, so that none earns a pacing violation.
+"""One scheduler in front of every IB request, so that none earns a pacing violation
+and IB is shared fairly between callers.
 
-Rules (IB "Historical Data Limitations", windows x ``scale`` + ``margin``):
-- an identical historical request within 15 s is answered from a short cache;
-  concurrent identical requests are coalesced into one IB request; if the first
-  failed, an identical retry waits out the window instead;
-- at most 5 requests per contract/exchange/tick type per 2 s;
-- at most 60 per rolling 10 minutes (BID_ASK weighs 2);
-- at most ``messages_per_second`` requests of any kind per second.
-Interactive requests are granted before background ones.
+IB's rules ("Historical Data Limitations", TWS API; now on IBKR Campus), windows x
+``scale`` + ``margin``:
+- for bars of 30 seconds or less and head timestamps (``PaceKey.hard``), the hard
+  rules: an identical request within 15 s is answered from a short cache (and
+  concurrent identical requests are coalesced); at most 5 requests per
+  contract/exchange/tick type per 2 s; at most 60 per rolling 10 minutes
+  (BID_ASK weighs 2). This memory is kept in a file, so a restarted connector
+  does not earn a violation for what the one before it sent;
+- for 1-minute bars and larger IB lifted those limits but keeps a soft throttle
+  (slower answers under load) and at most 50 open requests: several run at once
+  within an AIMD window (``open_start``..``open_max``) that halves on a pacing 162
+  or answers much slower than usual, and grows back by one per window of
+  answers; a job of one or two requests may use one slot beyond the window;
+- at most ``messages_per_second`` requests of any kind, granted evenly spaced.
+Requests are granted by priority (interactive before background), then round
+robin between jobs (one HTTP request's chunks form one job), so a five-year
+download never starves a three-day request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import itertools
+import json
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import PacingConfig
@@ -40,6 +52,7 @@ class PaceKey:
     identical: Hashable
     contract: Hashable  # (conId, exchange, whatToShow)
     weight: int = 1
+    hard: bool = True  # IB's hard rules (bars <= 30 s, head timestamps); else the window
 
 
 @dataclass(order=True)
@@ -50,6 +63,8 @@ class _Item:
     granted: asyncio.Future[None] = field(compare=False)
     enqueued: float = field(compare=False, default=0.0)
     held_by: str = field(compare=False, default="")
+    job: str = field(compare=False, default="")
+    small: bool = field(compare=False, default=False)
 
 
 @dataclass
@@ -58,16 +73,61 @@ class PacingStats:
     cache_hits: int = 0
     coalesced: int = 0
     delayed: dict[str, int] = field(default_factory=lambda: {
-        "identical": 0, "burst": 0, "window": 0, "message_rate": 0, "spacing": 0})
+        "identical": 0, "burst": 0, "window": 0, "message_rate": 0, "spacing": 0,
+        "open": 0})
     wait_seconds_total: float = 0.0
     wait_seconds_max: float = 0.0
     waits: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    throttled: int = 0
+
+
+class OpenWindow:
+    """AIMD limit on open requests for bars of 1 minute and larger (IB's soft throttle)."""
+
+    def __init__(self, start: int, maximum: int, clock: Callable[[], float]) -> None:
+        self.limit = float(start)
+        self.maximum = maximum
+        self.open = 0
+        self.clock = clock
+        self.baseline: float | None = None
+        self._last_cut = -1e9
+
+    def allows(self, small: bool) -> bool:
+        return self.open < int(self.limit) + (1 if small else 0)
+
+    def done(self, latency: float | None, throttled: bool) -> None:
+        """One request ended: ``latency`` if it was answered, ``throttled`` on a 162."""
+        self.open = max(0, self.open - 1)
+        now = self.clock()
+        if throttled:
+            self._cut(now, latency or 1.0)
+            return
+        if latency is None:
+            return
+        b = self.baseline
+        self.baseline = latency if b is None or latency < b else b + (latency - b) * 0.05
+        if latency > 2.0 * self.baseline + 0.05:  # answers slowing down: back off
+            self._cut(now, latency)
+        else:
+            self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
+
+    def _cut(self, now: float, latency: float) -> None:
+        if now - self._last_cut >= latency:  # at most once per round trip
+            self.limit = max(1.0, self.limit / 2.0)
+            self._last_cut = now
+
+
+def _tuple(x: Any) -> Any:
+    return tuple(_tuple(i) for i in x) if isinstance(x, list) else x
 
 
 class Scheduler:
-    def __init__(self, cfg: PacingConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cfg: PacingConfig, clock: Callable[[], float] = time.monotonic,
+                 state_path: Path | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.clock = clock
+        self.wall = wall
         s = cfg.scale
         self.identical_window = cfg.identical_window * s + cfg.margin
         self.burst_window = cfg.burst_window * s + cfg.margin
@@ -87,8 +147,14 @@ class Scheduler:
         self._messages: deque[float] = deque()
         self._cache: dict[Hashable, tuple[float, Any]] = {}
         self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
+        self._job_served: dict[str, float] = {}
+        open_max = min(cfg.open_max, 50)  # IB's cap on open historical requests
+        self.open = OpenWindow(min(cfg.open_start, open_max), open_max, clock)
         self.stats = PacingStats()
         self.on_grant: Callable[[float], None] | None = None  # wait seconds, for metrics
+        self.state_path = state_path
+        if state_path is not None:
+            self._load()
 
     # --- public ------------------------------------------------------------------------
 
@@ -107,24 +173,45 @@ class Scheduler:
         key: PaceKey | None = None,
         priority: int = INTERACTIVE,
         cacheable: bool = True,
+        job: str = "",
+        small: bool = True,
     ) -> T:
-        """Run ``fn`` when the rules allow; identical historical requests share results."""
+        """Run ``fn`` when the rules allow; identical historical requests share results
+        (shared read-only: callers must not change what they get)."""
         if key is not None and cacheable:
             hit = self._cache.get(key.identical)
             if hit is not None and self.clock() - hit[0] < self.identical_window:
                 self.stats.cache_hits += 1
-                return copy.deepcopy(hit[1])
+                return hit[1]
             inflight = self._inflight.get(key.identical)
             if inflight is not None:
                 self.stats.coalesced += 1
-                return copy.deepcopy(await asyncio.shield(inflight))
+                return await asyncio.shield(inflight)
         shared: asyncio.Future[Any] | None = None
         if key is not None and cacheable:
             shared = asyncio.get_running_loop().create_future()
             self._inflight[key.identical] = shared
+        windowed = key is not None and not key.hard
         try:
-            await self._acquire(key, priority)
-            result = await fn()
+            await self._acquire(key, priority, job, small)
+            t0 = self.clock()
+            try:
+                result = await fn()
+            except IbhostError as e:
+                if windowed:
+                    throttled = e.code == "pacing"
+                    self.stats.throttled += throttled
+                    self._release(None, throttled)
+                    windowed = False
+                raise
+            except BaseException:
+                if windowed:
+                    self._release(None, False)
+                    windowed = False
+                raise
+            if windowed:
+                self._release(self.clock() - t0, False)
+                windowed = False
         except BaseException as e:
             if shared is not None:
                 self._inflight.pop(key.identical, None)  # type: ignore[union-attr]
@@ -135,8 +222,8 @@ class Scheduler:
             raise
         if shared is not None and key is not None:
             self._inflight.pop(key.identical, None)
-            self._cache[key.identical] = (self.clock(), copy.deepcopy(result))
-            shared.set_result(copy.deepcopy(result))  # waiters copy again from this one
+            self._cache[key.identical] = (self.clock(), result)
+            shared.set_result(result)
         return result
 
     def close(self) -> None:
@@ -149,13 +236,18 @@ class Scheduler:
 
     # --- granting ------------------------------------------------------------------------
 
-    async def _acquire(self, key: PaceKey | None, priority: int) -> None:
+    def _release(self, latency: float | None, throttled: bool) -> None:
+        self.open.done(latency, throttled)
+        self._wake.set()
+
+    async def _acquire(self, key: PaceKey | None, priority: int, job: str,
+                       small: bool) -> None:
         if len(self._pending) >= self.cfg.queue_max:
             raise IbhostError("pacing", f"pacing queue full ({self.cfg.queue_max} waiting)")
         loop = asyncio.get_running_loop()
-        item = _Item(priority, next(self._seq), key, loop.create_future(), self.clock())
+        item = _Item(priority, next(self._seq), key, loop.create_future(), self.clock(),
+                     job=job, small=small)
         self._pending.append(item)
-        self._pending.sort()
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._dispatch())
         self._wake.set()
@@ -164,7 +256,14 @@ class Scheduler:
         except asyncio.CancelledError:
             if item in self._pending:
                 self._pending.remove(item)
+            elif item.granted.done() and not item.granted.cancelled() and \
+                    key is not None and not key.hard:
+                self._release(None, False)  # granted, then cancelled before it ran
             raise
+
+    def _order(self, item: _Item) -> tuple[int, float, int]:
+        """Priority first, then the job served longest ago, then arrival."""
+        return item.priority, self._job_served.get(item.job, -1e18), item.seq
 
     async def _dispatch(self) -> None:
         while True:
@@ -176,20 +275,18 @@ class Scheduler:
             self._expire(now)  # once per pass, not once per waiting request
             soonest = float("inf")
             chosen = None
-            for item in self._pending:
-                if item.granted.done():  # cancelled by its waiter
-                    continue
-                delay, rule = self._delay(item.key, now)
+            self._pending = [i for i in self._pending if not i.granted.done()]
+            for item in sorted(self._pending, key=self._order):
+                delay, rule = self._delay(item, now)
                 if delay <= 0:
                     chosen = item
                     break
                 if rule != "spacing" or not item.held_by:
                     item.held_by = rule  # the pacing rule that held it, counted at grant
                 soonest = min(soonest, delay)
-            self._pending = [i for i in self._pending if not i.granted.done() or i is chosen]
             if chosen is not None:
                 self._pending.remove(chosen)
-                self._record(chosen.key, now)
+                self._record(chosen, now)
                 waited = now - chosen.enqueued
                 self.stats.granted += 1
                 if chosen.held_by:
@@ -201,11 +298,10 @@ class Scheduler:
                     self.on_grant(waited)
                 chosen.granted.set_result(None)
                 continue
-            if soonest == float("inf"):
-                continue
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), soonest)
+                await asyncio.wait_for(self._wake.wait(),
+                                       None if soonest == float("inf") else soonest)
             except TimeoutError:
                 pass
 
@@ -218,17 +314,23 @@ class Scheduler:
             del self._sent_identical[k]
         for k in [k for k, (t, _) in self._cache.items() if now - t >= self.identical_window]:
             del self._cache[k]
+        if len(self._job_served) > 1000:
+            live = {i.job for i in self._pending}
+            for k in [k for k, t in self._job_served.items() if k not in live and now - t > 60]:
+                del self._job_served[k]
 
-    def _delay(self, key: PaceKey | None, now: float) -> tuple[float, str]:
-        """Seconds until this request may go, and the rule that holds it.
-
-        The caller expires old entries first (``_expire(now)``)."""
+    def _delay(self, item: _Item, now: float) -> tuple[float, str]:
+        """Seconds until this request may go (inf: until a slot frees), and the rule
+        that holds it. The caller expires old entries first (``_expire(now)``)."""
+        key = item.key
         if len(self._messages) >= self.cfg.messages_per_second:
             return self.second - (now - self._messages[0]), "message_rate"
         if now - self._last_grant < self.spacing:
             return self.spacing - (now - self._last_grant), "spacing"
         if key is None:
             return 0.0, ""
+        if not key.hard:
+            return (0.0, "") if self.open.allows(item.small) else (float("inf"), "open")
         sent = self._sent_identical.get(key.identical)
         if sent is not None:
             return self.identical_window - (now - sent), "identical"
@@ -249,11 +351,64 @@ class Scheduler:
                     return self.window - (now - t), "window"
         return 0.0, ""
 
-    def _record(self, key: PaceKey | None, now: float) -> None:
+    def _record(self, item: _Item, now: float) -> None:
         self._messages.append(now)
         self._last_grant = now
+        self._job_served[item.job] = now
+        key = item.key
         if key is None:
+            return
+        if not key.hard:
+            self.open.open += 1
             return
         self._sent_identical[key.identical] = now
         self._burst.setdefault(key.contract, deque()).append(now)
         self._window.append((now, key.weight))
+        self._save(now)
+
+    # --- memory across restarts --------------------------------------------------------
+
+    def _save(self, now: float) -> None:
+        """Write the hard-rule history before the request leaves (a kill -9 right
+        after still leaves it on disk; a rename, so the file is whole)."""
+        if self.state_path is None:
+            return
+        shift = self.wall() - now  # monotonic -> wall clock
+        state = {
+            "identical": [[k, t + shift] for k, t in self._sent_identical.items()],
+            "burst": [[k, [t + shift for t in ts]] for k, ts in self._burst.items() if ts],
+            "window": [[t + shift, w] for t, w in self._window],
+        }
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(state))
+            os.replace(tmp, self.state_path)
+        except (OSError, TypeError, ValueError) as e:
+            log.warning("cannot save pacing memory to %s: %s", self.state_path, e)
+
+    def _load(self) -> None:
+        assert self.state_path is not None
+        try:
+            state = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as e:
+            log.warning("ignoring unreadable pacing memory %s: %s", self.state_path, e)
+            return
+        shift = self.clock() - self.wall()  # wall clock -> monotonic
+        try:
+            for k, t in state.get("identical", []):
+                self._sent_identical[_tuple(k)] = t + shift
+            for k, ts in state.get("burst", []):
+                self._burst[_tuple(k)] = deque(t + shift for t in ts)
+            for t, w in state.get("window", []):
+                self._window.append((t + shift, int(w)))
+        except (TypeError, ValueError) as e:
+            log.warning("ignoring malformed pacing memory %s: %s", self.state_path, e)
+            self._sent_identical.clear()
+            self._burst.clear()
+            self._window.clear()
+            return
+        self._expire(self.clock())
+        log.info("pacing memory restored: %d identical, %d in the 10-minute window",
+                 len(self._sent_identical), sum(w for _, w in self._window))

@@ -8,9 +8,12 @@ catalogue. Historical ranges longer than one IB request are chunked and stitched
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import logging
 import math
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,6 +27,15 @@ from .session import Session
 
 log = logging.getLogger("ibhost.connector.service")
 T = TypeVar("T")
+# The caller's deadline (event-loop time), set per request by the control socket:
+# nothing waits past it, and what is still open at IB is cancelled.
+DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline",
+                                                                       default=None)
+
+
+def time_left() -> float | None:
+    dl = DEADLINE.get()
+    return None if dl is None else dl - asyncio.get_running_loop().time()
 
 
 def _num(x: Any) -> float | None:
@@ -65,6 +77,7 @@ class Service:
         self._resolving: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
         self._details: dict[int, Any] = {}
         self.subs: dict[int, HeldSubscription] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}  # running historical jobs, for /status
         self._md_type = 1
         session.on_resubscribe.append(self.resubscribe)
         self.account = AccountRequests(self)
@@ -73,10 +86,15 @@ class Service:
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]], *,
                     key: PaceKey | None = None, priority: int = INTERACTIVE,
-                    timeout: float | None = None) -> T:
+                    timeout: float | None = None, job: str = "", small: bool = True) -> T:
         """Pace, time-limit and error-map one IB request."""
         self.session.require_ready()
         limit = timeout or self.timeout
+        left = time_left()
+        if left is not None:
+            if left <= 0:
+                raise IbhostError("timeout", f"{what}: the caller's deadline has passed")
+            limit = min(limit, left)
 
         async def guarded() -> T:
             self.session.require_ready()
@@ -90,7 +108,8 @@ class Service:
             except ConnectionError as e:
                 raise IbhostError("unavailable", f"{what}: connection lost ({e})") from None
 
-        return await self.scheduler.run(guarded, key=key, priority=priority)
+        return await self.scheduler.run(guarded, key=key, priority=priority, job=job,
+                                        small=small)
 
     # --- contracts ---------------------------------------------------------------------
 
@@ -156,7 +175,7 @@ class Service:
     async def historical(
         self, spec: ContractSpec, *, bar_size: str, what: str, use_rth: bool,
         start: dt.datetime | None, end: dt.datetime | None, duration: str | None,
-        priority: int = INTERACTIVE,
+        priority: int = INTERACTIVE, job: str = "",
     ) -> dict[str, Any]:
         bar = ibrules.bar_seconds(bar_size)
         if bar is None:
@@ -165,9 +184,10 @@ class Service:
             raise bad_request("whatToShow", f"must be one of {', '.join(ibrules.WHAT_TO_SHOW)}")
         c = await self.resolve(spec)
         end_t = end or self.now()
+        job = job or uuid.uuid4().hex[:12]
         if duration:
             parsed = ibrules.parse_duration(duration)
-            if parsed is None or parsed[0] <= 0:
+            if parsed is None:
                 raise bad_request("duration", "must look like '3 D' (units S, D, W, M, Y; "
                                   "at most 86400 S, 365 D, 52 W, 12 M, 50 Y)")
             lo, hi = ibrules.step_limits(ibrules.duration_seconds(*parsed))
@@ -176,7 +196,7 @@ class Service:
                                   "bars by IB's step-size rules; give start/end instead")
             end_s = ib_end(end) if end else ""
             bars = await self._hist_once(c, end_s, duration, bar_size, what, use_rth,
-                                         priority, chunked=False)
+                                         priority, chunked=False, job=job, small=True)
             chunks = 1
         else:
             if start is None:
@@ -184,22 +204,37 @@ class Service:
             if start >= end_t:
                 raise bad_request("start", "must be before end")
             dur, secs = ibrules.chunk_duration(bar)
-            windows = []
+            windows = []  # chunk end times, newest first
             t = end_t
             while t > start:
                 windows.append(t)
                 t -= dt.timedelta(seconds=secs)
-            if len(windows) > 2000:
+            if len(windows) > 20000:
                 raise bad_request("start", f"range needs {len(windows)} IB requests; "
                                            "use a larger bar size or a shorter range")
-            sem = asyncio.Semaphore(4)
+            windows.reverse()  # oldest first: answers arrive in time order
+            small = len(windows) <= 2
+            progress = {"job": job, "symbol": c.symbol, "barSize": bar_size,
+                        "chunks": len(windows), "chunksDone": 0, "bars": 0,
+                        "startedAt": time.time()}
+            self.jobs[job] = progress
+            # a few chunks of this job queued at a time: the scheduler's window and
+            # fairness decide what runs; thousands of waiting tasks would not help
+            sem = asyncio.Semaphore(8)
 
             async def one(w: dt.datetime) -> list[dict[str, Any]]:
                 async with sem:
-                    return await self._hist_once(c, ib_end(w), dur, bar_size, what, use_rth,
-                                                 priority, chunked=True)
+                    part = await self._hist_once(c, ib_end(w), dur, bar_size, what, use_rth,
+                                                 priority, chunked=True, job=job,
+                                                 small=small)
+                progress["chunksDone"] += 1
+                progress["bars"] += len(part)
+                return part
 
-            parts = await asyncio.gather(*(one(w) for w in windows))
+            try:
+                parts = await asyncio.gather(*(one(w) for w in windows))
+            finally:
+                self.jobs.pop(job, None)
             merged: dict[int, dict[str, Any]] = {}
             for part in parts:
                 for b in part:
@@ -212,16 +247,38 @@ class Service:
         return {"conId": c.conId, "symbol": c.symbol, "barSize": bar_size, "whatToShow": what,
                 "useRTH": use_rth, "requests": chunks, "bars": out}
 
+    async def _request_bars(self, c: Any, end: str, duration: str, bar_size: str, what: str,
+                            use_rth: bool) -> Any:
+        """reqHistoricalData that is cancelled at IB (cancelHistoricalData) when its
+        caller goes away; the library's own async call leaves it open."""
+        ib = self.ib
+        req_id = ib.client.getReqId()
+        bars = self.lib.BarDataList()
+        bars.reqId, bars.contract, bars.endDateTime = req_id, c, end
+        bars.durationStr, bars.barSizeSetting, bars.whatToShow = duration, bar_size, what
+        bars.useRTH, bars.formatDate, bars.keepUpToDate, bars.chartOptions = \
+            use_rth, 2, False, []
+        future = ib.wrapper.startReq(req_id, c, container=bars)
+        ib.client.reqHistoricalData(req_id, c, end, duration, bar_size, what, use_rth, 2,
+                                    False, [])
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if self.session.usable:
+                ib.client.cancelHistoricalData(req_id)
+            ib.wrapper._endReq(req_id)
+            raise
+
     async def _hist_once(self, c: Any, end: str, duration: str, bar_size: str, what: str,
-                         use_rth: bool, priority: int, *, chunked: bool) -> list[dict[str, Any]]:
+                         use_rth: bool, priority: int, *, chunked: bool, job: str = "",
+                         small: bool = True) -> list[dict[str, Any]]:
+        bar = ibrules.bar_seconds(bar_size) or 0
         key = PaceKey(("hist", c.conId, c.exchange, end, duration, bar_size, what, use_rth),
-                      (c.conId, c.exchange, what), 2 if what == "BID_ASK" else 1)
+                      (c.conId, c.exchange, what), 2 if what == "BID_ASK" else 1,
+                      hard=ibrules.hard_paced(bar))
 
         async def fetch() -> list[dict[str, Any]]:
-            # timeout=0: the library must not turn its own timeout into an empty list;
-            # _call's wait_for raises instead.
-            raw = await self.ib.reqHistoricalDataAsync(
-                c, end, duration, bar_size, what, use_rth, formatDate=2, timeout=0)
+            raw = await self._request_bars(c, end, duration, bar_size, what, use_rth)
             return [
                 {"t": int(_utc(b.date).timestamp()), "open": b.open, "high": b.high,
                  "low": b.low, "close": b.close, "volume": _num(b.volume) or 0.0,
@@ -229,13 +286,26 @@ class Service:
                 for b in raw
             ]
 
-        try:
-            return await self._call(f"historical {c.symbol} {bar_size}", fetch, key=key,
-                                    priority=priority)
-        except IbhostError as e:
-            if chunked and e.code == "no_data":
-                return []  # a closed market inside a long range is not a failure
-            raise
+        backoff = 2.0 * self.scheduler.cfg.scale
+        retries = 0
+        while True:
+            try:
+                return await self._call(f"historical {c.symbol} {bar_size}", fetch, key=key,
+                                        priority=priority, job=job, small=small)
+            except IbhostError as e:
+                if chunked and e.code == "no_data":
+                    return []  # a closed market inside a long range is not a failure
+                left = time_left()
+                may_wait = left > backoff + 0.1 if left is not None else retries < 3
+                if e.code != "pacing" or not may_wait:
+                    raise
+                # IB's 162 pacing: the scheduler has shrunk its window; try again
+                # inside the caller's deadline instead of failing the whole range
+                retries += 1
+                log.warning("pacing 162 on %s %s (%s); retry %d in %.1fs", c.symbol,
+                            bar_size, end or "now", retries, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0 * max(self.scheduler.cfg.scale, 0.01))
 
     # --- options and market data -----------------------------------------------------
 

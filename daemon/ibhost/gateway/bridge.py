@@ -23,7 +23,7 @@ from .. import __version__, ibrules
 from ..errors import IbhostError, bad_request
 from ..validate import json_body, opt_bool, opt_float, opt_int, opt_str, req_str
 from . import orders
-from .common import Route, auth, connector
+from .common import Route, auth, check_duration, connector
 from .keys import CONFIG_KEY, HEALTH_KEY, STARTED_KEY
 
 INDICES = ("VIX", "SPX", "NDX", "RUT", "VIXW")  # the bridge asks for these as indices
@@ -203,6 +203,7 @@ async def historical(request: web.Request) -> web.Response:
     spec = (_option(body) if sec_type in ("OPT", "OPTION") else
             {"symbol": req_str(body, "symbol", upper=True), "secType": "STK",
              "exchange": "SMART", "currency": "USD"})
+    check_duration(body)
     bar_size = opt_str(body, "barSize") or "1 day"
     fwd = {**spec, "barSize": bar_size, "duration": opt_str(body, "duration") or "1 M",
            "whatToShow": opt_str(body, "whatToShow", "TRADES", upper=True),

@@ -13,9 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import IbhostError
+from .. import ibrules
+from ..errors import IbhostError, bad_request
 from ..ipc import IpcError
-from .keys import AUTH_KEY, CONNECTOR_KEY, METRICS_KEY
+from .keys import AUTH_KEY, CONFIG_KEY, CONNECTOR_KEY, METRICS_KEY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -62,12 +63,40 @@ def auth(request: web.Request, *, trading: bool = False, always: bool = False) -
         raise
 
 
+def check_duration(body: Mapping[str, Any]) -> None:
+    """A duration the gateway can tell is invalid never reaches the connector or IB."""
+    raw = body.get("duration")
+    if raw in (None, ""):
+        return
+    if not isinstance(raw, str) or ibrules.parse_duration(raw) is None:
+        raise bad_request("duration", "must look like '3 D' (units S, D, W, M, Y; at most "
+                                      "86400 S, 365 D, 52 W, 12 M, 50 Y)")
+
+
+def deadline_of(request: web.Request) -> float:
+    """Seconds this request may take: ``gateway.connector_timeout``, or less when the
+    caller asks (``?timeout=`` or an ``X-Timeout`` header, in seconds)."""
+    limit = request.app[CONFIG_KEY].gateway.connector_timeout
+    raw = request.query.get("timeout") or request.headers.get("X-Timeout")
+    if raw is None:
+        return limit
+    try:
+        asked = float(raw)
+    except ValueError:
+        raise bad_request("timeout", "must be a number of seconds") from None
+    if not 0 < asked < 1e9:
+        raise bad_request("timeout", "must be a positive number of seconds")
+    return min(asked, limit)
+
+
 async def connector(request: web.Request, method: str, path: str, *,
                     body: Any = None, params: dict[str, Any] | None = None) -> Any:
-    """One call on connector.sock; a transport failure is a catalogue error too."""
+    """One call on connector.sock, held to the caller's deadline; a transport failure
+    is a catalogue error too."""
+    deadline = deadline_of(request)
     try:
         return await request.app[CONNECTOR_KEY].request(method, path, json_body=body,
-                                                       params=params)
+                                                       params=params, deadline=deadline)
     except IpcError as e:
         err = as_error(e)
         assert err is not None
@@ -80,7 +109,7 @@ def as_error(exc: BaseException) -> IbhostError | None:
         return exc
     if isinstance(exc, IpcError):
         if exc.timeout:
-            return IbhostError("timeout", "the connector did not answer in time")
+            return IbhostError("timeout", "no answer within the request's deadline")
         return IbhostError("unavailable", "the connector is not running",
                            extra={"state": "down"})
     return None

@@ -47,7 +47,10 @@ class Gateway:
         self.port = cfg.gateway.port
 
     async def start(self) -> Gateway:
-        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # handler_cancellation: a client that hangs up cancels its request all the way
+        # to IB (the connector cancels what it still has open there)
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
+                                    handler_cancellation=True)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.cfg.gateway.host, self.cfg.gateway.port,
                            reuse_address=True)

@@ -5,6 +5,7 @@ A family only builds the order fields (``fields``) and shapes the answer.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -64,15 +65,20 @@ async def submit(request: web.Request, fwd: dict[str, Any], raw_key: str | None,
         return (200 if result.get("duplicate") else 201), result
 
     if key is None:
-        status, result = await go()
+        # shielded: a client that hangs up must not cut an order off half-way
+        status, result = await asyncio.shield(go())
         return status, result, False
     store = app[IDEMPOTENCY_KEY]
     fp = fingerprint(fwd)
-    async with store.lock(key):
-        prior = store.get(key, fp)
-        if prior is not None:
-            app[METRICS_KEY].idempotent_replays.inc()
-            return prior["status"], prior["body"], True
-        status, result = await go()
-        await store.put(key, fp, status, result)
-        return status, result, False
+
+    async def keyed() -> tuple[int, Any, bool]:
+        async with store.lock(key):
+            prior = store.get(key, fp)
+            if prior is not None:
+                app[METRICS_KEY].idempotent_replays.inc()
+                return prior["status"], prior["body"], True
+            status, result = await go()
+            await store.put(key, fp, status, result)
+            return status, result, False
+
+    return await asyncio.shield(keyed())

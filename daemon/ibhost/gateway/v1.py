@@ -12,7 +12,7 @@ from .. import __version__, ibrules
 from ..errors import bad_request
 from ..validate import json_body, opt_bool, opt_str
 from . import formats, orders
-from .common import TIMEFRAMES, Route, auth, connector, contract
+from .common import TIMEFRAMES, Route, auth, check_duration, connector, contract
 from .keys import CONFIG_KEY, CONNECTOR_KEY, HEALTH_KEY, METRICS_KEY, STARTED_KEY, WATCHDOG_KEY
 
 # --- health ----------------------------------------------------------------------------
@@ -70,6 +70,7 @@ async def historical(request: web.Request) -> web.StreamResponse:
     auth(request)
     fmt = formats.choose_format(request)
     body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    check_duration(body)
     fwd = {**contract(body), "barSize": bar_size_of(body)}
     for k in ("start", "end", "duration", "whatToShow", "useRTH", "priority"):
         if k in body:

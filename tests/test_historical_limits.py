@@ -1,0 +1,200 @@
+"""Historical data at IB's real limits: fairness between jobs, cancellation and
+deadlines end to end, pacing memory across a connector kill -9, bounded input."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ibhost.ipc import UnixClient
+from ibhost.sim import Simulator
+
+from .connector_fixtures import running_connector, wait_until
+from .test_gateway import KEY, gateway
+
+
+def open_at_ib(sim: Simulator) -> int:
+    return sum(c["openHistorical"] for c in sim.state()["clients"])
+
+
+async def timed(client: UnixClient, body: dict[str, Any]) -> float:
+    t0 = time.perf_counter()
+    r = await client.request("POST", "/historical", json_body=body)
+    assert r["bars"]
+    return time.perf_counter() - t0
+
+
+async def test_small_request_is_not_starved_by_a_five_year_job(tmp_path: Path) -> None:
+    """A 3-day daily request answers within 2x its idle latency while a 5-year 1-minute
+    download runs (the soft throttle at a tenth of IB's times: 30 ms answers)."""
+    async with Simulator("127.0.0.1", 0, pacing_scale=0.1) as sim, \
+            running_connector(tmp_path, sim) as (con, client):
+        symbols = ["MSFT", "AMZN", "SPY", "QQQ", "TSLA", "NVDA", "GOOGL", "META", "IBM",
+                   "AAPL"]
+
+        def small(i: int) -> dict[str, Any]:  # distinct, so nothing comes from the cache
+            return {"symbol": symbols[i % 10], "barSize": "1 day", "duration": "3 D",
+                    "end": f"2025-{1 + i // 20:02d}-{10 + i % 15:02d}T21:00:00Z"}
+
+        idle = [await timed(client, small(i)) for i in range(6)]
+        job = asyncio.ensure_future(client.request("POST", "/historical", json_body={
+            "symbol": "AAPL", "barSize": "1 min", "start": "2020-11-01T00:00:00Z",
+            "end": "2025-11-01T00:00:00Z"}))
+        await wait_until(lambda: (con.service.jobs and
+                                  next(iter(con.service.jobs.values()))["chunksDone"] > 20),
+                         timeout=20)
+        busy = []
+        for i in range(6, 12):
+            busy.append(await timed(client, small(i)))
+            await asyncio.sleep(0.05)
+        running = next(iter(con.service.jobs.values()))
+        assert running["chunksDone"] < running["chunks"]  # the big job was still going
+        job.cancel()
+        await wait_until(lambda: open_at_ib(sim) == 0, timeout=5)
+    assert statistics.median(busy) <= 2 * statistics.median(idle) + 0.01, (idle, busy)
+    assert sim.state()["stats"]["violations"] == []
+
+
+async def test_client_that_hangs_up_leaves_nothing_open_at_ib(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    """Through the gateway: a client that disconnects mid-download has no IB request
+    left open within 2 s, and no further chunk is requested."""
+    async with running_connector(tmp_path, sim), gateway(aiohttp_client, tmp_path, sim) as gw:
+        url = str(gw.make_url("/v1/data/historical"))
+        async with aiohttp.ClientSession() as http:
+            task = asyncio.ensure_future(http.post(url, json={
+                "symbol": "AAPL", "barSize": "1 min", "start": "2023-01-01T00:00:00Z",
+                "end": "2025-11-01T00:00:00Z"}))
+            await wait_until(lambda: sim.state()["stats"]["requests"].get(
+                "reqHistoricalData", 0) > 30, timeout=10)
+            task.cancel()  # the client goes away
+        t0 = time.monotonic()
+        await wait_until(lambda: open_at_ib(sim) == 0, timeout=2)
+        sent = sim.state()["stats"]["requests"]["reqHistoricalData"]
+        await asyncio.sleep(0.5)
+        assert sim.state()["stats"]["requests"]["reqHistoricalData"] == sent
+        assert time.monotonic() - t0 < 2
+
+
+async def test_deadline_is_kept_and_cancels_at_ib(sim: Simulator, tmp_path: Path,
+                                                  aiohttp_client: Any) -> None:
+    async with running_connector(tmp_path, sim), gateway(aiohttp_client, tmp_path, sim) as gw:
+        sim.slow(400)  # every request takes at least 0.4 s at the simulator
+        t0 = time.monotonic()
+        r = await gw.post("/v1/data/historical?timeout=1", json={
+            "symbol": "AAPL", "barSize": "1 min", "start": "2024-01-01T00:00:00Z",
+            "end": "2025-11-01T00:00:00Z"})
+        took = time.monotonic() - t0
+        body = await r.json()
+        assert r.status == 504 and body["error"]["code"] == "timeout", body
+        assert took < 2.0
+        sim.slow(0)
+        await wait_until(lambda: open_at_ib(sim) == 0, timeout=2)
+        bad = await gw.post("/v1/data/historical?timeout=soon", json={
+            "symbol": "AAPL", "barSize": "1 day", "duration": "5 D"})
+        assert bad.status == 400 and (await bad.json())["error"]["field"] == "timeout"
+
+
+async def test_huge_duration_is_a_400_and_ib_stays_up(sim: Simulator, tmp_path: Path,
+                                                      aiohttp_client: Any) -> None:
+    async with running_connector(tmp_path, sim), gateway(aiohttp_client, tmp_path, sim) as gw:
+        for dur in ("1000000 W", "99999999999999999999 D", "0 D", "13 M", "3 X"):
+            r = await gw.post("/v1/data/historical", json={
+                "symbol": "AAPL", "barSize": "1 day", "duration": dur})
+            body = await r.json()
+            assert r.status == 400 and body["error"]["field"] == "duration", (dur, body)
+        br = await gw.post("/historical", json={"symbol": "AAPL", "duration": "1000000 W"},
+                           headers={"X-API-KEY": KEY})
+        assert br.status == 400 and (await br.json())["field"] == "duration"
+        assert sim.state()["stats"]["requests"].get("reqHistoricalData", 0) == 0
+        ok = await gw.post("/v1/data/historical", json={
+            "symbol": "AAPL", "barSize": "1 day", "duration": "5 D",
+            "end": "2025-11-22T00:00:00Z"})
+        assert ok.status == 200 and (await ok.json())["count"] == 5
+
+
+async def _connector_process(home: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ibhost.cli", "connector", "--home", str(home),
+        "--set", "connector.log_level=WARNING", stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
+
+
+async def _ready(sock: Path) -> UnixClient:
+    await wait_until(lambda: sock.exists(), timeout=20)
+    client = UnixClient(str(sock), read_timeout=60)
+    for _ in range(200):
+        try:
+            if (await client.request("GET", "/health"))["status"] == "ok":
+                return client
+        except Exception:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError("connector not ready")
+
+
+async def test_pacing_memory_survives_kill_9(tmp_path: Path) -> None:
+    """30-second bars (IB's hard rules, at a fifth of IB's windows: identical within
+    3 s): kill -9 the connector right after a request and ask the same again from
+    its successor: it waits the window out, IB sees no violation."""
+    async with Simulator("127.0.0.1", 0, pacing_scale=0.2) as sim:
+        home = tmp_path / "home"
+        home.mkdir()
+        (home / "ibhost.toml").write_text(
+            f"[ib]\nport = {sim.port}\nsettle_delay = 0.1\nbackoff = [0.2]\n"
+            "probe_interval = 0.1\n[pacing]\nscale = 0.2\nmargin = 0.1\n")
+        sock = home / "run" / "connector.sock"
+        bodies = [{"symbol": s, "barSize": "30 secs", "duration": "1800 S",
+                   "end": "2025-11-20T19:00:00Z"} for s in ("AAPL", "MSFT", "SPY")]
+        proc = await _connector_process(home)
+        try:
+            client = await _ready(sock)
+            for b in bodies:
+                assert (await client.request("POST", "/historical", json_body=b))["bars"]
+            await client.close()
+            proc.send_signal(signal.SIGKILL)  # no chance to save anything now
+            await proc.wait()
+            assert (home / "data" / "pacing.json").exists()
+            proc = await _connector_process(home)
+            client = await _ready(sock)
+            t0 = time.monotonic()
+            for b in bodies:  # identical to the ones just sent
+                assert (await client.request("POST", "/historical", json_body=b))["bars"]
+            await client.close()
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 15)
+        assert sim.state()["stats"]["violations"] == []
+        assert sim.state()["stats"]["requests"]["reqHistoricalData"] == 6
+        assert time.monotonic() - t0 < 5.0
+
+
+async def test_pacing_memory_file_is_whole_and_owner_only(tmp_path: Path) -> None:
+    from ibhost.config import PacingConfig
+    from ibhost.connector.pacing import PaceKey, Scheduler
+
+    path = tmp_path / "pacing.json"
+    s1 = Scheduler(PacingConfig(scale=0.01), state_path=path)
+    key = PaceKey(("hist", 1, "SMART", "e", "1800 S", "30 secs", "TRADES", True),
+                  (1, "SMART", "TRADES"))
+
+    async def noop() -> int:
+        return 1
+
+    assert await s1.run(noop, key=key) == 1
+    s1.close()
+    s2 = Scheduler(PacingConfig(scale=0.01), state_path=path)
+    assert key.identical in s2._sent_identical and s2.window_used() == 1
+    path.write_text("{not json")
+    s3 = Scheduler(PacingConfig(scale=0.01), state_path=path)  # unreadable: ignored
+    assert s3.window_used() == 0
+    assert not os.path.exists(str(path) + ".tmp")
