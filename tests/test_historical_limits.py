@@ -48,14 +48,14 @@ async def test_small_request_is_not_starved_by_a_five_year_job(tmp_path: Path) -
         job = asyncio.ensure_future(client.request("POST", "/historical", json_body={
             "symbol": "AAPL", "barSize": "1 min", "start": "2020-11-01T00:00:00Z",
             "end": "2025-11-01T00:00:00Z"}))
-        await wait_until(lambda: (con.service.jobs and
-                                  next(iter(con.service.jobs.values()))["chunksDone"] > 20),
+        await wait_until(lambda: (con.service.history.jobs and
+                                  next(iter(con.service.history.jobs.values()))["chunksDone"] > 20),
                          timeout=20)
         busy = []
         for i in range(6, 12):
             busy.append(await timed(client, small(i)))
             await asyncio.sleep(0.05)
-        running = next(iter(con.service.jobs.values()))
+        running = next(iter(con.service.history.jobs.values()))
         assert running["chunksDone"] < running["chunks"]  # the big job was still going
         job.cancel()
         await wait_until(lambda: open_at_ib(sim) == 0, timeout=5)
@@ -198,3 +198,57 @@ async def test_pacing_memory_file_is_whole_and_owner_only(tmp_path: Path) -> Non
     s3 = Scheduler(PacingConfig(scale=0.01), state_path=path)  # unreadable: ignored
     assert s3.window_used() == 0
     assert not os.path.exists(str(path) + ".tmp")
+
+
+async def test_long_ranges_stream_in_order_with_progress(tmp_path: Path,
+                                                         aiohttp_client: Any) -> None:
+    """A year of 1-minute bars as CSV: the first rows arrive within a second, in time
+    order, the job's progress shows in /v1/health/detailed, and the rows equal the
+    whole (columnar) answer; records end with a trailing record."""
+    async with Simulator("127.0.0.1", 0, pacing_scale=0.1) as sim, \
+            running_connector(tmp_path, sim), gateway(aiohttp_client, tmp_path, sim) as gw:
+        body = {"symbol": "AAPL", "barSize": "1 min", "start": "2024-11-01T00:00:00Z",
+                "end": "2025-11-01T00:00:00Z"}
+        t0 = time.monotonic()
+        r = await gw.post("/v1/data/historical?format=csv", json=body)
+        assert r.status == 200 and int(r.headers["X-Ibhost-Requests"]) > 300
+        assert r.headers["X-Request-ID"]
+        first = await r.content.readline()
+        assert first.decode().startswith("timestamp,open,high")
+        row = await r.content.readline()
+        first_row_at = time.monotonic() - t0
+        detail = await (await gw.get("/v1/health/detailed")).json()
+        jobs = detail["connector"]["historicalJobs"]
+        assert jobs and jobs[0]["chunks"] > 300 and jobs[0]["chunksDone"] < jobs[0]["chunks"]
+        rest = (await r.text()).strip().splitlines()
+        total = time.monotonic() - t0
+        stamps = [row.decode().split(",")[0]] + [ln.split(",")[0] for ln in rest]
+        assert first_row_at < 1.0 and first_row_at < total / 4, (first_row_at, total)
+        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+        assert len(stamps) > 90_000
+        small = {**body, "start": "2025-09-01T00:00:00Z"}
+        whole = await (await gw.post("/v1/data/historical", json=small)).json()
+        csv = (await (await gw.post("/v1/data/historical?format=csv", json=small)).text())
+        lines = csv.strip().splitlines()[1:]
+        assert [ln.split(",")[0] for ln in lines] == whole["data"]["timestamp"]
+        assert [float(ln.split(",")[4]) for ln in lines] == whole["data"]["close"]
+        rec = await (await gw.post("/v1/data/historical?format=records", json=small)).json()
+        assert rec["complete"] is True and rec["count"] == whole["count"] == len(rec["bars"])
+        assert rec["bars"][0]["timestamp"] == whole["data"]["timestamp"][0]
+
+
+async def test_a_stream_that_fails_half_way_is_cut_off(tmp_path: Path,
+                                                       aiohttp_client: Any) -> None:
+    async with Simulator("127.0.0.1", 0, pacing_scale=0.1) as sim, \
+            running_connector(tmp_path, sim), gateway(aiohttp_client, tmp_path, sim) as gw:
+        r = await gw.post("/v1/data/historical?format=records", json={
+            "symbol": "AAPL", "barSize": "1 min", "start": "2024-11-01T00:00:00Z",
+            "end": "2025-11-01T00:00:00Z"})
+        assert r.status == 200
+        await r.content.readexactly(200)  # streaming
+        sim.drop()  # the IB connection goes away under the download
+        try:
+            text = await r.text()
+        except aiohttp.ClientPayloadError:
+            return  # cut off: the client knows the answer is not whole
+        raise AssertionError(f"a failed stream ended cleanly: ...{text[-80:]}")

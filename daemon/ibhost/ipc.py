@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -139,3 +139,36 @@ class UnixClient:
             if resp.status >= 400:
                 raise IbhostError.from_dict(data or {}, resp.status)
             return data
+
+    async def lines(
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any = None,
+        deadline: float | None = None,
+    ) -> AsyncGenerator[Any]:
+        """Call ``url`` for an NDJSON answer and yield each line decoded, as it comes;
+        an error status raises IbhostError before the first line."""
+        async with self._call(method, url, None, deadline, json=json_body) as resp:
+            if resp.status >= 400:
+                text = await resp.text()
+                try:
+                    data = json.loads(text) if text else None
+                except json.JSONDecodeError:
+                    raise IpcError(self.path, f"non-JSON answer ({resp.status})") from None
+                raise IbhostError.from_dict(data or {}, resp.status)
+            buf = b""
+            try:  # split lines here: one chunk of bars can exceed the reader's line limit
+                async for data in resp.content.iter_any():
+                    buf += data
+                    *done, buf = buf.split(b"\n")
+                    for raw in done:
+                        if raw.strip():
+                            yield json.loads(raw)
+                if buf.strip():
+                    yield json.loads(buf)
+            except (aiohttp.ClientError, OSError) as e:
+                raise IpcError(self.path, str(e) or type(e).__name__) from e
+            except TimeoutError as e:
+                raise IpcError(self.path, "timed out", timeout=True) from e

@@ -7,6 +7,7 @@ the service (and so the pacing scheduler). Errors are JSON from the catalogue.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -160,7 +161,7 @@ async def status(request: web.Request) -> web.Response:
             "open": sched.open.open,
         },
         "subscriptions": len(request.app[SERVICE_KEY].subs),
-        "historicalJobs": list(request.app[SERVICE_KEY].jobs.values()),
+        "historicalJobs": list(request.app[SERVICE_KEY].history.jobs.values()),
         "config": describe(request.app[CONFIG_KEY]),
     })
 
@@ -173,7 +174,7 @@ async def reconnect(request: web.Request) -> web.Response:
                              status=202)
 
 
-async def historical(request: web.Request) -> web.Response:
+async def historical(request: web.Request) -> web.StreamResponse:
     body = await json_body(request)
     spec = parse_spec(body)
     bar_size = req_str(body, "barSize")
@@ -185,11 +186,36 @@ async def historical(request: web.Request) -> web.Response:
         raise bad_request("duration", "give either duration or start, not both")
     if start and end and start >= end:
         raise bad_request("start", "must be before end")
-    result = await request.app[SERVICE_KEY].historical(
-        spec, bar_size=bar_size, what=what, use_rth=opt_bool(body, "useRTH", True),
-        start=start, end=end, duration=duration, priority=_priority(body),
+    history = request.app[SERVICE_KEY].history
+    kw: dict[str, Any] = dict(
+        bar_size=bar_size, what=what, use_rth=opt_bool(body, "useRTH", True), start=start,
+        end=end, duration=duration, priority=_priority(body),
         job=request.headers.get(JOB_HEADER, "")[:64])
-    return web.json_response(result)
+    if not opt_bool(body, "stream", False):
+        return web.json_response(await history.historical(spec, **kw))
+    return await _stream_bars(request, history.parts(spec, **kw))
+
+
+async def _stream_bars(request: web.Request, parts: Any) -> web.StreamResponse:
+    """NDJSON: the head, one line of bars per chunk in time order as it arrives, then
+    ``{"done": true, "count": n}`` or ``{"error": {...}}``. An error before the head
+    is an ordinary error answer."""
+    head = await anext(parts)  # resolution and validation errors are plain answers
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await resp.prepare(request)
+    await resp.write(json.dumps(head).encode() + b"\n")
+    count = 0
+    try:
+        async for bars in parts:
+            count += len(bars)
+            await resp.write(json.dumps({"bars": bars}).encode() + b"\n")
+        await resp.write(json.dumps({"done": True, "count": count}).encode() + b"\n")
+    except IbhostError as e:
+        await resp.write(json.dumps(e.to_dict()).encode() + b"\n")
+    finally:
+        await parts.aclose()
+    await resp.write_eof()
+    return resp
 
 
 async def validate(request: web.Request) -> web.Response:

@@ -12,16 +12,14 @@ import contextvars
 import datetime as dt
 import logging
 import math
-import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .. import ibrules
-from ..errors import IbhostError, bad_request, from_ib
+from ..errors import IbhostError, from_ib
 from .account import AccountRequests
 from .contracts import ContractSpec, ambiguous, describe_details, to_contract
+from .historical import HistoricalRequests
 from .pacing import INTERACTIVE, PaceKey, Scheduler
 from .session import Session
 
@@ -52,10 +50,6 @@ def _utc(d: dt.date | dt.datetime) -> dt.datetime:
     return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC)
 
 
-def ib_end(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).strftime("%Y%m%d-%H:%M:%S")
-
-
 @dataclass
 class HeldSubscription:
     contract: Any
@@ -77,10 +71,10 @@ class Service:
         self._resolving: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
         self._details: dict[int, Any] = {}
         self.subs: dict[int, HeldSubscription] = {}
-        self.jobs: dict[str, dict[str, Any]] = {}  # running historical jobs, for /status
         self._md_type = 1
         session.on_resubscribe.append(self.resubscribe)
         self.account = AccountRequests(self)
+        self.history = HistoricalRequests(self)
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -171,141 +165,6 @@ class Service:
         if not isinstance(ts, dt.datetime | dt.date):
             raise IbhostError("no_data", "IB returned no head timestamp")
         return _utc(ts)
-
-    async def historical(
-        self, spec: ContractSpec, *, bar_size: str, what: str, use_rth: bool,
-        start: dt.datetime | None, end: dt.datetime | None, duration: str | None,
-        priority: int = INTERACTIVE, job: str = "",
-    ) -> dict[str, Any]:
-        bar = ibrules.bar_seconds(bar_size)
-        if bar is None:
-            raise bad_request("barSize", f"must be one of {', '.join(ibrules.BAR_SIZES)}")
-        if what not in ibrules.WHAT_TO_SHOW:
-            raise bad_request("whatToShow", f"must be one of {', '.join(ibrules.WHAT_TO_SHOW)}")
-        c = await self.resolve(spec)
-        end_t = end or self.now()
-        job = job or uuid.uuid4().hex[:12]
-        if duration:
-            parsed = ibrules.parse_duration(duration)
-            if parsed is None:
-                raise bad_request("duration", "must look like '3 D' (units S, D, W, M, Y; "
-                                  "at most 86400 S, 365 D, 52 W, 12 M, 50 Y)")
-            lo, hi = ibrules.step_limits(ibrules.duration_seconds(*parsed))
-            if not lo <= bar <= hi:
-                raise bad_request("duration", f"{duration} is not allowed with {bar_size} "
-                                  "bars by IB's step-size rules; give start/end instead")
-            end_s = ib_end(end) if end else ""
-            bars = await self._hist_once(c, end_s, duration, bar_size, what, use_rth,
-                                         priority, chunked=False, job=job, small=True)
-            chunks = 1
-        else:
-            if start is None:
-                raise bad_request("start", "give start (and optionally end) or duration")
-            if start >= end_t:
-                raise bad_request("start", "must be before end")
-            dur, secs = ibrules.chunk_duration(bar)
-            windows = []  # chunk end times, newest first
-            t = end_t
-            while t > start:
-                windows.append(t)
-                t -= dt.timedelta(seconds=secs)
-            if len(windows) > 20000:
-                raise bad_request("start", f"range needs {len(windows)} IB requests; "
-                                           "use a larger bar size or a shorter range")
-            windows.reverse()  # oldest first: answers arrive in time order
-            small = len(windows) <= 2
-            progress = {"job": job, "symbol": c.symbol, "barSize": bar_size,
-                        "chunks": len(windows), "chunksDone": 0, "bars": 0,
-                        "startedAt": time.time()}
-            self.jobs[job] = progress
-            # a few chunks of this job queued at a time: the scheduler's window and
-            # fairness decide what runs; thousands of waiting tasks would not help
-            sem = asyncio.Semaphore(8)
-
-            async def one(w: dt.datetime) -> list[dict[str, Any]]:
-                async with sem:
-                    part = await self._hist_once(c, ib_end(w), dur, bar_size, what, use_rth,
-                                                 priority, chunked=True, job=job,
-                                                 small=small)
-                progress["chunksDone"] += 1
-                progress["bars"] += len(part)
-                return part
-
-            try:
-                parts = await asyncio.gather(*(one(w) for w in windows))
-            finally:
-                self.jobs.pop(job, None)
-            merged: dict[int, dict[str, Any]] = {}
-            for part in parts:
-                for b in part:
-                    merged[b["t"]] = b
-            lo_t, hi_t = start.timestamp(), end_t.timestamp()
-            bars = [merged[k] for k in sorted(merged) if lo_t <= k < hi_t]
-            chunks = len(windows)
-        out = [{"timestamp": dt.datetime.fromtimestamp(b["t"], dt.UTC).isoformat(),
-                **{k: v for k, v in b.items() if k != "t"}} for b in bars]
-        return {"conId": c.conId, "symbol": c.symbol, "barSize": bar_size, "whatToShow": what,
-                "useRTH": use_rth, "requests": chunks, "bars": out}
-
-    async def _request_bars(self, c: Any, end: str, duration: str, bar_size: str, what: str,
-                            use_rth: bool) -> Any:
-        """reqHistoricalData that is cancelled at IB (cancelHistoricalData) when its
-        caller goes away; the library's own async call leaves it open."""
-        ib = self.ib
-        req_id = ib.client.getReqId()
-        bars = self.lib.BarDataList()
-        bars.reqId, bars.contract, bars.endDateTime = req_id, c, end
-        bars.durationStr, bars.barSizeSetting, bars.whatToShow = duration, bar_size, what
-        bars.useRTH, bars.formatDate, bars.keepUpToDate, bars.chartOptions = \
-            use_rth, 2, False, []
-        future = ib.wrapper.startReq(req_id, c, container=bars)
-        ib.client.reqHistoricalData(req_id, c, end, duration, bar_size, what, use_rth, 2,
-                                    False, [])
-        try:
-            return await future
-        except asyncio.CancelledError:
-            if self.session.usable:
-                ib.client.cancelHistoricalData(req_id)
-            ib.wrapper._endReq(req_id)
-            raise
-
-    async def _hist_once(self, c: Any, end: str, duration: str, bar_size: str, what: str,
-                         use_rth: bool, priority: int, *, chunked: bool, job: str = "",
-                         small: bool = True) -> list[dict[str, Any]]:
-        bar = ibrules.bar_seconds(bar_size) or 0
-        key = PaceKey(("hist", c.conId, c.exchange, end, duration, bar_size, what, use_rth),
-                      (c.conId, c.exchange, what), 2 if what == "BID_ASK" else 1,
-                      hard=ibrules.hard_paced(bar))
-
-        async def fetch() -> list[dict[str, Any]]:
-            raw = await self._request_bars(c, end, duration, bar_size, what, use_rth)
-            return [
-                {"t": int(_utc(b.date).timestamp()), "open": b.open, "high": b.high,
-                 "low": b.low, "close": b.close, "volume": _num(b.volume) or 0.0,
-                 "wap": _num(b.average), "count": b.barCount}
-                for b in raw
-            ]
-
-        backoff = 2.0 * self.scheduler.cfg.scale
-        retries = 0
-        while True:
-            try:
-                return await self._call(f"historical {c.symbol} {bar_size}", fetch, key=key,
-                                        priority=priority, job=job, small=small)
-            except IbhostError as e:
-                if chunked and e.code == "no_data":
-                    return []  # a closed market inside a long range is not a failure
-                left = time_left()
-                may_wait = left > backoff + 0.1 if left is not None else retries < 3
-                if e.code != "pacing" or not may_wait:
-                    raise
-                # IB's 162 pacing: the scheduler has shrunk its window; try again
-                # inside the caller's deadline instead of failing the whole range
-                retries += 1
-                log.warning("pacing 162 on %s %s (%s); retry %d in %.1fs", c.symbol,
-                            bar_size, end or "now", retries, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0 * max(self.scheduler.cfg.scale, 0.01))
 
     # --- options and market data -----------------------------------------------------
 

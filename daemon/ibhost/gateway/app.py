@@ -82,6 +82,7 @@ def _family(request: web.Request) -> str:
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, latency metric, and every failure as JSON in the route family's shape."""
     rid = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:12]
+    request["request_id"] = rid  # streamed answers set it before their headers go out
     t0 = time.perf_counter()
     try:
         resp = await handler(request)
@@ -102,7 +103,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         resp = web.json_response({"error": {"code": "internal", "message":
                                             f"unexpected error; request id {rid}"}},
                                  status=500)
-    resp.headers["X-Request-ID"] = rid
+    if not resp.prepared:
+        resp.headers["X-Request-ID"] = rid
     m = request.app[METRICS_KEY]
     m.requests_total += 1
     if resp.status >= 400:

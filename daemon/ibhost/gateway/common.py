@@ -7,7 +7,7 @@ guards and errors below are the same for all of them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +101,21 @@ async def connector(request: web.Request, method: str, path: str, *,
         err = as_error(e)
         assert err is not None
         raise err from None
+
+
+async def connector_lines(request: web.Request, path: str, body: Any) -> AsyncGenerator[Any]:
+    """A streamed (NDJSON) connector answer, line by line, held to the deadline."""
+    lines = request.app[CONNECTOR_KEY].lines("POST", path, json_body=body,
+                                             deadline=deadline_of(request))
+    try:
+        async for line in lines:
+            yield line
+    except IpcError as e:
+        err = as_error(e)
+        assert err is not None
+        raise err from None
+    finally:
+        await lines.aclose()
 
 
 def as_error(exc: BaseException) -> IbhostError | None:

@@ -12,7 +12,15 @@ from .. import __version__, ibrules
 from ..errors import bad_request
 from ..validate import json_body, opt_bool, opt_str
 from . import formats, orders
-from .common import TIMEFRAMES, Route, auth, check_duration, connector, contract
+from .common import (
+    TIMEFRAMES,
+    Route,
+    auth,
+    check_duration,
+    connector,
+    connector_lines,
+    contract,
+)
 from .keys import CONFIG_KEY, CONNECTOR_KEY, HEALTH_KEY, METRICS_KEY, STARTED_KEY, WATCHDOG_KEY
 
 # --- health ----------------------------------------------------------------------------
@@ -75,8 +83,16 @@ async def historical(request: web.Request) -> web.StreamResponse:
     for k in ("start", "end", "duration", "whatToShow", "useRTH", "priority"):
         if k in body:
             fwd[k] = body[k]
-    result = await connector(request, "POST", "/historical", body=fwd)
-    return await formats.respond(request, result, fmt)
+    if fmt == "json":  # columnar: every bar is needed before the first column closes
+        result = await connector(request, "POST", "/historical", body=fwd)
+        return await formats.respond(request, result, fmt)
+    lines = connector_lines(request, "/historical", {**fwd, "stream": True})
+    try:
+        head = await anext(lines)  # errors before the first byte are ordinary answers
+        return await formats.stream(request, head, lines, fmt,
+                                    request.get("request_id", ""))
+    finally:
+        await lines.aclose()
 
 
 async def validate(request: web.Request) -> web.Response:

@@ -1,0 +1,203 @@
+"""Historical bars: one IB request, or a long range split into legal chunks that are
+fetched under pacing and handed on in time order as they arrive.
+
+``parts()`` is the one implementation: it yields a head (the contract, the bar
+size, how many IB requests), then each chunk's bars, oldest first, each bar once.
+The whole answer (``historical()``) is those parts joined; the streamed answer
+writes them as they come. A caller that goes away cancels what is still queued
+or open at IB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from .. import ibrules
+from ..errors import IbhostError, bad_request
+from .contracts import ContractSpec
+from .pacing import INTERACTIVE, PaceKey
+
+if TYPE_CHECKING:
+    from .service import Service
+
+log = logging.getLogger("ibhost.connector.historical")
+
+CHUNKS_QUEUED = 8  # chunks of one job queued at the scheduler at a time
+
+
+def ib_end(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y%m%d-%H:%M:%S")
+
+
+class HistoricalRequests:
+    def __init__(self, service: Service) -> None:
+        self.svc = service
+        self.jobs: dict[str, dict[str, Any]] = {}  # running jobs, for /status
+
+    async def historical(self, spec: ContractSpec, **kw: Any) -> dict[str, Any]:
+        """The whole answer at once."""
+        it = self.parts(spec, **kw)
+        head = await anext(it)
+        bars: list[dict[str, Any]] = []
+        async for part in it:
+            bars += part
+        return {**head, "bars": bars}
+
+    async def parts(
+        self, spec: ContractSpec, *, bar_size: str, what: str, use_rth: bool,
+        start: dt.datetime | None, end: dt.datetime | None, duration: str | None,
+        priority: int = INTERACTIVE, job: str = "",
+    ) -> AsyncIterator[Any]:
+        """Yield the head, then lists of bars in time order (each bar once)."""
+        svc = self.svc
+        bar = ibrules.bar_seconds(bar_size)
+        if bar is None:
+            raise bad_request("barSize", f"must be one of {', '.join(ibrules.BAR_SIZES)}")
+        if what not in ibrules.WHAT_TO_SHOW:
+            raise bad_request("whatToShow", f"must be one of {', '.join(ibrules.WHAT_TO_SHOW)}")
+        c = await svc.resolve(spec)
+        end_t = end or svc.now()
+        job = job or uuid.uuid4().hex[:12]
+        head = {"conId": c.conId, "symbol": c.symbol, "barSize": bar_size, "whatToShow": what,
+                "useRTH": use_rth}
+        if duration:
+            parsed = ibrules.parse_duration(duration)
+            if parsed is None:
+                raise bad_request("duration", "must look like '3 D' (units S, D, W, M, Y; "
+                                  "at most 86400 S, 365 D, 52 W, 12 M, 50 Y)")
+            lo, hi = ibrules.step_limits(ibrules.duration_seconds(*parsed))
+            if not lo <= bar <= hi:
+                raise bad_request("duration", f"{duration} is not allowed with {bar_size} "
+                                  "bars by IB's step-size rules; give start/end instead")
+            bars = await self._once(c, ib_end(end) if end else "", duration, bar_size, what,
+                                    use_rth, priority, chunked=False, job=job, small=True)
+            yield {**head, "requests": 1}
+            yield [_out(b) for b in bars]
+            return
+        if start is None:
+            raise bad_request("start", "give start (and optionally end) or duration")
+        if start >= end_t:
+            raise bad_request("start", "must be before end")
+        dur, secs = ibrules.chunk_duration(bar)
+        windows = []  # chunk end times, newest first
+        t = end_t
+        while t > start:
+            windows.append(t)
+            t -= dt.timedelta(seconds=secs)
+        if len(windows) > 20000:
+            raise bad_request("start", f"range needs {len(windows)} IB requests; "
+                                       "use a larger bar size or a shorter range")
+        windows.reverse()  # oldest first: answers can be handed on in time order
+        yield {**head, "requests": len(windows)}
+        async for part in self._chunks(c, windows, dur, bar_size, what, use_rth, priority,
+                                       job, start, end_t):
+            yield part
+
+    async def _chunks(self, c: Any, windows: list[dt.datetime], dur: str, bar_size: str,
+                      what: str, use_rth: bool, priority: int, job: str, start: dt.datetime,
+                      end_t: dt.datetime) -> AsyncIterator[list[dict[str, Any]]]:
+        small = len(windows) <= 2
+        progress = {"job": job, "symbol": c.symbol, "barSize": bar_size,
+                    "chunks": len(windows), "chunksDone": 0, "bars": 0,
+                    "startedAt": time.time()}
+        self.jobs[job] = progress
+        sem = asyncio.Semaphore(CHUNKS_QUEUED)
+
+        async def one(w: dt.datetime) -> list[dict[str, Any]]:
+            async with sem:
+                return await self._once(c, ib_end(w), dur, bar_size, what, use_rth,
+                                        priority, chunked=True, job=job, small=small)
+
+        tasks = [asyncio.ensure_future(one(w)) for w in windows]
+        lo_t, hi_t = start.timestamp(), end_t.timestamp()
+        last = lo_t - 1
+        try:
+            for task in tasks:  # in time order, each as soon as it and those before are in
+                part = await task
+                kept = sorted((b for b in part if last < b["t"] and lo_t <= b["t"] < hi_t),
+                              key=lambda b: b["t"])
+                if kept:
+                    last = kept[-1]["t"]
+                progress["chunksDone"] += 1
+                progress["bars"] += len(kept)
+                yield [_out(b) for b in kept]
+        finally:
+            self.jobs.pop(job, None)
+            for task in tasks:  # the caller went away or a chunk failed: stop the rest
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _request_bars(self, c: Any, end: str, duration: str, bar_size: str, what: str,
+                            use_rth: bool) -> Any:
+        """reqHistoricalData that is cancelled at IB (cancelHistoricalData) when its
+        caller goes away; the library's own async call leaves it open."""
+        svc = self.svc
+        ib = svc.ib
+        req_id = ib.client.getReqId()
+        bars = svc.lib.BarDataList()
+        bars.reqId, bars.contract, bars.endDateTime = req_id, c, end
+        bars.durationStr, bars.barSizeSetting, bars.whatToShow = duration, bar_size, what
+        bars.useRTH, bars.formatDate, bars.keepUpToDate, bars.chartOptions = \
+            use_rth, 2, False, []
+        future = ib.wrapper.startReq(req_id, c, container=bars)
+        ib.client.reqHistoricalData(req_id, c, end, duration, bar_size, what, use_rth, 2,
+                                    False, [])
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if svc.session.usable:
+                ib.client.cancelHistoricalData(req_id)
+            ib.wrapper._endReq(req_id)
+            raise
+
+    async def _once(self, c: Any, end: str, duration: str, bar_size: str, what: str,
+                    use_rth: bool, priority: int, *, chunked: bool, job: str = "",
+                    small: bool = True) -> list[dict[str, Any]]:
+        from .service import _num, _utc, time_left
+
+        svc = self.svc
+        bar = ibrules.bar_seconds(bar_size) or 0
+        key = PaceKey(("hist", c.conId, c.exchange, end, duration, bar_size, what, use_rth),
+                      (c.conId, c.exchange, what), 2 if what == "BID_ASK" else 1,
+                      hard=ibrules.hard_paced(bar))
+
+        async def fetch() -> list[dict[str, Any]]:
+            raw = await self._request_bars(c, end, duration, bar_size, what, use_rth)
+            return [
+                {"t": int(_utc(b.date).timestamp()), "open": b.open, "high": b.high,
+                 "low": b.low, "close": b.close, "volume": _num(b.volume) or 0.0,
+                 "wap": _num(b.average), "count": b.barCount}
+                for b in raw
+            ]
+
+        backoff = 2.0 * svc.scheduler.cfg.scale
+        retries = 0
+        while True:
+            try:
+                return await svc._call(f"historical {c.symbol} {bar_size}", fetch, key=key,
+                                       priority=priority, job=job, small=small)
+            except IbhostError as e:
+                if chunked and e.code == "no_data":
+                    return []  # a closed market inside a long range is not a failure
+                left = time_left()
+                may_wait = left > backoff + 0.1 if left is not None else retries < 3
+                if e.code != "pacing" or not may_wait:
+                    raise
+                # IB's 162 pacing: the scheduler has shrunk its window; try again
+                # inside the caller's deadline instead of failing the whole range
+                retries += 1
+                log.warning("pacing 162 on %s %s (%s); retry %d in %.1fs", c.symbol,
+                            bar_size, end or "now", retries, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0 * max(svc.scheduler.cfg.scale, 0.01))
+
+
+def _out(b: dict[str, Any]) -> dict[str, Any]:
+    return {"timestamp": dt.datetime.fromtimestamp(b["t"], dt.UTC).isoformat(),
+            **{k: v for k, v in b.items() if k != "t"}}
