@@ -56,6 +56,31 @@ async def test_dataframe_equals_ground_truth(served: Any, sim: Simulator) -> Non
     pd.testing.assert_frame_equal(df, expected, check_dtype=False, check_freq=False)
 
 
+async def test_progress_bar_streams_the_same_frame(served: Any) -> None:
+    """A big fetch on a terminal shows a progress bar while CSV streams in; the frame
+    is the same as the plain answer's (async and sync clients)."""
+    import io
+
+    url, _ = served
+    start, end = "2025-09-01T00:00:00Z", "2025-11-01T00:00:00Z"
+    out = io.StringIO()
+    async with AsyncIBHostClient(url) as c:
+        plain = await c.fetch_historical_data("AAPL", "1m", start, end, progress=False)
+        shown = await c.fetch_historical_data("AAPL", "1m", start, end, progress=out)
+    pd.testing.assert_frame_equal(shown, plain, check_dtype=False, check_freq=False)
+    bar = out.getvalue()
+    assert bar.count("\r[") >= 5 and bar.rstrip().endswith(f"100% {len(plain):,} bars")
+    out2 = io.StringIO()
+    sync = await asyncio.to_thread(lambda: IBHostClient(url).fetch_historical_data(
+        "AAPL", "1m", start, end, progress=out2))
+    pd.testing.assert_frame_equal(sync, plain, check_dtype=False, check_freq=False)
+    assert "100%" in out2.getvalue()
+    with pytest.raises(IBHostError) as ei:
+        await asyncio.to_thread(lambda: IBHostClient(url).fetch_historical_data(
+            "NOPE", "1m", start, end, progress=io.StringIO()))
+    assert ei.value.status == 404
+
+
 async def test_async_client_calls(served: Any) -> None:
     url, _ = served
     async with AsyncIBHostClient(url, api_key=KEY) as c:

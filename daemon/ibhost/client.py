@@ -131,6 +131,91 @@ def bars_frame(result: dict[str, Any]) -> pd.DataFrame:
     return df
 
 
+def _utc_ts(x: Any) -> pd.Timestamp:
+    t = pd.Timestamp(x)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+class Progress:
+    """A one-line progress bar for long downloads (on a terminal, or any stream given).
+
+    The fraction is how far the bars received reach into the requested range: the
+    answer streams in time order, so that is how much of the range is done."""
+
+    def __init__(self, out: Any, start: Any, end: Any, width: int = 30) -> None:
+        self.out = out
+        t0 = _utc_ts(start) if start is not None else pd.Timestamp(0, tz="UTC")
+        t1 = _utc_ts(end) if end is not None else pd.Timestamp.now(tz="UTC")
+        self.t0, self.t1 = t0.timestamp(), max(t1.timestamp(), t0.timestamp() + 1)
+        self.width = width
+        self.rows = 0
+        self._shown = -1.0
+
+    def feed(self, lines: list[str]) -> None:
+        self.rows += len(lines)
+        if lines:
+            self.show(_utc_ts(lines[-1].split(",", 1)[0]).timestamp())
+
+    def show(self, t: float, force: bool = False) -> None:
+        frac = min(1.0, max(0.0, (t - self.t0) / (self.t1 - self.t0)))
+        if not force and frac - self._shown < 0.005:
+            return
+        self._shown = frac
+        done = int(frac * self.width)
+        self.out.write(f"\r[{'#' * done}{'.' * (self.width - done)}] {frac:4.0%} "
+                       f"{self.rows:,} bars")
+        self.out.flush()
+
+    def finish(self) -> None:
+        self.show(self.t1, force=True)
+        self.out.write("\n")
+        self.out.flush()
+
+
+def _progress_out(progress: Any) -> Any:
+    """None: a bar on stderr when it is a terminal; True/False; or a stream to write to."""
+    import sys
+
+    if progress is None:
+        return sys.stderr if sys.stderr.isatty() else None
+    if progress is True:
+        return sys.stderr
+    return progress or None
+
+
+def csv_frame(text: str) -> pd.DataFrame:
+    """CSV historical answer -> the same DataFrame as ``bars_frame``."""
+    import io
+
+    df = pd.read_csv(io.StringIO(text))
+    out = df[["open", "high", "low", "close", "volume"]].copy()
+    out.index = pd.DatetimeIndex(pd.to_datetime(df["timestamp"], utc=True), name="timestamp")
+    return out
+
+
+class _CsvLines:
+    """Split streamed CSV bytes into complete lines, feeding a progress bar."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.parts: list[str] = []
+        self._tail = ""
+        self._header = True
+
+    def feed(self, data: bytes) -> None:
+        text = self._tail + data.decode()
+        *lines, self._tail = text.split("\n")
+        self.parts += [ln + "\n" for ln in lines]
+        if self._header and lines:
+            self._header = False
+            lines = lines[1:]
+        self.progress.feed([ln for ln in lines if ln])
+
+    def text(self) -> str:
+        self.progress.finish()
+        return "".join(self.parts) + self._tail
+
+
 def _hist_body(symbol: str, timeframe: str, start: Any, end: Any, **kw: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"symbol": symbol, "start": _iso(start), "end": _iso(end), **kw}
     body["barSize" if " " in timeframe else "timeframe"] = timeframe
@@ -301,9 +386,28 @@ class AsyncIBHostClient:
     async def fetch_historical_data(self, symbol: str, timeframe: str,
                                     start: dt.datetime | dt.date | str,
                                     end: dt.datetime | dt.date | str | None = None,
-                                    **kw: Any) -> pd.DataFrame:
-        df: pd.DataFrame = await self.call(Api.historical(symbol, timeframe, start, end, **kw))
-        return df
+                                    *, progress: Any = None, **kw: Any) -> pd.DataFrame:
+        """Bars as a DataFrame. ``progress``: a bar while they stream in (default: on a
+        terminal), False for none, or a stream to draw it on."""
+        out = _progress_out(progress)
+        call = Api.historical(symbol, timeframe, start, end, **kw)
+        if out is None:
+            df: pd.DataFrame = await self.call(call)
+            return df
+        hdrs = {"X-API-Key": self.api_key} if self.api_key else {}
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=self.timeout)
+        sink = _CsvLines(Progress(out, call.body.get("start"), call.body.get("end")))
+        try:
+            async with self._http.post(self.base_url + call.path, json=call.body,
+                                       params={"format": "csv"}, headers=hdrs) as r:
+                if r.status >= 400:
+                    raise _error_from(r.status, await r.text())
+                async for data in r.content.iter_any():
+                    sink.feed(data)
+        except aiohttp.ClientError as e:
+            raise IBHostError(0, "connection_error", str(e) or type(e).__name__) from e
+        return csv_frame(sink.text())
 
     async def validate_symbol(self, symbol: str, **kw: Any) -> dict[str, Any]:
         return dict(await self.call(Api.validate(symbol, **kw)))
@@ -400,9 +504,29 @@ class IBHostClient:
     def fetch_historical_data(self, symbol: str, timeframe: str,
                               start: dt.datetime | dt.date | str,
                               end: dt.datetime | dt.date | str | None = None,
-                              **kw: Any) -> pd.DataFrame:
-        df: pd.DataFrame = self.call(Api.historical(symbol, timeframe, start, end, **kw))
-        return df
+                              *, progress: Any = None, **kw: Any) -> pd.DataFrame:
+        """Bars as a DataFrame; ``progress`` as in the async client."""
+        out = _progress_out(progress)
+        call = Api.historical(symbol, timeframe, start, end, **kw)
+        if out is None:
+            df: pd.DataFrame = self.call(call)
+            return df
+        hdrs = {"Content-Type": "application/json", "Accept": "text/csv"}
+        if self.api_key:
+            hdrs["X-API-Key"] = self.api_key
+        req = urllib.request.Request(self.base_url + call.path + "?format=csv",
+                                     data=json.dumps(call.body).encode(), method="POST",
+                                     headers=hdrs)
+        sink = _CsvLines(Progress(out, call.body.get("start"), call.body.get("end")))
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                while data := r.read1(1 << 16):
+                    sink.feed(data)
+        except urllib.error.HTTPError as e:
+            raise _error_from(e.code, e.read().decode(errors="replace")) from None
+        except (urllib.error.URLError, OSError) as e:
+            raise IBHostError(0, "connection_error", str(e)) from e
+        return csv_frame(sink.text())
 
     def validate_symbol(self, symbol: str, **kw: Any) -> dict[str, Any]:
         return dict(self.call(Api.validate(symbol, **kw)))
