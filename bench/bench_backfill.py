@@ -27,8 +27,8 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "daemon"))
-from ibhost.ipc import UnixClient  # noqa: E402
-from ibhost.sim.pacing import SoftThrottle  # noqa: E402
+from ibhost.ipc import UnixClient
+from ibhost.sim.pacing import SoftThrottle
 
 PY = [sys.executable, "-m", "ibhost.cli"]
 
@@ -85,7 +85,7 @@ async def main(scale: float, rounds: int) -> None:
                 assert r.status == 200, await r.text()
                 requests = int(r.headers["X-Ibhost-Requests"])
                 rows = -1
-                async for line in r.content:
+                async for _line in r.content:
                     rows += 1
             return time.perf_counter() - t0, rows, requests
 
