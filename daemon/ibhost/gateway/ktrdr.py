@@ -21,19 +21,13 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import IbhostError, bad_request
+from ..symbols import CURRENCIES, INSTRUMENT_TYPES, candidates, forex_pair, front, normalize
 from ..validate import json_body, opt_datetime, opt_str, req_str
 from .common import TIMEFRAMES, Route, auth, connector
 from .keys import CONFIG_KEY
 
 # the timeframes KTRDR's provider accepts (IbDataProvider._validate_timeframe)
 KTRDR_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "2h", "3h", "4h", "1d", "1w", "1M")
-CURRENCIES = {"USD", "EUR", "GBP", "JPY", "CHF", "AUD", "CAD", "NZD", "SEK", "NOK", "DKK",
-              "HKD", "SGD", "CNH", "MXN", "ZAR", "PLN", "CZK", "HUF", "ILS", "TRY"}
-INSTRUMENT_TYPES = {
-    "STK": "STK", "STOCK": "STK", "CASH": "CASH", "FOREX": "CASH", "FX": "CASH",
-    "FUT": "FUT", "FUTURE": "FUT", "FUTURES": "FUT", "IND": "IND", "INDEX": "IND",
-    "CRYPTO": "CRYPTO",
-}
 CACHE_SECONDS = 3600.0
 HEAD_CACHE_SECONDS = 86400.0
 
@@ -57,54 +51,12 @@ class NotFound(Exception):
     """No contract of any candidate type matches the symbol."""
 
 
-def normalize(symbol: str) -> str:
-    return symbol.upper().strip().replace("/", ".")
-
-
-def forex_pair(symbol: str) -> tuple[str, str] | None:
-    s = normalize(symbol)
-    if "." in s:
-        base, _, quote = s.partition(".")
-    elif len(s) == 6:
-        base, quote = s[:3], s[3:]
-    else:
-        return None
-    if len(base) == 3 and len(quote) == 3 and base.isalpha() and quote.isalpha():
-        return base, quote
-    return None
-
-
 def suggestion(symbol: str) -> str | None:
     """KTRDR's hint for a forex-looking symbol: USDJPY -> USD.JPY."""
     pair = forex_pair(symbol)
     if pair and pair[0] in CURRENCIES and pair[1] in CURRENCIES:
         return f"{pair[0]}.{pair[1]}"
     return None
-
-
-def candidates(symbol: str, instrument_type: str | None) -> list[dict[str, Any]]:
-    """The contract specs to try, in KTRDR's order: forex, stock, future."""
-    s = normalize(symbol)
-    pair = forex_pair(s)
-    cash = ({"symbol": pair[0], "currency": pair[1], "secType": "CASH",
-             "exchange": "IDEALPRO"} if pair else None)
-    by_type = {
-        "CASH": cash,
-        "STK": {"symbol": s, "secType": "STK", "exchange": "SMART", "currency": "USD"},
-        "FUT": {"symbol": s, "secType": "FUT", "exchange": "CME", "currency": "USD"},
-        "IND": {"symbol": s, "secType": "IND", "exchange": "", "currency": "USD"},
-        "CRYPTO": {"symbol": s, "secType": "CRYPTO", "exchange": "PAXOS", "currency": "USD"},
-    }
-    if instrument_type:
-        kind = INSTRUMENT_TYPES.get(instrument_type.upper())
-        if kind is None:
-            raise bad_request("instrument_type",
-                              f"must be one of {', '.join(sorted(INSTRUMENT_TYPES))}")
-        spec = by_type[kind]
-        if spec is None:
-            raise bad_request("symbol", f"{symbol!r} is not a currency pair like EUR.USD")
-        return [spec]
-    return [c for c in (by_type["CASH"], by_type["STK"], by_type["FUT"]) if c]
 
 
 def instrument_type_of(q: Any) -> str | None:
@@ -114,12 +66,6 @@ def instrument_type_of(q: Any) -> str | None:
         raise bad_request("instrument_type",
                           f"must be one of {', '.join(sorted(INSTRUMENT_TYPES))}")
     return itype
-
-
-def _front(cands: list[dict[str, Any]]) -> dict[str, Any]:
-    """The nearest expiry among several futures (KTRDR's CME lookup takes the first)."""
-    dated = [c for c in cands if c.get("lastTradeDateOrContractMonth")]
-    return min(dated, key=lambda c: c["lastTradeDateOrContractMonth"]) if dated else cands[0]
 
 
 async def classify(request: web.Request, symbol: str,
@@ -137,7 +83,7 @@ async def classify(request: web.Request, symbol: str,
                 continue
             if e.code != "ambiguous" or not e.extra.get("candidates"):
                 raise
-            details = (_front(e.extra["candidates"]) if spec["secType"] == "FUT"
+            details = (front(e.extra["candidates"]) if spec["secType"] == "FUT"
                        else e.extra["candidates"][0])
         exact = {"conId": details["conId"], "secType": details["secType"],
                  "exchange": spec["exchange"] or details["exchange"],

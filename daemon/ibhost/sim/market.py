@@ -110,35 +110,7 @@ class Market:
         self, lst: Listing, start: int, end: int, bar: int, rth: bool
     ) -> list[tuple[int, int, str]]:
         """(from, to, label) windows for bars whose start falls in [start, end)."""
-        out: list[tuple[int, int, str]] = []
-        sess = hours.sessions(lst.hours, start - 40 * DAY if bar >= DAY else start, end, rth)
-        if bar < DAY:
-            for s in sess:
-                origin = int(dt.datetime.combine(
-                    dt.datetime.fromtimestamp(s.start, hours.ET).date(), dt.time(),
-                    tzinfo=hours.ET).timestamp())
-                a = s.start
-                while a < s.end:
-                    b = min(s.end, origin + ((a - origin) // bar + 1) * bar)
-                    if start <= a < end:
-                        out.append((a, b, ""))
-                    a = b
-            return out
-        groups: dict[object, list[hours.Session]] = {}
-        for s in sess:
-            if bar == DAY:
-                key: object = s.date
-            elif bar == WEEK:
-                key = s.date.isocalendar()[:2]
-            else:
-                key = (s.date.year, s.date.month)
-            groups.setdefault(key, []).append(s)
-        for g in groups.values():
-            first, last = g[0], g[-1]
-            d0 = dt.datetime.combine(first.date, dt.time(), tzinfo=dt.UTC).timestamp()
-            if start <= d0 < end or start <= first.start < end:
-                out.append((first.start, last.end, first.date.strftime("%Y%m%d")))
-        return out
+        return hours.bar_windows(lst.hours, start, end, bar, rth)
 
     def bars(
         self, lst: Listing, start: int, end: int, bar: int, what: str, rth: bool
