@@ -64,8 +64,19 @@ class FakeSupervisor:
         self.restarted.append(name)
 
 
+def _unused_port() -> int:
+    """A port nothing listens on now (bound, then closed): never the default 5001,
+    which another ibhost on this machine may hold."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _watchdog(home: Path, sim: Simulator, **kw: Any) -> tuple[Watchdog, list[float]]:
     offset = [0.0]
+    kw.setdefault("gateway__port", _unused_port())
     cfg = make_config(home, sim, watchdog__fail_threshold=3, watchdog__restart_cooldown=60,
                       watchdog__region="none", **kw)
     wd = Watchdog(cfg, supervisor=FakeSupervisor(),  # type: ignore[arg-type]
@@ -101,10 +112,11 @@ async def test_escalation_threshold_cooldown_and_maintenance(sim: Simulator,
             await wd.tick()
         assert sup.restarted == []  # soft failures: logged and counted only
         await wd.tick()
-        assert sorted(sup.restarted) == ["ibhost:connector", "ibhost:gateway"]
+        assert sorted(sup.restarted) == ["ibhost:connector", "ibhost:gapfill",
+                                         "ibhost:gateway"]
         for _ in range(5):
             await wd.tick()
-        assert len(sup.restarted) == 2  # cooldown: not again at once
+        assert len(sup.restarted) == 3  # cooldown: not again at once
         st = wd.status()["programs"]["ibhost:connector"]
         assert st["failuresTotal"] == 8 and st["restartsTotal"] == 1
         assert "3 failed probes" in st["restarts"][0]["reason"]

@@ -40,6 +40,11 @@ def _upper_list(v: Any) -> tuple[str, ...]:
     return tuple(str(x).strip().upper() for x in items if str(x).strip())
 
 
+def _str_list(v: Any) -> tuple[str, ...]:
+    items = v if isinstance(v, list | tuple) else str(v).split(",")
+    return tuple(str(x).strip() for x in items if str(x).strip())
+
+
 def _windows(v: Any) -> tuple[str, ...]:
     from .watchdog.maintenance import parse_window
 
@@ -165,6 +170,19 @@ class TradingConfig:
 
 
 @dataclass(frozen=True)
+class GapfillConfig:
+    data_dir: str = "data/bars"  # {SYMBOL}_{timeframe}.csv; point it at KTRDR's data/
+    socket: str = "run/gapfill.sock"
+    interval: float = 300.0  # seconds between scans
+    files_per_cycle: int = 5  # round robin, so every file is reached
+    max_age_days: float = 30.0  # only this much of each file's end is read and filled
+    timeframes: tuple[str, ...] = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
+    extended_hours: tuple[str, ...] = ()  # files (SYMBOL_tf) judged on extended hours
+    state_file: str = "data/gapfill.json"  # no-data ranges and the round-robin cursor
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
 class WatchdogConfig:
     socket: str = "run/watchdog.sock"
     probe_interval: float = 1.0
@@ -192,6 +210,7 @@ class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     trading: TradingConfig = field(default_factory=TradingConfig)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    gapfill: GapfillConfig = field(default_factory=GapfillConfig)
 
     def path(self, rel: str) -> Path:
         p = Path(rel).expanduser()
@@ -238,6 +257,12 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "allowed_sec_types": _upper_list, "symbols": _upper_list,
         "allow_market_options": _bool,
     },
+    "gapfill": {
+        "data_dir": str, "socket": str, "interval": _positive(float),
+        "files_per_cycle": _positive(int), "max_age_days": _positive(float),
+        "timeframes": _str_list, "extended_hours": _str_list, "state_file": str,
+        "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
+    },
     "watchdog": {
         "socket": str, "probe_interval": _positive(float), "probe_timeout": _positive(float),
         "fail_threshold": _positive(int), "restart_cooldown": _non_negative(float),
@@ -249,7 +274,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     },
 }
 _SECTIONS = {"ib": IBConfig, "pacing": PacingConfig, "connector": ConnectorConfig,
-             "gateway": GatewayConfig, "trading": TradingConfig, "watchdog": WatchdogConfig}
+             "gateway": GatewayConfig, "trading": TradingConfig, "watchdog": WatchdogConfig,
+             "gapfill": GapfillConfig}
 SECRET_KEYS = {("gateway", "api_key")}
 
 

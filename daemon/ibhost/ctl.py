@@ -26,7 +26,8 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--reason", default="ibhost ctl reconnect")
     w = cs.add_parser("wake", help="tell the watchdog the machine woke up (OS resume hooks)")
     w.add_argument("--source", default="ibhost ctl wake")
-    cs.add_parser("scan", help="ask the gap-filler to scan now")
+    sc = cs.add_parser("scan", help="ask the gap-filler to scan now (and wait for it)")
+    sc.add_argument("files", nargs="*", help="only these files (AAPL_1h.csv ...)")
     t = cs.add_parser("tail", help="the end of a program's log")
     t.add_argument("program", choices=PROGRAMS)
     t.add_argument("-n", "--bytes", type=int, default=4000)
@@ -68,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
             out = {"watchdog": out["error"], "connector": asyncio.run(
                 _get(con, "POST", "/reconnect", {"reason": f"wake: {args.source}"}))}
     elif args.ctl == "scan":
-        print("ibhost ctl: the gap-filler is not part of this tree yet", file=sys.stderr)
-        return 2
+        gf = UnixClient(str(cfg.path(cfg.gapfill.socket)), connect_timeout=2,
+                        read_timeout=cfg.gateway.connector_timeout)
+        out = asyncio.run(_get(gf, "POST", "/scan",
+                               {"files": args.files} if args.files else {}))
     else:
         try:
             text = Supervisor(cfg.home).tail(f"ibhost:{args.program}", args.bytes)

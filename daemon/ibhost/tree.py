@@ -12,7 +12,7 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
-PROGRAMS = ("connector", "watchdog", "gateway")
+PROGRAMS = ("connector", "gapfill", "watchdog", "gateway")
 
 
 def supervisord_conf() -> Path:

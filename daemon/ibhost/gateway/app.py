@@ -22,6 +22,7 @@ from .keys import (
     AUTH_KEY,
     CONFIG_KEY,
     CONNECTOR_KEY,
+    GAPFILL_KEY,
     HEALTH_KEY,
     IDEMPOTENCY_KEY,
     METRICS_KEY,
@@ -122,6 +123,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     await app[CONNECTOR_KEY].close()
     await watcher.client.close()
     await app[WATCHDOG_KEY].close()
+    await app[GAPFILL_KEY].close()
 
 
 def init_app(cfg: Config) -> web.Application:
@@ -138,8 +140,12 @@ def init_app(cfg: Config) -> web.Application:
     watchdog = UnixClient(str(cfg.path(cfg.watchdog.socket)), connect_timeout=1.0,
                           read_timeout=1.0)
     app[WATCHDOG_KEY] = watchdog
+    gapfill = UnixClient(str(cfg.path(cfg.gapfill.socket)), connect_timeout=1.0,
+                         read_timeout=cfg.gateway.connector_timeout)
+    app[GAPFILL_KEY] = gapfill
     app[METRICS_KEY] = GatewayMetrics([(r.method, r.path) for r in ROUTES],
-                                      {"connector": health_client, "watchdog": watchdog})
+                                      {"connector": health_client, "watchdog": watchdog,
+                                       "gapfill": gapfill})
     app[FAMILIES_KEY] = {(r.method, r.path): r.family for r in ROUTES}
     app[KNOWN_KEY] = {}
     for r in ROUTES:

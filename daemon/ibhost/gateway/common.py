@@ -15,19 +15,14 @@ from aiohttp import web
 
 from .. import ibrules
 from ..errors import IbhostError, bad_request
+from ..ibrules import TIMEFRAMES
 from ..ipc import IpcError
 from .keys import AUTH_KEY, CONFIG_KEY, CONNECTOR_KEY, METRICS_KEY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+__all__ = ["TIMEFRAMES", "Route", "as_error", "auth", "check_duration", "connector",
+           "connector_lines", "contract", "deadline_of"]
 
-# KTRDR-style timeframes accepted as an alternative to IB bar sizes
-TIMEFRAMES = {
-    "1s": "1 secs", "5s": "5 secs", "10s": "10 secs", "15s": "15 secs", "30s": "30 secs",
-    "1m": "1 min", "2m": "2 mins", "3m": "3 mins", "5m": "5 mins", "10m": "10 mins",
-    "15m": "15 mins", "20m": "20 mins", "30m": "30 mins", "1h": "1 hour", "2h": "2 hours",
-    "3h": "3 hours", "4h": "4 hours", "8h": "8 hours", "1d": "1 day", "1w": "1 week",
-    "1M": "1 month",
-}
 CONTRACT_FIELDS = ("symbol", "secType", "exchange", "currency", "primaryExchange",
                    "lastTradeDateOrContractMonth", "expiry", "strike", "right", "multiplier",
                    "localSymbol", "tradingClass", "conId")

@@ -9,19 +9,30 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__, ibrules
-from ..errors import bad_request
+from ..errors import IbhostError, bad_request
+from ..ipc import IpcError
 from ..validate import json_body, opt_bool, opt_str
 from . import formats, orders
 from .common import (
     TIMEFRAMES,
     Route,
+    as_error,
     auth,
     check_duration,
     connector,
     connector_lines,
     contract,
+    deadline_of,
 )
-from .keys import CONFIG_KEY, CONNECTOR_KEY, HEALTH_KEY, METRICS_KEY, STARTED_KEY, WATCHDOG_KEY
+from .keys import (
+    CONFIG_KEY,
+    CONNECTOR_KEY,
+    GAPFILL_KEY,
+    HEALTH_KEY,
+    METRICS_KEY,
+    STARTED_KEY,
+    WATCHDOG_KEY,
+)
 
 # --- health ----------------------------------------------------------------------------
 
@@ -190,6 +201,34 @@ async def system_status(request: web.Request) -> web.Response:
     })
 
 
+# --- the gap-filler ---------------------------------------------------------------------
+
+async def gapfill_status(request: web.Request) -> web.Response:
+    auth(request)
+    try:
+        return web.json_response(await request.app[GAPFILL_KEY].request(
+            "GET", "/status", read_timeout=5.0))
+    except IpcError as e:
+        raise IbhostError("unavailable", "the gap-filler is not running",
+                          extra={"program": "gapfill"}) from e
+
+
+async def gapfill_scan(request: web.Request) -> web.Response:
+    """Scan now (optionally ``{"files": [...]}``) and answer what the scan did."""
+    auth(request)
+    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    try:
+        return web.json_response(await request.app[GAPFILL_KEY].request(
+            "POST", "/scan", json_body=body, deadline=deadline_of(request)))
+    except IpcError as e:
+        err = as_error(e)
+        assert err is not None
+        if not e.timeout:
+            err = IbhostError("unavailable", "the gap-filler is not running",
+                              extra={"program": "gapfill"})
+        raise err from e
+
+
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/health", health),
     Route("GET", "/v1/health/detailed", health_detailed),
@@ -208,7 +247,11 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/pnl", _relay("/pnl", query=True)),
     Route("GET", "/v1/system/ib-status", ib_status),
     Route("GET", "/v1/system/system-status", system_status),
-    # the paths KTRDR's newer host service used for the same two pages
+    Route("GET", "/v1/gapfill/status", gapfill_status),
+    Route("POST", "/v1/gapfill/scan", gapfill_scan),
+    # the paths KTRDR's newer host service used for the same pages
+    Route("GET", "/api/v1/system/gap-filler-status", gapfill_status),
+    Route("POST", "/api/v1/system/gap-filler/force-scan", gapfill_scan),
     Route("GET", "/api/v1/system/ib-status", ib_status),
     Route("GET", "/api/v1/system/system-status", system_status),
 )

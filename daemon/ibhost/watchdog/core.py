@@ -104,7 +104,10 @@ class Watchdog:
                                     read_timeout=w.probe_timeout)
         self.gateway_url = f"http://{cfg.gateway.host}:{cfg.gateway.port}"
         self._http: aiohttp.ClientSession | None = None
+        self.gapfill = UnixClient(str(cfg.path(cfg.gapfill.socket)),
+                                  connect_timeout=w.probe_timeout, read_timeout=w.probe_timeout)
         self.watches = [Watch("ibhost:connector", self._probe_connector),
+                        Watch("ibhost:gapfill", self._probe_gapfill),
                         Watch("ibhost:gateway", self._probe_gateway)]
         self.wakes: list[dict[str, Any]] = []
         self.maintenance: str | None = None
@@ -118,6 +121,9 @@ class Watchdog:
 
     async def _probe_connector(self) -> None:
         self.connector_health = await self.connector.request("GET", "/health")
+
+    async def _probe_gapfill(self) -> None:
+        await self.gapfill.request("GET", "/health")
 
     async def _probe_gateway(self) -> None:
         if self._http is None:
@@ -255,6 +261,7 @@ class Watchdog:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.connector.close()
+        await self.gapfill.close()
         if self._http is not None:
             await self._http.close()
 

@@ -1,0 +1,1 @@
+"""The gap-filler: keeps local bar files complete against exchange calendars."""
