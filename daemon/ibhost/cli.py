@@ -7,6 +7,7 @@ import sys
 
 from . import __version__, ctl, demo
 from .connector import main as connector_main
+from .gapfill import backfill as backfill_main
 from .gapfill import main as gapfill_main
 from .gateway import main as gateway_main
 from .sim import main as sim_main
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     connector_main.add_parser(sub)
     gateway_main.add_parser(sub)
     gapfill_main.add_parser(sub)
+    backfill_main.add_parser(sub)
     watchdog_main.add_parser(sub)
     demo.add_parser(sub)
     ctl.add_parser(sub)
