@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from collections.abc import KeysView
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,8 @@ class Tail:
     at_start: bool = False  # the tail is the whole file (the head is at most a header)
 
     @property
-    def stamps(self) -> set[int]:
-        return set(self.values)
+    def stamps(self) -> KeysView[int]:
+        return self.values.keys()
 
     @property
     def last(self) -> int | None:
