@@ -292,3 +292,12 @@ def test_non_loopback_bind_needs_a_key(tmp_path: Path) -> None:
                           str(tmp_path), "--bind", "0.0.0.0"], capture_output=True, text=True,
                          timeout=30, env={**os.environ, "IBHOST_GATEWAY_API_KEY": ""})
     assert res.returncode == 2 and "loopback" in res.stderr
+
+
+def test_every_route_is_in_the_openapi_spec() -> None:
+    from ibhost.gateway.openapi import SPEC
+    from ibhost.gateway.routes import ROUTES
+
+    missing = [(r.method, r.path) for r in ROUTES
+               if r.method.lower() not in SPEC["paths"].get(r.path, {})]
+    assert missing == []

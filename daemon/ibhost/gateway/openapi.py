@@ -175,6 +175,12 @@ SPEC: dict[str, Any] = {
                                query=["account", "model", "conId"])},
         "/v1/system/ib-status": {"get": _op("IB connection status")},
         "/v1/system/system-status": {"get": _op("status of every program")},
+        "/v1/gapfill/status": {"get": _op("the gap-filler: last and next scan, per file "
+                                          "gaps found and filled, bars written, errors")},
+        "/v1/gapfill/scan": {"post": _op("scan now (optionally {files: [...]}); answers what "
+                                         "the scan did", query=["timeout"])},
+        "/api/v1/system/gap-filler-status": {"get": _op("same as /v1/gapfill/status")},
+        "/api/v1/system/gap-filler/force-scan": {"post": _op("same as /v1/gapfill/scan")},
         "/api/v1/system/ib-status": {"get": _op("same as /v1/system/ib-status")},
         "/api/v1/system/system-status": {"get": _op("same as /v1/system/system-status")},
         "/data/historical": {"post": _op(
