@@ -51,7 +51,7 @@ async def test_service_endpoints(stack: Any) -> None:
     assert h.status == 200 and body["status"] == "ok" and body["connector"]["clientId"] == 1
     live = await (await stack.get("/v1/health?connect=true")).json()
     assert live["status"] == "ok"
-    d = await (await stack.get("/v1/health/detailed")).json()
+    d = await (await stack.get("/v1/health/detailed", headers=H)).json()
     assert d["connector"]["connection"]["serverVersion"] == 178
     ib = await (await stack.get("/v1/system/ib-status")).json()
     assert ib["ib_connected"] is True and ib["client_id"] == 1
@@ -108,16 +108,16 @@ async def test_trading_flow_with_key(stack: Any, sim: Simulator) -> None:
                                           "orderType": "LMT", "limitPrice": 1.0}, headers=H)
     order = await r.json()
     assert r.status == 201 and order["status"] == "Submitted"
-    opens = await (await stack.get("/v1/orders")).json()
+    opens = await (await stack.get("/v1/orders", headers=H)).json()
     assert [o["orderId"] for o in opens] == [order["orderId"]]
     c = await stack.delete(f"/v1/orders/{order['orderId']}", headers=H)
     assert (await c.json())["status"] == "Cancelled"
     f = await stack.post("/v1/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 3,
                                           "orderType": "MKT"}, headers=H)
     assert (await f.json())["status"] == "Filled"
-    ex = await (await stack.get("/v1/executions?symbol=AAPL")).json()
+    ex = await (await stack.get("/v1/executions?symbol=AAPL", headers=H)).json()
     assert len(ex) == 1 and ex[0]["shares"] == 3
-    pos = await (await stack.get("/v1/positions")).json()
+    pos = await (await stack.get("/v1/positions", headers=H)).json()
     assert pos[0]["position"] == 3
 
 

@@ -217,7 +217,7 @@ async def test_long_ranges_stream_in_order_with_progress(tmp_path: Path,
         assert first.decode().startswith("timestamp,open,high")
         row = await r.content.readline()
         first_row_at = time.monotonic() - t0
-        detail = await (await gw.get("/v1/health/detailed")).json()
+        detail = await (await gw.get("/v1/health/detailed", headers={"X-API-Key": KEY})).json()
         jobs = detail["connector"]["historicalJobs"]
         assert jobs and jobs[0]["chunks"] > 300 and jobs[0]["chunksDone"] < jobs[0]["chunks"]
         rest = (await r.text()).strip().splitlines()

@@ -144,7 +144,7 @@ async def test_gateway_restarted_with_state_lost(tree_up: Tree) -> None:
     await t.sim.restart(downtime=1.0)
     await t.wait_health("down", "busy", timeout=5)
     await t.wait_health("ok", timeout=10)
-    st, opens = await t.get("/v1/orders")
+    st, opens = await t.get("/v1/orders", headers={"X-API-Key": KEY})
     assert st == 200 and opens == []  # the restarted gateway forgot the order
     await bars_ok(t)
 

@@ -62,8 +62,9 @@ def test_supervisord_conf_parses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     groups = {g.name: g for g in opts.process_group_configs}
     assert set(groups) == {"ibhost", "events"}
     progs = {p.name: p for p in groups["ibhost"].process_configs}
-    assert set(progs) == {"connector", "watchdog", "gateway"}
-    assert progs["connector"].priority < progs["watchdog"].priority < progs["gateway"].priority
+    assert set(progs) == {"connector", "gapfill", "watchdog", "gateway"}
+    assert progs["connector"].priority < progs["gapfill"].priority < \
+        progs["watchdog"].priority < progs["gateway"].priority
     for p in progs.values():
         assert p.autorestart and p.stopasgroup and p.killasgroup and p.startsecs >= 1
         assert p.exitcodes == [0] and p.stopwaitsecs >= 5

@@ -346,13 +346,21 @@ def _check(cfg: Config) -> None:
         raise ConfigError("ib.client_id_max", "must be >= ib.client_id_start", "config")
 
 
-def parse_set(items: list[str]) -> dict[str, str]:
-    """``--set a.b=c`` flags into overrides; raises ConfigError on a bad item."""
-    out: dict[str, str] = {}
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``--set a.b=c`` flags into overrides; a value that starts with ``[`` is a TOML
+    list (``--set 'trading.allowed_sec_types=["STK","OPT"]'``). Raises ConfigError
+    on a bad item."""
+    out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:
             raise ConfigError(item, "expected section.key=value", "--set")
+        if value.strip().startswith("["):
+            try:
+                out[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError(key.strip(), f"not a TOML list ({e})", "--set") from None
+            continue
         out[key.strip()] = value
     return out
 

@@ -21,7 +21,7 @@ def add_parser(sub: Any) -> None:
                                                 "~/.ibhost)")
     p.add_argument("--json", action="store_true", help="print JSON")
     cs = p.add_subparsers(dest="ctl", required=True)
-    cs.add_parser("status", help="connection, programs, watchdog")
+    st = cs.add_parser("status", help="connection, programs, watchdog")
     r = cs.add_parser("reconnect", help="make the connector drop and reconnect now")
     r.add_argument("--reason", default="ibhost ctl reconnect")
     w = cs.add_parser("wake", help="tell the watchdog the machine woke up (OS resume hooks)")
@@ -31,6 +31,9 @@ def add_parser(sub: Any) -> None:
     t = cs.add_parser("tail", help="the end of a program's log")
     t.add_argument("program", choices=PROGRAMS)
     t.add_argument("-n", "--bytes", type=int, default=4000)
+    for sp in (st, r, w, sc, t):  # `ctl status --json` as well as `ctl --json status`
+        sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print JSON")
     p.set_defaults(func=run)
 
 

@@ -108,7 +108,13 @@ def from_ib(ib_code: int, message: str) -> IbhostError:
         low = message.lower()
         if "pacing violation" in low:
             code = "pacing"
-        elif "no data" in low or "no historical market data" in low:
+        elif "no historical market data for" in low:
+            # IB has no bars of this kind for the contract (TRADES on a forex pair)
+            return IbhostError("bad_request", f"whatToShow: IB has no such data for this "
+                               f"contract (IB error 162: {message}); forex and CFDs have "
+                               "MIDPOINT, BID and ASK, not TRADES",
+                               field="whatToShow", ib_code=162)
+        elif "no data" in low:
             code = "no_data"
         elif "permissions" in low:
             code = "subscription_required"

@@ -14,17 +14,30 @@ from .errors import IbhostError, bad_request
 
 
 async def json_body(request: web.Request, limit: int = 1 << 20) -> dict[str, Any]:
+    """The request's JSON object: 413 past ``limit`` bytes (declared or streamed),
+    400 naming the problem for anything that is not a JSON object."""
     if request.content_length is not None and request.content_length > limit:
         raise IbhostError("payload_too_large", f"body is over {limit} bytes", field="body")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise IbhostError("payload_too_large", f"body is over {limit} bytes", field="body")
+    chunks: list[bytes] = []
+    size = 0
+    while True:  # read() hands out what has arrived: read to the end, counting
+        chunk = await request.content.read(min(1 << 16, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise IbhostError("payload_too_large", f"body is over {limit} bytes",
+                              field="body")
+    raw = b"".join(chunks)
     if not raw.strip():
         return {}
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise bad_request("body", "is not valid JSON") from None
+    except RecursionError:
+        raise bad_request("body", "is nested too deeply") from None
     if not isinstance(data, dict):
         raise bad_request("body", "must be a JSON object")
     return data
@@ -80,7 +93,7 @@ def opt_float(m: Mapping[str, Any], name: str, default: float | None = None, *,
         raise bad_request(name, "must be a number")
     try:
         f = float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise bad_request(name, "must be a number") from None
     if math.isnan(f) or math.isinf(f):
         raise bad_request(name, "must be a finite number")
@@ -100,9 +113,12 @@ def opt_int(m: Mapping[str, Any], name: str, default: int, *, minimum: int = 0,
         return default
     if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
         raise bad_request(name, "must be an integer")
+    if isinstance(v, str) and not (v.strip().lstrip("+-").isascii()
+                                   and v.strip().lstrip("+-").isdigit()):
+        raise bad_request(name, "must be an integer (ASCII digits)")
     try:
         i = int(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise bad_request(name, "must be an integer") from None
     if not minimum <= i <= maximum:
         raise bad_request(name, f"must be between {minimum} and {maximum}")
@@ -131,13 +147,16 @@ def int_list(m: Mapping[str, Any], name: str, allowed: tuple[int, ...]) -> list[
     if v is None or v == "" or v == []:
         return []
     items = v.split(",") if isinstance(v, str) else v
-    if not isinstance(items, list):
-        raise bad_request(name, "must be a list of integers")
+    if not isinstance(items, list) or len(items) > 64:
+        raise bad_request(name, "must be a list of up to 64 integers")
     out = []
     for x in items:
+        if isinstance(x, bool) or (isinstance(x, float) and not x.is_integer()) or (
+                isinstance(x, str) and not (x.strip().isascii() and x.strip().isdigit())):
+            raise bad_request(name, "must be a list of integers")
         try:
             i = int(x)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise bad_request(name, "must be a list of integers") from None
         if i not in allowed:
             raise bad_request(name, f"{i} is not one of {', '.join(map(str, allowed))}")

@@ -178,7 +178,7 @@ async def historical(request: web.Request) -> web.StreamResponse:
     body = await json_body(request)
     spec = parse_spec(body)
     bar_size = req_str(body, "barSize")
-    what = opt_str(body, "whatToShow", "TRADES", upper=True)
+    what = opt_str(body, "whatToShow", upper=True)  # "": TRADES, MIDPOINT for forex
     start = opt_datetime(body, "start")
     end = opt_datetime(body, "end")
     duration = opt_str(body, "duration") or None
@@ -273,12 +273,12 @@ async def place_order(request: web.Request) -> web.Response:
     body = await json_body(request)
     spec = parse_spec(body)
     action = req_str(body, "action", upper=True, choices=("BUY", "SELL"))
-    qty = opt_float(body, "quantity", positive=True)
+    qty = opt_float(body, "quantity", minimum=1e-4, maximum=1e9)
     if qty is None:
         raise bad_request("quantity", "is required")
     order_type = opt_str(body, "orderType", "LMT", upper=True, choices=ORDER_TYPES)
-    limit = opt_float(body, "limitPrice", positive=True)
-    stop = opt_float(body, "stopPrice", positive=True)
+    limit = opt_float(body, "limitPrice", positive=True, maximum=1e9)
+    stop = opt_float(body, "stopPrice", positive=True, maximum=1e9)
     if order_type in ("LMT", "STP LMT") and limit is None:
         raise bad_request("limitPrice", f"is required for {order_type} orders")
     if order_type in ("STP", "STP LMT") and stop is None:

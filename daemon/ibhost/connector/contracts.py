@@ -51,12 +51,16 @@ def parse_spec(body: dict[str, Any]) -> ContractSpec:
         raise bad_request("secType", f"must be one of {', '.join(SEC_TYPES)}")
     symbol = _text(body, "symbol").upper()
     con_id_raw = body.get("conId", 0)
+    if isinstance(con_id_raw, bool) or (isinstance(con_id_raw, float) and not (
+            con_id_raw.is_integer())) or (isinstance(con_id_raw, str) and con_id_raw and not (
+            con_id_raw.isascii() and con_id_raw.isdigit())):
+        raise bad_request("conId", "must be an integer")
     try:
         con_id = int(con_id_raw or 0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise bad_request("conId", "must be an integer") from None
-    if con_id < 0:
-        raise bad_request("conId", "must not be negative")
+    if not 0 <= con_id < 2**31:
+        raise bad_request("conId", "must be between 0 and 2147483647")
     local = _text(body, "localSymbol")
     if not symbol and not con_id and not local:
         raise bad_request("symbol", "is required (or conId / localSymbol)")
@@ -71,10 +75,10 @@ def parse_spec(body: dict[str, Any]) -> ContractSpec:
     strike_raw = body.get("strike", 0.0)
     try:
         strike = float(strike_raw or 0.0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise bad_request("strike", "must be a number") from None
-    if strike < 0 or strike != strike:
-        raise bad_request("strike", "must be a non-negative number")
+    if not 0 <= strike < 1e9:  # also NaN and infinity
+        raise bad_request("strike", "must be a non-negative number below 1e9")
     right = _text(body, "right").upper()
     if right and right not in ("C", "P", "CALL", "PUT"):
         raise bad_request("right", "must be C or P")

@@ -59,9 +59,11 @@ class HistoricalRequests:
         bar = ibrules.bar_seconds(bar_size)
         if bar is None:
             raise bad_request("barSize", f"must be one of {', '.join(ibrules.BAR_SIZES)}")
-        if what not in ibrules.WHAT_TO_SHOW:
+        if what and what not in ibrules.WHAT_TO_SHOW:
             raise bad_request("whatToShow", f"must be one of {', '.join(ibrules.WHAT_TO_SHOW)}")
         c = await svc.resolve(spec)
+        # IB has no TRADES for forex and CFDs: their natural default is MIDPOINT
+        what = what or ("MIDPOINT" if c.secType in ("CASH", "CFD") else "TRADES")
         end_t = end or svc.now()
         job = job or uuid.uuid4().hex[:12]
         head = {"conId": c.conId, "symbol": c.symbol, "barSize": bar_size, "whatToShow": what,

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import IbhostError, from_ib
+from ..errors import IbhostError, bad_request, from_ib
 from .account import AccountRequests
 from .contracts import ContractSpec, ambiguous, describe_details, to_contract
 from .historical import HistoricalRequests
@@ -75,6 +75,7 @@ class Service:
         session.on_resubscribe.append(self.resubscribe)
         self.account = AccountRequests(self)
         self.history = HistoricalRequests(self)
+        self._placing: dict[str, asyncio.Future[dict[str, Any]]] = {}  # orderRef -> answer
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -333,9 +334,44 @@ class Service:
                           order_ref: str, outside_rth: bool, wait: float = 5.0,
                           dedupe: bool = True) -> dict[str, Any]:
         """Place one order. With ``dedupe`` (the default) an order whose orderRef is
-        already at IB is not placed again: orderRef then carries an idempotency key.
-        Without it orderRef is only a label (many orders may share it)."""
+        already at IB, or being placed right now, is not placed again: orderRef then
+        carries an idempotency key. Without it orderRef is only a label (many orders
+        may share it)."""
+        kw: dict[str, Any] = dict(action=action, quantity=quantity, order_type=order_type,
+                                  limit=limit,
+                  stop=stop, tif=tif, order_ref=order_ref, outside_rth=outside_rth, wait=wait,
+                  dedupe=dedupe)
+        if not (order_ref and dedupe):
+            return await self._place(spec, **kw)
+        pending = self._placing.get(order_ref)
+        if pending is not None:  # a retry while the first is still on its way
+            d = dict(await asyncio.shield(pending))
+            d["duplicate"] = True
+            return d
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._placing[order_ref] = fut
+        try:
+            result = await self._place(spec, **kw)
+            fut.set_result(result)
+            return result
+        except BaseException as e:
+            fut.set_exception(e if isinstance(e, Exception) else
+                              IbhostError("unavailable", "order placement cancelled"))
+            fut.exception()  # retrieved: waiters re-raise it
+            raise
+        finally:
+            self._placing.pop(order_ref, None)
+
+    async def _place(self, spec: ContractSpec, *, action: str, quantity: float,
+                     order_type: str, limit: float | None, stop: float | None, tif: str,
+                     order_ref: str, outside_rth: bool, wait: float,
+                     dedupe: bool) -> dict[str, Any]:
         c = await self.resolve(spec)
+        tick = getattr(self._details.get(c.conId), "minTick", 0.0) or 0.0
+        for name, price in (("limitPrice", limit), ("stopPrice", stop)):
+            if price is not None and tick and price < tick:
+                raise bad_request(name, f"{price:g} is below the contract's minimum tick "
+                                        f"({tick:g})")
         if order_ref and dedupe:
             existing = self.find_by_ref(order_ref)
             if existing is not None:

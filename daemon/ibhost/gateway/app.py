@@ -98,6 +98,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         msg = {404: "no such route", 405: f"method {request.method} not allowed here"}.get(
             e.status, e.reason)
         resp = web.json_response({"error": {"code": code, "message": msg}}, status=e.status)
+        if "Allow" in e.headers:  # 405 says which methods the route takes
+            resp.headers["Allow"] = e.headers["Allow"]
     except Exception:
         log.exception("unexpected error (request %s) on %s %s", rid, request.method,
                       request.path)

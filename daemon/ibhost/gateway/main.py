@@ -66,6 +66,16 @@ class Gateway:
             await self.runner.cleanup()
             self.runner = None
 
+    async def abort(self) -> None:
+        """After a failed start: stop the health poll and close the clients (a full
+        runner cleanup would wait out aiohttp's graceful-shutdown timeout)."""
+        from .keys import CONNECTOR_KEY, GAPFILL_KEY, HEALTH_KEY, WATCHDOG_KEY
+
+        await self.app[HEALTH_KEY].stop()
+        for key in (CONNECTOR_KEY, WATCHDOG_KEY, GAPFILL_KEY):
+            await self.app[key].close()
+        await self.app[HEALTH_KEY].client.close()
+
     async def __aenter__(self) -> Gateway:
         return await self.start()
 
@@ -88,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         if args.http_port is not None:
             args.set.append(f"gateway.port={args.http_port}")
         cfg = config_from_args(args)
+        load_keys(cfg)  # a key that is too short is a configuration error (exit 2)
         check_bind(cfg)
     except (config_mod.ConfigError, ValueError) as e:
         return config_error("gateway", e)
@@ -107,6 +118,7 @@ async def _main(cfg: Config) -> int:
     except OSError as e:
         print(f"ibhost gateway: cannot listen on {cfg.gateway.host}:{cfg.gateway.port}: "
               f"{e.strerror}", file=sys.stderr)
+        await gw.abort()  # close what setup opened, then exit 1 at once
         return 1
     print(f"ibhost gateway listening on http://{cfg.gateway.host}:{gw.port}", flush=True)
     await wait_for_stop_signal(stop)

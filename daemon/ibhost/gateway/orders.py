@@ -26,11 +26,11 @@ def fields(body: dict[str, Any]) -> dict[str, Any]:
     opt_str(body, "action", upper=True, choices=("BUY", "SELL"))
     if "action" not in body:
         raise bad_request("action", "is required")
-    if opt_float(body, "quantity", positive=True) is None:
+    if opt_float(body, "quantity", minimum=1e-4, maximum=1e9) is None:
         raise bad_request("quantity", "is required")
     opt_str(body, "orderType", "LMT", upper=True, choices=("MKT", "LMT", "STP", "STP LMT"))
-    opt_float(body, "limitPrice", positive=True)
-    opt_float(body, "stopPrice", positive=True)
+    opt_float(body, "limitPrice", positive=True, maximum=1e9)
+    opt_float(body, "stopPrice", positive=True, maximum=1e9)
     opt_str(body, "secType", "STK", upper=True)
     if not opt_str(body, "symbol") and not body.get("conId"):
         raise bad_request("symbol", "is required")

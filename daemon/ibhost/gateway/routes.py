@@ -92,7 +92,10 @@ async def readyz(request: web.Request) -> web.Response:
 async def health_detailed(request: web.Request) -> web.Response:
     """KTRDR's DetailedHealthResponse fields, then ibhost's own detail."""
     auth(request)
-    detail = await v1.detailed(request)
+    full = v1.may_see_details(request)
+    detail = await v1.detailed(request) if full else {
+        "health": {k: v for k, v in request.app[HEALTH_KEY].cached().items()
+                   if k in ("status", "reason", "checkedAt")}}
     h = detail["health"]
     c = h.get("connector") or {}
     m = request.app[METRICS_KEY]
@@ -102,7 +105,8 @@ async def health_detailed(request: web.Request) -> web.Response:
         "timestamp": dt.datetime.now(dt.UTC).isoformat(),
         "ib_gateway_connected": ready, "active_connections": 1 if ready else 0,
         "total_requests": m.requests_total, "error_count": m.errors_total,
-        "last_error": c.get("lastIbErrorMessage") or (None if ready else h["reason"]),
+        "last_error": (c.get("lastIbErrorMessage") if full else None) or (
+            None if ready else h["reason"]),
         "uptime_seconds": round(time.monotonic() - request.app[STARTED_KEY], 1),
         "connection_pool_status": {"total_connections": 1 if ready else 0,
                                    "max_connections": 1, "pool_initialized": True},

@@ -64,8 +64,22 @@ async def detailed(request: web.Request) -> dict[str, Any]:
     return detail
 
 
+def may_see_details(request: web.Request) -> bool:
+    """Diagnostics name the account, the home path and the configuration: once keys
+    are configured, only a caller with one sees them (others get the status)."""
+    try:
+        auth(request, always=True)
+        return True
+    except IbhostError:
+        return False
+
+
 async def health_detailed(request: web.Request) -> web.Response:
     auth(request)
+    if not may_see_details(request):
+        h = request.app[HEALTH_KEY].cached()
+        return web.json_response({"health": {"status": h["status"], "reason": h["reason"]},
+                                  "detail": "send X-API-Key for the diagnostics"})
     return web.json_response(await detailed(request))
 
 
@@ -74,9 +88,13 @@ async def health_detailed(request: web.Request) -> web.Response:
 def bar_size_of(body: dict[str, Any]) -> str:
     bar_size = opt_str(body, "barSize")
     timeframe = opt_str(body, "timeframe")
+    if timeframe and timeframe not in TIMEFRAMES:
+        raise bad_request("timeframe", f"must be one of {', '.join(TIMEFRAMES)}")
+    if bar_size and timeframe and ibrules.bar_seconds(bar_size) != ibrules.bar_seconds(
+            TIMEFRAMES[timeframe]):
+        raise bad_request("timeframe", f"{timeframe} conflicts with barSize {bar_size}; "
+                                       "give one of them")
     if not bar_size and timeframe:
-        if timeframe not in TIMEFRAMES:
-            raise bad_request("timeframe", f"must be one of {', '.join(TIMEFRAMES)}")
         bar_size = TIMEFRAMES[timeframe]
     if not bar_size:
         raise bad_request("barSize", "is required (or timeframe, e.g. 1h)")
@@ -150,15 +168,16 @@ async def place_order(request: web.Request) -> web.Response:
 async def cancel_order(request: web.Request) -> web.Response:
     auth(request, trading=True)
     order_id = request.match_info["orderId"]
-    if not order_id.isdigit():
+    if not (order_id.isascii() and order_id.isdigit()) or len(order_id) > 10:
         raise bad_request("orderId", "must be a positive integer")
     return web.json_response(await connector(request, "DELETE", f"/orders/{order_id}"))
 
 
 def _relay(path: str, *, query: bool = False) -> Any:
-    """A read that forwards to the connector as it is."""
+    """An account read that forwards to the connector as it is: once keys are
+    configured, account data needs one (X-API-Key), whatever reads_need_key says."""
     async def handler(request: web.Request) -> web.Response:
-        auth(request)
+        auth(request, always=True)
         params = dict(request.query) if query else None
         return web.json_response(await connector(request, "GET", path, params=params))
 

@@ -1,0 +1,183 @@
+"""Inputs that must get a clear 4xx, orders that must not be doubled, what a caller
+without a key may see, and the command line's failures."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ibhost.sim import Simulator
+
+from .connector_fixtures import running_connector
+from .test_gateway import KEY, gateway
+
+H = {"X-API-Key": KEY}
+
+
+@pytest.fixture
+async def gw(sim: Simulator, tmp_path: Path, aiohttp_client: Any):
+    async with running_connector(tmp_path, sim), \
+            gateway(aiohttp_client, tmp_path, sim, trading__enabled=True,
+                    trading__allowed_sec_types="STK,OPT") as g:
+        yield g
+
+
+def nested(depth: int) -> str:
+    return '{"symbol": "AAPL", "x": ' + "[" * depth + "]" * depth + "}"
+
+
+async def test_deeply_nested_json_is_a_400(gw: Any) -> None:
+    body = nested(1100)
+    for path in ("/v1/data/validate", "/v1/data/historical", "/v1/market/snapshot",
+                 "/v1/orders", "/order"):
+        r = await gw.post(path, data=body, headers={**H, "Content-Type": "application/json"})
+        err = await r.json()
+        assert r.status == 400, (path, err)
+        text = str(err)
+        assert "nested too deeply" in text and "body" in text
+    k = await gw.post("/data/validate", data=body, headers={"Content-Type": "application/json"})
+    assert k.status == 422 and (await k.json())["detail"][0]["loc"] == ["body", "body"]
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    ('{"symbol": "AAPL", "conId": Infinity}', "conId"),  # Python's JSON reads it: inf
+    ('{"symbol": "AAPL", "conId": 1e400}', "conId"),
+    ('{"symbol": "AAPL", "conId": 1' + "0" * 400 + "}", "conId"),
+    ('{"symbol": "AAPL", "genericTicks": [1e400]}', "genericTicks"),
+    ('{"symbol": "AAPL", "strike": 1e400}', "strike"),
+])
+async def test_huge_numbers_are_a_400(gw: Any, raw: str, field: str) -> None:
+    r = await gw.post("/v1/market/snapshot", data=raw,
+                      headers={"Content-Type": "application/json"})
+    err = (await r.json())["error"]
+    assert r.status == 400 and err["field"] == field, err
+
+
+async def test_tiny_quantities_and_prices_are_refused(gw: Any) -> None:
+    base = {"symbol": "AAPL", "action": "BUY", "orderType": "LMT"}
+    r = await gw.post("/v1/orders", json={**base, "quantity": 1e-300, "limitPrice": 200},
+                      headers=H)
+    assert r.status == 400 and (await r.json())["error"]["field"] == "quantity"
+    r = await gw.post("/v1/orders", json={**base, "quantity": 1, "limitPrice": 1e-300},
+                      headers=H)
+    err = (await r.json())["error"]
+    assert r.status == 400 and err["field"] == "limitPrice" and "minimum tick" in err["message"]
+
+
+async def test_body_size_limit_is_exact_and_true(gw: Any) -> None:
+    pad = "x" * (900 * 1024)
+    r = await gw.post("/v1/data/validate", json={"symbol": "AAPL", "pad": pad})
+    assert r.status == 200  # valid JSON under the limit is read whole
+
+    async def chunks() -> Any:
+        for _ in range(160):  # 10 MB, chunked: no Content-Length to refuse early
+            yield b" " * 65536
+
+    r = await gw.post("/v1/data/validate", data=chunks(),
+                      headers={"Content-Type": "application/json"})
+    assert r.status == 413 and (await r.json())["error"]["code"] == "payload_too_large"
+
+
+async def test_order_ids_are_ascii_digits(gw: Any) -> None:
+    r = await gw.delete("/v1/orders/%D9%A3", headers=H)  # an Arabic-Indic three
+    assert r.status == 400 and (await r.json())["error"]["field"] == "orderId"
+
+
+async def test_trace_is_a_405_with_allow(gw: Any) -> None:
+    r = await gw.request("TRACE", "/v1/health")
+    assert r.status == 405 and "GET" in r.headers["Allow"]
+
+
+async def test_bar_size_conflicting_with_timeframe_is_a_400(gw: Any) -> None:
+    r = await gw.post("/v1/data/historical", json={"symbol": "AAPL", "barSize": "1 min",
+                                                    "timeframe": "1h", "duration": "1 D"})
+    assert r.status == 400 and (await r.json())["error"]["field"] == "timeframe"
+    same = await gw.post("/v1/data/historical", json={
+        "symbol": "AAPL", "barSize": "1 hour", "timeframe": "1h", "duration": "1 D",
+        "end": "2025-11-20T21:00:00Z"})
+    assert same.status == 200
+
+
+async def test_forex_defaults_to_midpoint_and_trades_names_the_field(gw: Any) -> None:
+    body = {"symbol": "EUR", "secType": "CASH", "currency": "USD", "timeframe": "1h",
+            "start": "2025-11-17T00:00:00Z", "end": "2025-11-18T00:00:00Z"}
+    ok = await (await gw.post("/v1/data/historical", json=body)).json()
+    assert ok["whatToShow"] == "MIDPOINT" and ok["count"] == 24
+    r = await gw.post("/v1/data/historical", json={**body, "whatToShow": "TRADES"})
+    err = (await r.json())["error"]
+    assert r.status == 400 and err["field"] == "whatToShow" and err["ib_code"] == 162
+
+
+async def test_account_data_needs_a_key(gw: Any) -> None:
+    for path in ("/v1/positions", "/v1/executions", "/v1/orders", "/v1/portfolio",
+                 "/v1/account/summary"):
+        r = await gw.get(path)
+        assert r.status == 401, path
+        assert (await gw.get(path, headers=H)).status == 200, path
+    for path in ("/health/detailed", "/v1/health/detailed"):
+        anon = await (await gw.get(path)).text()
+        assert "DU1234567" not in anon and "home" not in anon and "config" not in anon
+        keyed = await (await gw.get(path, headers=H)).text()
+        assert "DU1234567" in keyed and '"config"' in keyed
+
+
+async def test_a_retried_order_is_not_placed_twice(sim: Simulator, tmp_path: Path) -> None:
+    """The same orderRef sent again while the first is still being placed (a gateway
+    killed and restarted, a client retrying) waits for the first: one order at IB."""
+    # heartbeats at their usual pace: the slowed simulator must not look dead
+    async with running_connector(tmp_path, sim, ib__heartbeat_interval=30,
+                                 ib__heartbeat_timeout=10) as (_, client):
+        sim.slow(400)  # contract lookup and placement both take a while
+        body = {"symbol": "IBM", "action": "BUY", "quantity": 1, "orderType": "LMT",
+                "limitPrice": 1.0, "orderRef": "key-1"}
+        first = asyncio.ensure_future(client.request("POST", "/orders", json_body=body))
+        await asyncio.sleep(0.15)
+        second = await client.request("POST", "/orders", json_body=body)
+        one = await first
+        sim.slow(0)
+        refs = [o["orderRef"] for o in sim.state()["orders"]]
+    assert second["duplicate"] is True and second["orderId"] == one["orderId"], (one, second)
+    assert refs.count("key-1") == 1, (refs, one["status"], one["duplicate"], second["status"],
+                                      one["log"])
+
+
+def _cli(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ibhost.cli", *args], capture_output=True,
+                          text=True, timeout=60, **kw)
+
+
+def test_short_api_key_and_lists_on_the_command_line(tmp_path: Path) -> None:
+    r = _cli("gateway", "--home", str(tmp_path), "--set", "gateway.api_key=short")
+    assert r.returncode == 2 and "gateway.api_key" in r.stderr and "Traceback" not in r.stderr
+    bad = _cli("gateway", "--home", str(tmp_path), "--set",
+               'trading.allowed_sec_types=["STK",')
+    assert bad.returncode == 2 and "trading.allowed_sec_types" in bad.stderr
+    from ibhost import config
+
+    cfg = config.load(home=tmp_path, env={}, overrides=config.parse_set(
+        ['trading.allowed_sec_types=["STK","OPT"]']))
+    assert cfg.trading.allowed_sec_types == ("STK", "OPT")
+
+
+def test_gateway_port_taken_exits_1_at_once(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = _cli("gateway", "--home", str(tmp_path), "--http-port", str(port))
+    assert r.returncode == 1 and "cannot listen" in r.stderr
+    assert "Traceback" not in r.stderr and "Unclosed" not in r.stderr
+
+
+def test_ctl_json_after_the_command_and_a_closed_pipe(tmp_path: Path) -> None:
+    r = _cli("ctl", "--home", str(tmp_path), "status", "--json")
+    assert r.stdout.lstrip().startswith("{") and "unrecognized" not in r.stderr
+    p = subprocess.run(f"{sys.executable} -m ibhost.cli ctl --home {tmp_path} status --json"
+                       " | head -c 1", shell=True, capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
