@@ -252,3 +252,67 @@ async def test_a_stream_that_fails_half_way_is_cut_off(tmp_path: Path,
         except aiohttp.ClientPayloadError:
             return  # cut off: the client knows the answer is not whole
         raise AssertionError(f"a failed stream ended cleanly: ...{text[-80:]}")
+
+
+def test_open_window_is_aimd() -> None:
+    """Grows by one per window of answers, halves on a 162 or on answers much slower
+    than usual (at most once per round trip), never below one or above its maximum."""
+    from ibhost.connector.pacing import OpenWindow
+
+    t = [0.0]
+    w = OpenWindow(4, 8, clock=lambda: t[0])
+    for _ in range(40):
+        w.open += 1
+        w.done(0.1, False)
+        t[0] += 0.05
+    assert w.limit == 8.0 and w.allows(small=False) and w.open == 0
+    w.open = 1
+    w.done(None, True)  # a pacing 162
+    assert w.limit == 4.0
+    w.open = 1
+    w.done(2.0, False)  # 20x slower than usual, but within the same round trip: once
+    assert w.limit == 4.0
+    t[0] += 5.0
+    w.open = 1
+    w.done(2.0, False)
+    assert w.limit == 2.0
+    for _ in range(5):
+        t[0] += 5.0
+        w.open = 1
+        w.done(None, True)
+    assert w.limit == 1.0
+    w.open = 1
+    assert not w.allows(small=False) and w.allows(small=True)  # a small job's extra slot
+
+
+async def test_callers_are_served_round_robin() -> None:
+    """One caller with many queued requests does not starve another's one."""
+    from ibhost.config import PacingConfig
+    from ibhost.connector.pacing import PaceKey, Scheduler
+
+    s = Scheduler(PacingConfig(scale=0.01, messages_per_second=1000, open_start=1,
+                               open_max=1))
+    order: list[str] = []
+    gate = asyncio.Event()
+
+    def work(tag: str) -> Any:
+        async def fn() -> str:
+            await gate.wait()
+            order.append(tag)
+            return tag
+        return fn
+
+    def key(i: int) -> PaceKey:
+        return PaceKey(("hist", i), (i,), hard=False)
+
+    # caller A: three requests (jobs) of three chunks each; caller B: one
+    big = [asyncio.ensure_future(s.run(work(f"A{i}"), key=key(i), job=f"A/{i % 3}",
+                                       small=False)) for i in range(9)]
+    await asyncio.sleep(0.05)
+    other = asyncio.ensure_future(s.run(work("B0"), key=key(100), job="B/1", small=False))
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.gather(*big, other)
+    s.close()
+    assert order.index("B0") <= 1, order  # right after the one A already running
+    assert sorted(order[2:5]) == ["A1", "A2", "A3"] or order.index("B0") == 1

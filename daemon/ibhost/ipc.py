@@ -127,10 +127,12 @@ class UnixClient:
         params: dict[str, Any] | None = None,
         read_timeout: float | None = None,
         deadline: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """Call ``url``; return the decoded JSON, raise IbhostError for 4xx/5xx."""
+        kw: dict[str, Any] = {"headers": headers} if headers else {}
         async with self._call(method, url, read_timeout, deadline, json=json_body,
-                              params=params) as resp:
+                              params=params, **kw) as resp:
             text = await resp.text()
             try:
                 data = json.loads(text) if text else None
@@ -147,10 +149,12 @@ class UnixClient:
         *,
         json_body: Any = None,
         deadline: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> AsyncGenerator[Any]:
         """Call ``url`` for an NDJSON answer and yield each line decoded, as it comes;
         an error status raises IbhostError before the first line."""
-        async with self._call(method, url, None, deadline, json=json_body) as resp:
+        kw: dict[str, Any] = {"headers": headers} if headers else {}
+        async with self._call(method, url, None, deadline, json=json_body, **kw) as resp:
             if resp.status >= 400:
                 text = await resp.text()
                 try:

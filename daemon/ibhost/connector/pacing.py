@@ -16,8 +16,9 @@ IB's rules ("Historical Data Limitations", TWS API; now on IBKR Campus), windows
   answers; a job of one or two requests may use one slot beyond the window;
 - at most ``messages_per_second`` requests of any kind, granted evenly spaced.
 Requests are granted by priority (interactive before background), then round
-robin between jobs (one HTTP request's chunks form one job), so a five-year
-download never starves a three-day request.
+robin between callers (an API key, or a connection) and then between their jobs
+(one request's chunks form one job), so a five-year download never starves a
+three-day request, and one busy caller never starves another.
 """
 
 from __future__ import annotations
@@ -261,9 +262,12 @@ class Scheduler:
                 self._release(None, False)  # granted, then cancelled before it ran
             raise
 
-    def _order(self, item: _Item) -> tuple[int, float, int]:
-        """Priority first, then the job served longest ago, then arrival."""
-        return item.priority, self._job_served.get(item.job, -1e18), item.seq
+    def _order(self, item: _Item) -> tuple[int, float, float, int]:
+        """Priority first, then the caller served longest ago, then that caller's job
+        served longest ago, then arrival. A job is ``caller/id``."""
+        caller = item.job.partition("/")[0]
+        return (item.priority, self._job_served.get(caller + "/", -1e18),
+                self._job_served.get(item.job, -1e18), item.seq)
 
     async def _dispatch(self) -> None:
         while True:
@@ -355,6 +359,7 @@ class Scheduler:
         self._messages.append(now)
         self._last_grant = now
         self._job_served[item.job] = now
+        self._job_served[item.job.partition("/")[0] + "/"] = now  # the caller
         key = item.key
         if key is None:
             return

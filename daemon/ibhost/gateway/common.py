@@ -7,6 +7,7 @@ guards and errors below are the same for all of them.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,15 @@ def auth(request: web.Request, *, trading: bool = False, always: bool = False) -
         raise
 
 
+def job_of(request: web.Request) -> str:
+    """``caller/request``: the connector shares IB round robin between callers (an
+    API key, else the client's address) and then between their requests."""
+    key = request.headers.get("X-API-Key")
+    caller = ("key-" + hashlib.sha256(key.encode()).hexdigest()[:10] if key else
+              "ip-" + (request.remote or "local"))
+    return f"{caller}/{request.get('request_id', '')}"
+
+
 def check_duration(body: Mapping[str, Any]) -> None:
     """A duration the gateway can tell is invalid never reaches the connector or IB."""
     raw = body.get("duration")
@@ -90,8 +100,9 @@ async def connector(request: web.Request, method: str, path: str, *,
     is a catalogue error too."""
     deadline = deadline_of(request)
     try:
-        return await request.app[CONNECTOR_KEY].request(method, path, json_body=body,
-                                                       params=params, deadline=deadline)
+        return await request.app[CONNECTOR_KEY].request(
+            method, path, json_body=body, params=params, deadline=deadline,
+            headers={"X-Ibhost-Job": job_of(request)})
     except IpcError as e:
         err = as_error(e)
         assert err is not None
@@ -101,7 +112,8 @@ async def connector(request: web.Request, method: str, path: str, *,
 async def connector_lines(request: web.Request, path: str, body: Any) -> AsyncGenerator[Any]:
     """A streamed (NDJSON) connector answer, line by line, held to the deadline."""
     lines = request.app[CONNECTOR_KEY].lines("POST", path, json_body=body,
-                                             deadline=deadline_of(request))
+                                             deadline=deadline_of(request),
+                                             headers={"X-Ibhost-Job": job_of(request)})
     try:
         async for line in lines:
             yield line
