@@ -100,3 +100,25 @@ def test_dashboard_queries_name_real_metrics() -> None:
     titles = " ".join(p["title"].lower() for p in dash["panels"])
     for word in ("state", "ib codes", "heartbeat", "latency", "pacing", "restarts"):
         assert word in titles
+
+
+@pytest.mark.parametrize(("command", "modules"), [
+    ("gateway", ["ibhost.gateway.main", "ibhost.gateway.app"]),
+    ("watchdog", ["ibhost.watchdog.main", "ibhost.watchdog.core", "ibhost.watchdog.api"]),
+    ("events", ["ibhost.watchdog.main"]),
+    ("gapfill", ["ibhost.gapfill.main", "ibhost.gapfill.core"]),
+    ("ctl", ["ibhost.ctl"]),
+])
+def test_programs_import_only_what_they_run(command: str, modules: list[str]) -> None:
+    """The gateway, watchdog, events listener, gap-filler and ctl load neither numpy,
+    pandas, ib_async nor exchange_calendars (the gap-filler loads its calendars when
+    it first needs them)."""
+    code = ("import importlib, sys\nfrom ibhost import cli\n"
+            f"cli.build_parser({command!r})\n"
+            + "".join(f"importlib.import_module({m!r})\n" for m in modules)
+            + "print(sorted(m for m in ('numpy', 'pandas', 'ib_async', 'ib_insync', "
+              "'exchange_calendars') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"

@@ -1,40 +1,51 @@
-"""The ``ibhost`` command: one entry point, a subcommand per program."""
+"""The ``ibhost`` command: one entry point, a subcommand per program.
+
+Import cost is a feature: each program imports what it runs and nothing more, so
+only the chosen command's module is imported (``ibhost gateway`` never loads the
+simulator's numpy, nor ib_async); ``ibhost --help`` loads them all to list them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
-from . import __version__, ctl, demo
-from .connector import main as connector_main
-from .gapfill import backfill as backfill_main
-from .gapfill import main as gapfill_main
-from .gateway import main as gateway_main
-from .sim import main as sim_main
-from .watchdog import main as watchdog_main
+from . import __version__
+
+# command -> the module whose add_parser() declares it (in --help order)
+COMMANDS = {
+    "sim": "ibhost.sim.main",
+    "connector": "ibhost.connector.main",
+    "gateway": "ibhost.gateway.main",
+    "gapfill": "ibhost.gapfill.main",
+    "backfill": "ibhost.gapfill.backfill",
+    "watchdog": "ibhost.watchdog.main",
+    "events": "ibhost.watchdog.main",
+    "demo": "ibhost.demo",
+    "ctl": "ibhost.ctl",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every command, or only for ``only`` (the one being run)."""
     parser = argparse.ArgumentParser(
         prog="ibhost",
         description="Keep one healthy Interactive Brokers API connection on the host.",
     )
     parser.add_argument("--version", action="version", version=f"ibhost {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sim_main.add_parser(sub)
-    connector_main.add_parser(sub)
-    gateway_main.add_parser(sub)
-    gapfill_main.add_parser(sub)
-    backfill_main.add_parser(sub)
-    watchdog_main.add_parser(sub)
-    demo.add_parser(sub)
-    ctl.add_parser(sub)
+    modules = [COMMANDS[only]] if only in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     try:
         result: int = args.func(args)
     except BrokenPipeError:  # `ibhost ctl status | head -1`: the reader left; no traceback
