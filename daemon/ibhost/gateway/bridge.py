@@ -5,9 +5,10 @@
 Shapes only: errors are ``{"error": "<text>", ...}`` as the bridge wrote them;
 every path but /health, /ping and /diag needs ``X-API-KEY`` once a key is
 configured; orders pass ibhost's guards and idempotency. The bridge's ``uid``
-travels as the order's ``orderRef`` so executions can be matched to users; it
-is a label, not a dedupe key (one user places many orders); send an
-``Idempotency-Key`` header to make a retry safe.
+travels as the order's ``orderRef`` so executions can be matched to users, and
+with the order's fields it is the idempotency key for two minutes: the same
+user's same order sent again is answered from the first, a different order is
+placed (an ``Idempotency-Key`` header, when sent, is used instead).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from ..errors import IbhostError, bad_request
 from ..validate import json_body, opt_bool, opt_float, opt_int, opt_str, req_str
 from . import orders
 from .common import Route, auth, check_duration, connector
+from .idempotency import fingerprint
 from .keys import CONFIG_KEY, HEALTH_KEY, STARTED_KEY
 
 INDICES = ("VIX", "SPX", "NDX", "RUT", "VIXW")  # the bridge asks for these as indices
 TIERS = (("realtime", 1), ("frozen", 2), ("delayed", 3))
 SOURCES = {1: "realtime", 2: "frozen", 3: "delayed", 4: "delayed-frozen"}
 MAX_BATCH = 100
+UID_REPLAY_SECONDS = 120.0  # how long a uid-derived idempotency key replays
 
 
 def _stock(symbol: str) -> dict[str, Any]:
@@ -236,8 +239,14 @@ async def place_order(request: web.Request) -> web.Response:
         raise bad_request("limitPrice", "is required for LMT orders")
     if order_type != "LMT":
         fwd.pop("limitPrice", None)
-    _, result, replayed = await orders.submit(
-        request, fwd, request.headers.get("Idempotency-Key"))
+    key, ttl = request.headers.get("Idempotency-Key"), None
+    if key is None:
+        # the uid is the idempotency key for a short while: the same user's same order
+        # sent again (a retry after a timeout, a double tap) is answered, not placed
+        # twice; a different order from the same user is a different key
+        key = f"uid:{fingerprint({'uid': uid})[:16]}:{fingerprint(fwd)[:16]}"
+        ttl = UID_REPLAY_SECONDS
+    _, result, replayed = await orders.submit(request, fwd, key, ttl=ttl)
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return web.json_response({"orderId": result["orderId"], "permId": result.get("permId"),
                               "status": result["status"], "uid": uid,

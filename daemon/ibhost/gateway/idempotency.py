@@ -54,16 +54,19 @@ class IdempotencyStore:
 
     def get(self, key: str, fp: str) -> dict[str, Any] | None:
         entry = self._data.get(key)
-        if entry is None:
+        if entry is None or self.clock() - entry["at"] >= entry.get("ttl", KEEP_SECONDS):
             return None
         if entry["fingerprint"] != fp:
             raise IbhostError("conflict", "this Idempotency-Key was used with a different "
                               "request body", field="Idempotency-Key")
         return entry
 
-    async def put(self, key: str, fp: str, status: int, body: Any) -> None:
+    async def put(self, key: str, fp: str, status: int, body: Any,
+                  ttl: float = KEEP_SECONDS) -> None:
         now = self.clock()
-        self._data = {k: v for k, v in self._data.items() if now - v["at"] < KEEP_SECONDS}
-        self._data[key] = {"fingerprint": fp, "status": status, "body": body, "at": now}
+        self._data = {k: v for k, v in self._data.items()
+                      if now - v["at"] < v.get("ttl", KEEP_SECONDS)}
+        self._data[key] = {"fingerprint": fp, "status": status, "body": body, "at": now,
+                           "ttl": ttl}
         blob = json.dumps(self._data, sort_keys=True).encode()
         await asyncio.to_thread(atomic_write, self.path, blob)

@@ -38,7 +38,7 @@ def fields(body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def submit(request: web.Request, fwd: dict[str, Any], raw_key: str | None,
-                 ) -> tuple[int, Any, bool]:
+                 ttl: float | None = None) -> tuple[int, Any, bool]:
     """Guards, then the connector, under the Idempotency-Key if one was given.
 
     Returns (HTTP status, the connector's answer, replayed from the store)."""
@@ -78,7 +78,10 @@ async def submit(request: web.Request, fwd: dict[str, Any], raw_key: str | None,
                 app[METRICS_KEY].idempotent_replays.inc()
                 return prior["status"], prior["body"], True
             status, result = await go()
-            await store.put(key, fp, status, result)
+            if ttl is None:
+                await store.put(key, fp, status, result)
+            else:
+                await store.put(key, fp, status, result, ttl=ttl)
             return status, result, False
 
     return await asyncio.shield(keyed())
