@@ -181,3 +181,38 @@ def test_ctl_json_after_the_command_and_a_closed_pipe(tmp_path: Path) -> None:
     p = subprocess.run(f"{sys.executable} -m ibhost.cli ctl --home {tmp_path} status --json"
                        " | head -c 1", shell=True, capture_output=True, text=True, timeout=60)
     assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
+
+
+async def test_host_header_must_name_this_gateway(gw: Any) -> None:
+    """DNS rebinding: a loopback gateway answers only to loopback names."""
+    r = await gw.get("/health", headers={"Host": "evil.example:5001"})
+    err = (await r.json())["error"]
+    assert r.status == 421 and err["field"] == "Host" and "evil.example" in err["message"]
+    for host in ("localhost:5001", "127.0.0.1", "host.docker.internal:5001", "[::1]:5001"):
+        assert (await gw.get("/health", headers={"Host": host})).status == 200, host
+
+
+async def test_files_are_owner_only_and_logs_mask_accounts(tmp_path: Path) -> None:
+    import logging
+    import os
+    import stat
+
+    from ibhost.files import atomic_write
+    from ibhost.gateway.idempotency import IdempotencyStore
+    from ibhost.proc import MaskAccounts
+    from ibhost.tree import prepare_home
+
+    prepare_home(tmp_path / "home")
+    for sub in ("run", "log", "data"):
+        assert stat.S_IMODE(os.stat(tmp_path / "home" / sub).st_mode) == 0o700
+    atomic_write(tmp_path / "x" / "f.json", b"{}")
+    assert stat.S_IMODE(os.stat(tmp_path / "x" / "f.json").st_mode) == 0o600
+    store = IdempotencyStore(tmp_path / "home" / "data" / "idempotency.json")
+    await store.put("k", "fp", 201, {"orderId": 1})
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+    rec = logging.LogRecord("ib_async.wrapper", logging.INFO, "", 0,
+                            "position: %s %s", ("DU1234567", "AAPL"), None)
+    MaskAccounts().filter(rec)
+    assert rec.getMessage() == "position: DU****567 AAPL"
+    conf = (Path(__file__).parents[1] / "supervisord.conf").read_text()
+    assert "\numask=077\n" in conf

@@ -156,6 +156,7 @@ class GatewayConfig:
     connector_timeout: float = 120.0
     health_timeout: float = 0.8
     idempotency_file: str = "data/idempotency.json"
+    allowed_hosts: tuple[str, ...] = ()  # Host names besides loopback ones (DNS rebinding)
     log_level: str = "INFO"
 
 
@@ -249,7 +250,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "host": str, "port": _listen_port, "api_key": str, "key_file": str,
         "reads_need_key": _bool, "max_body": _positive(int),
         "connector_timeout": _positive(float), "health_timeout": _positive(float),
-        "idempotency_file": str,
+        "idempotency_file": str, "allowed_hosts": _str_list,
         "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
     },
     "trading": {

@@ -17,6 +17,7 @@ CODES: dict[str, tuple[int, str]] = {
     "ambiguous": (409, "more than one contract matches; add fields to narrow it (IB 200)"),
     "conflict": (409, "the request conflicts with the current state"),
     "payload_too_large": (413, "the request body is over the configured limit"),
+    "misdirected": (421, "the Host header is not a name of this gateway"),
     "pacing": (429, "IB pacing limits: the request was refused or the queue is full (IB 162)"),
     "subscription_required": (403, "market data needs a subscription (IB 354/10089)"),
     "competing_session": (409, "market data unavailable: the user is logged in elsewhere "

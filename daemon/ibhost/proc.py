@@ -4,14 +4,48 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import sys
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+ACCOUNT = re.compile(r"\b(DU|DF|U|F)(\d{2,})(\d{3})\b")
+
+
+class MaskAccounts(logging.Filter):
+    """Account ids in log lines become ``DU****567``: logs are shared in bug reports."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        masked = ACCOUNT.sub(lambda m: m.group(1) + "*" * len(m.group(2)) + m.group(3), msg)
+        if masked != msg:
+            record.msg, record.args = masked, None
+        return True
+
+
 def setup_logging(level: str) -> None:
+    """One format; account ids masked; the IB library's per-message INFO chatter
+    (object dumps on every order and fill) kept out unless DEBUG is asked for."""
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(MaskAccounts())
+    if level != "DEBUG":
+        for name in ("ib_async", "ib_insync"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+            logging.getLogger(name).addFilter(RoutineIbErrors())
+
+
+class RoutineIbErrors(logging.Filter):
+    """The library logs every IB error code at ERROR, routine ones too: a cancelled
+    order (202), a market closed inside a long range (162 "no data"). The connector
+    handles and reports those itself."""
+
+    ROUTINE = re.compile(r"Error (202|2104|2106|2158|10167)\b|HMDS query returned no data")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.ROUTINE.search(record.getMessage())
 
 
 def config_error(program: str, error: Exception) -> int:

@@ -26,11 +26,11 @@ def supervisord_conf() -> Path:
 
 
 def prepare_home(home: Path) -> None:
+    """The home's directories, owner-only (logs name the account and the orders)."""
     home.mkdir(parents=True, exist_ok=True)
-    (home / "run").mkdir(exist_ok=True, mode=0o700)
-    os.chmod(home / "run", 0o700)
-    (home / "log").mkdir(exist_ok=True)
-    (home / "data").mkdir(exist_ok=True)
+    for sub in ("run", "log", "data"):
+        (home / sub).mkdir(exist_ok=True, mode=0o700)
+        os.chmod(home / sub, 0o700)
 
 
 def tree_env(home: Path, python: str = sys.executable) -> dict[str, str]:

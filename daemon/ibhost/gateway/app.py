@@ -35,6 +35,7 @@ from .routes import ROUTES
 
 log = logging.getLogger("ibhost.gateway")
 FAMILIES_KEY = web.AppKey("families", dict)
+HOSTS_KEY: web.AppKey[set[str] | None] = web.AppKey("hosts")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -77,6 +78,25 @@ def _family(request: web.Request) -> str:
     if resource is None:
         return "ibhost"
     return request.app[FAMILIES_KEY].get((request.method, str(resource.canonical)), "ibhost")
+
+
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "host.docker.internal"}
+
+
+@web.middleware
+async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A gateway on a loopback address answers only to loopback names (and the
+    configured ``gateway.allowed_hosts``): a web page that rebinds its own name to
+    127.0.0.1 gets 421, not the account (DNS rebinding)."""
+    allowed: set[str] | None = request.app[HOSTS_KEY]
+    if allowed is not None:
+        host = (request.host or "").rsplit(":", 1)[0] if not (request.host or "").startswith(
+            "[") else (request.host or "")[1:].split("]", 1)[0]
+        if host.lower() not in allowed:
+            return web.json_response({"error": {
+                "code": "misdirected", "message": f"Host {host!r} is not a name of this "
+                "gateway (add it to gateway.allowed_hosts)", "field": "Host"}}, status=421)
+    return await handler(request)
 
 
 @web.middleware
@@ -129,7 +149,13 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 
 
 def init_app(cfg: Config) -> web.Application:
-    app = web.Application(middlewares=[observe], client_max_size=cfg.gateway.max_body)
+    app = web.Application(middlewares=[observe, check_host],
+                          client_max_size=cfg.gateway.max_body)
+    from .main import is_loopback
+
+    app[HOSTS_KEY] = ({*LOOPBACK_NAMES, cfg.gateway.host.lower(),
+                       *(h.lower() for h in cfg.gateway.allowed_hosts)}
+                      if is_loopback(cfg.gateway.host) else None)
     app[CONFIG_KEY] = cfg
     app[STARTED_KEY] = time.monotonic()
     app[AUTH_KEY] = Authenticator(load_keys(cfg), cfg.gateway.reads_need_key)

@@ -34,7 +34,8 @@ ERROR = {
     "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
         "code": {"type": "string", "enum": [
             "bad_request", "unauthorized", "forbidden", "not_found", "ambiguous", "conflict",
-            "payload_too_large", "pacing", "subscription_required", "competing_session",
+            "payload_too_large", "misdirected", "pacing", "subscription_required",
+            "competing_session",
             "rejected", "no_data", "unavailable", "timeout", "internal"]},
         "message": {"type": "string"}, "field": {"type": "string"},
         "ib_code": {"type": "integer"}, "guard": {"type": "string"}}}},
