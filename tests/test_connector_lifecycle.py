@@ -67,7 +67,10 @@ async def test_client_id_clash_moves_to_next_id(sim: Simulator, tmp_path: Path) 
     squatter = IB()
     await squatter.connectAsync("127.0.0.1", sim.port, clientId=1)
     try:
-        async with running_connector(tmp_path, sim) as (con, client):
+        t0 = time.monotonic()
+        # a 326 moves on at once, not after the 3 s connect timeout (nor IB's 10 s)
+        async with running_connector(tmp_path, sim, ib__connect_timeout=10) as (con, client):
+            assert time.monotonic() - t0 < 3.0
             h = await client.request("GET", "/health")
             assert h["clientId"] == 2
             assert con.session.diag.clientIdClashes == 1

@@ -108,6 +108,7 @@ class Session:
         self._next_id = self.ibcfg.client_id_start
         self._stopping = False
         self._wake = asyncio.Event()  # reconnect requested or stopping
+        self._clashed = asyncio.Event()  # a 326 arrived during this connect
         self._reconnect_reason: str | None = None
         self._disconnected = asyncio.Event()
         self._clash = False
@@ -278,14 +279,28 @@ class Session:
         return False, False
 
     async def _connect(self, cid: int) -> None:
+        """Connect and sync; a 326 (client id in use) ends the attempt at once instead
+        of waiting out the connect timeout (IB closes the socket after it anyway)."""
         self._disconnected.clear()
+        self._clashed.clear()
         kwargs = self.backend.connect_kwargs(self.ib)
-        await asyncio.wait_for(
+        connect = asyncio.ensure_future(asyncio.wait_for(
             self.ib.connectAsync(self.ibcfg.host, self.ibcfg.port, clientId=cid,
                                  timeout=self.ibcfg.connect_timeout,
                                  account=self.ibcfg.account, **kwargs),
             self.ibcfg.connect_timeout * 3,
-        )
+        ))
+        clash = asyncio.ensure_future(self._clashed.wait())
+        try:
+            await asyncio.wait({connect, clash}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            clash.cancel()
+        if not connect.done():
+            connect.cancel()
+            with contextlib.suppress(BaseException):
+                await connect
+            raise ConnectionError(f"client id {cid} is in use (326)")
+        await connect
 
     async def _serve(self) -> str:
         """Hold the connection until it drops or a reconnect is asked for."""
@@ -383,6 +398,7 @@ class Session:
             hook(code)
         if code == 326:
             self._clash = True
+            self._clashed.set()
         elif code == 1100:
             self._degraded.add("ib_connectivity_lost (1100)")
         elif code in (1101, 1102):
