@@ -229,7 +229,11 @@ async def test_health_within_1s_while_the_connector_is_stopped(
                 break
             await asyncio.sleep(0.2)
         os.kill(proc.pid, signal.SIGSTOP)
+        stopped = time.monotonic()
         try:
+            while (await (await gw.get("/v1/health")).json())["status"] != "busy":
+                assert time.monotonic() - stopped < 1.4, "not busy within a second"
+                await asyncio.sleep(0.02)
             for query in ("/v1/health?connect=true", "/v1/health"):
                 deadline = time.monotonic() + 6
                 while True:

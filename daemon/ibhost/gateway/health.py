@@ -18,21 +18,24 @@ from ..ipc import IpcError, UnixClient
 
 log = logging.getLogger("ibhost.gateway.health")
 STALE_AFTER = 3.0
+BUSY_AFTER = 0.5  # a poll unanswered this long reads as busy (polls every 0.5 s: <= 1 s)
 
 
 class HealthWatcher:
-    def __init__(self, client: UnixClient, timeout: float, interval: float = 1.0) -> None:
+    def __init__(self, client: UnixClient, timeout: float, interval: float = 0.5) -> None:
         self.client = client
         self.timeout = timeout
         self.interval = interval
         self.last: dict[str, Any] = {"status": "down", "reason": "not checked yet",
                                      "connector": None, "checkedAt": None}
         self._checked_mono = 0.0
+        self._inflight_since: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def check(self) -> dict[str, Any]:
         """Ask the connector now (bounded by the timeout) and remember the answer."""
         now = time.time()
+        self._inflight_since = time.monotonic()
         try:
             h = await asyncio.wait_for(
                 self.client.request("GET", "/health", read_timeout=self.timeout), self.timeout)
@@ -49,12 +52,20 @@ class HealthWatcher:
         except IbhostError as e:
             result = {"status": "down", "reason": e.message, "connector": None}
         result["checkedAt"] = now
+        self._inflight_since = None
         self.last = result
         self._checked_mono = time.monotonic()
         return result
 
     def cached(self) -> dict[str, Any]:
-        age = time.monotonic() - self._checked_mono
+        mono = time.monotonic()
+        if self._inflight_since is not None and \
+                mono - self._inflight_since > min(self.timeout, BUSY_AFTER):
+            # the poll under way has had no answer yet: say so now, not at its timeout
+            return {**self.last, "status": "busy", "reason": "the connector has not "
+                    f"answered for {mono - self._inflight_since:.1f}s (stopped or "
+                    "overloaded)", "connector": None}
+        age = mono - self._checked_mono
         if self._checked_mono and age > STALE_AFTER + self.timeout:
             return {**self.last, "status": "busy",
                     "reason": f"no answer from the connector for {age:.0f}s"}
