@@ -61,7 +61,7 @@ class _Item:
     priority: int
     seq: int
     key: PaceKey | None = field(compare=False)
-    granted: asyncio.Future[None] = field(compare=False)
+    granted: asyncio.Future[float] = field(compare=False)
     enqueued: float = field(compare=False, default=0.0)
     held_by: str = field(compare=False, default="")
     job: str = field(compare=False, default="")
@@ -194,8 +194,12 @@ class Scheduler:
             self._inflight[key.identical] = shared
         windowed = key is not None and not key.hard
         try:
-            await self._acquire(key, priority, job, small)
+            granted_at = await self._acquire(key, priority, job, small)
             t0 = self.clock()
+            if key is not None and key.hard and t0 > granted_at:
+                # count the request from when it really leaves, not from its grant: a
+                # busy event loop must not make two sends closer than the rules allow
+                self._restamp(key, granted_at, t0)
             try:
                 result = await fn()
             except IbhostError as e:
@@ -242,7 +246,8 @@ class Scheduler:
         self._wake.set()
 
     async def _acquire(self, key: PaceKey | None, priority: int, job: str,
-                       small: bool) -> None:
+                       small: bool) -> float:
+        """Wait for the grant; return when it was granted (the dispatcher's clock)."""
         if len(self._pending) >= self.cfg.queue_max:
             raise IbhostError("pacing", f"pacing queue full ({self.cfg.queue_max} waiting)")
         loop = asyncio.get_running_loop()
@@ -253,7 +258,7 @@ class Scheduler:
             self._task = loop.create_task(self._dispatch())
         self._wake.set()
         try:
-            await item.granted
+            return await item.granted
         except asyncio.CancelledError:
             if item in self._pending:
                 self._pending.remove(item)
@@ -300,7 +305,7 @@ class Scheduler:
                 self.stats.waits.append(waited)
                 if self.on_grant is not None:
                     self.on_grant(waited)
-                chosen.granted.set_result(None)
+                chosen.granted.set_result(now)
                 continue
             self._wake.clear()
             try:
@@ -370,6 +375,20 @@ class Scheduler:
         self._burst.setdefault(key.contract, deque()).append(now)
         self._window.append((now, key.weight))
         self._save(now)
+
+    def _restamp(self, key: PaceKey, granted_at: float, sent_at: float) -> None:
+        if self._sent_identical.get(key.identical) == granted_at:
+            self._sent_identical[key.identical] = sent_at
+        burst = self._burst.get(key.contract)
+        if burst:
+            for i in range(len(burst) - 1, -1, -1):
+                if burst[i] == granted_at:
+                    burst[i] = sent_at
+                    break
+        for i in range(len(self._window) - 1, -1, -1):
+            if self._window[i] == (granted_at, key.weight):
+                self._window[i] = (sent_at, key.weight)
+                break
 
     # --- memory across restarts --------------------------------------------------------
 
