@@ -33,8 +33,9 @@ from ..validate import (
 from .contracts import parse_spec
 from .metrics import ConnectorMetrics, route_label
 from .pacing import PRIORITIES, Scheduler
-from .service import DEADLINE, Service
+from .service import Service
 from .session import Session, State
+from .values import DEADLINE
 
 log = logging.getLogger("ibhost.connector.api")
 

@@ -22,6 +22,7 @@ from .. import ibrules
 from ..errors import IbhostError, bad_request
 from .contracts import ContractSpec
 from .pacing import INTERACTIVE, PaceKey
+from .values import _num, _utc, time_left
 
 if TYPE_CHECKING:
     from .service import Service
@@ -161,8 +162,6 @@ class HistoricalRequests:
     async def _once(self, c: Any, end: str, duration: str, bar_size: str, what: str,
                     use_rth: bool, priority: int, *, chunked: bool, job: str = "",
                     small: bool = True) -> list[dict[str, Any]]:
-        from .service import _num, _utc, time_left
-
         svc = self.svc
         bar = ibrules.bar_seconds(bar_size) or 0
         key = PaceKey(("hist", c.conId, c.exchange, end, duration, bar_size, what, use_rth),
