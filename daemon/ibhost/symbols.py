@@ -4,9 +4,10 @@ currency pair is CASH on IDEALPRO, else a US stock on SMART, else a CME future
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .errors import bad_request
+from .errors import IbhostError, bad_request
 
 CURRENCIES = {"USD", "EUR", "GBP", "JPY", "CHF", "AUD", "CAD", "NZD", "SEK", "NOK", "DKK",
               "HKD", "SGD", "CNH", "MXN", "ZAR", "PLN", "CZK", "HUF", "ILS", "TRY"}
@@ -63,3 +64,27 @@ def front(cands: list[dict[str, Any]]) -> dict[str, Any]:
     """The nearest expiry among several futures (KTRDR's CME lookup takes the first)."""
     dated = [c for c in cands if c.get("lastTradeDateOrContractMonth")]
     return min(dated, key=lambda c: c["lastTradeDateOrContractMonth"]) if dated else cands[0]
+
+
+async def resolve(symbol: str, instrument_type: str | None,
+                  validate: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+                  ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The first candidate IB knows, as (its contract details, a spec that addresses
+    exactly it); None when IB knows none. ``validate`` asks the connector's
+    /validate; an ambiguous future resolves to the nearest expiry, another
+    ambiguous contract to IB's first."""
+    for spec in candidates(symbol, instrument_type):
+        try:
+            details = await validate(spec)
+        except IbhostError as e:
+            if e.code == "not_found":
+                continue
+            if e.code != "ambiguous" or not e.extra.get("candidates"):
+                raise
+            details = (front(e.extra["candidates"]) if spec["secType"] == "FUT"
+                       else e.extra["candidates"][0])
+        exact = {"conId": details["conId"], "secType": details["secType"],
+                 "exchange": spec["exchange"] or details["exchange"],
+                 "currency": details["currency"]}
+        return details, exact
+    return None

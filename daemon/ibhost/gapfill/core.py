@@ -28,7 +28,7 @@ from ..config import Config
 from ..errors import IbhostError
 from ..files import atomic_write
 from ..ipc import IpcError, UnixClient
-from ..symbols import candidates, front
+from ..symbols import resolve
 from . import store
 from .metrics import GapfillMetrics
 
@@ -174,20 +174,15 @@ class GapFiller:
         hit = self.state.contracts.get(symbol)
         if hit is not None:
             return hit
-        for spec in candidates(symbol, None):
-            try:
-                d = await self.connector.request("POST", "/validate", json_body=spec)
-            except IbhostError as e:
-                if e.code == "not_found":
-                    continue
-                if e.code != "ambiguous" or not e.extra.get("candidates"):
-                    raise
-                d = (front(e.extra["candidates"]) if spec["secType"] == "FUT"
-                     else e.extra["candidates"][0])
-            found = {"spec": {"conId": d["conId"], "secType": d["secType"],
-                              "exchange": spec["exchange"] or d["exchange"],
-                              "currency": d["currency"]},
-                     "kind": KINDS.get(d["secType"], "equity"),
+        async def validate(spec: dict[str, Any]) -> dict[str, Any]:
+            d: dict[str, Any] = await self.connector.request("POST", "/validate",
+                                                             json_body=spec)
+            return d
+
+        resolved = await resolve(symbol, None, validate)
+        if resolved is not None:
+            d, exact = resolved
+            found = {"spec": exact, "kind": KINDS.get(d["secType"], "equity"),
                      "whatToShow": "BID" if d["secType"] == "CASH" else "TRADES"}
             self.state.contracts[symbol] = found
             return found

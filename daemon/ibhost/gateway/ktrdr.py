@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import IbhostError, bad_request
-from ..symbols import CURRENCIES, INSTRUMENT_TYPES, candidates, forex_pair, front, normalize
+from ..symbols import CURRENCIES, INSTRUMENT_TYPES, forex_pair, normalize, resolve
 from ..validate import json_body, opt_datetime, opt_str, req_str
 from .common import TIMEFRAMES, Route, auth, connector
 from .keys import CONFIG_KEY
@@ -75,20 +75,13 @@ async def classify(request: web.Request, symbol: str,
     hit = known.get(key)
     if hit is not None and time.time() - hit.at < CACHE_SECONDS:
         return hit
-    for spec in candidates(symbol, instrument_type):
-        try:
-            details = await connector(request, "POST", "/validate", body=spec)
-        except IbhostError as e:
-            if e.code == "not_found":
-                continue
-            if e.code != "ambiguous" or not e.extra.get("candidates"):
-                raise
-            details = (front(e.extra["candidates"]) if spec["secType"] == "FUT"
-                       else e.extra["candidates"][0])
-        exact = {"conId": details["conId"], "secType": details["secType"],
-                 "exchange": spec["exchange"] or details["exchange"],
-                 "currency": details["currency"]}
-        found = Known(details, exact, time.time())
+    async def validate(spec: dict[str, Any]) -> dict[str, Any]:
+        d: dict[str, Any] = await connector(request, "POST", "/validate", body=spec)
+        return d
+
+    resolved = await resolve(symbol, instrument_type, validate)
+    if resolved is not None:
+        found = Known(resolved[0], resolved[1], time.time())
         known[key] = found
         return found
     raise NotFound(symbol)
