@@ -19,14 +19,13 @@ import time
 from typing import Any
 
 from .. import config as config_mod
-from .. import ibrules
 from ..config import Config
 from ..connector.main import add_config_args, config_from_args
 from ..errors import IbhostError
 from ..ipc import IpcError, UnixClient
 from ..proc import setup_logging
 from . import store
-from .core import GapFiller, expected_bars, runs
+from .core import GapFiller, expected_bars, history_body, runs
 
 log = logging.getLogger("ibhost.backfill")
 BATCH = 20_000  # bars per atomic write
@@ -110,10 +109,7 @@ async def backfill(cfg: Config, symbol: str, tf: str, since: int, until: int, rt
     written = 0
     for a, b in runs(missing, expected):
         lines = connector.lines("POST", "/historical", json_body={
-            **c["spec"], "barSize": ibrules.TIMEFRAMES[tf], "whatToShow": c["whatToShow"],
-            "useRTH": rth, "priority": "background", "stream": True,
-            "start": dt.datetime.fromtimestamp(a, dt.UTC).isoformat(),
-            "end": dt.datetime.fromtimestamp(b + bar, dt.UTC).isoformat()})
+            **history_body(c, tf, rth, a, b + bar), "stream": True})
         got: dict[int, dict[str, Any]] = {}
         seen: set[int] = set()
         try:

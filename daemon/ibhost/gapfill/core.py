@@ -102,6 +102,15 @@ def expected_bars(kind: str, since: int, now: int, bar: int, rth: bool) -> list[
     return out
 
 
+def history_body(c: dict[str, Any], tf: str, rth: bool, start: int,
+                 end: int) -> dict[str, Any]:
+    """The connector request for a file's bars in [start, end), at background priority."""
+    return {**c["spec"], "barSize": ibrules.TIMEFRAMES[tf], "whatToShow": c["whatToShow"],
+            "useRTH": rth, "priority": "background",
+            "start": dt.datetime.fromtimestamp(start, dt.UTC).isoformat(),
+            "end": dt.datetime.fromtimestamp(end, dt.UTC).isoformat()}
+
+
 def runs(stamps: list[int], expected: list[int]) -> list[tuple[int, int]]:
     """Group missing stamps into ranges of consecutive expected bars."""
     index = {t: i for i, t in enumerate(expected)}
@@ -283,11 +292,8 @@ class GapFiller:
 
     async def _fetch(self, c: dict[str, Any], tf: str, rth: bool, start: int,
                      end: int) -> dict[int, dict[str, Any]]:
-        r = await self.connector.request("POST", "/historical", json_body={
-            **c["spec"], "barSize": ibrules.TIMEFRAMES[tf], "whatToShow": c["whatToShow"],
-            "useRTH": rth, "priority": "background",
-            "start": dt.datetime.fromtimestamp(start, dt.UTC).isoformat(),
-            "end": dt.datetime.fromtimestamp(end, dt.UTC).isoformat()})
+        r = await self.connector.request("POST", "/historical",
+                                         json_body=history_body(c, tf, rth, start, end))
         return {int(dt.datetime.fromisoformat(b["timestamp"]).timestamp()): b
                 for b in r["bars"]}
 

@@ -14,7 +14,7 @@ from ..config import Config
 from ..errors import IbhostError, code_for_http_status
 from ..ipc import IpcError, UnixClient
 from . import openapi
-from .auth import Authenticator, load_keys
+from .auth import Authenticator, is_loopback, load_keys
 from .common import as_error
 from .health import HealthWatcher
 from .idempotency import IdempotencyStore
@@ -151,8 +151,6 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 def init_app(cfg: Config) -> web.Application:
     app = web.Application(middlewares=[observe, check_host],
                           client_max_size=cfg.gateway.max_body)
-    from .main import is_loopback
-
     app[HOSTS_KEY] = ({*LOOPBACK_NAMES, cfg.gateway.host.lower(),
                        *(h.lower() for h in cfg.gateway.allowed_hosts)}
                       if is_loopback(cfg.gateway.host) else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from pathlib import Path
 
 from ..config import Config
@@ -58,3 +59,12 @@ class Authenticator:
             raise IbhostError("unauthorized", f"missing {HEADER} header", field=HEADER)
         if not self._valid(given):
             raise IbhostError("forbidden", f"invalid {HEADER}", field=HEADER)
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

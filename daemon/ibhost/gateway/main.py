@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import sys
 from typing import Any
@@ -17,18 +16,9 @@ from ..config import Config
 from ..connector.main import add_config_args, config_from_args
 from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
 from .app import init_app
-from .auth import load_keys
+from .auth import is_loopback, load_keys
 
 log = logging.getLogger("ibhost.gateway")
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost",):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(cfg: Config) -> None:
