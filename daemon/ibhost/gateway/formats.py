@@ -24,7 +24,6 @@ log = logging.getLogger("ibhost.gateway.formats")
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "wap", "count")
 FORMATS = ("json", "records", "csv")
 STREAM_OVER = 5000  # bars
-CHUNK = 2000
 
 
 def choose_format(request: web.Request) -> str:
@@ -49,15 +48,12 @@ def _csv_rows(bars: list[dict[str, Any]]) -> str:
                    for b in bars)
 
 
-async def respond(request: web.Request, result: dict[str, Any], fmt: str) -> web.StreamResponse:
-    """A whole answer (columnar JSON; records and CSV go through ``stream``)."""
+async def respond(request: web.Request, result: dict[str, Any]) -> web.StreamResponse:
+    """A whole columnar answer (records and CSV go through ``stream``)."""
     bars: list[dict[str, Any]] = result["bars"]
     head = _head(result)
-    if fmt == "records":
-        head["bars"] = bars
-    else:
-        head["columns"] = list(COLUMNS)
-        head["data"] = {c: [b.get(c) for b in bars] for c in COLUMNS}
+    head["columns"] = list(COLUMNS)
+    head["data"] = {c: [b.get(c) for b in bars] for c in COLUMNS}
     if len(bars) <= STREAM_OVER:
         return web.json_response(head)
     # a large document is written in pieces

@@ -114,7 +114,7 @@ async def historical(request: web.Request) -> web.StreamResponse:
             fwd[k] = body[k]
     if fmt == "json":  # columnar: every bar is needed before the first column closes
         result = await connector(request, "POST", "/historical", body=fwd)
-        return await formats.respond(request, result, fmt)
+        return await formats.respond(request, result)
     lines = connector_lines(request, "/historical", {**fwd, "stream": True})
     try:
         head = await anext(lines)  # errors before the first byte are ordinary answers
