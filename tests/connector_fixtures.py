@@ -24,7 +24,7 @@ FAST = {
     "ib.probe_interval": 0.2,
     "ib.client_id_retry_delay": 0.2,
     "ib.heartbeat_interval": 0.3,
-    "ib.heartbeat_timeout": 0.3,
+    "ib.heartbeat_timeout": 1.0,
     "ib.request_timeout": 10,
 }
 

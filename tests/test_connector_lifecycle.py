@@ -63,6 +63,77 @@ async def test_frozen_gateway_reconnects_after_heartbeat_misses(sim: Simulator,
         await con.session.wait_state(State.READY, timeout=10)
 
 
+# the production heartbeat: a probe every 10 s, 5 s to answer, a stall after 2 s
+PRODUCTION_HEARTBEAT = dict(ib__heartbeat_interval=10.0, ib__heartbeat_timeout=5.0,
+                            ib__heartbeat_misses=2, ib__stall_after=2.0,
+                            ib__request_timeout=60)
+
+
+async def test_half_open_with_a_request_outstanding_detected_within_10s(
+        sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim, **PRODUCTION_HEARTBEAT) as (con, client):
+        sim.freeze()
+        t0 = time.monotonic()
+        try:
+            await client.request("POST", "/validate", json_body={"symbol": "MSFT"})
+            raise AssertionError("a frozen gateway answered")
+        except IbhostError as e:
+            took = time.monotonic() - t0
+            # the request fails at once with the drop, not after its 60 s timeout
+            assert e.code == "unavailable" and "connection lost" in e.message, e
+        assert took < 10.0, took
+        assert con.session.state in (State.DOWN, State.CONNECTING)
+        reason = con.session.diag.lastDisconnectReason or ""
+        assert reason.startswith("heartbeat") and "outstanding" in reason, reason
+        sim.thaw()
+        await con.session.wait_state(State.READY, timeout=15)
+        assert (await client.request("POST", "/validate", json_body={"symbol": "MSFT"}))
+
+
+async def test_slow_but_live_gateway_is_not_taken_for_half_open(
+        sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim, **PRODUCTION_HEARTBEAT) as (con, client):
+        changes: list[str] = []
+        con.session.listeners.append(lambda old, new, why: changes.append(new.value))
+        sim.slow(3000)
+        try:
+            # requests outstanding for 3 s and more at a time, for longer than a stall
+            # plus a probe's timeout
+            t0 = time.monotonic()
+            answered = 0
+            while time.monotonic() - t0 < 13:
+                got = await asyncio.gather(*(client.request(
+                    "POST", "/validate", json_body={"symbol": s})
+                    for s in ("AAPL", "MSFT")))
+                answered += len(got)
+        finally:
+            sim.slow(0)
+        assert answered >= 4
+        assert changes == [] and con.session.state == State.READY
+        assert con.session.diag.heartbeatFailures == 0
+
+
+async def test_requests_in_flight_end_at_once_when_the_connection_is_dropped(
+        sim: Simulator, tmp_path: Path) -> None:
+    async with running_connector(tmp_path, sim, **PRODUCTION_HEARTBEAT) as (con, client):
+        sim.slow(8000)
+        try:
+            pending = asyncio.ensure_future(client.request(
+                "POST", "/validate", json_body={"symbol": "AAPL"}))
+            await asyncio.sleep(0.5)
+            t0 = time.monotonic()
+            await client.request("POST", "/reconnect", json_body={})
+            try:
+                await pending
+                raise AssertionError("answered across a reconnect")
+            except IbhostError as e:
+                assert e.code == "unavailable" and "connection lost" in e.message, e
+            assert time.monotonic() - t0 < 1.0
+        finally:
+            sim.slow(0)
+        await con.session.wait_state(State.READY, timeout=15)
+
+
 async def test_client_id_clash_moves_to_next_id(sim: Simulator, tmp_path: Path) -> None:
     squatter = IB()
     await squatter.connectAsync("127.0.0.1", sim.port, clientId=1)

@@ -115,6 +115,8 @@ class IBConfig:
     heartbeat_interval: float = 10.0
     heartbeat_timeout: float = 5.0
     heartbeat_misses: int = 2
+    # a request outstanding with nothing received for this long: probe at once
+    stall_after: float = 2.0
     request_timeout: float = 60.0
     account: str = ""
 
@@ -235,6 +237,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "backoff": _floats, "backoff_jitter": _non_negative(float),
         "probe_interval": _positive(float), "heartbeat_interval": _positive(float),
         "heartbeat_timeout": _positive(float), "heartbeat_misses": _positive(int),
+        "stall_after": _positive(float),
         "request_timeout": _positive(float), "account": str,
     },
     "pacing": {

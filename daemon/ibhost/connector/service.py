@@ -8,6 +8,7 @@ catalogue. Historical ranges longer than one IB request are chunked and stitched
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -69,7 +70,7 @@ class Service:
         async def guarded() -> T:
             self.session.require_ready()
             try:
-                return await asyncio.wait_for(fn(), limit)
+                return await asyncio.wait_for(self._unless_lost(fn()), limit)
             except TimeoutError:
                 raise IbhostError("timeout", f"{what}: IB did not answer within "
                                              f"{limit:g}s") from None
@@ -80,6 +81,26 @@ class Service:
 
         return await self.scheduler.run(guarded, key=key, priority=priority, job=job,
                                         small=small)
+
+    async def _unless_lost(self, aw: Awaitable[T]) -> T:
+        """``aw``, or ConnectionError as soon as the connection it went out on is lost."""
+        session = self.session
+        lost = session.lost
+        task = asyncio.ensure_future(aw)
+        session.in_flight += 1
+        try:
+            if lost is None:
+                return await task
+            await asyncio.wait((task, lost), return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                raise ConnectionError(str(lost.exception() or "connection lost"))
+            return task.result()
+        finally:
+            session.in_flight -= 1
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
 
     # --- contracts ---------------------------------------------------------------------
 

@@ -119,6 +119,13 @@ class Session:
         self.ib.errorEvent += self._on_error
         self.ib.disconnectedEvent += self._on_disconnected
         self.ib.client.apiStart += self._on_api_start
+        self.ib.client.conn.hasData += self._on_data
+        self._last_rx = time.monotonic()  # last bytes from IB
+        self._rx = asyncio.Event()  # set whenever bytes arrive (for the probe)
+        self.in_flight = 0  # requests of ours waiting on IB (besides the library's)
+        # fails (with the reason) when the connection in use is lost, so requests in
+        # flight end at once instead of waiting out their timeout
+        self.lost: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     # --- public ------------------------------------------------------------------------
@@ -150,6 +157,7 @@ class Session:
         if self.ib.isConnected():
             self.ib.disconnect()
         self._set_state(State.DOWN, "stopped")
+        self._lose("connector stopping")
 
     def request_reconnect(self, reason: str) -> None:
         """Drop the connection (if any) and connect again now, skipping any backoff."""
@@ -263,6 +271,7 @@ class Session:
                 self._set_state(State.DOWN, "connection lost while settling")
                 return False, False
             self.diag.clientId = cid
+            self.lost = asyncio.get_running_loop().create_future()
             self.diag.serverVersion = self.ib.client.serverVersion()
             self.diag.accounts = list(self.ib.managedAccounts())
             self.diag.connectedSince = self.wall()
@@ -326,26 +335,70 @@ class Session:
         if self.ib.isConnected():
             self.ib.disconnect()
         self._set_state(State.DOWN, reason)
+        self._lose(reason)
+
+    def _lose(self, reason: str) -> None:
+        """End every request waiting on the lost connection. The library only fails
+        its own pending requests when the peer closes; after our own disconnect
+        they would wait out their timeout."""
+        lost, self.lost = self.lost, None
+        if lost is not None and not lost.done():
+            lost.set_exception(ConnectionError(reason))
+            lost.exception()  # retrieved: waiters re-raise it
+
+    def outstanding(self) -> bool:
+        """Is anything waiting on an answer from IB?"""
+        return self.in_flight > 0 or bool(getattr(self.ib.wrapper, "_futures", None))
 
     async def _heartbeat(self) -> None:
+        """Probe with reqCurrentTime every ``heartbeat_interval``, and at once when a
+        request has been outstanding ``stall_after`` seconds with nothing received.
+        A probe is answered by any bytes from IB within ``heartbeat_timeout`` (a
+        slow gateway still sends; a half-open socket sends nothing). One failed
+        probe of a stall, or ``heartbeat_misses`` idle ones in a row, is half-open."""
         misses = 0
         cfg = self.ibcfg
+        loop = asyncio.get_running_loop()
+        last_probe = loop.time()
+        tick = min(0.25, cfg.stall_after / 4, cfg.heartbeat_interval)
         while True:
-            await asyncio.sleep(cfg.heartbeat_interval)
-            try:
-                await asyncio.wait_for(self.ib.reqCurrentTimeAsync(), cfg.heartbeat_timeout)
+            await asyncio.sleep(tick)
+            now = loop.time()
+            stalled = time.monotonic() - self._last_rx >= cfg.stall_after and \
+                self.outstanding()
+            if not stalled and now - last_probe < cfg.heartbeat_interval:
+                continue
+            last_probe = now
+            if await self._alive(cfg.heartbeat_timeout):
                 misses = 0
                 self.diag.lastHeartbeatAt = self.wall()
                 self.diag.lastHeartbeatError = None
-            except (TimeoutError, ConnectionError) as e:
-                misses += 1
-                self.diag.heartbeatFailures += 1
-                self.diag.lastHeartbeatError = f"{type(e).__name__} ({misses} in a row)"
-                log.warning("heartbeat missed (%s in a row)", misses)
-                if misses >= cfg.heartbeat_misses:
-                    self.request_reconnect(f"heartbeat: {misses} missed in a row "
-                                           "(half-open socket)")
-                    return
+                continue
+            misses += 1
+            self.diag.heartbeatFailures += 1
+            why = "requests outstanding, nothing received" if stalled else "idle probe"
+            self.diag.lastHeartbeatError = f"no answer in {cfg.heartbeat_timeout:g}s " \
+                                           f"({why}; {misses} in a row)"
+            log.warning("heartbeat missed: %s", self.diag.lastHeartbeatError)
+            if stalled or misses >= cfg.heartbeat_misses:
+                self.request_reconnect(
+                    f"heartbeat: no answer from IB in {cfg.heartbeat_timeout:g}s "
+                    + ("with requests outstanding" if stalled else f"x{misses}")
+                    + " (half-open socket)")
+                return
+
+    async def _alive(self, timeout: float) -> bool:
+        """Send reqCurrentTime; true when any bytes arrive within ``timeout``."""
+        sent = time.monotonic()
+        self._rx.clear()
+        try:
+            self.ib.client.reqCurrentTime()
+        except ConnectionError:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._rx.wait(), timeout)
+        await asyncio.sleep(0)  # a busy loop: read what is already waiting first
+        return self._last_rx >= sent
 
     async def _wait_backoff(self, delay: float, port_closed: bool) -> None:
         """Wait out the backoff; a TCP probe ends it early when a closed port opens."""
@@ -384,6 +437,10 @@ class Session:
     def _on_api_start(self) -> None:
         self._set_state(State.SYNCHRONIZING, "handshake done; synchronizing positions, "
                                              "orders, account and executions")
+
+    def _on_data(self, _data: bytes) -> None:
+        self._last_rx = time.monotonic()
+        self._rx.set()
 
     def _on_disconnected(self) -> None:
         self._disconnected.set()
