@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -21,14 +23,18 @@ from typing import Any
 import aiohttp
 
 from .proc import stop_signals, wait_for_stop_signal
-from .tree import prepare_home, start_supervisord, stop_supervisord, supervisord_conf
+from .config import ConfigError
+from .tree import check_home, prepare_home, start_supervisord, stop_supervisord, supervisord_conf
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="run the whole tree against the simulator")
-    p.add_argument("--home", default=None, help="home to create (default: a new temp dir)")
+    p.add_argument("--home", default=None,
+                   help="home to create (default: a new temp dir, removed at the end)")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the temporary home (logs, config with the API key) at the end")
     p.add_argument("--http-port", type=int, default=5001,
-                   help="gateway port (5001; a free one if taken)")
+                   help="gateway port (5001; a free one if taken, and it says so)")
     p.add_argument("--sim-port", type=int, default=0, help="simulator port (free one)")
     p.add_argument("--start-time", default=None,
                    help="simulated clock start, e.g. 2025-11-20T15:00 (default: now)")
@@ -38,14 +44,42 @@ def add_parser(sub: Any) -> None:
 
 
 def _free_port(preferred: int) -> int:
+    """``preferred`` if it can be listened on, else a free port. SO_REUSEADDR as the
+    gateway binds: a port left in TIME_WAIT by an earlier run is free to it."""
     for port in (preferred, 0):
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return int(s.getsockname()[1])
     raise OSError("no free port")
+
+
+class Output:
+    """stdout that may go away (``ibhost demo | head -1``): then the demo stops
+    everything it started instead of dying on the broken pipe and leaving the
+    simulator and the tree running."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.stop = stop
+        self.closed = False
+
+    def say(self, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:
+            self.closed = True
+            # later writes and the flush at exit go nowhere rather than failing again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            print("ibhost demo: standard output closed; stopping everything it started",
+                  file=sys.stderr, flush=True)
+            self.stop.set()
 
 
 def write_config(home: Path, sim_port: int, http_port: int, api_key: str) -> None:
@@ -59,9 +93,27 @@ def write_config(home: Path, sim_port: int, http_port: int, api_key: str) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
+    temp = not args.home
     home = Path(args.home).expanduser().absolute() if args.home else Path(
         tempfile.mkdtemp(prefix="ibhost-demo-"))
-    return asyncio.run(_demo(args, home))
+    try:
+        check_home(home)
+        return asyncio.run(_demo(args, home))
+    except ConfigError as e:
+        print(f"ibhost demo: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if temp and not args.keep:
+            # it holds the demo's API key; nothing in it outlives the demo
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _log_tails(home: Path, lines: int = 15) -> None:
+    for f in sorted((home / "log").glob("*.log")):
+        tail = f.read_text(errors="replace").splitlines()[-lines:]
+        if tail:
+            print(f"--- {f.name} (last {len(tail)} lines)", file=sys.stderr)
+            print("\n".join(tail), file=sys.stderr)
 
 
 async def _wait_ready(url: str, timeout: float, procs: list[asyncio.subprocess.Process],
@@ -82,10 +134,13 @@ async def _wait_ready(url: str, timeout: float, procs: list[asyncio.subprocess.P
 
 async def _demo(args: argparse.Namespace, home: Path) -> int:
     stop = stop_signals()  # before announcing readiness
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, stop.set)
+    out = Output(stop)
     prepare_home(home)
     conf = supervisord_conf()
     sim_port = _free_port(args.sim_port) if args.sim_port else _free_port(0)
     http_port = _free_port(args.http_port)
+    moved = http_port != args.http_port
     api_key = secrets.token_urlsafe(24)
     write_config(home, sim_port, http_port, api_key)
     sim_sock = home / "run" / "sim.sock"
@@ -98,20 +153,27 @@ async def _demo(args: argparse.Namespace, home: Path) -> int:
                                                start_new_session=True)
     sup = await start_supervisord(home, conf=conf)
     url = f"http://127.0.0.1:{http_port}"
-    print(f"ibhost demo: home {home}", flush=True)
-    print("starting the simulator and the supervised tree (connector, watchdog, gateway)...",
-          flush=True)
+    out.say(f"ibhost demo: home {home}" + ("" if args.home or args.keep
+                                             else " (removed at the end; --keep keeps it)"))
+    if moved:
+        out.say(f"ibhost demo: port {args.http_port} is taken; the gateway listens on "
+                f"{http_port} instead")
+    out.say("starting the simulator and the supervised tree (connector, watchdog, "
+            "gateway)...")
     code = 0
     try:
         if not await _wait_ready(url, args.timeout, [sim, sup], stop):
             if stop.is_set():
                 return 0
+            kept = bool(args.home or args.keep)
             print(f"ibhost demo: the tree did not become ready in {args.timeout:g}s; "
-                  f"see {home / 'log'}", file=sys.stderr)
+                  + (f"logs in {home / 'log'}" if kept else "its logs end:"),
+                  file=sys.stderr)
+            _log_tails(home)
             code = 1
         else:
             env = f"IBHOST_HOME={home} IBHOST_PYTHON={sys.executable}"
-            print(f"""
+            out.say(f"""
 ready. The IB connection runs against the simulator on 127.0.0.1:{sim_port}.
 
   API            {url}/            docs: {url}/docs   metrics: {url}/metrics
@@ -124,10 +186,10 @@ ready. The IB connection runs against the simulator on 127.0.0.1:{sim_port}.
   processes      {env} supervisorctl -c {conf} status
   faults         {sys.executable} -m ibhost.cli sim ctl --control {sim_sock} freeze
 
-Ctrl-C stops everything.""", flush=True)
+Ctrl-C stops everything.""")
             await wait_for_stop_signal(stop)
     finally:
-        print("\nstopping...", flush=True)
+        out.say("\nstopping...")
         await stop_supervisord(sup)
         if sim.returncode is None:
             sim.send_signal(signal.SIGTERM)
@@ -137,5 +199,5 @@ Ctrl-C stops everything.""", flush=True)
                 sim.kill()
                 await sim.wait()
         log.close()
-        print("stopped.", flush=True)
+        out.say("stopped.")
     return code

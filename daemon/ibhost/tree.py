@@ -25,8 +25,23 @@ def supervisord_conf() -> Path:
     raise FileNotFoundError("supervisord.conf not found next to the ibhost checkout")
 
 
+# a Unix socket's path is at most 107 bytes; supervisord binds "<socket>.<pid>" first
+SOCKET_PATH_MAX = 107 - len(".4194304")
+
+
+def check_home(home: Path) -> None:
+    longest = os.fsencode(home / "run" / "supervisor.sock")
+    if len(longest) > SOCKET_PATH_MAX:
+        from .config import ConfigError
+
+        raise ConfigError("IBHOST_HOME", f"{home} is too long for the Unix sockets under "
+                          f"run/ ({len(longest)} bytes for run/supervisor.sock, at most "
+                          f"{SOCKET_PATH_MAX}); choose a shorter home", "--home")
+
+
 def prepare_home(home: Path) -> None:
     """The home's directories, owner-only (logs name the account and the orders)."""
+    check_home(home)
     home.mkdir(parents=True, exist_ok=True)
     for sub in ("run", "log", "data"):
         (home / sub).mkdir(exist_ok=True, mode=0o700)
