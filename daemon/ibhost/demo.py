@@ -22,8 +22,8 @@ from typing import Any
 
 import aiohttp
 
-from .proc import stop_signals, wait_for_stop_signal
 from .config import ConfigError
+from .proc import stop_signals, wait_for_stop_signal
 from .tree import check_home, prepare_home, start_supervisord, stop_supervisord, supervisord_conf
 
 
