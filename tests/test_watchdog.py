@@ -13,9 +13,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from ibhost.connector.session import State
 from ibhost.sim import Simulator
+from ibhost.watchdog.api import WatchdogCollector
 from ibhost.watchdog.clock import SleepDetector
 from ibhost.watchdog.core import Watchdog
 from ibhost.watchdog.maintenance import Schedule, parse_window
@@ -159,6 +161,104 @@ async def test_ibc_commands(sim: Simulator, tmp_path: Path) -> None:
         finally:
             await wd.stop()
     server.close()
+
+
+async def test_outage_that_outlives_the_maintenance_window_is_escalated(
+        sim: Simulator, tmp_path: Path) -> None:
+    """The nightly reset leaves IB Gateway at its login screen: inside the window
+    the outage is expected; a minute after the window it is an error, a metric,
+    the alert command and an IBC RESTART; once IB is back it is over."""
+    got: list[str] = []
+
+    async def ibc_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got.append((await reader.readline()).decode().strip())
+        writer.write(b"OK\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(ibc_server, "127.0.0.1", 0)
+    ibc_port = server.sockets[0].getsockname()[1]
+    alert_out = tmp_path / "alert.txt"
+    script = tmp_path / "alert.py"
+    script.write_text("import os, sys\n"
+                      f"open({str(alert_out)!r}, 'w').write(os.environ['IBHOST_ALERT_CAUSE']"
+                      " + ' ' + os.environ['IBHOST_ALERT_MESSAGE'])\n")
+    clock = [dt.datetime(2026, 11, 18, 10, 30, tzinfo=dt.UTC).timestamp()]
+    async with running_connector(tmp_path, sim, ib__backoff="0.2") as (con, _):
+        cfg = make_config(tmp_path, sim, watchdog__region="none",
+                          watchdog__maintenance="daily 10:00-11:00",
+                          watchdog__maintenance_tz="UTC", watchdog__ibc_enabled=True,
+                          watchdog__ibc_port=ibc_port, watchdog__outage_grace=60,
+                          watchdog__alert_command=f"{sys.executable} {script}",
+                          gateway__port=_unused_port())
+        wd = Watchdog(cfg, supervisor=FakeSupervisor(),  # type: ignore[arg-type]
+                      detector=SleepDetector(5.0, offset=lambda: 0.0),
+                      wall=lambda: clock[0])
+        registry = CollectorRegistry()
+        registry.register(WatchdogCollector(wd, tmp_path / "events.json"))
+
+        def metric(name: str, **labels: str) -> float | None:
+            return registry.get_sample_value(name, labels)
+
+        try:
+            await sim.close_port(120)  # the reset: IB Gateway gone
+            await con.session.wait_state(State.DOWN, State.CONNECTING, timeout=5)
+            await wd.tick()
+            assert wd.outage is not None and wd.outage.window == "daily 10:00-11:00"
+            clock[0] += 29 * 60  # 10:59, still inside
+            await wd.tick()
+            assert wd.outage.escalated_at is None and got == []
+            assert metric("ibhost_watchdog_outage_escalated") == 0
+            clock[0] += 90  # 11:00:30: the window is over, within the grace
+            await wd.tick()
+            assert wd.outage.escalated_at is None and got == []
+            clock[0] += 61  # 11:01:31: still down a minute after the window
+            await wd.tick()
+            st = wd.status()["outage"]
+            assert st["cause"] == "after_maintenance" and st["escalatedAt"] == clock[0]
+            assert "login screen" in st["message"]
+            assert got == ["RESTART"]
+            assert alert_out.read_text().startswith("after_maintenance IB connection down")
+            assert wd.status()["escalations"][0]["alertCommand"] == "ok"
+            assert metric("ibhost_watchdog_outage_escalated") == 1
+            assert metric("ibhost_watchdog_outage_escalations_total",
+                          cause="after_maintenance") == 1
+            assert metric("ibhost_watchdog_ib_down_seconds") == pytest.approx(31 * 60 + 31)
+            clock[0] += 30
+            await wd.tick()  # escalated once, not on every tick
+            assert got == ["RESTART"] and len(wd.escalations) == 1
+            await sim.reopen_port()
+            await con.session.wait_state(State.READY, timeout=10)
+            await wd.tick()
+            assert wd.outage is None and metric("ibhost_watchdog_outage_escalated") == 0
+        finally:
+            await wd.stop()
+    server.close()
+
+
+async def test_outage_outside_maintenance_escalates_only_after_outage_alert_after(
+        sim: Simulator, tmp_path: Path) -> None:
+    clock = [dt.datetime(2026, 11, 18, 14, 0, tzinfo=dt.UTC).timestamp()]
+    async with running_connector(tmp_path, sim, ib__backoff="0.2") as (con, _):
+        cfg = make_config(tmp_path, sim, watchdog__region="none",
+                          watchdog__outage_alert_after=600, gateway__port=_unused_port())
+        wd = Watchdog(cfg, supervisor=FakeSupervisor(),  # type: ignore[arg-type]
+                      detector=SleepDetector(5.0, offset=lambda: 0.0),
+                      wall=lambda: clock[0])
+        try:
+            await sim.close_port(120)
+            await con.session.wait_state(State.DOWN, State.CONNECTING, timeout=5)
+            await wd.tick()
+            clock[0] += 599
+            await wd.tick()
+            assert wd.outage is not None and wd.outage.escalated_at is None
+            clock[0] += 2
+            await wd.tick()
+            assert wd.outage.cause == "long_outage" and wd.escalation_counts == {
+                "long_outage": 1}
+        finally:
+            await sim.reopen_port()
+            await wd.stop()
 
 
 def test_event_listener_protocol(tmp_path: Path) -> None:

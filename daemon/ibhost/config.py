@@ -201,6 +201,12 @@ class WatchdogConfig:
     ibc_port: int = 7462
     ibc_farm_loss_after: float = 120.0
     ibc_restart_after: float = 900.0
+    # an IB outage that began inside a maintenance window and is still there this
+    # long after the window ended (IB Gateway left at its login screen), or any
+    # outage this long: logged as an error, counted, IBC RESTART, alert_command
+    outage_grace: float = 60.0
+    outage_alert_after: float = 600.0
+    alert_command: str = ""  # run (no shell) on an escalation, IBHOST_ALERT_* in its env
     log_level: str = "INFO"
 
 
@@ -273,7 +279,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "jump_threshold": _positive(float), "region": _choice("na", "eu", "asia", "none"),
         "maintenance": _windows, "maintenance_tz": str, "ibc_enabled": _bool,
         "ibc_host": str, "ibc_port": _port, "ibc_farm_loss_after": _positive(float),
-        "ibc_restart_after": _positive(float),
+        "ibc_restart_after": _positive(float), "outage_grace": _non_negative(float),
+        "outage_alert_after": _positive(float), "alert_command": str,
         "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
     },
 }

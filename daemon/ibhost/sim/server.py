@@ -260,6 +260,10 @@ class Simulator:
         self.drop()
         self._later(seconds, self._relisten)
 
+    async def reopen_port(self) -> None:
+        """Listen again now (ends a ``close_port`` early)."""
+        await self._relisten()
+
     async def _relisten(self) -> None:
         if self._server is None:
             await self._listen()

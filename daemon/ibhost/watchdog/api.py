@@ -44,6 +44,18 @@ class WatchdogCollector(Collector):
         yield GaugeMetricFamily("ibhost_watchdog_maintenance",
                                 "1 inside an IB maintenance window",
                                 value=1.0 if self.wd.maintenance else 0.0)
+        o = self.wd.outage
+        yield GaugeMetricFamily("ibhost_watchdog_ib_down_seconds",
+                                "how long the IB connection has been down (0 when up)",
+                                value=max(0.0, self.wd.wall() - o.since) if o else 0.0)
+        yield GaugeMetricFamily("ibhost_watchdog_outage_escalated",
+                                "1 while an escalated IB outage lasts",
+                                value=1.0 if o and o.escalated_at is not None else 0.0)
+        esc = CounterMetricFamily("ibhost_watchdog_outage_escalations",
+                                  "IB outages escalated", labels=["cause"])
+        for cause in ("after_maintenance", "long_outage"):
+            esc.add_metric([cause], float(self.wd.escalation_counts[cause]))
+        yield esc
         exits = CounterMetricFamily("ibhost_watchdog_process_exits",
                                     "program exits recorded by supervisord's event listener",
                                     labels=["program", "state"])

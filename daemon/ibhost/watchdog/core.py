@@ -5,6 +5,11 @@ through supervisord's XML-RPC (never by killing pids), then ``restart_cooldown``
 before the same program is restarted again. Inside IB's maintenance windows
 nothing is escalated. A wake (clock jump or ``POST /wake``) asks the connector
 to reconnect at once instead of waiting for heartbeats to fail.
+
+IB outages are followed too: one that began inside a maintenance window and
+outlives it by ``outage_grace`` (IB Gateway left at its login screen after the
+nightly reset), or any that lasts ``outage_alert_after``, is escalated once: an
+error in the log, a metric, ``alert_command`` and, with IBC, a RESTART.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import asyncio
 import datetime as dt
 import logging
 import os
+import shlex
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +52,25 @@ class Watch:
                 "failuresTotal": self.failures_total, "lastProbeAt": self.last_probe_at,
                 "lastOkAt": self.last_ok_at, "lastError": self.last_error,
                 "restarts": self.restarts[-20:], "restartsTotal": len(self.restarts)}
+
+
+@dataclass
+class Outage:
+    """The IB connection is down (the connector answers, IB does not)."""
+
+    since: float
+    window: str | None  # the maintenance window it began in
+    window_ended_at: float | None = None
+    escalated_at: float | None = None
+    cause: str | None = None  # after_maintenance | long_outage
+    message: str | None = None
+    next_ibc_at: float | None = None
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        return {"since": self.since, "downSeconds": round(now - self.since, 1),
+                "beganInMaintenance": self.window, "windowEndedAt": self.window_ended_at,
+                "escalatedAt": self.escalated_at, "cause": self.cause,
+                "message": self.message}
 
 
 class Supervisor:
@@ -113,7 +139,9 @@ class Watchdog:
         self.maintenance: str | None = None
         self.connector_health: dict[str, Any] | None = None
         self.ibc_commands: list[dict[str, Any]] = []
-        self._down_since: float | None = None
+        self.outage: Outage | None = None
+        self.escalations: list[dict[str, Any]] = []  # the last 20
+        self.escalation_counts: Counter[str] = Counter()
         self._farm_lost_since: float | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -162,6 +190,7 @@ class Watchdog:
         self.maintenance = window.text if window else None
         for w in self.watches:
             await self._check(w, now)
+        await self._follow_outage(now)
         if self.cfg.watchdog.ibc_enabled:
             await self._ibc(now)
 
@@ -208,8 +237,78 @@ class Watchdog:
             entry["result"] = f"failed: {e}"
             log.error("restart of %s failed: %s", w.program, e)
 
+    async def _follow_outage(self, now: float) -> None:
+        h = self.connector_health
+        if h is None or h.get("status") != "down":
+            if self.outage is not None and h is not None:
+                log.info("IB connection back after %.0fs down", now - self.outage.since)
+                self.outage = None
+            return  # (a connector that does not answer is restarted as a program)
+        o = self.outage
+        if o is None:
+            o = self.outage = Outage(since=now, window=self.maintenance)
+        if self.maintenance:
+            return  # a reset in progress: expected
+        cfg = self.cfg.watchdog
+        if o.window and o.window_ended_at is None:
+            o.window_ended_at = now
+        if o.escalated_at is not None:
+            return
+        down = now - o.since
+        if o.window and o.window_ended_at is not None and \
+                now - o.window_ended_at >= cfg.outage_grace:
+            o.cause = "after_maintenance"
+            o.message = (f"IB connection down for {down:.0f}s: it went down inside the "
+                         f"maintenance window '{o.window}' and is still down "
+                         f"{now - o.window_ended_at:.0f}s after it ended; IB Gateway may be "
+                         f"at its login screen ({h.get('reason') or 'no reason given'})")
+            o.next_ibc_at = now  # the reset did not come back: restart it now
+        elif not o.window and down >= cfg.outage_alert_after:
+            o.cause = "long_outage"
+            o.message = (f"IB connection down for {down:.0f}s "
+                         f"({h.get('reason') or 'no reason given'})")
+            o.next_ibc_at = o.since + cfg.ibc_restart_after
+        else:
+            return
+        o.escalated_at = now
+        log.error("escalating: %s", o.message)
+        entry: dict[str, Any] = {"at": now, "cause": o.cause, "message": o.message,
+                                 "alertCommand": None}
+        self.escalations = [*self.escalations[-19:], entry]
+        self.escalation_counts[o.cause] += 1
+        if cfg.alert_command:
+            entry["alertCommand"] = await self._alert(o)
+
+    async def _alert(self, o: Outage) -> str:
+        """Run ``alert_command`` (split like a shell would, not run by one)."""
+        cmd = self.cfg.watchdog.alert_command
+        env = {**os.environ, "IBHOST_ALERT_CAUSE": o.cause or "",
+               "IBHOST_ALERT_MESSAGE": o.message or "",
+               "IBHOST_ALERT_SINCE": dt.datetime.fromtimestamp(o.since, dt.UTC).isoformat()}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *shlex.split(cmd), env=env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        except (OSError, ValueError) as e:
+            log.error("alert_command could not run: %s", e)
+            return f"failed: {e}"
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            log.error("alert_command did not finish in 30s; killed")
+            return "failed: timed out after 30s"
+        if proc.returncode:
+            log.error("alert_command exited %s: %s", proc.returncode,
+                      err.decode(errors="replace").strip()[-500:])
+            return f"failed: exit {proc.returncode}"
+        return "ok"
+
     async def _ibc(self, now: float) -> None:
-        """Optional IBC command server: RECONNECTDATA on farm loss, RESTART when stuck."""
+        """Optional IBC command server: RECONNECTDATA on farm loss, RESTART when an
+        outage is escalated after a maintenance window (at once) or lasts
+        ``ibc_restart_after``, and again every ``ibc_restart_after`` while it lasts."""
         cfg = self.cfg.watchdog
         h = self.connector_health or {}
         farms = h.get("farms") or {}
@@ -220,13 +319,14 @@ class Watchdog:
                 self._farm_lost_since = now
         else:
             self._farm_lost_since = None
-        if h.get("status") == "down" and not self.maintenance:
-            self._down_since = self._down_since or now
-            if now - self._down_since >= cfg.ibc_restart_after:
-                await self.ibc("RESTART")
-                self._down_since = now
-        else:
-            self._down_since = None
+        o = self.outage
+        if o is None or self.maintenance:
+            return
+        if o.next_ibc_at is None:
+            o.next_ibc_at = (o.window_ended_at or o.since) + cfg.ibc_restart_after
+        if now >= o.next_ibc_at:
+            await self.ibc("RESTART")
+            o.next_ibc_at = now + cfg.ibc_restart_after
 
     async def ibc(self, command: str) -> str:
         cfg = self.cfg.watchdog
@@ -270,6 +370,8 @@ class Watchdog:
             "programs": {w.program: w.as_dict() for w in self.watches},
             "wakes": self.wakes[-20:], "wakesTotal": len(self.wakes),
             "maintenance": self.maintenance,
+            "outage": self.outage.as_dict(self.wall()) if self.outage else None,
+            "escalations": self.escalations,
             "maintenanceWindows": [w.text for w in self.schedule.windows],
             "supervisor": self.supervisor.available,
             "connectorHealth": self.connector_health,
