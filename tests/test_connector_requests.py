@@ -163,7 +163,11 @@ async def test_snapshots(sim: Simulator, tmp_path: Path) -> None:
             **opt, "genericTicks": [100, 101, 104, 106]})
         assert o["greeks"]["delta"] is not None and 0 < o["greeks"]["delta"] < 1
         assert o["histVolatility"] > 0 and o["impliedVolatility"] > 0
-        assert o["callOpenInterest"] > 0
+        assert o["callOpenInterest"] > 0 and isinstance(o["callOpenInterest"], int)
+        u = await client.request("POST", "/snapshot", json_body={"symbol": "AAPL",
+                                                                  "genericTicks": [101]})
+        # open interest counts whole contracts, in the simulator as at IB
+        assert u["putOpenInterest"] == int(u["putOpenInterest"]) > 0
         sim.set_no_subscription("TSLA", 10089)
         e = await expect_error(client.request("POST", "/snapshot",
                                               json_body={"symbol": "TSLA"}),

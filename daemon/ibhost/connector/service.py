@@ -253,9 +253,10 @@ class Service:
             "marketDataType": mdt, "delayed": mdt in (3, 4),
             "greeks": greeks, "impliedVolatility": _num(t.impliedVolatility),
             "histVolatility": _num(t.histVolatility),
-            "callOpenInterest": _num(t.callOpenInterest),
-            "putOpenInterest": _num(t.putOpenInterest),
-            "callVolume": _num(t.callVolume), "putVolume": _num(t.putVolume),
+            # contracts are counted whole
+            "callOpenInterest": _count(t.callOpenInterest),
+            "putOpenInterest": _count(t.putOpenInterest),
+            "callVolume": _count(t.callVolume), "putVolume": _count(t.putVolume),
         }
 
     # --- held subscriptions ------------------------------------------------------------
@@ -482,3 +483,8 @@ class Service:
         """The contract's long name, when its details were already looked up."""
         cd = self._details.get(con_id)
         return (cd.longName or None) if cd is not None else None
+
+
+def _count(v: Any) -> int | None:
+    n = _num(v)
+    return None if n is None else int(n)

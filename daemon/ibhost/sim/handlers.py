@@ -401,9 +401,12 @@ def send_ticks(sim: Simulator, s: Session, sub: Subscription, now: float, full: 
         s.send(m.tick_size(rid, 29, chain_vol * 3))
         s.send(m.tick_size(rid, 30, chain_vol * 2))
     if 101 in sub.generic:  # open interest: 27 call, 28 put
-        oi = float(sim.market.model.uniform(und.data_key, "oi", np.array([0]))[0] * 50000 + 1000)
+        # open interest counts whole contracts
+        oi = float(int(sim.market.model.uniform(und.data_key, "oi", np.array([0]))[0]
+                       * 50000) + 1000)
         s.send(m.tick_size(rid, 27, oi if not opt or lst.right == "C" else 0.0))
-        s.send(m.tick_size(rid, 28, oi * 0.8 if not opt or lst.right == "P" else 0.0))
+        s.send(m.tick_size(rid, 28, float(int(oi * 0.8)) if not opt or lst.right == "P"
+                           else 0.0))
     if 104 in sub.generic:  # historical volatility
         s.send(m.tick_generic(rid, 23, sim.market.hist_vol(und)))
     if 106 in sub.generic:  # implied volatility of the underlying / option
