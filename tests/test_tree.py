@@ -328,3 +328,12 @@ async def test_ctl_status_and_tail(tree_up: Tree) -> None:
     scan = await asyncio.to_thread(ctl, "--json", "scan")  # the supervised gap-filler
     assert scan.returncode == 0 and json.loads(scan.stdout)["files"] == []
     assert json.loads(js.stdout)["programs"]["gapfill"]["state"] == "RUNNING"
+    # the same programs, with their pids, in the gateway's detailed health
+    st, d = await t.get("/v1/health/detailed", headers={"X-API-Key": KEY})
+    assert st == 200
+    assert d["programs"]["connector"]["state"] == "RUNNING"
+    assert d["programs"]["connector"]["pid"] == t.pid("connector")
+    assert set(d["programs"]) >= {"connector", "gateway", "watchdog", "gapfill"}
+    assert d["watchdog"]["status"] == "ok" and d["watchdog"]["outage"] is None
+    _, k = await t.get("/health/detailed", headers={"X-API-Key": KEY})
+    assert k["programs"]["gateway"]["state"] == "RUNNING"

@@ -12,7 +12,7 @@ from typing import Any
 from . import config as config_mod
 from .errors import IbhostError
 from .ipc import IpcError, UnixClient
-from .tree import PROGRAMS, Supervisor
+from .tree import PROGRAMS, Supervisor, programs
 
 
 def add_parser(sub: Any) -> None:
@@ -58,12 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ctl == "status":
         out = {"connector": asyncio.run(_get(con, "GET", "/health")),
                "watchdog": asyncio.run(_get(wd, "GET", "/status"))}
-        try:
-            out["programs"] = {p["name"]: {"state": p["statename"],
-                                           "description": p["description"]}
-                               for p in Supervisor(cfg.home).processes()}
-        except Exception as e:
-            out["programs"] = {"error": f"supervisord not reachable: {e}"}
+        out["programs"] = programs(cfg.home)
     elif args.ctl == "reconnect":
         out = asyncio.run(_get(con, "POST", "/reconnect", {"reason": args.reason}))
     elif args.ctl == "wake":
@@ -118,3 +113,9 @@ def _human(cmd: str, out: Any) -> None:
         restarts = sum(p["restartsTotal"] for p in w["programs"].values())
         print(f"watchdog: {w['wakesTotal']} wakes seen, {restarts} restarts"
               + (f", in maintenance '{w['maintenance']}'" if w.get("maintenance") else ""))
+        o = w.get("outage")
+        if o:
+            print(f"IB outage: down {o['downSeconds']:.0f}s"
+                  + (f" (began in maintenance '{o['beganInMaintenance']}')"
+                     if o.get("beganInMaintenance") else "")
+                  + (f"; ESCALATED: {o['message']}" if o.get("escalatedAt") else ""))

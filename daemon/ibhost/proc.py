@@ -70,3 +70,20 @@ def stop_signals() -> asyncio.Event:
 async def wait_for_stop_signal(stop: asyncio.Event | None = None) -> None:
     """Return when SIGTERM or SIGINT arrives (the programs then shut down cleanly)."""
     await (stop or stop_signals()).wait()
+
+
+async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
+    """Cancel a long-running loop task and return once it has really ended.
+
+    Python 3.11's ``wait_for`` can swallow a cancellation that arrives just as
+    the awaited thing completes (python/cpython#86296); a ``while True`` loop
+    then carries on and a plain ``cancel(); await task`` hangs for ever. Cancel
+    again until the task is done."""
+    if task is None:
+        return
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.2)
+    if not task.cancelled() and task.exception() is not None:
+        logging.getLogger("ibhost").error("%s ended with %r", task.get_name(),
+                                          task.exception())

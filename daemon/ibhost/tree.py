@@ -104,3 +104,15 @@ class Supervisor:
         with contextlib.suppress(xmlrpc.client.Fault):
             self.proxy.supervisor.stopProcess(name)
         self.proxy.supervisor.startProcess(name)
+
+
+def programs(home: Path) -> dict[str, Any]:
+    """Each supervised program's state from supervisord, or ``{"error": ...}``."""
+    try:
+        procs = Supervisor(home).processes()
+    except Exception as e:
+        return {"error": f"supervisord not reachable: {e}"}
+    return {p["name"]: {"state": p["statename"], "pid": p["pid"] or None,
+                        "description": p["description"],
+                        "startedAt": p["start"] or None,
+                        "exitStatus": p["exitstatus"]} for p in procs}

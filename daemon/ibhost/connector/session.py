@@ -22,6 +22,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import IbhostError
+from ..proc import cancel_and_wait
 from .backend import Backend
 
 log = logging.getLogger("ibhost.connector.session")
@@ -150,10 +151,7 @@ class Session:
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self.ib.isConnected():
             self.ib.disconnect()
         self._set_state(State.DOWN, "stopped")

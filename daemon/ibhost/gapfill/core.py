@@ -28,6 +28,7 @@ from ..config import Config
 from ..errors import IbhostError
 from ..files import atomic_write
 from ..ipc import IpcError, UnixClient
+from ..proc import cancel_and_wait
 from ..symbols import resolve
 from . import store
 from .metrics import GapfillMetrics
@@ -325,12 +326,7 @@ class GapFiller:
         self._task = asyncio.get_running_loop().create_task(self.run(), name="gapfill")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     def status(self) -> dict[str, Any]:
         return {

@@ -8,13 +8,13 @@ nothing answers), a missing one as ``down``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
 
 from ..errors import IbhostError
 from ..ipc import IpcError, UnixClient
+from ..proc import cancel_and_wait
 
 log = logging.getLogger("ibhost.gateway.health")
 STALE_AFTER = 3.0
@@ -80,7 +80,4 @@ class HealthWatcher:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="health-watch")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)

@@ -3,6 +3,7 @@ usable, columnar/records/CSV bars, Idempotency-Key on orders."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ from aiohttp import web
 from .. import __version__, ibrules
 from ..errors import IbhostError, bad_request
 from ..ipc import IpcError
+from ..tree import programs
 from ..validate import json_body, opt_bool, opt_str
 from . import formats, orders
 from .common import (
@@ -55,12 +57,41 @@ async def detailed(request: web.Request) -> dict[str, Any]:
                                           "uptimeSeconds": round(time.monotonic() -
                                                                  request.app[STARTED_KEY], 1)},
                               "health": h}
-    if h["status"] in ("ok", "degraded", "down") and h.get("connector") is not None:
+    cfg = request.app[CONFIG_KEY]
+    limit = cfg.gateway.health_timeout
+
+    async def connector() -> dict[str, Any] | None:
+        if h["status"] not in ("ok", "degraded", "down") or h.get("connector") is None:
+            return None
         try:
-            detail["connector"] = await request.app[CONNECTOR_KEY].request(
-                "GET", "/status", read_timeout=request.app[CONFIG_KEY].gateway.health_timeout)
+            status: dict[str, Any] = await request.app[CONNECTOR_KEY].request(
+                "GET", "/status", read_timeout=limit)
+            return status
         except Exception as e:  # reported, not raised: this page must always answer
-            detail["connector"] = {"error": str(e)}
+            return {"error": str(e)}
+
+    async def supervised() -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(programs, cfg.home), limit)
+        except TimeoutError:
+            return {"error": f"supervisord did not answer in {limit:g}s"}
+
+    async def watchdog() -> dict[str, Any]:
+        try:
+            wd = await request.app[WATCHDOG_KEY].request("GET", "/status",
+                                                         read_timeout=limit)
+        except Exception as e:
+            return {"status": "down", "error": str(e)}
+        return {"status": "ok", "maintenance": wd.get("maintenance"),
+                "outage": wd.get("outage"), "escalations": wd.get("escalations"),
+                "wakesTotal": wd.get("wakesTotal"),
+                "probes": wd.get("programs")}
+
+    con, progs, wd = await asyncio.gather(connector(), supervised(), watchdog())
+    if con is not None:
+        detail["connector"] = con
+    detail["programs"] = progs
+    detail["watchdog"] = wd
     return detail
 
 

@@ -29,6 +29,7 @@ import aiohttp
 
 from ..config import Config
 from ..ipc import IpcError, UnixClient
+from ..proc import cancel_and_wait
 from .clock import SleepDetector
 from .maintenance import Schedule
 
@@ -357,9 +358,7 @@ class Watchdog:
         self._task = asyncio.get_running_loop().create_task(self.run(), name="watchdog")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
         await self.connector.close()
         await self.gapfill.close()
         if self._http is not None:
