@@ -5,6 +5,7 @@ answered wrongly, and that no order was placed twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -77,6 +78,14 @@ class Tree:
 
 @pytest.fixture
 async def tree_up(sim: Simulator, tmp_path: Path) -> AsyncIterator[Tree]:
+    async with running_tree(sim, tmp_path) as t:
+        yield t
+
+
+@contextlib.asynccontextmanager
+async def running_tree(sim: Simulator, tmp_path: Path,
+                       gateway: str = "") -> AsyncIterator[Tree]:
+    """The supervised tree against ``sim``; ``gateway``: more [gateway] settings."""
     home = tmp_path / "home"
     tree.prepare_home(home)
     http_port = free_port()
@@ -91,6 +100,7 @@ scale = {sim.pacing_scale}
 [gateway]
 port = {http_port}
 api_key = "{KEY}"
+{gateway}
 [trading]
 enabled = true
 [watchdog]

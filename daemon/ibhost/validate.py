@@ -43,13 +43,25 @@ async def json_body(request: web.Request, limit: int = 1 << 20) -> dict[str, Any
     return data
 
 
+def printable_ascii(text: str) -> bool:
+    """Letters, digits, punctuation and spaces only: what may travel in a TWS message
+    (its fields are NUL-separated; a control character would shift every field)."""
+    return text.isascii() and text.isprintable()
+
+
 def opt_str(m: Mapping[str, Any], name: str, default: str = "", *, upper: bool = False,
-            choices: tuple[str, ...] | None = None, max_len: int = 64) -> str:
+            choices: tuple[str, ...] | None = None, max_len: int = 64,
+            to_ib: bool = False) -> str:
+    """An optional string; ``to_ib``: it is sent to IB, so printable ASCII only."""
     v = m.get(name)
     if v is None or v == "":
         out = default
     elif not isinstance(v, str):
         raise bad_request(name, "must be a string")
+    elif not v.isprintable():
+        raise bad_request(name, "has control characters")
+    elif to_ib and not v.isascii():
+        raise bad_request(name, "must be printable ASCII")
     else:
         out = v.strip()
     if len(out) > max_len:
@@ -68,15 +80,25 @@ def req_str(m: Mapping[str, Any], name: str, **kw: Any) -> str:
     return out
 
 
+def symbol_ok(symbol: str, extra: str = ".-/ ") -> bool:
+    """ASCII letters and digits first, then those and ``extra`` (IB's symbols)."""
+    return symbol.isascii() and symbol[:1].isalnum() and all(
+        c.isalnum() or c in extra for c in symbol)
+
+
+TRUE_WORDS = ("true", "True", "1", "yes", "on")  # Python's str(True) is "True"
+FALSE_WORDS = ("false", "False", "0", "no", "off")
+
+
 def opt_bool(m: Mapping[str, Any], name: str, default: bool) -> bool:
     v = m.get(name)
     if v is None or v == "":
         return default
     if isinstance(v, bool):
         return v
-    if isinstance(v, str) and v.lower() in ("1", "true", "yes", "on"):
+    if isinstance(v, str) and v.strip() in TRUE_WORDS:
         return True
-    if isinstance(v, str) and v.lower() in ("0", "false", "no", "off"):
+    if isinstance(v, str) and v.strip() in FALSE_WORDS:
         return False
     if isinstance(v, int) and v in (0, 1):
         return bool(v)
@@ -89,7 +111,7 @@ def opt_float(m: Mapping[str, Any], name: str, default: float | None = None, *,
     v = m.get(name)
     if v is None or v == "":
         return default
-    if isinstance(v, bool):
+    if isinstance(v, bool) or (isinstance(v, str) and not v.isascii()):
         raise bad_request(name, "must be a number")
     try:
         f = float(v)

@@ -13,7 +13,7 @@ import asyncio
 import math
 from typing import TYPE_CHECKING, Any
 
-from ..errors import IbhostError, bad_request
+from ..errors import IbhostError
 
 if TYPE_CHECKING:
     from .service import Service
@@ -50,7 +50,8 @@ class AccountRequests:
         session = self.svc.session
         if given:
             if session.diag.accounts and given not in session.diag.accounts:
-                raise bad_request("account", "is not an account of this login")
+                raise IbhostError("not_found", "account: no such account in this login",
+                                  field="account")
             return given
         if session.ibcfg.account:
             return session.ibcfg.account

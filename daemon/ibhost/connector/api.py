@@ -226,7 +226,7 @@ async def validate(request: web.Request) -> web.Response:
 
 async def head_timestamp(request: web.Request) -> web.Response:
     q = request.query
-    spec = parse_spec(dict(q))
+    spec = parse_spec(dict(q), query=True)
     what = opt_str(q, "whatToShow", "TRADES", upper=True,
                    choices=("TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK"))
     ts = await request.app[SERVICE_KEY].head_timestamp(
@@ -236,7 +236,7 @@ async def head_timestamp(request: web.Request) -> web.Response:
 
 
 async def option_chain(request: web.Request) -> web.Response:
-    spec = parse_spec(dict(request.query))
+    spec = parse_spec(dict(request.query), query=True)
     return web.json_response(await request.app[SERVICE_KEY].option_chain(spec))
 
 
@@ -287,7 +287,7 @@ async def place_order(request: web.Request) -> web.Response:
     if order_type == "MKT" and limit is not None:
         raise bad_request("limitPrice", "must not be given for MKT orders")
     tif = opt_str(body, "tif", "DAY", upper=True, choices=TIFS)
-    ref = opt_str(body, "orderRef", max_len=128)
+    ref = opt_str(body, "orderRef", max_len=128, to_ib=True)
     # shielded: a caller that goes away must not cut an order off half-way
     result = await asyncio.shield(request.app[SERVICE_KEY].place_order(
         spec, action=action, quantity=qty, order_type=order_type, limit=limit, stop=stop,
@@ -329,7 +329,8 @@ async def portfolio(request: web.Request) -> web.Response:
 async def pnl(request: web.Request) -> web.Response:
     q = request.query
     return web.json_response(await request.app[SERVICE_KEY].account.pnl(
-        opt_str(q, "account"), opt_str(q, "model"), opt_int(q, "conId", 0, minimum=0)))
+        opt_str(q, "account", to_ib=True), opt_str(q, "model", to_ib=True),
+        opt_int(q, "conId", 0, minimum=0)))
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import IbhostError, bad_request
+from ..validate import printable_ascii, symbol_ok
 
 log = logging.getLogger("ibhost.connector.contracts")
 
@@ -41,16 +43,25 @@ def _text(body: dict[str, Any], name: str, default: str = "") -> str:
         raise bad_request(name, "must be a string")
     if len(v) > 64:
         raise bad_request(name, "is longer than 64 characters")
+    if not printable_ascii(v):  # TWS fields are NUL-separated: no control characters
+        raise bad_request(name, "must be printable ASCII")
     return v.strip()
 
 
-def parse_spec(body: dict[str, Any]) -> ContractSpec:
-    """Validate the contract fields of a request body (or query string)."""
+MULTIPLIER = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?")
+
+
+def parse_spec(body: dict[str, Any], *, query: bool = False) -> ContractSpec:
+    """Validate the contract fields of a JSON body (numbers are JSON numbers), or of a
+    query string (``query``: numbers come as text)."""
     sec_type = _text(body, "secType", "STK").upper() or "STK"
     if sec_type not in SEC_TYPES:
         raise bad_request("secType", f"must be one of {', '.join(SEC_TYPES)}")
     symbol = _text(body, "symbol").upper()
     con_id_raw = body.get("conId", 0)
+    if con_id_raw is not None and not isinstance(con_id_raw, (str | int if query
+                                                              else int | float)):
+        raise bad_request("conId", "must be an integer")
     if isinstance(con_id_raw, bool) or (isinstance(con_id_raw, float) and not (
             con_id_raw.is_integer())) or (isinstance(con_id_raw, str) and con_id_raw and not (
             con_id_raw.isascii() and con_id_raw.isdigit())):
@@ -64,7 +75,7 @@ def parse_spec(body: dict[str, Any]) -> ContractSpec:
     local = _text(body, "localSymbol")
     if not symbol and not con_id and not local:
         raise bad_request("symbol", "is required (or conId / localSymbol)")
-    if symbol and not all(c.isalnum() or c in ".-/ " for c in symbol):
+    if symbol and not symbol_ok(symbol):
         raise bad_request("symbol", "has characters a symbol cannot contain")
     if sec_type == "CASH" and "." in symbol and "currency" not in body:
         base, _, quote = symbol.partition(".")
@@ -73,6 +84,9 @@ def parse_spec(body: dict[str, Any]) -> ContractSpec:
         currency = _text(body, "currency", "USD").upper()  # "" = any currency
     exchange = _text(body, "exchange", DEFAULT_EXCHANGE.get(sec_type, "SMART")).upper()
     strike_raw = body.get("strike", 0.0)
+    if strike_raw is not None and (isinstance(strike_raw, bool) or not isinstance(
+            strike_raw, (str | float if query else int | float))):
+        raise bad_request("strike", "must be a number")
     try:
         strike = float(strike_raw or 0.0)
     except (TypeError, ValueError, OverflowError):
@@ -85,11 +99,14 @@ def parse_spec(body: dict[str, Any]) -> ContractSpec:
     expiry = _text(body, "lastTradeDateOrContractMonth") or _text(body, "expiry")
     if expiry and not (expiry.isdigit() and len(expiry) in (6, 8)):
         raise bad_request("lastTradeDateOrContractMonth", "must be YYYYMM or YYYYMMDD")
+    multiplier = _text(body, "multiplier")
+    if multiplier and not MULTIPLIER.fullmatch(multiplier):
+        raise bad_request("multiplier", "must be a number like 100 or 0.1")
     return ContractSpec(
         symbol=symbol, secType=sec_type, exchange=exchange, currency=currency,
         primaryExchange=_text(body, "primaryExchange").upper(),
         lastTradeDateOrContractMonth=expiry, strike=strike, right=right[:1],
-        multiplier=_text(body, "multiplier"), localSymbol=local,
+        multiplier=multiplier, localSymbol=local,
         tradingClass=_text(body, "tradingClass"), conId=con_id,
     )
 

@@ -175,7 +175,7 @@ def init_app(cfg: Config) -> web.Application:
     app[FAMILIES_KEY] = {(r.method, r.path): r.family for r in ROUTES}
     app[KNOWN_KEY] = {}
     for r in ROUTES:
-        app.router.add_route(r.method, r.path, r.handler)
+        app.router.add_route(r.method, r.match or r.path, r.handler)
     app.router.add_get("/openapi.json", openapi.spec_handler)
     app.router.add_get("/docs", openapi.docs_handler)
     app.cleanup_ctx.append(_clients)

@@ -22,7 +22,15 @@ from aiohttp import web
 
 from .. import __version__, ibrules
 from ..errors import IbhostError, bad_request
-from ..validate import json_body, opt_bool, opt_float, opt_int, opt_str, req_str
+from ..validate import (
+    json_body,
+    opt_bool,
+    opt_float,
+    opt_int,
+    opt_str,
+    req_str,
+    symbol_ok,
+)
 from . import orders
 from .common import Route, auth, check_duration, connector
 from .idempotency import fingerprint
@@ -74,7 +82,7 @@ async def _tiered(request: web.Request, symbol: str) -> dict[str, Any] | None:
 
 def _symbol(request: web.Request) -> str:
     s = req_str(request.match_info, "symbol", max_len=24)
-    if not all(c.isalnum() or c in ".-" for c in s):
+    if not symbol_ok(s, ".-"):
         raise bad_request("symbol", "has characters a symbol cannot contain")
     return s
 
@@ -93,7 +101,9 @@ async def market_data(request: web.Request) -> web.Response:
 async def market_data_batch(request: web.Request) -> web.Response:
     auth(request, always=True)
     body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
-    symbols = body.get("symbols") or []
+    if "symbols" not in body:
+        raise bad_request("symbols", "is required (a list of symbols)")
+    symbols = body.get("symbols")
     if not isinstance(symbols, list) or len(symbols) > MAX_BATCH or not all(
             isinstance(s, str) and 0 < len(s) <= 24 for s in symbols):
         raise bad_request("symbols", f"must be a list of up to {MAX_BATCH} symbols")
@@ -129,12 +139,22 @@ async def option_chain(request: web.Request) -> web.Response:
         "underlyingConId": chain["underlying"]["conId"]})
 
 
+def _expiration(raw: Any, *, required: bool = True) -> str:
+    """YYYYMMDD (or YYYY-MM-DD)."""
+    if raw in (None, ""):
+        if required:
+            raise bad_request("expiration", "is required for an option (YYYYMMDD)")
+        return ""
+    text = raw.replace("-", "") if isinstance(raw, str) else ""
+    if not (text.isascii() and text.isdigit() and len(text) == 8):
+        raise bad_request("expiration", "must be a date like 20261218 or 2026-12-18")
+    return text
+
+
 def _option(body: dict[str, Any], *, for_order: bool = False) -> dict[str, Any]:
     """An option contract from the bridge's fields (expiration, strike, right, ...)."""
-    expiration = body.get("expiration") or body.get("lastTradeDateOrContractMonth")
-    if not expiration:
-        raise bad_request("expiration", "is required for an option (YYYYMMDD)")
-    expiration = str(expiration).replace("-", "")
+    expiration = _expiration(body.get("expiration") or
+                             body.get("lastTradeDateOrContractMonth"))
     strike = opt_float(body, "strike", positive=True)
     if strike is None:
         raise bad_request("strike", "is required for an option")
@@ -227,12 +247,17 @@ async def historical(request: web.Request) -> web.Response:
 async def place_order(request: web.Request) -> web.Response:
     auth(request, trading=True)
     body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
-    sec_type = opt_str(body, "secType", "STK", upper=True)
+    sec_type = opt_str(body, "secType", "STK", upper=True, choices=("STK", "OPT"))
+    if sec_type != "OPT":  # the option fields are not used, but must still make sense
+        opt_float(body, "strike", minimum=0, maximum=1e9)
+        _expiration(body.get("expiration"), required=False)
+        opt_str(body, "right", upper=True, choices=("", "C", "P"))
     spec = (_option(body, for_order=True) if sec_type == "OPT" else
             {"symbol": req_str(body, "symbol", upper=True), "secType": "STK",
              "exchange": "SMART", "currency": "USD"})
-    order_type = opt_str(body, "orderType", "LMT", upper=True)
-    uid = opt_str(body, "uid", max_len=128) or "anon"
+    # anything but LMT was a market order at the bridge; a typo must not become one here
+    order_type = opt_str(body, "orderType", "LMT", upper=True, choices=("LMT", "MKT"))
+    uid = opt_str(body, "uid", max_len=128, to_ib=True) or "anon"
     fwd = orders.fields({**body, **spec, "orderType": "LMT" if order_type == "LMT" else "MKT",
                          "orderRef": uid, "dedupe": False})
     if order_type == "LMT" and fwd.get("limitPrice") is None:
@@ -354,7 +379,8 @@ async def pnl(request: web.Request) -> web.Response:
     auth(request, always=True)
     q = request.query
     p = await connector(request, "GET", "/pnl", params={
-        "account": opt_str(q, "account"), "model": opt_str(q, "model")})
+        "account": opt_str(q, "account", to_ib=True),
+        "model": opt_str(q, "model", to_ib=True)})
     return web.json_response({"dailyPnL": p["dailyPnL"], "unrealizedPnL": p["unrealizedPnL"],
                               "realizedPnL": p["realizedPnL"], "value": None})
 
@@ -366,7 +392,8 @@ async def pnl_single(request: web.Request) -> web.Response:
         raise bad_request("conId", "is required (missing-conId)")
     con_id = opt_int(q, "conId", 0, minimum=1)
     p = await connector(request, "GET", "/pnl", params={
-        "account": opt_str(q, "account"), "model": opt_str(q, "model"), "conId": con_id})
+        "account": opt_str(q, "account", to_ib=True),
+        "model": opt_str(q, "model", to_ib=True), "conId": con_id})
     return web.json_response({"dailyPnL": p["dailyPnL"], "unrealizedPnL": p["unrealizedPnL"],
                               "realizedPnL": p["realizedPnL"], "value": p.get("value"),
                               "marketValue": p.get("value"), "position": p.get("position")})
@@ -393,7 +420,9 @@ async def diag(request: web.Request) -> web.Response:
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/diag", diag, "bridge"),
-    Route("GET", "/market-data/{symbol}", market_data, "bridge"),
+    # "batch" is POST /market-data/batch, never a symbol (GET on it: 405, Allow: POST)
+    Route("GET", "/market-data/{symbol}", market_data, "bridge",
+          match="/market-data/{symbol:(?!batch$)[^{}/]+}"),
     Route("POST", "/market-data/batch", market_data_batch, "bridge"),
     Route("GET", "/option-chain/{symbol}", option_chain, "bridge"),
     Route("POST", "/option-quote", option_quote, "bridge"),

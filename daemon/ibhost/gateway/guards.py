@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..config import TradingConfig
-from ..errors import IbhostError
+from ..errors import IbhostError, bad_request
 
 
 def _refuse(guard: str, message: str) -> IbhostError:
@@ -38,7 +38,10 @@ async def check_order(cfg: TradingConfig, body: dict[str, Any],
         price = await price_of()
         if price is None:
             raise _refuse("max_notional", "no price to check the order's notional against")
-    mult = float(body.get("multiplier") or (100 if sec_type == "OPT" else 1))
+    try:
+        mult = float(body.get("multiplier") or (100 if sec_type == "OPT" else 1))
+    except (TypeError, ValueError):
+        raise bad_request("multiplier", "must be a number like 100") from None
     notional = qty * float(price) * mult
     if notional > cfg.max_notional:
         raise _refuse("max_notional", f"notional {notional:,.2f} is over "

@@ -193,7 +193,9 @@ async def _validate(request: web.Request, symbol: str, timeframes: list[str]) ->
 
 
 def _timeframes(body: dict[str, Any]) -> list[str]:
-    tfs = body.get("timeframes") or []
+    tfs = body.get("timeframes")
+    if tfs is None:
+        return []
     if not isinstance(tfs, list) or len(tfs) > 20 or \
             not all(isinstance(t, str) and len(t) <= 8 for t in tfs):
         raise bad_request("timeframes", "must be a list of up to 20 timeframe strings")
@@ -256,9 +258,9 @@ async def historical(request: web.Request) -> web.Response:
         raise bad_request("start", "is required")
     if end is None:
         raise bad_request("end", "is required")
-    if start >= end:
-        raise bad_request("start", "must be before end")
     itype = instrument_type_of(body)
+    if start > end:  # a well-formed request that cannot be served: KTRDR's failure shape
+        return _fail("start must not be after end (end is inclusive)", data=None, rows=None)
     try:
         try:
             k = await classify(request, symbol, itype)

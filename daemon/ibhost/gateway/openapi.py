@@ -7,110 +7,345 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import __version__
+from .. import __version__, ibrules
+from ..symbols import INSTRUMENT_TYPES
+from .ktrdr import KTRDR_TIMEFRAMES
 
-CONTRACT = {
-    "type": "object",
-    "properties": {
-        "symbol": {"type": "string", "example": "AAPL"},
-        "secType": {"type": "string", "default": "STK",
-                    "enum": ["STK", "OPT", "FUT", "CASH", "IND", "FOP", "CFD", "BOND", "FUND",
-                             "CRYPTO"]},
-        "exchange": {"type": "string", "default": "SMART"},
-        "currency": {"type": "string", "default": "USD", "description": "\"\" for any"},
-        "primaryExchange": {"type": "string"},
-        "lastTradeDateOrContractMonth": {"type": "string", "description": "YYYYMM[DD]"},
-        "expiry": {"type": "string", "description": "alias of lastTradeDateOrContractMonth"},
-        "strike": {"type": "number"},
-        "right": {"type": "string", "enum": ["C", "P"]},
-        "multiplier": {"type": "string"},
-        "localSymbol": {"type": "string"},
-        "tradingClass": {"type": "string"},
-        "conId": {"type": "integer"},
-    },
+# --- building blocks -------------------------------------------------------------------
+
+STR: dict[str, Any] = {"type": "string"}
+NUM: dict[str, Any] = {"type": "number"}
+INT: dict[str, Any] = {"type": "integer"}
+BOOL: dict[str, Any] = {"type": "boolean"}
+OBJ: dict[str, Any] = {"type": "object"}
+ANY: dict[str, Any] = {}
+
+
+def null(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` or null."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(required: tuple[str, ...] = (), **props: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def arr(items: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    return {"type": "array", "items": items, **kw}
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+# what the gateway takes: symbols are ASCII letters, digits and . - / (and inner spaces)
+SYMBOL = {"type": "string", "minLength": 1, "maxLength": 64,
+          "pattern": "^[A-Za-z0-9][A-Za-z0-9./-]*( [A-Za-z0-9./-]+)*$", "example": "AAPL"}
+PATH_SYMBOL = {"type": "string", "minLength": 1, "maxLength": 24,
+               "pattern": "^[A-Za-z0-9][A-Za-z0-9.-]*$", "example": "AAPL"}
+TEXT = {"type": "string", "maxLength": 64, "pattern": "^[ -~]*$"}  # printable ASCII
+SEC_TYPES = ["STK", "OPT", "FUT", "CASH", "IND", "FOP", "CFD", "BOND", "FUND", "CRYPTO"]
+CONID = {"type": "integer", "minimum": 1, "maximum": 2147483647}
+# ISO 8601 from 1970 to 2099, UTC or with an offset (days 01-28 in every month)
+DATE_TIME = {"type": "string", "example": "2025-11-20T14:30:00Z", "pattern": (
+    "^(19[7-9][0-9]|20[0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    "T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$")}
+# IB's durations within its limits (86400 S, 365 D, 52 W, 12 M, 50 Y)
+DURATION = {"type": "string", "example": "2 D", "pattern": (
+    "^(([1-9][0-9]{0,3}|[1-7][0-9]{4}|8[0-5][0-9]{3}|86[0-3][0-9]{2}|86400) S|"
+    "([1-9]|[1-9][0-9]|[12][0-9]{2}|3[0-5][0-9]|36[0-5]) D|([1-9]|[1-4][0-9]|5[0-2]) W|"
+    "([1-9]|1[0-2]) M|([1-9]|[1-4][0-9]|50) Y)$")}
+# query-string booleans as the gateway reads them
+QBOOL = {"type": "string", "enum": ["", "true", "false", "True", "False", "1", "0", "yes",
+                                    "no", "on", "off"]}
+# a JSON boolean, or the same words, or 0/1
+JBOOL = {"anyOf": [BOOL, QBOOL, {"type": "integer", "enum": [0, 1]}]}
+TIMEOUT = {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}
+
+CONTRACT_FIELDS: dict[str, Any] = {  # null or absent: the default
+    "symbol": {"anyOf": [SYMBOL, {"const": ""}, {"type": "null"}]},
+    "secType": null({"type": "string", "default": "STK", "enum": SEC_TYPES}),
+    "exchange": null({**TEXT, "default": "SMART"}),
+    "currency": null({**TEXT, "default": "USD", "description": "\"\" for any"}),
+    "primaryExchange": null(TEXT),
+    "lastTradeDateOrContractMonth": null({"type": "string",
+                                          "pattern": "^([0-9]{6}|[0-9]{8})?$",
+                                          "description": "YYYYMM[DD]"}),
+    "expiry": null({"type": "string", "pattern": "^([0-9]{6}|[0-9]{8})?$",
+                    "description": "alias of lastTradeDateOrContractMonth"}),
+    "strike": null({"type": "number", "minimum": 0, "exclusiveMaximum": 1e9}),
+    "right": null({"type": "string", "enum": ["", "C", "P", "CALL", "PUT", "c", "p",
+                                              "call", "put"]}),
+    "multiplier": null({"type": "string", "pattern": "^([0-9]{1,9}(\\.[0-9]{1,6})?)?$"}),
+    "localSymbol": null(TEXT),
+    "tradingClass": null(TEXT),
+    "conId": null({"type": "integer", "minimum": 0, "maximum": 2147483647}),
 }
-ERROR = {
-    "type": "object",
-    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-        "code": {"type": "string", "enum": [
-            "bad_request", "unauthorized", "forbidden", "not_found", "ambiguous", "conflict",
-            "payload_too_large", "misdirected", "pacing", "subscription_required",
-            "competing_session",
-            "rejected", "no_data", "unavailable", "timeout", "internal"]},
-        "message": {"type": "string"}, "field": {"type": "string"},
-        "ib_code": {"type": "integer"}, "guard": {"type": "string"}}}},
-}
-HISTORICAL = {"allOf": [{"$ref": "#/components/schemas/Contract"}, {
-    "type": "object",
-    "properties": {
-        "barSize": {"type": "string", "example": "1 min",
-                    "description": "IB bar size: 1 secs … 8 hours, 1 day, 1 week, 1 month"},
-        "timeframe": {"type": "string", "example": "1h",
-                      "description": "alternative to barSize: 1s 5s … 1m 5m 15m 30m 1h 4h 1d "
-                                     "1w 1M"},
-        "start": {"type": "string", "format": "date-time"},
-        "end": {"type": "string", "format": "date-time", "description": "default now"},
-        "duration": {"type": "string", "example": "2 D",
-                     "description": "instead of start: one IB request"},
-        "whatToShow": {"type": "string", "default": "TRADES",
-                       "enum": ["TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK"]},
-        "useRTH": {"type": "boolean", "default": True},
-        "priority": {"type": "string", "enum": ["interactive", "background"]},
-    }}]}
-ORDER = {"allOf": [{"$ref": "#/components/schemas/Contract"}, {
-    "type": "object", "required": ["action", "quantity"],
-    "properties": {
-        "action": {"type": "string", "enum": ["BUY", "SELL"]},
-        "quantity": {"type": "number", "exclusiveMinimum": 0},
-        "orderType": {"type": "string", "default": "LMT",
-                      "enum": ["MKT", "LMT", "STP", "STP LMT"]},
-        "limitPrice": {"type": "number"}, "stopPrice": {"type": "number"},
-        "tif": {"type": "string", "default": "DAY"}, "outsideRth": {"type": "boolean"},
-        "orderRef": {"type": "string"},
-    }}]}
+# one of symbol, conId or localSymbol names the contract
+NAMED = {"anyOf": [{"required": ["symbol"], "properties": {"symbol": SYMBOL}},
+                   {"required": ["conId"], "properties": {"conId": CONID}},
+                   {"required": ["localSymbol"],
+                    "properties": {"localSymbol": {**TEXT, "pattern": "^ *[!-~][ -~]*$"}}}]}
+CONTRACT = {"type": "object", "properties": CONTRACT_FIELDS, "allOf": [NAMED]}
+STOCK_ONLY = {"type": "object", "required": ["symbol"],
+              "properties": {"symbol": SYMBOL,
+                             "secType": {"type": "string", "enum": SEC_TYPES},
+                             "exchange": TEXT, "currency": TEXT}}
 
-KTRDR_HISTORICAL = {"type": "object", "required": ["symbol", "timeframe", "start", "end"],
-                    "properties": {
-                        "symbol": {"type": "string", "example": "AAPL"},
-                        "timeframe": {"type": "string", "enum": [
-                            "1m", "5m", "15m", "30m", "1h", "2h", "3h", "4h", "1d", "1w",
-                            "1M"]},
-                        "start": {"type": "string", "format": "date-time"},
-                        "end": {"type": "string", "format": "date-time"},
-                        "instrument_type": {"type": ["string", "null"],
-                                            "example": "STK"}}}
-KTRDR_VALIDATE = {"type": "object", "required": ["symbol"], "properties": {
-    "symbol": {"type": "string"}, "timeframes": {"type": ["array", "null"],
-                                                 "items": {"type": "string"}}}}
+ERROR_BODY = obj(
+    ("code", "message"),
+    code={"type": "string", "enum": [
+        "bad_request", "unauthorized", "forbidden", "not_found", "ambiguous", "conflict",
+        "payload_too_large", "misdirected", "method_not_allowed", "unsupported_media_type",
+        "pacing", "subscription_required", "competing_session", "rejected", "no_data",
+        "unavailable", "timeout", "internal"]},
+    message=STR, field=STR, ib_code=INT, guard=STR)
+ERROR = obj(("error",), error=ERROR_BODY)
+# the bridge's {"error": "<text>"}, with ibhost's code and field beside it
+BRIDGE_ERROR = obj(("error",), error=STR, code=STR, message=STR, field=STR, reason=STR)
+# FastAPI's 422 {"detail": [...]} (or a text detail), with ibhost's error beside it
+KTRDR_ERROR = {"anyOf": [obj(("detail",), detail={"anyOf": [arr(OBJ), STR]}), ERROR]}
+
+BAR = obj(("timestamp", "open", "high", "low", "close", "volume"), timestamp=STR, open=NUM,
+          high=NUM, low=NUM, close=NUM, volume=NUM, wap=null(NUM), count=null(INT))
+BARS_HEAD = dict(success=BOOL, conId=INT, symbol=STR, barSize=STR, whatToShow=STR,
+                 useRTH=BOOL, requests=INT)
+HISTORICAL_COLUMNS = obj(("success", "count", "columns", "data"), **BARS_HEAD, count=INT,
+                         columns=arr(STR), data=obj((), **{k: arr(ANY) for k in (
+                             "timestamp", "open", "high", "low", "close", "volume", "wap",
+                             "count")}))
+HISTORICAL_RECORDS = obj(("bars",), **BARS_HEAD, bars=arr(BAR), count=INT, complete=BOOL)
+DETAILS = obj(("conId", "symbol", "secType"), conId=INT, symbol=STR, secType=STR,
+              exchange=STR, primaryExchange=STR, currency=STR, localSymbol=STR,
+              tradingClass=STR, lastTradeDateOrContractMonth=STR, strike=NUM, right=STR,
+              multiplier=STR, longName=STR, timeZone=STR, tradingHours=STR,
+              liquidHours=STR, minTick=NUM, validExchanges=STR)
+VALIDATED = {"allOf": [DETAILS, obj(("success", "valid"), success=BOOL, valid=BOOL)]}
+OPTIONAL_NUM = null(NUM)
+SNAPSHOT = obj(("conId", "symbol", "marketDataType", "delayed"),
+               conId=null(INT), symbol=null(STR), time=null(STR),
+               **{k: OPTIONAL_NUM for k in (
+                   "bid", "ask", "last", "bidSize", "askSize", "lastSize", "volume", "open",
+                   "high", "low", "close", "impliedVolatility", "histVolatility")},
+               **{k: null(INT) for k in ("callOpenInterest", "putOpenInterest",
+                                         "callVolume", "putVolume")},
+               marketDataType=INT, delayed=BOOL, greeks=null(OBJ))
+CONTRACT_OUT = dict(conId=INT, symbol=STR, secType=STR, currency=null(STR),
+                    localSymbol=null(STR), right=null(STR), strike=null(NUM),
+                    lastTradeDateOrContractMonth=null(STR), multiplier=null(STR))
+ORDER_OUT = obj(("orderId", "symbol", "action", "quantity", "orderType", "status"),
+                **CONTRACT_OUT, orderId=INT, permId=null(INT), clientId=null(INT),
+                exchange=null(STR), account=null(STR), action=STR, quantity=NUM,
+                orderType=STR, limitPrice=null(NUM), stopPrice=null(NUM), tif=null(STR),
+                orderRef=null(STR), status=STR, filled=null(NUM), remaining=null(NUM),
+                avgFillPrice=null(NUM), log=arr(OBJ), duplicate=BOOL)
+EXECUTION = obj(("execId", "symbol", "side", "shares", "price"), **CONTRACT_OUT,
+                execId=STR, time=STR, side=STR, shares=NUM, price=NUM, avgPrice=null(NUM),
+                cumQty=null(NUM), orderId=INT, permId=null(INT), clientId=null(INT),
+                orderRef=null(STR), exchange=null(STR), commission=null(NUM),
+                realizedPNL=null(NUM))
+POSITION = obj(("account", "conId", "symbol", "position"), **CONTRACT_OUT, account=STR,
+               position=NUM, avgCost=null(NUM), longName=null(STR))
+PORTFOLIO_ITEM = obj(("account", "conId", "symbol", "position"), **CONTRACT_OUT,
+                     account=STR, position=NUM, marketPrice=null(NUM),
+                     marketValue=null(NUM), averageCost=null(NUM),
+                     unrealizedPNL=null(NUM), realizedPNL=null(NUM))
+SUMMARY_ITEM = obj(("account", "tag", "value", "currency"), account=STR, tag=STR,
+                   value={"anyOf": [STR, NUM]}, currency=STR)
+PNL = obj(("dailyPnL", "unrealizedPnL", "realizedPnL"), account=STR, modelCode=STR,
+          conId=INT, dailyPnL=null(NUM), unrealizedPnL=null(NUM), realizedPnL=null(NUM),
+          position=null(NUM), value=null(NUM))
+HEALTH_STATUS = {"type": "string", "enum": ["ok", "degraded", "busy", "down"]}
+V1_HEALTH = obj(("status", "reason"), status=HEALTH_STATUS, reason=STR,
+                connector=null(OBJ), checkedAt=null(NUM), healthy=BOOL)
+SHARED_HEALTH = obj(
+    ("status", "healthy", "connected", "ready", "ibhostStatus"),
+    status={"type": "string", "enum": ["ok", "degraded", "busy", "disconnected"]},
+    healthy=BOOL, connected=BOOL, ready=BOOL, state=null(STR), reason=STR, service=STR,
+    version=STR, timestamp=STR,
+    ib_status=obj(("connected", "connection_count"), connected=BOOL, connection_count=INT),
+    connection_info=OBJ, clientId=null(INT), host=STR, port=INT, clientType=STR,
+    tradingMode={"type": "string", "enum": ["live", "paper"]}, lastHeartbeatAt=null(STR),
+    lastIbErrorCode=null(INT), lastIbErrorMessage=null(STR), reconnectAttempts=null(INT),
+    heartbeatFailures=null(INT), ibhostStatus=HEALTH_STATUS, connector=null(OBJ))
+DETAILED = obj(("health",), gateway=OBJ, health=OBJ, connector=OBJ,
+               programs=OBJ, watchdog=OBJ)
+KTRDR_DETAILED = {"allOf": [obj(
+    ("healthy", "ib_gateway_connected", "active_connections", "total_requests",
+     "error_count", "uptime_seconds", "connection_pool_status"),
+    healthy=BOOL, service=STR, timestamp=STR, ib_gateway_connected=BOOL,
+    active_connections=INT, total_requests=INT, error_count=INT, last_error=null(STR),
+    uptime_seconds=NUM, connection_pool_status=OBJ), DETAILED]}
+GAPFILL_STATUS = obj((), dataDir=STR, files=INT, interval=NUM, filesPerCycle=INT,
+                     waitingFor=null(STR), lastScan=null(OBJ), nextScanAt=null(NUM),
+                     perFile=OBJ)
+IB_STATUS = obj(("success", "ib_connected", "status"), success=BOOL, ib_connected=BOOL,
+                status=HEALTH_STATUS, reason=STR, state=null(STR), client_id=null(INT),
+                farms=null(OBJ), competing_session=null(BOOL))
+SYSTEM_STATUS = obj(("success", "programs", "trading_enabled"), success=BOOL,
+                    programs=OBJ, trading_enabled=BOOL)
+
+HISTORICAL = {"type": "object", "properties": {
+    **CONTRACT_FIELDS,
+    "barSize": {"type": "string", "enum": list(ibrules.BAR_SIZES),
+                "description": "IB's bar size; give this or timeframe"},
+    "timeframe": {"type": "string", "enum": sorted(ibrules.TIMEFRAMES),
+                  "description": "alternative to barSize: 1s 5s … 1m 5m 15m 30m 1h 4h "
+                                 "1d 1w 1M"},
+    "start": DATE_TIME,
+    "end": {**DATE_TIME, "description": "exclusive; default now"},
+    "duration": {**DURATION,
+                 "description": "instead of start: one IB request (at most 86400 S, "
+                                "365 D, 52 W, 12 M, 50 Y; IB's step-size rules apply)"},
+    "whatToShow": {"type": "string", "enum": list(ibrules.WHAT_TO_SHOW),
+                   "description": "default TRADES (MIDPOINT for CASH and CFD)"},
+    "useRTH": {**JBOOL, "default": True},
+    "priority": {"type": "string", "enum": ["interactive", "background"]},
+}, "allOf": [NAMED,
+             {"anyOf": [{"required": ["barSize"]}, {"required": ["timeframe"]}]},
+             {"anyOf": [{"required": ["start"]}, {"required": ["duration"]}]}]}
+ORDER = {"type": "object", "required": ["action", "quantity"], "properties": {
+    **CONTRACT_FIELDS,
+    "action": {"type": "string", "enum": ["BUY", "SELL", "buy", "sell"]},
+    "quantity": {"type": "number", "minimum": 0.0001, "maximum": 1e9},
+    "orderType": {"type": "string", "default": "LMT",
+                  "enum": ["MKT", "LMT", "STP", "STP LMT"]},
+    "limitPrice": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e9},
+    "stopPrice": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e9},
+    "tif": {"type": "string", "default": "DAY", "enum": ["DAY", "GTC", "IOC", "OPG",
+                                                         "FOK", "GTD"]},
+    "outsideRth": JBOOL,
+    "orderRef": {"type": "string", "maxLength": 128, "pattern": "^[ -~]*$"},
+}, "allOf": [NAMED]}
+
+KTRDR_HISTORICAL = obj(("symbol", "timeframe", "start", "end"),
+                       symbol=SYMBOL,
+                       timeframe={"type": "string", "enum": list(KTRDR_TIMEFRAMES)},
+                       start=DATE_TIME, end=DATE_TIME,
+                       instrument_type=null({"type": "string",
+                                             "enum": sorted(INSTRUMENT_TYPES)}))
+KTRDR_VALIDATE = obj(("symbol",), symbol=SYMBOL,
+                     timeframes=null(arr({"type": "string", "maxLength": 8}, maxItems=20)))
+BRIDGE_OPTION = obj(("symbol", "expiration", "strike", "right"),
+                    symbol=SYMBOL,
+                    expiration={"type": "string", "pattern": "^[0-9]{4}-?[0-9]{2}-?[0-9]{2}$",
+                                "example": "20261218"},
+                    strike={"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1e9},
+                    right={"type": "string", "enum": ["C", "P", "c", "p"]},
+                    exchange=TEXT, currency=TEXT, conId=CONID)
+BRIDGE_HISTORICAL = obj(("symbol",), symbol=SYMBOL,
+                        barSize=null({"type": "string", "enum": list(ibrules.BAR_SIZES)}),
+                        duration=null({"anyOf": [DURATION, {"const": ""}]}),
+                        whatToShow={"type": "string", "enum": ["TRADES", "MIDPOINT"]},
+                        useRTH=JBOOL, endDateTime={"type": "string", "enum": [""]})
+BRIDGE_ORDER = obj(("symbol", "action", "quantity"), symbol=SYMBOL,
+                   secType={"type": "string", "enum": ["STK", "OPT"]},
+                   action={"type": "string", "enum": ["BUY", "SELL"]},
+                   quantity={"type": "number", "minimum": 0.0001, "maximum": 1e9},
+                   orderType={"type": "string", "enum": ["MKT", "LMT"]},
+                   limitPrice=null({"type": "number", "exclusiveMinimum": 0,
+                                    "maximum": 1e9}),
+                   uid=null({"type": "string", "maxLength": 128, "pattern": "^[ -~]*$"}),
+                   expiration=null({"anyOf": [BRIDGE_OPTION["properties"]["expiration"],
+                                              {"const": ""}]}),
+                   strike=null({"type": "number", "minimum": 0, "exclusiveMaximum": 1e9}),
+                   right=null(BRIDGE_OPTION["properties"]["right"]))
+ID_OR_NONE = null({"type": "integer", "minimum": 0, "maximum": 2147483647,
+                   "description": "0 or null: not given"})
+BRIDGE_CANCEL = {"type": "object", "properties": {"orderId": ID_OR_NONE, "permId": ID_OR_NONE},
+                 "anyOf": [{"required": ["orderId"], "properties": {"orderId": CONID}},
+                           {"required": ["permId"], "properties": {"permId": CONID}}]}
+BRIDGE_QUOTE = obj(("symbol", "source"), symbol=STR, last=null(NUM), bid=null(NUM),
+                   ask=null(NUM), high=null(NUM), low=null(NUM), volume=null(NUM),
+                   close=null(NUM), source=STR)
+
+def optional_may_be_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """The gateway reads a null field as an absent one: say so for every optional
+    property of a request body."""
+    required = set(schema.get("required", ()))
+    props = schema.get("properties", {})
+    for name, sub in props.items():
+        nullable = sub.get("type") == "null" or any(
+            s.get("type") == "null" for s in sub.get("anyOf", ()))
+        if name not in required and not nullable:
+            props[name] = null(sub)
+    return schema
 
 
-def _path(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+for _request in (HISTORICAL, ORDER, KTRDR_HISTORICAL, KTRDR_VALIDATE, BRIDGE_OPTION,
+                 BRIDGE_HISTORICAL, BRIDGE_ORDER):
+    optional_may_be_null(_request)
+
+SCHEMAS = {"Contract": CONTRACT, "Error": ERROR, "BridgeError": BRIDGE_ERROR,
+           "KtrdrError": KTRDR_ERROR, "HistoricalRequest": HISTORICAL,
+           "OrderRequest": ORDER, "KtrdrHistorical": KTRDR_HISTORICAL,
+           "KtrdrValidate": KTRDR_VALIDATE, "BridgeOption": BRIDGE_OPTION,
+           "BridgeHistorical": BRIDGE_HISTORICAL, "BridgeOrder": BRIDGE_ORDER,
+           "BridgeCancel": BRIDGE_CANCEL, "Bar": BAR, "Order": ORDER_OUT,
+           "Execution": EXECUTION, "Position": POSITION, "PortfolioItem": PORTFOLIO_ITEM,
+           "Snapshot": SNAPSHOT, "Pnl": PNL, "ContractDetails": DETAILS,
+           "BridgeQuote": BRIDGE_QUOTE}
+ERRORS = {"ibhost": "Error", "ktrdr": "KtrdrError", "bridge": "BridgeError"}
 
 
-def _op(summary: str, *, body: str | None = None, query: list[str] | None = None,
-        key: str = "read", ok: str = "200", extra: str = "") -> dict[str, Any]:
+def _param(name: str, schema: dict[str, Any], *, where: str = "query",
+           required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required or where == "path",
+            "schema": schema}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _op(summary: str, ok: dict[str, Any] | None = None, *, body: str | None = None,
+        params: list[dict[str, Any]] | None = None, key: str = "read",
+        family: str = "ibhost", status: str = "200", extra: str = "",
+        content: dict[str, Any] | None = None,
+        also: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One operation: its success answer, the family's error shape for the rest."""
+    ok_content = content or _json(ok if ok is not None else OBJ)
+    responses: dict[str, Any] = {status: {"description": "OK", "content": ok_content}}
+    for code, schema in (also or {}).items():
+        responses[code] = {"description": schema.get("description", code),
+                           "content": _json(schema)}
+    responses["default"] = {"description": "error", "content": _json(ref(ERRORS[family]))}
     op: dict[str, Any] = {"summary": summary, "description": extra or summary,
-                          "responses": {ok: {"description": "OK"},
-                                        "default": {"description": "error", "content": {
-                                            "application/json": {"schema": {
-                                                "$ref": "#/components/schemas/Error"}}}}}}
+                          "responses": responses}
+    if key in ("bridge", "trading"):
+        op["security"] = [{"apiKey": []}]
     if key == "bridge":
-        op["security"] = [{"apiKey": []}]
         op["description"] += " (X-API-KEY needed once a key is configured)"
-    if key == "trading":
-        op["security"] = [{"apiKey": []}]
-        op["parameters"] = [{"name": "Idempotency-Key", "in": "header", "required": False,
-                             "schema": {"type": "string", "maxLength": 128}}]
+    params = list(params or [])
+    if key == "trading" and family == "ibhost":
+        params.append(_param("Idempotency-Key", {"type": "string", "minLength": 1,
+                                                 "maxLength": 128, "pattern": "^[!-~]+$"},
+                             where="header"))
+    if params:
+        op["parameters"] = params
     if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/{body}"}}}}
-    if query:
-        op.setdefault("parameters", []).extend(
-            {"name": q, "in": "query", "required": q == "symbol", "schema": {"type": "string"}}
-            for q in query)
+        op["requestBody"] = {"required": True, "content": _json(ref(body))}
     return op
 
+
+def _contract_query(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+    return [_param("symbol", SYMBOL, required=True),
+            _param("secType", {"type": "string", "enum": SEC_TYPES}),
+            _param("exchange", TEXT), _param("currency", TEXT), *extra]
+
+
+CONNECT = _param("connect", QBOOL)
+TIMEOUT_Q = _param("timeout", {"anyOf": [TIMEOUT, {"const": ""}]})
+FORMAT = _param("format", {"type": "string", "enum": ["json", "records", "csv"]})
+ACCOUNT_Q = [_param("account", TEXT), _param("model", TEXT)]
+KTRDR_OK = dict(success=BOOL, error=null(STR))
+KTRDR_VALIDATION = obj(("success", "is_valid"), success=BOOL, is_valid=null(BOOL),
+                       error_message=null(STR), contract_info=null(OBJ),
+                       head_timestamps=null(OBJ), error=null(STR))
+LIST = dict(count=INT)
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -118,113 +353,194 @@ SPEC: dict[str, Any] = {
              "description": "One healthy Interactive Brokers API connection, over HTTP."},
     "components": {
         "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
-        "schemas": {"Contract": CONTRACT, "Error": ERROR, "HistoricalRequest": HISTORICAL,
-                    "OrderRequest": ORDER, "KtrdrHistorical": KTRDR_HISTORICAL,
-                    "KtrdrValidate": KTRDR_VALIDATE},
+        "schemas": SCHEMAS,
     },
     "paths": {
-        "/": {"get": _op("service info: name, version, endpoints (KTRDR's keys too)")},
-        "/ping": {"get": _op("liveness of the gateway itself (no IB, no connector call)")},
+        "/": {"get": _op("service info: name, version, endpoints (KTRDR's keys too)",
+                         obj(("service", "version", "endpoints"), service=STR, name=STR,
+                             version=STR, status=STR, endpoints=arr(STR)))},
+        "/ping": {"get": _op("liveness of the gateway itself (no IB, no connector call)",
+                             obj(("status", "pong"), status=STR, pong=BOOL,
+                                 timestamp=INT, time=NUM))},
         "/health": {"get": _op(
-            "one health body for every client; always 200", query=["connect"],
+            "one health body for every client; always 200", SHARED_HEALTH, params=[CONNECT],
             extra="status ok / degraded / busy / disconnected; healthy, connected and ready "
             "are true only while IB is usable; ib_status (KTRDR), clientId, host, port, "
             "tradingMode (wheel-strat), ibhostStatus and connector (ibhost). connect=true "
             "asks the connector now. For a failing status code use /readyz or /v1/health.")},
-        "/livez": {"get": _op("200 while the gateway runs")},
-        "/readyz": {"get": _op("200 while IB is usable (ok/degraded), else 503")},
+        "/livez": {"get": _op("200 while the gateway runs", obj(("status",), status=STR))},
+        "/readyz": {"get": _op("200 while IB is usable (ok/degraded), else 503",
+                               obj(("status", "ready"), status=HEALTH_STATUS, reason=STR,
+                                   ready=BOOL),
+                               also={"503": obj(("status", "ready"), status=HEALTH_STATUS,
+                                                reason=STR, ready=BOOL)})},
         "/health/detailed": {"get": _op(
-            "KTRDR's detailed health fields, then the connector's diagnostics")},
+            "KTRDR's detailed health fields, then ibhost's detail (with a key: the "
+            "connector's diagnostics and the programs' status)", KTRDR_DETAILED,
+            family="ktrdr")},
         "/v1/health": {"get": _op(
-            "connection health: ok / degraded / down / busy, within 1 s",
-            query=["connect"], extra="connect=false (default) answers from the state the "
-            "gateway polls every second; connect=true asks the connector now (bounded by "
+            "connection health: ok / degraded / down / busy, within 1 s", V1_HEALTH,
+            params=[CONNECT], also={"503": V1_HEALTH},
+            extra="connect=false (default) answers from the state the gateway polls "
+            "every 0.5 s; connect=true asks the connector now (bounded by "
             "gateway.health_timeout). 200 for ok/degraded, 503 for down/busy.")},
-        "/v1/health/detailed": {"get": _op("all connector diagnostics and the programs' "
-                                           "status")},
+        "/v1/health/detailed": {"get": _op(
+            "all connector diagnostics, the programs' status (supervisord) and the "
+            "watchdog's outage follow-up; without a key once keys are set: the status "
+            "only", DETAILED)},
         "/v1/data/historical": {"post": _op(
-            "historical bars (UTC)", body="HistoricalRequest", query=["format"],
+            "historical bars (UTC)", body="HistoricalRequest",
+            params=[FORMAT, TIMEOUT_Q],
+            content={"application/json": {"schema": {"anyOf": [HISTORICAL_COLUMNS,
+                                                               HISTORICAL_RECORDS]}},
+                     "text/csv": {"schema": STR}},
             extra="format=json (columnar, default) | records | csv, or Accept: text/csv. "
-            "Long ranges are chunked under IB's pacing rules and stitched.")},
+            "Long ranges are chunked under IB's pacing rules and stitched. 400 also when "
+            "start is not before end, when barSize and timeframe disagree, when a "
+            "duration breaks IB's step-size rules for the bar size, and for TRADES on "
+            "forex.")},
         "/v1/data/validate": {"post": _op("contract metadata, or 404 / 409 ambiguous",
-                                          body="Contract")},
-        "/v1/data/head-timestamp": {"get": _op("earliest available data", query=[
-            "symbol", "secType", "exchange", "currency", "whatToShow", "useRTH"])},
-        "/v1/options/chain": {"get": _op("option expirations and strikes per exchange",
-                                         query=["symbol", "secType", "exchange", "currency"])},
+                                          VALIDATED, body="Contract")},
+        "/v1/data/head-timestamp": {"get": _op(
+            "earliest available data",
+            obj(("symbol", "headTimestamp"), symbol=STR, whatToShow=STR,
+                headTimestamp=null(STR)),
+            params=_contract_query(
+                _param("whatToShow", {"type": "string", "enum": list(ibrules.WHAT_TO_SHOW)}),
+                _param("useRTH", QBOOL)))},
+        "/v1/options/chain": {"get": _op(
+            "option expirations and strikes per exchange",
+            obj(("underlying", "chains"), underlying=OBJ, chains=arr(obj(
+                ("exchange", "expirations", "strikes"), exchange=STR, tradingClass=STR,
+                multiplier=STR, expirations=arr(STR), strikes=arr(NUM)))),
+            params=_contract_query())},
         "/v1/market/snapshot": {"post": _op(
-            "bid/ask/last/volume; greeks, IV, HV, OI with genericTicks", body="Contract")},
+            "bid/ask/last/volume; greeks, IV, HV, OI with genericTicks", SNAPSHOT,
+            body="Contract")},
         "/v1/orders": {
             "post": _op("place an order (trading must be enabled; X-API-Key required)",
-                        body="OrderRequest", key="trading", ok="201",
-                        extra="Guards: trading.enabled, allowed secTypes, symbol allow-list, "
-                        "no MKT on options, max quantity, max notional (403 naming the "
-                        "guard). Idempotency-Key: a retry returns the first answer and never "
-                        "places a second order, also across restarts."),
-            "get": _op("open orders"),
+                        ORDER_OUT, body="OrderRequest", key="trading", status="201",
+                        also={"200": ORDER_OUT},
+                        extra="Guards: trading.enabled, allowed secTypes, symbol "
+                        "allow-list, no MKT on options, max quantity, max notional (403 "
+                        "naming the guard). 400 when a LMT/STP price is missing or below "
+                        "the contract's minimum tick. Idempotency-Key: a retry returns the "
+                        "first answer (200) and never places a second order."),
+            "get": _op("open orders", arr(ORDER_OUT)),
         },
-        "/v1/orders/{orderId}": {"delete": {**_op("cancel an order", key="trading"),
-                                            "parameters": [{"name": "orderId", "in": "path",
-                                                            "required": True,
-                                                            "schema": {"type": "integer"}}]}},
-        "/v1/executions": {"get": _op("fills", query=["symbol", "secType", "side", "since",
-                                                      "clientId"])},
-        "/v1/positions": {"get": _op("positions")},
-        "/v1/portfolio": {"get": _op("portfolio: positions with market price, value, PnL")},
-        "/v1/account/summary": {"get": _op("account summary: every tag IB reports")},
+        "/v1/orders/{orderId}": {"delete": _op(
+            "cancel an order", obj(("orderId",), orderId=INT, status=STR), key="trading",
+            params=[_param("orderId", CONID, where="path")])},
+        "/v1/executions": {"get": _op("fills", arr(EXECUTION), params=[
+            _param("symbol", TEXT), _param("secType", TEXT),
+            _param("side", {"type": "string", "enum": ["", "BUY", "SELL", "buy", "sell"]}),
+            _param("since", {"anyOf": [DATE_TIME, {"const": ""}]}),
+            _param("clientId", {"type": "integer", "minimum": 0, "maximum": 2147483647})])},
+        "/v1/positions": {"get": _op("positions", arr(POSITION))},
+        "/v1/portfolio": {"get": _op("portfolio: positions with market price, value, PnL",
+                                     arr(PORTFOLIO_ITEM))},
+        "/v1/account/summary": {"get": _op("account summary: every tag IB reports",
+                                           arr(SUMMARY_ITEM))},
         "/v1/pnl": {"get": _op("daily, unrealized and realized PnL (conId: one position)",
-                               query=["account", "model", "conId"])},
-        "/v1/system/ib-status": {"get": _op("IB connection status")},
-        "/v1/system/system-status": {"get": _op("status of every program")},
+                               PNL, params=[*ACCOUNT_Q, _param("conId", {
+                                   "type": "integer", "minimum": 0,
+                                   "maximum": 2147483647, "description": "0: the account"})])},
+        "/v1/system/ib-status": {"get": _op("IB connection status", IB_STATUS)},
+        "/v1/system/system-status": {"get": _op("status of every program", SYSTEM_STATUS)},
         "/v1/gapfill/status": {"get": _op("the gap-filler: last and next scan, per file "
-                                          "gaps found and filled, bars written, errors")},
+                                          "gaps found and filled, bars written, errors",
+                                          GAPFILL_STATUS)},
         "/v1/gapfill/scan": {"post": _op("scan now (optionally {files: [...]}); answers what "
-                                         "the scan did", query=["timeout"])},
-        "/api/v1/system/gap-filler-status": {"get": _op("same as /v1/gapfill/status")},
-        "/api/v1/system/gap-filler/force-scan": {"post": _op("same as /v1/gapfill/scan")},
-        "/api/v1/system/ib-status": {"get": _op("same as /v1/system/ib-status")},
-        "/api/v1/system/system-status": {"get": _op("same as /v1/system/system-status")},
+                                         "the scan did", OBJ, params=[TIMEOUT_Q])},
+        "/api/v1/system/gap-filler-status": {"get": _op("same as /v1/gapfill/status",
+                                                        GAPFILL_STATUS)},
+        "/api/v1/system/gap-filler/force-scan": {"post": _op("same as /v1/gapfill/scan",
+                                                             OBJ, params=[TIMEOUT_Q])},
+        "/api/v1/system/ib-status": {"get": _op("same as /v1/system/ib-status", IB_STATUS)},
+        "/api/v1/system/system-status": {"get": _op("same as /v1/system/system-status",
+                                                    SYSTEM_STATUS)},
         "/data/historical": {"post": _op(
-            "KTRDR: bars as DataFrame.to_json(orient=index) text", body="KtrdrHistorical",
-            extra="200 {success, data, error, rows}; failures are 200 success=false; "
-            "invalid input 422 {detail}. end is inclusive.")},
+            "KTRDR: bars as DataFrame.to_json(orient=index) text",
+            obj(("success",), **KTRDR_OK, data=null(STR), rows=null(INT)),
+            body="KtrdrHistorical", family="ktrdr",
+            extra="200 {success, data, error, rows}; failures (also start not before end) "
+            "are 200 success=false; invalid input 422 {detail}. end is inclusive.")},
         "/data/validate": {"post": _op("KTRDR: is_valid, contract_info, head_timestamps",
-                                       body="KtrdrValidate")},
-        "/data/head-timestamp": {"get": _op("KTRDR: earliest data as ISO text", query=[
-            "symbol", "timeframe", "instrument_type"])},
-        "/data/symbol-info/{symbol}": {"get": {**_op("KTRDR: validation with the 1h head "
-                                                     "timestamp"),
-                                               "parameters": [_path("symbol")]}},
-        "/diag": {"get": _op("wheel-strat: connection diagnostics (no key)")},
-        "/market-data/{symbol}": {"get": {**_op(
-            "wheel-strat: quote, realtime -> frozen -> delayed", key="bridge"),
-            "parameters": [_path("symbol")]}},
-        "/market-data/batch": {"post": _op("wheel-strat: quotes for {symbols: [...]}",
-                                           key="bridge")},
-        "/option-chain/{symbol}": {"get": {**_op("wheel-strat: expirations and strikes",
-                                                 key="bridge"),
-                                           "parameters": [_path("symbol")]}},
-        "/option-quote": {"post": _op("wheel-strat: option quote with greeks", key="bridge")},
+                                       KTRDR_VALIDATION, body="KtrdrValidate",
+                                       family="ktrdr")},
+        "/data/head-timestamp": {"get": _op(
+            "KTRDR: earliest data as ISO text",
+            obj(("success", "timestamp"), **KTRDR_OK, timestamp=null(STR)),
+            family="ktrdr", params=[
+                _param("symbol", SYMBOL, required=True),
+                _param("timeframe", {"type": "string", "minLength": 1, "maxLength": 8,
+                                     "pattern": "^[0-9]+[smhdwM]$"}, required=True),
+                _param("instrument_type", {"type": "string",
+                                           "enum": sorted(INSTRUMENT_TYPES)})])},
+        "/data/symbol-info/{symbol}": {"get": _op(
+            "KTRDR: validation with the 1h head timestamp", KTRDR_VALIDATION,
+            family="ktrdr", params=[_param("symbol", SYMBOL, where="path")])},
+        "/diag": {"get": _op("wheel-strat: connection diagnostics (no key)",
+                             obj(("ibConnected", "ready"), timestamp=STR,
+                                 uptimeSeconds=NUM, ibConnected=BOOL, ready=BOOL,
+                                 diag=OBJ, version=STR), family="bridge")},
+        "/market-data/{symbol}": {"get": _op(
+            "wheel-strat: quote, realtime -> frozen -> delayed", BRIDGE_QUOTE, key="bridge",
+            family="bridge", params=[_param("symbol", PATH_SYMBOL, where="path")])},
+        "/market-data/batch": {"post": {**_op(
+            "wheel-strat: quotes for {symbols: [...]}", obj(("results",),
+                                                            results=arr(BRIDGE_QUOTE)),
+            key="bridge", family="bridge"), "requestBody": {"required": True, "content": _json(
+                obj(("symbols",), symbols=arr({"type": "string", "minLength": 1,
+                                               "maxLength": 24}, maxItems=100)))}}},
+        "/option-chain/{symbol}": {"get": _op(
+            "wheel-strat: expirations and strikes",
+            obj(("symbol", "expirations", "strikes"), symbol=STR, expirations=arr(STR),
+                strikes=arr(NUM), multiplier=STR, exchange=STR, currency=STR,
+                tradingClass=STR, underlyingConId=INT),
+            key="bridge", family="bridge",
+            params=[_param("symbol", PATH_SYMBOL, where="path")])},
+        "/option-quote": {"post": _op("wheel-strat: option quote with greeks",
+                                      obj(("symbol", "source"), symbol=STR, bid=null(NUM),
+                                          ask=null(NUM), last=null(NUM), close=null(NUM),
+                                          undPrice=null(NUM), source=STR),
+                                      body="BridgeOption", key="bridge", family="bridge")},
         "/historical": {"post": _op("wheel-strat: bars {symbol, bars: [{date, ...}]}",
-                                    key="bridge")},
-        "/order": {"post": _op("wheel-strat: place an order (uid -> orderRef)",
-                               key="trading")},
-        "/order/cancel": {"post": _op("wheel-strat: cancel by orderId or permId",
-                                      key="trading")},
+                                    obj(("symbol", "bars"), symbol=STR, bars=arr(obj(
+                                        ("date",), date=STR, open=NUM, high=NUM, low=NUM,
+                                        close=NUM, volume=NUM))),
+                                    body="BridgeHistorical", key="bridge", family="bridge")},
+        "/order": {"post": _op("wheel-strat: place an order (uid -> orderRef)", OBJ,
+                               body="BridgeOrder", key="trading", family="bridge",
+                               extra="wheel-strat: place an order (uid -> orderRef); 400 "
+                               "when a LMT price is missing or below the minimum tick")},
+        "/order/cancel": {"post": _op("wheel-strat: cancel by orderId or permId", OBJ,
+                                      body="BridgeCancel", key="trading", family="bridge")},
         "/executions": {"get": _op("wheel-strat: {executions, count}",
-                                   query=["lookbackDays"], key="bridge")},
-        "/orders": {"get": _op("wheel-strat: {orders, count}", key="bridge")},
-        "/positions": {"get": _op("wheel-strat: {positions, count}", key="bridge")},
-        "/portfolio": {"get": _op("wheel-strat: portfolio {positions, count}", key="bridge")},
-        "/account-summary": {"get": _op("wheel-strat: summary tags as numbers",
-                                        key="bridge")},
-        "/pnl": {"get": _op("wheel-strat: account PnL", query=["account", "model"],
-                            key="bridge")},
-        "/pnl-single": {"get": _op("wheel-strat: one position's PnL",
-                                   query=["conId", "account", "model"], key="bridge")},
-        "/metrics": {"get": _op("Prometheus metrics of the whole tree")},
-        "/openapi.json": {"get": _op("this document")},
-        "/docs": {"get": _op("human-readable API page")},
+                                   obj(("executions", "count"), executions=arr(OBJ), **LIST),
+                                   params=[_param("lookbackDays", {
+                                       "type": "number", "minimum": 0, "maximum": 3650})],
+                                   key="bridge", family="bridge")},
+        "/orders": {"get": _op("wheel-strat: {orders, count}",
+                               obj(("orders", "count"), orders=arr(OBJ), **LIST),
+                               key="bridge", family="bridge")},
+        "/positions": {"get": _op("wheel-strat: {positions, count}",
+                                  obj(("positions", "count"), positions=arr(OBJ), **LIST),
+                                  key="bridge", family="bridge")},
+        "/portfolio": {"get": _op("wheel-strat: portfolio {positions, count}",
+                                  obj(("positions", "count"), positions=arr(OBJ), **LIST),
+                                  key="bridge", family="bridge")},
+        "/account-summary": {"get": _op("wheel-strat: summary tags as numbers", OBJ,
+                                        key="bridge", family="bridge")},
+        "/pnl": {"get": _op("wheel-strat: account PnL", PNL, params=ACCOUNT_Q,
+                            key="bridge", family="bridge")},
+        "/pnl-single": {"get": _op("wheel-strat: one position's PnL", PNL,
+                                   params=[_param("conId", CONID, required=True),
+                                           *ACCOUNT_Q], key="bridge", family="bridge")},
+        "/metrics": {"get": _op("Prometheus metrics of the whole tree",
+                                content={"text/plain": {"schema": STR}})},
+        "/openapi.json": {"get": _op("this document", OBJ)},
+        "/docs": {"get": _op("human-readable API page", content={"text/html": {"schema": STR}})},
     },
 }
 
