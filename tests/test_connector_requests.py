@@ -63,6 +63,26 @@ async def test_daily_bars_over_years_and_duration_form(sim: Simulator, tmp_path:
         assert d["requests"] == 1 and len(d["bars"]) == 14
 
 
+async def test_no_ib_request_for_bars_after_now(sim: Simulator, tmp_path: Path) -> None:
+    """A range that lies in the future is empty without asking IB; one that reaches into
+    it is asked only up to now (IB has no bars after now)."""
+    now = dt.datetime.now(UTC)
+    async with running_connector(tmp_path, sim) as (con, client):
+        before = sim.state()["stats"]["requests"].get("reqHistoricalData", 0)
+        t0 = time.monotonic()
+        r = await client.request("POST", "/historical", json_body={
+            "symbol": "AAPL", "barSize": "1 min", "start": (now + dt.timedelta(days=3650))
+            .isoformat(), "end": (now + dt.timedelta(days=7300)).isoformat()})
+        assert r["requests"] == 0 and r["bars"] == [] and time.monotonic() - t0 < 2
+        r = await client.request("POST", "/historical", json_body={
+            "symbol": "AAPL", "barSize": "1 day", "useRTH": False,
+            "start": (now - dt.timedelta(days=30)).isoformat(),
+            "end": (now + dt.timedelta(days=3650)).isoformat()})
+        assert r["requests"] == 1 and len(r["bars"]) > 15  # one year chunk, up to now
+        after = sim.state()["stats"]["requests"].get("reqHistoricalData", 0)
+        assert after - before == 1
+
+
 async def test_identical_requests_are_cached_and_coalesced(sim: Simulator,
                                                            tmp_path: Path) -> None:
     body = {"symbol": "SPY", "barSize": "5 mins", "duration": "1 D",

@@ -59,6 +59,7 @@ async def tree_up(sim: Simulator, tmp_path: Path) -> AsyncIterator[Tree]:
         yield t
 
 
+@pytest.mark.timeout(900)
 async def test_every_operation_conforms_to_the_openapi_document(tree_up: Tree,
                                                                 tmp_path: Path) -> None:
     cfg = tmp_path / "schemathesis.toml"

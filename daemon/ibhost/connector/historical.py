@@ -87,6 +87,12 @@ class HistoricalRequests:
             raise bad_request("start", "give start (and optionally end) or duration")
         if start >= end_t:
             raise bad_request("start", "must be before end")
+        now = svc.now()
+        if end_t > now:  # there are no bars after now: never ask IB for them
+            end_t = now
+            if start >= end_t:
+                yield {**head, "requests": 0}
+                return
         dur, secs = ibrules.chunk_duration(bar)
         windows = []  # chunk end times, newest first
         t = end_t
