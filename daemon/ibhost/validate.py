@@ -13,9 +13,11 @@ from aiohttp import web
 from .errors import IbhostError, bad_request
 
 
-async def json_body(request: web.Request, limit: int = 1 << 20) -> dict[str, Any]:
+async def json_body(request: web.Request, limit: int = 1 << 20, *,
+                    required: bool = False) -> dict[str, Any]:
     """The request's JSON object: 413 past ``limit`` bytes (declared or streamed),
-    400 naming the problem for anything that is not a JSON object."""
+    400 naming the problem for anything that is not a JSON object. No body at all is
+    ``{}``, or a 400 when the body is ``required``."""
     if request.content_length is not None and request.content_length > limit:
         raise IbhostError("payload_too_large", f"body is over {limit} bytes", field="body")
     chunks: list[bytes] = []
@@ -31,6 +33,8 @@ async def json_body(request: web.Request, limit: int = 1 << 20) -> dict[str, Any
                               field="body")
     raw = b"".join(chunks)
     if not raw.strip():
+        if required:
+            raise bad_request("body", "is required (a JSON object)")
         return {}
     try:
         data = json.loads(raw)

@@ -491,8 +491,8 @@ SPEC: dict[str, Any] = {
             "wheel-strat: quotes for {symbols: [...]}", obj(("results",),
                                                             results=arr(BRIDGE_QUOTE)),
             key="bridge", family="bridge"), "requestBody": {"required": True, "content": _json(
-                obj(("symbols",), symbols=arr({"type": "string", "minLength": 1,
-                                               "maxLength": 24}, maxItems=100)))}}},
+                obj((), symbols=null(arr({"type": "string", "minLength": 1,
+                                          "maxLength": 24}, maxItems=100))))}}},
         "/option-chain/{symbol}": {"get": _op(
             "wheel-strat: expirations and strikes",
             obj(("symbol", "expirations", "strikes"), symbol=STR, expirations=arr(STR),
