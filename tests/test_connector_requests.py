@@ -83,6 +83,44 @@ async def test_no_ib_request_for_bars_after_now(sim: Simulator, tmp_path: Path) 
         assert after - before == 1
 
 
+async def test_message_rate_at_100_clients_is_near_ibs_limit_without_violation(
+        sim: Simulator, tmp_path: Path) -> None:
+    """IB allows 50 messages in any second: the scheduler counts messages (a one-off
+    tick subscription is two: its request and its cancel) and keeps close to 49 per
+    1.05 s flowing with 100 callers pressing, without a single violation."""
+    async with running_connector(tmp_path, sim) as (con, client):
+        stop = time.monotonic() + 5.0
+        done = 0
+
+        async def caller(n: int) -> None:
+            nonlocal done
+            while time.monotonic() < stop:
+                if n % 4 == 0:  # reqMktData + cancelMktData
+                    await client.request("POST", "/snapshot", json_body={
+                        "symbol": "AAPL", "genericTicks": [100]})
+                else:
+                    await client.request("POST", "/validate", json_body={"symbol": "MSFT"})
+                done += 1
+
+        def sent() -> int:
+            return sum(sim.state()["stats"]["requests"].values())
+
+        async def steady_rate() -> float:  # messages a second once all are waiting
+            await asyncio.sleep(1.0)
+            before, t0 = sent(), time.monotonic()
+            await asyncio.sleep(3.0)
+            return (sent() - before) / (time.monotonic() - t0)
+
+        await asyncio.sleep(1.2)  # the connect sync's messages leave the window
+        stop = time.monotonic() + 5.0
+        rate, *_ = await asyncio.gather(steady_rate(), *(caller(n) for n in range(100)))
+    assert sim.state()["stats"]["violations"] == []
+    assert 100 not in sim.state()["stats"].get("errors", {})
+    # the ceiling is 49 per 1.05 s = 46.7/s (45.6/s measured on an idle machine, where
+    # `ibhost bench` reports it); a loaded machine reacts a little later
+    assert rate >= 0.9 * 49 / 1.05, rate
+
+
 async def test_identical_requests_are_cached_and_coalesced(sim: Simulator,
                                                            tmp_path: Path) -> None:
     body = {"symbol": "SPY", "barSize": "5 mins", "duration": "1 D",

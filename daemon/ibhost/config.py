@@ -128,9 +128,10 @@ class PacingConfig:
     burst_max: int = 5
     window: float = 600.0
     window_max: int = 60
-    # IB allows 50/s judged on arrival; the library's own messages (connect sync,
-    # heartbeats, cancels) and sends bunched by a busy event loop need headroom.
-    messages_per_second: int = 35
+    # IB allows 50 messages in any second, judged on arrival: at most this many in
+    # any 1.05 s, counting every message sent (requests, cancels, heartbeats, the
+    # library's own), grants evenly spaced
+    messages_per_second: int = 49
     scale: float = 1.0
     margin: float = 0.2
     queue_max: int = 1000

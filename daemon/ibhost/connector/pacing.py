@@ -14,7 +14,11 @@ IB's rules ("Historical Data Limitations", TWS API; now on IBKR Campus), windows
   within an AIMD window (``open_start``..``open_max``) that halves on a pacing 162
   or answers much slower than usual, and grows back by one per window of
   answers; a job of one or two requests may use one slot beyond the window;
-- at most ``messages_per_second`` requests of any kind, granted evenly spaced.
+- IB's 50 messages per second, counted in messages as they leave (requests,
+  cancels, heartbeats, the library's own), not in requests: grants are spaced
+  evenly at ``messages_per_second`` and held while the messages sent, plus those
+  granted and not yet sent, fill the last 1.05 s; a request that also ends with a
+  cancel (a one-off tick subscription) reserves two.
 Requests are granted by priority (interactive before background), then round
 robin between callers (an API key, or a connection) and then between their jobs
 (one request's chunks form one job), so a five-year download never starves a
@@ -66,6 +70,10 @@ class _Item:
     held_by: str = field(compare=False, default="")
     job: str = field(compare=False, default="")
     small: bool = field(compare=False, default=False)
+    messages: int = field(compare=False, default=1)
+
+
+MESSAGE_WINDOW = 1.05  # IB counts 50 in any second, on arrival: a little margin
 
 
 @dataclass
@@ -133,7 +141,7 @@ class Scheduler:
         self.identical_window = cfg.identical_window * s + cfg.margin
         self.burst_window = cfg.burst_window * s + cfg.margin
         self.window = cfg.window * s + cfg.margin
-        self.second = 1.0 + cfg.margin  # the message-rate window is never scaled
+        self.second = MESSAGE_WINDOW  # the message-rate window is never scaled
         # Grants are spaced evenly: bursts would pile up behind the library's own
         # 45/s throttle and reach IB bunched, over 50 in one second.
         self.spacing = 1.0 / cfg.messages_per_second
@@ -145,7 +153,8 @@ class Scheduler:
         self._sent_identical: dict[Hashable, float] = {}
         self._burst: dict[Hashable, deque[float]] = {}
         self._window: deque[tuple[float, int]] = deque()
-        self._messages: deque[float] = deque()
+        self._messages: deque[float] = deque()  # messages sent (note_message)
+        self._reserved: deque[float] = deque()  # granted, not yet seen leaving
         self._cache: dict[Hashable, tuple[float, Any]] = {}
         self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
         self._job_served: dict[str, float] = {}
@@ -167,6 +176,18 @@ class Scheduler:
         self._expire(self.clock())
         return sum(w for _, w in self._window)
 
+    def note_message(self) -> None:
+        """One message left for IB (called for every message the connection sends)."""
+        now = self.clock()
+        if self._reserved:
+            self._reserved.popleft()  # a granted request leaving
+        self._messages.append(now)
+
+    def message_rate(self) -> int:
+        """Messages sent in the last window."""
+        self._expire(self.clock())
+        return len(self._messages)
+
     async def run(
         self,
         fn: Callable[[], Awaitable[T]],
@@ -176,6 +197,7 @@ class Scheduler:
         cacheable: bool = True,
         job: str = "",
         small: bool = True,
+        messages: int = 1,
     ) -> T:
         """Run ``fn`` when the rules allow; identical historical requests share results
         (shared read-only: callers must not change what they get)."""
@@ -194,7 +216,7 @@ class Scheduler:
             self._inflight[key.identical] = shared
         windowed = key is not None and not key.hard
         try:
-            granted_at = await self._acquire(key, priority, job, small)
+            granted_at = await self._acquire(key, priority, job, small, messages)
             t0 = self.clock()
             if key is not None and key.hard and t0 > granted_at:
                 # count the request from when it really leaves, not from its grant: a
@@ -246,13 +268,13 @@ class Scheduler:
         self._wake.set()
 
     async def _acquire(self, key: PaceKey | None, priority: int, job: str,
-                       small: bool) -> float:
+                       small: bool, messages: int = 1) -> float:
         """Wait for the grant; return when it was granted (the dispatcher's clock)."""
         if len(self._pending) >= self.cfg.queue_max:
             raise IbhostError("pacing", f"pacing queue full ({self.cfg.queue_max} waiting)")
         loop = asyncio.get_running_loop()
         item = _Item(priority, next(self._seq), key, loop.create_future(), self.clock(),
-                     job=job, small=small)
+                     job=job, small=small, messages=messages)
         self._pending.append(item)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._dispatch())
@@ -317,6 +339,8 @@ class Scheduler:
     def _expire(self, now: float) -> None:
         while self._messages and now - self._messages[0] >= self.second:
             self._messages.popleft()
+        while self._reserved and now - self._reserved[0] >= self.second:
+            self._reserved.popleft()  # granted but never sent (answered from a cache)
         while self._window and now - self._window[0][0] >= self.window:
             self._window.popleft()
         for k in [k for k, t in self._sent_identical.items() if now - t >= self.identical_window]:
@@ -332,8 +356,10 @@ class Scheduler:
         """Seconds until this request may go (inf: until a slot frees), and the rule
         that holds it. The caller expires old entries first (``_expire(now)``)."""
         key = item.key
-        if len(self._messages) >= self.cfg.messages_per_second:
-            return self.second - (now - self._messages[0]), "message_rate"
+        if len(self._messages) + len(self._reserved) + item.messages > \
+                self.cfg.messages_per_second:
+            first = min([q[0] for q in (self._messages, self._reserved) if q], default=now)
+            return max(self.second - (now - first), 0.001), "message_rate"
         if now - self._last_grant < self.spacing:
             return self.spacing - (now - self._last_grant), "spacing"
         if key is None:
@@ -361,7 +387,7 @@ class Scheduler:
         return 0.0, ""
 
     def _record(self, item: _Item, now: float) -> None:
-        self._messages.append(now)
+        self._reserved.extend([now] * item.messages)
         self._last_grant = now
         self._job_served[item.job] = now
         self._job_served[item.job.partition("/")[0] + "/"] = now  # the caller

@@ -49,6 +49,18 @@ class Service:
         self.subs: dict[int, HeldSubscription] = {}
         self._md_type = 1
         session.on_resubscribe.append(self.resubscribe)
+        # every message that leaves counts against IB's 50 per second (the scheduler's
+        # grants, cancels, heartbeats, the library's own); the library's throttle stays
+        # as a backstop for what is not paced (re-subscriptions after a reconnect)
+        conn = self.ib.client.conn
+        send = conn.sendMsg
+
+        def counted(msg: bytes) -> None:
+            scheduler.note_message()
+            send(msg)
+
+        conn.sendMsg = counted
+        self.ib.client.MaxRequests = scheduler.cfg.messages_per_second
         self.account = AccountRequests(self)
         self.history = HistoricalRequests(self)
         self._placing: dict[str, asyncio.Future[dict[str, Any]]] = {}  # orderRef -> answer
@@ -57,7 +69,8 @@ class Service:
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]], *,
                     key: PaceKey | None = None, priority: int = INTERACTIVE,
-                    timeout: float | None = None, job: str = "", small: bool = True) -> T:
+                    timeout: float | None = None, job: str = "", small: bool = True,
+                    messages: int = 1) -> T:
         """Pace, time-limit and error-map one IB request."""
         self.session.require_ready()
         limit = timeout or self.timeout
@@ -80,7 +93,7 @@ class Service:
                 raise IbhostError("unavailable", f"{what}: connection lost ({e})") from None
 
         return await self.scheduler.run(guarded, key=key, priority=priority, job=job,
-                                        small=small)
+                                        small=small, messages=messages)
 
     async def _unless_lost(self, aw: Awaitable[T]) -> T:
         """``aw``, or ConnectionError as soon as the connection it went out on is lost."""
@@ -192,7 +205,7 @@ class Service:
             return self._ticker_dict(tickers[0])
         # IB refuses generic ticks on a snapshot (321): stream briefly, then cancel.
         return await self._call("snapshot", lambda: self._stream_once(c, generic, wait),
-                                timeout=wait + 10.0)
+                                timeout=wait + 10.0, messages=2)  # + its cancel
 
     async def _stream_once(self, c: Any, generic: list[int], wait: float) -> dict[str, Any]:
         failed: asyncio.Future[IbhostError] = asyncio.get_running_loop().create_future()
