@@ -101,7 +101,9 @@ async def market_data(request: web.Request) -> web.Response:
 async def market_data_batch(request: web.Request) -> web.Response:
     auth(request, always=True)
     body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body, required=True)
-    symbols = body.get("symbols") or []  # none: {"results": []}, as the bridge answers
+    symbols = body.get("symbols")
+    if symbols is None:
+        symbols = []  # none: {"results": []}, as the bridge answers
     if not isinstance(symbols, list) or len(symbols) > MAX_BATCH or not all(
             isinstance(s, str) and 0 < len(s) <= 24 for s in symbols):
         raise bad_request("symbols", f"must be a list of up to {MAX_BATCH} symbols")
