@@ -25,6 +25,7 @@ COMMANDS = {
     "events": "ibhost.watchdog.main",
     "demo": "ibhost.demo",
     "ctl": "ibhost.ctl",
+    "bench": "ibhost.benchcmd",
 }
 
 

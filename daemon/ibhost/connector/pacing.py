@@ -15,10 +15,11 @@ IB's rules ("Historical Data Limitations", TWS API; now on IBKR Campus), windows
   or answers much slower than usual, and grows back by one per window of
   answers; a job of one or two requests may use one slot beyond the window;
 - IB's 50 messages per second, counted in messages as they leave (requests,
-  cancels, heartbeats, the library's own), not in requests: grants are spaced
-  evenly at ``messages_per_second`` and held while the messages sent, plus those
-  granted and not yet sent, fill the last 1.05 s; a request that also ends with a
-  cancel (a one-off tick subscription) reserves two.
+  cancels, heartbeats, the library's own), not in requests: up to 20 go back to
+  back, the rest evenly spaced at ``messages_per_second`` per 1.05 s, and none
+  while the messages sent, plus those granted and not yet sent, fill the last
+  1.05 s; a request that also ends with a cancel (a one-off tick subscription)
+  reserves two.
 Requests are granted by priority (interactive before background), then round
 robin between callers (an API key, or a connection) and then between their jobs
 (one request's chunks form one job), so a five-year download never starves a
@@ -74,6 +75,7 @@ class _Item:
 
 
 MESSAGE_WINDOW = 1.05  # IB counts 50 in any second, on arrival: a little margin
+MESSAGE_BURST = 20  # messages that may leave back to back; the rest evenly spaced
 
 
 @dataclass
@@ -144,8 +146,11 @@ class Scheduler:
         self.second = MESSAGE_WINDOW  # the message-rate window is never scaled
         # Grants are spaced evenly: bursts would pile up behind the library's own
         # 45/s throttle and reach IB bunched, over 50 in one second.
-        self.spacing = 1.0 / cfg.messages_per_second
-        self._last_grant = -1e9
+        # spacing: a bucket of MESSAGE_BURST tokens refilled at the allowed rate, so a
+        # few callers at once wait for nothing and a crowd is granted evenly spaced
+        self.rate = cfg.messages_per_second / MESSAGE_WINDOW
+        self._tokens = float(MESSAGE_BURST)
+        self._tokens_at = clock()
         self._pending: list[_Item] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
@@ -360,8 +365,11 @@ class Scheduler:
                 self.cfg.messages_per_second:
             first = min([q[0] for q in (self._messages, self._reserved) if q], default=now)
             return max(self.second - (now - first), 0.001), "message_rate"
-        if now - self._last_grant < self.spacing:
-            return self.spacing - (now - self._last_grant), "spacing"
+        self._tokens = min(float(MESSAGE_BURST),
+                           self._tokens + (now - self._tokens_at) * self.rate)
+        self._tokens_at = now
+        if self._tokens < item.messages:
+            return (item.messages - self._tokens) / self.rate, "spacing"
         if key is None:
             return 0.0, ""
         if not key.hard:
@@ -388,7 +396,7 @@ class Scheduler:
 
     def _record(self, item: _Item, now: float) -> None:
         self._reserved.extend([now] * item.messages)
-        self._last_grant = now
+        self._tokens -= item.messages
         self._job_served[item.job] = now
         self._job_served[item.job.partition("/")[0] + "/"] = now  # the caller
         key = item.key

@@ -1,0 +1,523 @@
+"""``ibhost bench [--quick]``: every scenario against a tree of its own, one table.
+
+Starts ``ibhost sim`` (pacing windows shrunk a millionfold so that only the bridge is
+measured; IB's 50 messages a second still applies) and the supervised tree, then
+measures, each against a baseline taken in the same run:
+
+- added latency (p50/p99) of validate, head timestamp, 390 one-minute bars and a
+  snapshot at 1, 10 and 100 clients, through connector.sock and through the
+  gateway, against a direct ib_async client of the same simulator;
+- bars per second for a long 1-minute download (JSON and CSV through the gateway)
+  against the same chunks fetched directly with ib_async;
+- the RSS of every program at ready and after the bar run;
+- recovery: simulator restart, a frozen gateway, kill -9 of the connector, a wake;
+- IB messages a second and violations with 100 clients pressing;
+- start-up against a bare interpreter.
+
+The table is printed and written as JSON and Markdown (with the machine it ran
+on) under ``bench/results/`` (or ``--out``). Figures are reported, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ibhost import tree
+from ibhost.ipc import UnixClient
+
+PY = [sys.executable, "-m", "ibhost.cli"]
+KEY = "bench-key-0123456789abcdef"
+SYMBOLS = ["AAPL", "MSFT", "AMZN", "TSLA", "NVDA", "SPY", "QQQ"]
+SIM_START = "2025-11-20T15:00"
+# full NYSE sessions before the simulated now (no holidays or half days in between)
+DAYS = [dt.date(2025, 10, 1) + dt.timedelta(days=i) for i in range(50)]
+WEEKDAYS = [d for d in DAYS if d.weekday() < 5]
+SCALE = "0.000001"  # IB's historical pacing windows, shrunk: only the bridge is measured
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def pct(samples: list[float], q: float) -> float:
+    if not samples:
+        return float("nan")
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = None
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = round(int(line.split()[1]) / 1024 / 1024, 1)
+    return {"host": platform.node(), "system": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(), "cpus": os.cpu_count(), "cpu": cpu,
+            "memory_gib": mem}
+
+
+class Bench:
+    def __init__(self, quick: bool) -> None:
+        import logging
+
+        logging.getLogger("ib_async").setLevel(logging.CRITICAL)
+        self.quick = quick
+        self.home = Path(tempfile.mkdtemp(prefix="ibb-"))
+        self.sim: asyncio.subprocess.Process | None = None
+        self.sup: asyncio.subprocess.Process | None = None
+        self.sim_port = 0
+        self.url = ""
+        self.http: aiohttp.ClientSession | None = None
+        self.connector: UnixClient | None = None
+        self.simctl: UnixClient | None = None
+        self.results: dict[str, Any] = {"quick": quick, "machine": machine(),
+                                        "started": dt.datetime.now(dt.UTC).isoformat()}
+
+    # --- the tree --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        tree.prepare_home(self.home)
+        sock = self.home / "run" / "sim.sock"
+        self.sim = await asyncio.create_subprocess_exec(
+            *PY, "sim", "--port", "0", "--pacing-scale", SCALE, "--control", str(sock),
+            "--log-level", "WARNING", "--start-time", SIM_START,
+            stdout=asyncio.subprocess.PIPE, start_new_session=True)
+        assert self.sim.stdout is not None
+        line = (await self.sim.stdout.readline()).decode()
+        self.sim_port = int(re.search(r":(\d+)", line).group(1))  # type: ignore[union-attr]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            http_port = s.getsockname()[1]
+        (self.home / "ibhost.toml").write_text(f"""
+[ib]
+port = {self.sim_port}
+settle_delay = 0.2
+[pacing]
+scale = {SCALE}
+[gateway]
+port = {http_port}
+api_key = "{KEY}"
+log_level = "WARNING"
+[connector]
+log_level = "WARNING"
+[trading]
+enabled = true
+[watchdog]
+region = "none"
+""")
+        self.url = f"http://127.0.0.1:{http_port}"
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600),
+                                          headers={"X-API-Key": KEY})
+        self.connector = UnixClient(str(self.home / "run" / "connector.sock"),
+                                    read_timeout=600)
+        self.simctl = UnixClient(str(sock))
+        t0 = time.monotonic()
+        self.sup = await tree.start_supervisord(self.home)
+        await self.wait_health("ok", 60)
+        self.results["startup"] = {"tree_to_ok_s": round(time.monotonic() - t0, 2)}
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+        for c in (self.connector, self.simctl):
+            if c is not None:
+                await c.close()
+        if self.sup is not None:
+            await tree.stop_supervisord(self.sup)
+        if self.sim is not None and self.sim.returncode is None:
+            self.sim.send_signal(signal.SIGTERM)
+            await self.sim.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    async def health(self) -> str:
+        assert self.http is not None
+        try:
+            async with self.http.get(self.url + "/v1/health?connect=true") as r:
+                return str((await r.json())["status"])
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError):
+            return "unreachable"
+
+    async def wait_health(self, want: str, timeout: float, *, negate: bool = False) -> float:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if (await self.health() == want) != negate:
+                return time.monotonic() - t0
+            await asyncio.sleep(0.05)
+        return float("nan")
+
+    def rss(self) -> dict[str, float]:
+        out = {"supervisord": rss_mib(self.sup.pid) if self.sup else float("nan")}
+        for p in tree.Supervisor(self.home).processes():
+            out[p["name"]] = rss_mib(p["pid"]) if p["pid"] else float("nan")
+        out["tree"] = round(sum(v for v in out.values() if v == v), 1)
+        return {k: round(v, 1) for k, v in out.items()}
+
+    async def sim_fault(self, name: str, **params: Any) -> None:
+        assert self.simctl is not None
+        await self.simctl.request("POST", f"/faults/{name}", json_body=params)
+
+    async def sim_state(self) -> dict[str, Any]:
+        assert self.simctl is not None
+        state: dict[str, Any] = await self.simctl.request("GET", "/state")
+        return state
+
+    # --- scenarios -------------------------------------------------------------------
+
+    async def latency(self) -> None:
+        from ib_async import IB, Stock
+
+        assert self.http is not None and self.connector is not None
+        ib = IB()
+        await ib.connectAsync("127.0.0.1", self.sim_port, clientId=90)
+        contracts = {s: c for s, c in zip(SYMBOLS, await ib.qualifyContractsAsync(
+            *(Stock(s, "SMART", "USD") for s in SYMBOLS)), strict=True)}
+        http, con = self.http, self.connector
+        counter = iter(range(10**9))
+
+        def pick() -> tuple[str, dt.date]:
+            i = next(counter)
+            return SYMBOLS[i % len(SYMBOLS)], WEEKDAYS[(i // len(SYMBOLS)) % len(WEEKDAYS)]
+
+        def ib_end(d: dt.date) -> str:
+            return f"{d:%Y%m%d} 16:00:00 US/Eastern"
+
+        def iso_end(d: dt.date) -> str:
+            return f"{d.isoformat()}T21:00:00Z"
+
+        async def gw(path: str, body: dict[str, Any] | None = None,
+                     params: dict[str, str] | None = None) -> Any:
+            if body is None:
+                async with http.get(self.url + path, params=params) as r:
+                    assert r.status == 200, await r.text()
+                    return await r.read()
+            async with http.post(self.url + path, json=body) as r:
+                assert r.status == 200, await r.text()
+                return await r.read()
+
+        ops: dict[str, dict[str, Callable[[], Awaitable[Any]]]] = {}
+
+        async def d_validate() -> Any:
+            s, _ = pick()
+            return await ib.reqContractDetailsAsync(Stock(s, "SMART", "USD"))
+
+        async def c_validate() -> Any:
+            s, _ = pick()
+            return await con.request("POST", "/validate", json_body={"symbol": s})
+
+        async def g_validate() -> Any:
+            s, _ = pick()
+            return await gw("/v1/data/validate", {"symbol": s})
+
+        async def d_head() -> Any:
+            s, _ = pick()
+            return await ib.reqHeadTimeStampAsync(contracts[s], "TRADES", True, 2)
+
+        async def c_head() -> Any:
+            s, _ = pick()
+            return await con.request("GET", "/head-timestamp", params={"symbol": s})
+
+        async def g_head() -> Any:
+            s, _ = pick()
+            return await gw("/v1/data/head-timestamp", params={"symbol": s})
+
+        async def d_bars() -> Any:
+            s, d = pick()
+            bars = await ib.reqHistoricalDataAsync(contracts[s], ib_end(d), "1 D", "1 min",
+                                                   "TRADES", True, 2)
+            assert len(bars) == 390
+            return bars
+
+        async def c_bars() -> Any:
+            s, d = pick()
+            return await con.request("POST", "/historical", json_body={
+                "symbol": s, "barSize": "1 min", "duration": "1 D", "end": iso_end(d)})
+
+        async def g_bars() -> Any:
+            s, d = pick()
+            return await gw("/v1/data/historical", {"symbol": s, "barSize": "1 min",
+                                                    "duration": "1 D", "end": iso_end(d)})
+
+        async def d_snap() -> Any:
+            s, _ = pick()
+            return await ib.reqTickersAsync(contracts[s])
+
+        async def c_snap() -> Any:
+            s, _ = pick()
+            return await con.request("POST", "/snapshot", json_body={"symbol": s})
+
+        async def g_snap() -> Any:
+            s, _ = pick()
+            return await gw("/v1/market/snapshot", {"symbol": s})
+
+        ops = {"validate": {"direct": d_validate, "connector": c_validate, "gateway": g_validate},
+               "head_timestamp": {"direct": d_head, "connector": c_head, "gateway": g_head},
+               "bars_390": {"direct": d_bars, "connector": c_bars, "gateway": g_bars},
+               "snapshot": {"direct": d_snap, "connector": c_snap, "gateway": g_snap}}
+        levels = [1, 10] if self.quick else [1, 10, 100]
+        per_client = {1: 15 if self.quick else 40, 10: 3 if self.quick else 8, 100: 2}
+        table: dict[str, Any] = {}
+        for op, paths in ops.items():
+            for n in levels:
+                row: dict[str, Any] = {}
+                for path, fn in paths.items():
+                    for _ in range(2):  # warm (contracts cached on every path)
+                        await fn()
+                    samples: list[float] = []
+
+                    async def client(f: Callable[[], Awaitable[Any]] = fn,
+                                     out: list[float] = samples, k: int = n) -> None:
+                        for _ in range(per_client[k]):
+                            t0 = time.perf_counter()
+                            await f()
+                            out.append(time.perf_counter() - t0)
+                            if k == 1:
+                                await asyncio.sleep(0.025)  # below IB's message rate
+
+                    await asyncio.gather(*(client() for _ in range(n)))
+                    row[path] = {"p50_ms": round(pct(samples, 0.5) * 1000, 2),
+                                 "p99_ms": round(pct(samples, 0.99) * 1000, 2),
+                                 "n": len(samples)}
+                for path in ("connector", "gateway"):
+                    for q in ("p50", "p99"):
+                        row[path][f"added_{q}_ms"] = round(
+                            row[path][f"{q}_ms"] - row["direct"][f"{q}_ms"], 2)
+                table[f"{op}@{n}"] = row
+        ib.disconnect()
+        self.results["latency"] = table
+
+    async def bars(self) -> None:
+        from ib_async import IB, Stock
+
+        assert self.http is not None
+        days = 22 if self.quick else 365
+        end = dt.datetime(2025, 11, 20, tzinfo=dt.UTC)
+        start = end - dt.timedelta(days=days)
+        out: dict[str, Any] = {"days": days}
+        ib = IB()
+        await ib.connectAsync("127.0.0.1", self.sim_port, clientId=91)
+        [c] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+        sem = asyncio.Semaphore(8)  # as many open at once as the gateway's window allows
+
+        async def chunk(t: dt.datetime) -> int:
+            async with sem:
+                bars = await ib.reqHistoricalDataAsync(
+                    c, t.strftime("%Y%m%d-%H:%M:%S"), "86400 S", "1 min", "TRADES", False, 2)
+                return len(bars)
+
+        t0 = time.perf_counter()
+        ends = [end - dt.timedelta(days=i) for i in range(days)]
+        n = sum(await asyncio.gather(*(chunk(t) for t in ends)))
+        took = time.perf_counter() - t0
+        out["direct"] = {"bars": n, "seconds": round(took, 2), "bars_per_s": round(n / took)}
+        ib.disconnect()
+        body = {"symbol": "AAPL", "barSize": "1 min", "useRTH": False,
+                "start": start.isoformat(), "end": end.isoformat()}
+        for fmt in ("json", "csv"):
+            await asyncio.sleep(0.2)  # other requests' identical-request cache expires
+            t0 = time.perf_counter()
+            async with self.http.post(self.url + f"/v1/data/historical?format={fmt}",
+                                      json=body) as r:
+                data = await r.read()
+            took = time.perf_counter() - t0
+            count = (json.loads(data)["count"] if fmt == "json"
+                     else data.count(b"\n") - 1)
+            out[fmt] = {"bars": count, "seconds": round(took, 2),
+                        "bars_per_s": round(count / took), "bytes": len(data),
+                        "vs_direct": round((count / took) / out["direct"]["bars_per_s"], 2)}
+            del data
+        self.results["bars"] = out
+
+    async def message_rate(self) -> None:
+        assert self.connector is not None
+        con = self.connector
+        before_state = await self.sim_state()
+        before = sum(before_state["stats"]["requests"].values())
+        seconds = 3.0 if self.quick else 6.0
+        stop = time.monotonic() + seconds + 1.0
+
+        async def caller(i: int) -> None:
+            while time.monotonic() < stop:
+                await con.request("POST", "/validate",
+                                  json_body={"symbol": SYMBOLS[i % len(SYMBOLS)]})
+
+        async def measure() -> float:
+            await asyncio.sleep(1.0)  # every caller waiting
+            s0 = sum((await self.sim_state())["stats"]["requests"].values())
+            t0 = time.monotonic()
+            await asyncio.sleep(seconds)
+            s1 = sum((await self.sim_state())["stats"]["requests"].values())
+            return (s1 - s0) / (time.monotonic() - t0)
+
+        rate, *_ = await asyncio.gather(measure(), *(caller(i) for i in range(100)))
+        after = await self.sim_state()
+        self.results["message_rate"] = {
+            "clients": 100, "messages_per_s": round(rate, 1), "ib_limit_per_s": 50,
+            "use_of_limit": round(rate / 50, 3),
+            "violations": len(after["stats"]["violations"]) -
+            len(before_state["stats"]["violations"]),
+            "messages": sum(after["stats"]["requests"].values()) - before}
+
+    async def recovery(self) -> None:
+        out: dict[str, Any] = {}
+        await self.sim_fault("restart", downtime=0)
+        t0 = time.monotonic()
+        await self.wait_health("ok", 1, negate=True)
+        out["sim_restart_to_ok_s"] = round(time.monotonic() - t0 +
+                                           await self.wait_health("ok", 60), 2)
+        # a frozen gateway with a request outstanding: noticed, then back after thaw
+        assert self.connector is not None
+        await self.sim_fault("freeze")
+        t0 = time.monotonic()
+        pending = asyncio.ensure_future(self.connector.request(
+            "POST", "/validate", json_body={"symbol": "IBM"}))
+        out["freeze_detected_s"] = round(await self.wait_health("ok", 30, negate=True), 2)
+        with contextlib.suppress(Exception):
+            await pending
+        out["freeze_request_answered_s"] = round(time.monotonic() - t0, 2)
+        await self.sim_fault("thaw")
+        out["thaw_to_ok_s"] = round(await self.wait_health("ok", 60), 2)
+        pid = tree.Supervisor(self.home).process("ibhost:connector")["pid"]
+        os.kill(pid, signal.SIGKILL)  # the connector this run started
+        t0 = time.monotonic()
+        await self.wait_health("ok", 5, negate=True)
+        out["connector_kill9_to_ok_s"] = round(time.monotonic() - t0 +
+                                               await self.wait_health("ok", 60), 2)
+        t0 = time.monotonic()
+        subprocess.run([*PY, "ctl", "--home", str(self.home), "wake"], capture_output=True,
+                       timeout=30)
+        await self.wait_health("ok", 2, negate=True)
+        out["wake_to_ok_s"] = round(time.monotonic() - t0 + await self.wait_health("ok", 60),
+                                    2)
+        self.results["recovery"] = out
+
+    def startup(self) -> None:
+        def best(cmd: list[str], n: int = 3) -> float:
+            times = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                subprocess.run(cmd, capture_output=True, check=False, timeout=60)
+                times.append(time.perf_counter() - t0)
+            return min(times)
+
+        bare = best([sys.executable, "-c", "pass"])
+        out = self.results["startup"]
+        out["bare_interpreter_ms"] = round(bare * 1000, 1)
+        for name, mod in (("cli", "ibhost.cli"), ("gateway", "ibhost.gateway.main"),
+                          ("connector", "ibhost.connector.main"),
+                          ("watchdog", "ibhost.watchdog.main")):
+            t = best([sys.executable, "-c", f"import {mod}"])
+            out[f"import_{name}_ms"] = round(t * 1000, 1)
+            out[f"import_{name}_vs_bare"] = round(t / bare, 1)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [f"# ibhost bench{' --quick' if r['quick'] else ''}", "",
+             f"{r['started']} on {m['host']}: {m['cpu']} ({m['cpus']} CPUs, "
+             f"{m['memory_gib']} GiB), {m['system']}, Python {m['python']}.", "",
+             "## Added latency vs direct ib_async (same simulator, same run)", "",
+             "| request @ clients | direct p50 / p99 ms | connector.sock added p50 / p99 ms "
+             "| gateway added p50 / p99 ms |", "|---|---|---|---|"]
+    for name, row in r.get("latency", {}).items():
+        d, c, g = row["direct"], row["connector"], row["gateway"]
+        lines.append(f"| {name} | {d['p50_ms']} / {d['p99_ms']} | "
+                     f"{c['added_p50_ms']:+} / {c['added_p99_ms']:+} | "
+                     f"{g['added_p50_ms']:+} / {g['added_p99_ms']:+} |")
+    b = r.get("bars")
+    if b:
+        lines += ["", f"## Bars/s, {b['days']} days of 1-minute bars", "",
+                  "| path | bars | seconds | bars/s | vs direct |", "|---|---|---|---|---|",
+                  f"| direct ib_async (8 chunks open) | {b['direct']['bars']} | "
+                  f"{b['direct']['seconds']} | {b['direct']['bars_per_s']} | 1.00 |"]
+        for fmt in ("json", "csv"):
+            x = b[fmt]
+            lines.append(f"| gateway {fmt} | {x['bars']} | {x['seconds']} | "
+                         f"{x['bars_per_s']} | {x['vs_direct']:.2f} |")
+    for title, key in (("RSS (MiB) at ready", "rss_ready"),
+                       ("RSS (MiB) after the bar run", "rss_after_bars"),
+                       ("Recovery", "recovery"), ("Message rate, 100 clients", "message_rate"),
+                       ("Start-up", "startup")):
+        if key in r:
+            lines += ["", f"## {title}", "", "| | |", "|---|---|"]
+            lines += [f"| {k} | {v} |" for k, v in r[key].items()]
+    return "\n".join(lines) + "\n"
+
+
+async def run(quick: bool, out_dir: Path) -> dict[str, Any]:
+    b = Bench(quick)
+    try:
+        print("starting the simulator and the tree...", flush=True)
+        await b.start()
+        b.results["rss_ready"] = b.rss()
+        print("latency...", flush=True)
+        await b.latency()
+        print("bars...", flush=True)
+        await b.bars()
+        b.results["rss_after_bars"] = b.rss()
+        print("message rate...", flush=True)
+        await b.message_rate()
+        print("recovery...", flush=True)
+        await b.recovery()
+    finally:
+        await b.stop()
+    b.startup()
+    r = b.results
+    r["finished"] = dt.datetime.now(dt.UTC).isoformat()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "quick" if quick else "full"
+    (out_dir / f"{stem}.json").write_text(json.dumps(r, indent=2) + "\n")
+    md = markdown(r)
+    (out_dir / f"{stem}.md").write_text(md)
+    print(md)
+    print(f"written: {out_dir / (stem + '.json')}, {out_dir / (stem + '.md')}")
+    return r
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="ibhost bench")
+    ap.add_argument("--quick", action="store_true", help="fewer rounds (under 2 minutes)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"),
+                    help="directory for the JSON and Markdown results")
+    args = ap.parse_args(argv)
+    t0 = time.monotonic()
+    asyncio.run(run(args.quick, Path(args.out)))
+    print(f"ibhost bench took {time.monotonic() - t0:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
