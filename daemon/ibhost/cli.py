@@ -22,7 +22,7 @@ COMMANDS = {
     "gapfill": "ibhost.gapfill.main",
     "backfill": "ibhost.gapfill.backfill",
     "watchdog": "ibhost.watchdog.main",
-    "events": "ibhost.watchdog.main",
+    "events": "ibhost.watchdog.events",
     "demo": "ibhost.demo",
     "ctl": "ibhost.ctl",
     "bench": "ibhost.benchcmd",

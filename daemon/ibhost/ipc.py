@@ -142,6 +142,33 @@ class UnixClient:
                 raise IbhostError.from_dict(data or {}, resp.status)
             return data
 
+    async def request_bytes(
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any = None,
+        deadline: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> bytes:
+        """Call ``url`` and return the answer's bytes as they are (to relay them);
+        an error status raises IbhostError as ``request`` does."""
+        kw: dict[str, Any] = {"headers": headers} if headers else {}
+        async with self._call(method, url, None, deadline, json=json_body, **kw) as resp:
+            try:
+                raw = await resp.read()
+            except (aiohttp.ClientError, OSError) as e:
+                raise IpcError(self.path, str(e) or type(e).__name__) from e
+            except TimeoutError as e:
+                raise IpcError(self.path, "timed out", timeout=True) from e
+            if resp.status >= 400:
+                try:
+                    data = json.loads(raw) if raw else None
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    raise IpcError(self.path, f"non-JSON answer ({resp.status})") from None
+                raise IbhostError.from_dict(data or {}, resp.status)
+            return raw
+
     async def lines(
         self,
         method: str,

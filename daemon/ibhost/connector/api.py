@@ -192,6 +192,9 @@ async def historical(request: web.Request) -> web.StreamResponse:
         bar_size=bar_size, what=what, use_rth=opt_bool(body, "useRTH", True), start=start,
         end=end, duration=duration, priority=_priority(body),
         job=request.headers.get(JOB_HEADER, "")[:64])
+    if opt_bool(body, "columns", False):  # the gateway's columnar answer, ready to relay
+        return web.Response(body=await history.columnar(spec, **kw),
+                            content_type="application/json")
     if not opt_bool(body, "stream", False):
         return web.json_response(await history.historical(spec, **kw))
     return await _stream_bars(request, history.parts(spec, **kw))

@@ -18,6 +18,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .. import ibrules
 from ..errors import IbhostError, bad_request
 from .contracts import ContractSpec
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ibhost.connector.historical")
 
 CHUNKS_QUEUED = 8  # chunks of one job queued at the scheduler at a time
+COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "wap", "count")
 
 
 def ib_end(t: dt.datetime) -> str:
@@ -49,6 +52,24 @@ class HistoricalRequests:
         async for part in it:
             bars += part
         return {**head, "bars": bars}
+
+    async def columnar(self, spec: ContractSpec, **kw: Any) -> bytes:
+        """The whole answer as columnar JSON bytes (``{..., count, columns, data:
+        {timestamp: [...], open: [...], ...}}``), encoded chunk by chunk as the chunks
+        arrive: what is held meanwhile is compact text, not a dict per bar."""
+        it = self.parts(spec, **kw)
+        head = await anext(it)
+        frags: dict[str, list[bytes]] = {c: [] for c in COLUMNS}
+        count = 0
+        async for part in it:
+            if not part:
+                continue
+            count += len(part)
+            for c in COLUMNS:
+                frags[c].append(orjson.dumps([b[c] for b in part])[1:-1])
+        data = b",".join(b'"%s":[%s]' % (c.encode(), b",".join(frags[c])) for c in COLUMNS)
+        top = orjson.dumps({"success": True, **head, "count": count, "columns": COLUMNS})
+        return top[:-1] + b',"data":{' + data + b"}}"
 
     async def parts(
         self, spec: ContractSpec, *, bar_size: str, what: str, use_rth: bool,

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import config as config_mod
+from ..cliargs import add_config_args, config_from_args
 from ..config import Config
 from ..ipc import serve_unix, stop_unix
 from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
@@ -70,29 +71,6 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("connector", help="hold the IB connection and serve connector.sock")
     add_config_args(p)
     p.set_defaults(func=run)
-
-
-def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--home", default=None, help="ibhost home (default $IBHOST_HOME or "
-                                                "~/.ibhost)")
-    p.add_argument("--config", default=None, help="TOML file (default HOME/ibhost.toml)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one setting (repeatable)")
-    p.add_argument("--host", default=None, help="IB Gateway host (ib.host)")
-    p.add_argument("--port", type=int, default=None, help="IB Gateway port (ib.port)")
-    p.add_argument("--client-id", type=int, default=None, help="first client id "
-                                                               "(ib.client_id_start)")
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    overrides: dict[str, Any] = config_mod.parse_set(args.set)
-    if args.host is not None:
-        overrides["ib.host"] = args.host
-    if args.port is not None:
-        overrides["ib.port"] = args.port
-    if args.client_id is not None:
-        overrides["ib.client_id_start"] = args.client_id
-    return config_mod.load(home=args.home, config_file=args.config, overrides=overrides)
 
 
 def run(args: argparse.Namespace) -> int:

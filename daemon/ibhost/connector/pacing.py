@@ -15,8 +15,9 @@ IB's rules ("Historical Data Limitations", TWS API; now on IBKR Campus), windows
   or answers much slower than usual, and grows back by one per window of
   answers; a job of one or two requests may use one slot beyond the window;
 - IB's 50 messages per second, counted in messages as they leave (requests,
-  cancels, heartbeats, the library's own), not in requests: up to 20 go back to
-  back, the rest evenly spaced at ``messages_per_second`` per 1.05 s, and none
+  cancels, heartbeats, the library's own), not in requests: while fewer than 10
+  are in the last 1.05 s they go back to back, beyond that evenly spaced at
+  ``messages_per_second`` per 1.05 s, and none
   while the messages sent, plus those granted and not yet sent, fill the last
   1.05 s; a request that also ends with a cancel (a one-off tick subscription)
   reserves two.
@@ -75,7 +76,7 @@ class _Item:
 
 
 MESSAGE_WINDOW = 1.05  # IB counts 50 in any second, on arrival: a little margin
-MESSAGE_BURST = 20  # messages that may leave back to back; the rest evenly spaced
+MESSAGE_BURST = 10  # messages in a window that may leave back to back; then spaced
 
 
 @dataclass
@@ -146,11 +147,11 @@ class Scheduler:
         self.second = MESSAGE_WINDOW  # the message-rate window is never scaled
         # Grants are spaced evenly: bursts would pile up behind the library's own
         # 45/s throttle and reach IB bunched, over 50 in one second.
-        # spacing: a bucket of MESSAGE_BURST tokens refilled at the allowed rate, so a
-        # few callers at once wait for nothing and a crowd is granted evenly spaced
-        self.rate = cfg.messages_per_second / MESSAGE_WINDOW
-        self._tokens = float(MESSAGE_BURST)
-        self._tokens_at = clock()
+        # spacing: while the last window holds fewer than MESSAGE_BURST messages, a few
+        # callers at once wait for nothing; beyond that, grants are evenly spaced (a
+        # burst would leave the window in a bunch and come back as one, every window)
+        self.spacing = MESSAGE_WINDOW / cfg.messages_per_second
+        self._last_grant = -1e9
         self._pending: list[_Item] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
@@ -254,9 +255,19 @@ class Scheduler:
             raise
         if shared is not None and key is not None:
             self._inflight.pop(key.identical, None)
-            self._cache[key.identical] = (self.clock(), result)
+            stamp = self.clock()
+            self._cache[key.identical] = (stamp, result)
+            # forgotten when its window ends, even if no request comes to expire it: a
+            # year of bars must not stay in memory after it was answered
+            asyncio.get_running_loop().call_later(
+                self.identical_window, self._forget, key.identical, stamp)
             shared.set_result(result)
         return result
+
+    def _forget(self, identical: Hashable, stamp: float) -> None:
+        hit = self._cache.get(identical)
+        if hit is not None and hit[0] == stamp:
+            del self._cache[identical]
 
     def close(self) -> None:
         if self._task is not None:
@@ -361,15 +372,12 @@ class Scheduler:
         """Seconds until this request may go (inf: until a slot frees), and the rule
         that holds it. The caller expires old entries first (``_expire(now)``)."""
         key = item.key
-        if len(self._messages) + len(self._reserved) + item.messages > \
-                self.cfg.messages_per_second:
+        used = len(self._messages) + len(self._reserved)
+        if used + item.messages > self.cfg.messages_per_second:
             first = min([q[0] for q in (self._messages, self._reserved) if q], default=now)
             return max(self.second - (now - first), 0.001), "message_rate"
-        self._tokens = min(float(MESSAGE_BURST),
-                           self._tokens + (now - self._tokens_at) * self.rate)
-        self._tokens_at = now
-        if self._tokens < item.messages:
-            return (item.messages - self._tokens) / self.rate, "spacing"
+        if used >= MESSAGE_BURST and now - self._last_grant < self.spacing:
+            return self.spacing - (now - self._last_grant), "spacing"
         if key is None:
             return 0.0, ""
         if not key.hard:
@@ -396,7 +404,7 @@ class Scheduler:
 
     def _record(self, item: _Item, now: float) -> None:
         self._reserved.extend([now] * item.messages)
-        self._tokens -= item.messages
+        self._last_grant = now
         self._job_served[item.job] = now
         self._job_served[item.job.partition("/")[0] + "/"] = now  # the caller
         key = item.key

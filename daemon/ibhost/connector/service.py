@@ -26,6 +26,7 @@ from .values import _num, _utc, time_left
 
 log = logging.getLogger("ibhost.connector.service")
 T = TypeVar("T")
+IB_MESSAGES_PER_SECOND = 50
 @dataclass
 class HeldSubscription:
     contract: Any
@@ -51,7 +52,9 @@ class Service:
         session.on_resubscribe.append(self.resubscribe)
         # every message that leaves counts against IB's 50 per second (the scheduler's
         # grants, cancels, heartbeats, the library's own); the library's throttle stays
-        # as a backstop for what is not paced (re-subscriptions after a reconnect)
+        # as a backstop at IB's own limit for what is not paced (re-subscriptions after
+        # a reconnect): set lower, its first-come queue would hold interactive requests
+        # behind a download's
         conn = self.ib.client.conn
         send = conn.sendMsg
 
@@ -60,7 +63,7 @@ class Service:
             send(msg)
 
         conn.sendMsg = counted
-        self.ib.client.MaxRequests = scheduler.cfg.messages_per_second
+        self.ib.client.MaxRequests = IB_MESSAGES_PER_SECOND
         self.account = AccountRequests(self)
         self.history = HistoricalRequests(self)
         self._placing: dict[str, asyncio.Future[dict[str, Any]]] = {}  # orderRef -> answer

@@ -19,8 +19,8 @@ import time
 from typing import Any
 
 from .. import config as config_mod
+from ..cliargs import add_config_args, config_from_args
 from ..config import Config
-from ..connector.main import add_config_args, config_from_args
 from ..errors import IbhostError
 from ..ipc import IpcError, UnixClient
 from ..proc import setup_logging

@@ -8,8 +8,8 @@ import logging
 from typing import Any
 
 from .. import config as config_mod
+from ..cliargs import add_config_args, config_from_args
 from ..config import Config
-from ..connector.main import add_config_args, config_from_args
 from ..ipc import UnixClient, serve_unix, stop_unix
 from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
 from .api import init_app

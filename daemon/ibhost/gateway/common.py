@@ -111,6 +111,19 @@ async def connector(request: web.Request, method: str, path: str, *,
         raise err from None
 
 
+async def connector_bytes(request: web.Request, path: str, body: Any) -> bytes:
+    """A connector answer's bytes, to relay without parsing them."""
+    try:
+        raw: bytes = await request.app[CONNECTOR_KEY].request_bytes(
+            "POST", path, json_body=body, deadline=deadline_of(request),
+            headers={"X-Ibhost-Job": job_of(request)})
+        return raw
+    except IpcError as e:
+        err = as_error(e)
+        assert err is not None
+        raise err from None
+
+
 async def connector_lines(request: web.Request, path: str, body: Any) -> AsyncGenerator[Any]:
     """A streamed (NDJSON) connector answer, line by line, held to the deadline."""
     lines = request.app[CONNECTOR_KEY].lines("POST", path, json_body=body,

@@ -5,8 +5,9 @@ then each chunk's bars in time order as IB answers them, so a five-year download
 shows its first rows within a second of the first chunk. Records end with a
 trailing record (``count``, ``requests``, ``complete``); a stream that fails half
 way is cut off (no closing bracket or final chunk), so no client mistakes it for
-a whole answer. Columnar JSON needs every bar before the first column ends, so it
-is assembled first.
+a whole answer. Columnar JSON needs every bar before the first column ends: the
+connector assembles it (connector/historical.py, ``columnar``) and the gateway
+relays its bytes.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from ..errors import IbhostError, bad_request
 log = logging.getLogger("ibhost.gateway.formats")
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "wap", "count")
 FORMATS = ("json", "records", "csv")
-STREAM_OVER = 5000  # bars
 
 
 def choose_format(request: web.Request) -> str:
@@ -38,32 +38,9 @@ def choose_format(request: web.Request) -> str:
     return "json"
 
 
-def _head(result: dict[str, Any]) -> dict[str, Any]:
-    return {"success": True, **{k: v for k, v in result.items() if k != "bars"},
-            "count": len(result["bars"])}
-
-
 def _csv_rows(bars: list[dict[str, Any]]) -> str:
     return "".join(",".join("" if b.get(c) is None else str(b.get(c)) for c in COLUMNS) + "\n"
                    for b in bars)
-
-
-async def respond(request: web.Request, result: dict[str, Any]) -> web.StreamResponse:
-    """A whole columnar answer (records and CSV go through ``stream``)."""
-    bars: list[dict[str, Any]] = result["bars"]
-    head = _head(result)
-    head["columns"] = list(COLUMNS)
-    head["data"] = {c: [b.get(c) for b in bars] for c in COLUMNS}
-    if len(bars) <= STREAM_OVER:
-        return web.json_response(head)
-    # a large document is written in pieces
-    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-    await resp.prepare(request)
-    body = json.dumps(head)
-    for i in range(0, len(body), 1 << 16):
-        await resp.write(body[i:i + (1 << 16)].encode())
-    await resp.write_eof()
-    return resp
 
 
 async def stream(request: web.Request, head: dict[str, Any], lines: AsyncIterator[Any],

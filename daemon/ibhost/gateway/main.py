@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from .. import config as config_mod
+from ..cliargs import add_config_args, config_from_args
 from ..config import Config
-from ..connector.main import add_config_args, config_from_args
 from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
 from .app import init_app
 from .auth import is_loopback, load_keys

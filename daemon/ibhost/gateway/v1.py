@@ -22,6 +22,7 @@ from .common import (
     auth,
     check_duration,
     connector,
+    connector_bytes,
     connector_lines,
     contract,
     deadline_of,
@@ -143,9 +144,9 @@ async def historical(request: web.Request) -> web.StreamResponse:
     for k in ("start", "end", "duration", "whatToShow", "useRTH", "priority"):
         if k in body:
             fwd[k] = body[k]
-    if fmt == "json":  # columnar: every bar is needed before the first column closes
-        result = await connector(request, "POST", "/historical", body=fwd)
-        return await formats.respond(request, result)
+    if fmt == "json":  # columnar, built by the connector: relayed as bytes
+        raw = await connector_bytes(request, "/historical", {**fwd, "columns": True})
+        return web.Response(body=raw, content_type="application/json")
     lines = connector_lines(request, "/historical", {**fwd, "stream": True})
     try:
         head = await anext(lines)  # errors before the first byte are ordinary answers

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
-import sys
-from pathlib import Path
 from typing import Any
 
 from .. import config as config_mod
+from ..cliargs import add_config_args, config_from_args
 from ..config import Config
-from ..connector.main import add_config_args, config_from_args
-from ..files import atomic_write
 from ..ipc import serve_unix, stop_unix
 from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
 from .api import init_app
 from .core import Watchdog
+from .events import events_path
 
 log = logging.getLogger("ibhost.watchdog")
 
@@ -26,13 +23,6 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("watchdog", help="watch the tree from outside; sleep/wake recovery")
     add_config_args(p)
     p.set_defaults(func=run)
-    e = sub.add_parser("events", help="supervisord event listener (records program exits)")
-    e.add_argument("--home", default=None)
-    e.set_defaults(func=run_events)
-
-
-def events_path(cfg: Config) -> Path:
-    return cfg.run_dir / "events.json"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,34 +47,3 @@ async def _main(cfg: Config) -> int:
     await wd.stop()
     await stop_unix(runner, sock)
     return 0
-
-
-def run_events(args: argparse.Namespace) -> int:
-    """supervisord eventlistener protocol: READY, header, payload, RESULT."""
-    cfg = config_mod.load(home=args.home)
-    path = events_path(cfg)
-    counts: dict[str, int] = {}
-    try:
-        counts = json.loads(path.read_text())
-    except (OSError, ValueError):
-        pass
-    stdin, stdout = sys.stdin, sys.stdout
-    while True:
-        stdout.write("READY\n")
-        stdout.flush()
-        line = stdin.readline()
-        if not line:
-            return 0
-        headers = dict(x.split(":", 1) for x in line.split())
-        payload = stdin.read(int(headers.get("len", 0)))
-        event = headers.get("eventname", "")
-        if event in ("PROCESS_STATE_EXITED", "PROCESS_STATE_FATAL"):
-            fields = dict(x.split(":", 1) for x in payload.split() if ":" in x)
-            key = f"{fields.get('processname', '?')}:{event.rsplit('_', 1)[-1]}"
-            counts[key] = counts.get(key, 0) + 1
-            try:
-                atomic_write(path, json.dumps(counts, sort_keys=True).encode())
-            except OSError as e:
-                sys.stderr.write(f"ibhost events: cannot write {path}: {e}\n")
-        stdout.write("RESULT 2\nOK")
-        stdout.flush()
