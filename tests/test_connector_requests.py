@@ -121,6 +121,13 @@ async def test_message_rate_at_100_clients_is_near_ibs_limit_without_violation(
     assert rate >= 0.9 * 49 / 1.05, rate
 
 
+async def test_head_timestamp_before_1970(sim: Simulator, tmp_path: Path) -> None:
+    """IBM's data starts in 1962: a negative epoch the client library cannot parse."""
+    async with running_connector(tmp_path, sim) as (con, client):
+        h = await client.request("GET", "/head-timestamp", params={"symbol": "IBM"})
+    assert h["headTimestamp"].startswith("1962-01-02"), h
+
+
 async def test_identical_requests_are_cached_and_coalesced(sim: Simulator,
                                                            tmp_path: Path) -> None:
     body = {"symbol": "SPY", "barSize": "5 mins", "duration": "1 D",

@@ -24,7 +24,7 @@ from .. import ibrules
 from ..errors import IbhostError, bad_request
 from .contracts import ContractSpec
 from .pacing import INTERACTIVE, PaceKey
-from .values import _num, _utc, time_left
+from .values import _num, _utc, release_memory, time_left
 
 if TYPE_CHECKING:
     from .service import Service
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ibhost.connector.historical")
 
 CHUNKS_QUEUED = 8  # chunks of one job queued at the scheduler at a time
+TRIM_AFTER_BARS = 50_000  # a job this large gives its memory back when done
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "wap", "count")
 
 
@@ -162,6 +163,14 @@ class HistoricalRequests:
             for task in tasks:  # the caller went away or a chunk failed: stop the rest
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if progress["bars"] >= TRIM_AFTER_BARS:
+                # once the answer has gone out and nothing large is running, the heap
+                # it used goes back to the system
+                asyncio.get_running_loop().call_later(2.0, self._trim)
+
+    def _trim(self) -> None:
+        if not self.jobs:
+            release_memory()
 
     async def _request_bars(self, c: Any, end: str, duration: str, bar_size: str, what: str,
                             use_rth: bool) -> Any:

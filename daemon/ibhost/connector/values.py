@@ -35,3 +35,25 @@ def _utc(d: dt.date | dt.datetime) -> dt.datetime:
 
 
 __all__ = ["DEADLINE", "_num", "_utc", "time_left"]
+
+
+_libc: Any = None
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the system after a large answer (glibc keeps it
+    otherwise, and the connector would stay at its peak for the rest of its life)."""
+    global _libc
+    if _libc is None:
+        try:
+            import ctypes
+
+            _libc = ctypes.CDLL("libc.so.6")
+            _libc.malloc_trim  # noqa: B018  (glibc only)
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        import gc
+
+        gc.collect()
+        _libc.malloc_trim(0)
