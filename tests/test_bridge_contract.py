@@ -100,6 +100,9 @@ async def test_market_data_falls_back_to_delayed(gw: Any, sim: Simulator) -> Non
     batch = await (await gw.post("/market-data/batch", headers=H, json={
         "symbols": ["AAPL", "msft", "ZZZZ"]})).json()
     assert sorted(x["symbol"] for x in batch["results"]) == ["AAPL", "MSFT"]
+    # "batch" is never taken for a symbol: GET on it is 405 naming POST
+    get_batch = await gw.get("/market-data/batch", headers=H)
+    assert get_batch.status == 405 and get_batch.headers["Allow"] == "POST"
     empty = await (await gw.post("/market-data/batch", headers=H, json={})).json()
     assert empty == {"results": []}
     bad = await gw.post("/market-data/batch", headers=H, json={"symbols": "AAPL"})
