@@ -133,14 +133,21 @@ class UnixClient:
         kw: dict[str, Any] = {"headers": headers} if headers else {}
         async with self._call(method, url, read_timeout, deadline, json=json_body,
                               params=params, **kw) as resp:
-            text = await resp.text()
-            try:
-                data = json.loads(text) if text else None
-            except json.JSONDecodeError:
-                raise IpcError(self.path, f"non-JSON answer ({resp.status})") from None
+            raw = await resp.read()
             if resp.status >= 400:
-                raise IbhostError.from_dict(data or {}, resp.status)
-            return data
+                raise self._failure(resp.status, raw)
+            try:
+                return json.loads(raw) if raw else None
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise IpcError(self.path, f"non-JSON answer ({resp.status})") from None
+
+    def _failure(self, status: int, raw: bytes) -> Exception:
+        """What an error answer stands for: the IbhostError its JSON body names."""
+        try:
+            data = json.loads(raw) if raw else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return IpcError(self.path, f"non-JSON answer ({status})")
+        return IbhostError.from_dict(data or {}, status)
 
     async def request_bytes(
         self,
@@ -155,18 +162,9 @@ class UnixClient:
         an error status raises IbhostError as ``request`` does."""
         kw: dict[str, Any] = {"headers": headers} if headers else {}
         async with self._call(method, url, None, deadline, json=json_body, **kw) as resp:
-            try:
-                raw = await resp.read()
-            except (aiohttp.ClientError, OSError) as e:
-                raise IpcError(self.path, str(e) or type(e).__name__) from e
-            except TimeoutError as e:
-                raise IpcError(self.path, "timed out", timeout=True) from e
+            raw = await resp.read()  # transport failures: _call makes them IpcError
             if resp.status >= 400:
-                try:
-                    data = json.loads(raw) if raw else None
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    raise IpcError(self.path, f"non-JSON answer ({resp.status})") from None
-                raise IbhostError.from_dict(data or {}, resp.status)
+                raise self._failure(resp.status, raw)
             return raw
 
     async def lines(
@@ -183,12 +181,7 @@ class UnixClient:
         kw: dict[str, Any] = {"headers": headers} if headers else {}
         async with self._call(method, url, None, deadline, json=json_body, **kw) as resp:
             if resp.status >= 400:
-                text = await resp.text()
-                try:
-                    data = json.loads(text) if text else None
-                except json.JSONDecodeError:
-                    raise IpcError(self.path, f"non-JSON answer ({resp.status})") from None
-                raise IbhostError.from_dict(data or {}, resp.status)
+                raise self._failure(resp.status, await resp.read())
             buf = b""
             try:  # split lines here: one chunk of bars can exceed the reader's line limit
                 async for data in resp.content.iter_any():

@@ -189,11 +189,6 @@ class Scheduler:
             self._reserved.popleft()  # a granted request leaving
         self._messages.append(now)
 
-    def message_rate(self) -> int:
-        """Messages sent in the last window."""
-        self._expire(self.clock())
-        return len(self._messages)
-
     async def run(
         self,
         fn: Callable[[], Awaitable[T]],

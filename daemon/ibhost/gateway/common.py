@@ -7,9 +7,10 @@ guards and errors below are the same for all of them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,32 +97,33 @@ def deadline_of(request: web.Request) -> float:
     return min(asked, limit)
 
 
-async def connector(request: web.Request, method: str, path: str, *,
-                    body: Any = None, params: dict[str, Any] | None = None) -> Any:
-    """One call on connector.sock, held to the caller's deadline; a transport failure
-    is a catalogue error too."""
-    deadline = deadline_of(request)
+@contextlib.contextmanager
+def _catalogue_errors() -> Iterator[None]:
+    """A transport failure on connector.sock is a catalogue error too."""
     try:
-        return await request.app[CONNECTOR_KEY].request(
-            method, path, json_body=body, params=params, deadline=deadline,
-            headers={"X-Ibhost-Job": job_of(request)})
+        yield
     except IpcError as e:
         err = as_error(e)
         assert err is not None
         raise err from None
+
+
+async def connector(request: web.Request, method: str, path: str, *,
+                    body: Any = None, params: dict[str, Any] | None = None) -> Any:
+    """One call on connector.sock, held to the caller's deadline."""
+    with _catalogue_errors():
+        return await request.app[CONNECTOR_KEY].request(
+            method, path, json_body=body, params=params, deadline=deadline_of(request),
+            headers={"X-Ibhost-Job": job_of(request)})
 
 
 async def connector_bytes(request: web.Request, path: str, body: Any) -> bytes:
     """A connector answer's bytes, to relay without parsing them."""
-    try:
+    with _catalogue_errors():
         raw: bytes = await request.app[CONNECTOR_KEY].request_bytes(
             "POST", path, json_body=body, deadline=deadline_of(request),
             headers={"X-Ibhost-Job": job_of(request)})
         return raw
-    except IpcError as e:
-        err = as_error(e)
-        assert err is not None
-        raise err from None
 
 
 async def connector_lines(request: web.Request, path: str, body: Any) -> AsyncGenerator[Any]:
@@ -130,12 +132,9 @@ async def connector_lines(request: web.Request, path: str, body: Any) -> AsyncGe
                                              deadline=deadline_of(request),
                                              headers={"X-Ibhost-Job": job_of(request)})
     try:
-        async for line in lines:
-            yield line
-    except IpcError as e:
-        err = as_error(e)
-        assert err is not None
-        raise err from None
+        with _catalogue_errors():
+            async for line in lines:
+                yield line
     finally:
         await lines.aclose()
 
