@@ -33,11 +33,18 @@ async def gateway(aiohttp_client: Any, home: Path, sim: Simulator,
     yield client
 
 
+@contextlib.asynccontextmanager
+async def trading_stack(aiohttp_client: Any, home: Path, sim: Simulator) -> AsyncIterator[Any]:
+    """A connector and a gateway on ``sim``, trading on for stocks and options."""
+    async with running_connector(home, sim), \
+            gateway(aiohttp_client, home, sim, trading__enabled=True,
+                    trading__allowed_sec_types="STK,OPT") as gw:
+        yield gw
+
+
 @pytest.fixture
 async def stack(sim: Simulator, tmp_path: Path, aiohttp_client: Any):
-    async with running_connector(tmp_path, sim) as (con, _), \
-            gateway(aiohttp_client, tmp_path, sim, trading__enabled=True,
-                    trading__allowed_sec_types="STK,OPT") as gw:
+    async with trading_stack(aiohttp_client, tmp_path, sim) as gw:
         yield gw
 
 

@@ -15,16 +15,14 @@ import pytest
 from ibhost.sim import Simulator
 
 from .connector_fixtures import running_connector
-from .test_gateway import KEY, gateway
+from .test_gateway import KEY, trading_stack
 
 H = {"X-API-Key": KEY}
 
 
 @pytest.fixture
 async def gw(sim: Simulator, tmp_path: Path, aiohttp_client: Any):
-    async with running_connector(tmp_path, sim), \
-            gateway(aiohttp_client, tmp_path, sim, trading__enabled=True,
-                    trading__allowed_sec_types="STK,OPT") as g:
+    async with trading_stack(aiohttp_client, tmp_path, sim) as g:
         yield g
 
 

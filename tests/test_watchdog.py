@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -136,18 +138,27 @@ async def test_escalation_threshold_cooldown_and_maintenance(sim: Simulator,
         await wd2.stop()
 
 
-async def test_ibc_commands(sim: Simulator, tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def ibc_command_server() -> AsyncIterator[tuple[int, list[str]]]:
+    """IBC's command server on a free port: (its port, the commands it got), each
+    answered OK."""
     got: list[str] = []
 
-    async def ibc_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         got.append((await reader.readline()).decode().strip())
         writer.write(b"OK\n")
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(ibc_server, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with running_connector(tmp_path, sim):
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], got
+    finally:
+        server.close()
+
+
+async def test_ibc_commands(sim: Simulator, tmp_path: Path) -> None:
+    async with ibc_command_server() as (port, got), running_connector(tmp_path, sim):
         wd, _ = _watchdog(tmp_path, sim, watchdog__ibc_enabled=True, watchdog__ibc_port=port,
                           watchdog__ibc_farm_loss_after=0.1)
         try:
@@ -160,7 +171,6 @@ async def test_ibc_commands(sim: Simulator, tmp_path: Path) -> None:
             assert wd.status()["ibc"]["commands"][0]["answer"] == "OK"
         finally:
             await wd.stop()
-    server.close()
 
 
 async def test_outage_that_outlives_the_maintenance_window_is_escalated(
@@ -168,23 +178,14 @@ async def test_outage_that_outlives_the_maintenance_window_is_escalated(
     """The nightly reset leaves IB Gateway at its login screen: inside the window
     the outage is expected; a minute after the window it is an error, a metric,
     the alert command and an IBC RESTART; once IB is back it is over."""
-    got: list[str] = []
-
-    async def ibc_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        got.append((await reader.readline()).decode().strip())
-        writer.write(b"OK\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(ibc_server, "127.0.0.1", 0)
-    ibc_port = server.sockets[0].getsockname()[1]
     alert_out = tmp_path / "alert.txt"
     script = tmp_path / "alert.py"
     script.write_text("import os, sys\n"
                       f"open({str(alert_out)!r}, 'w').write(os.environ['IBHOST_ALERT_CAUSE']"
                       " + ' ' + os.environ['IBHOST_ALERT_MESSAGE'])\n")
     clock = [dt.datetime(2026, 11, 18, 10, 30, tzinfo=dt.UTC).timestamp()]
-    async with running_connector(tmp_path, sim, ib__backoff="0.2") as (con, _):
+    async with ibc_command_server() as (ibc_port, got), \
+            running_connector(tmp_path, sim, ib__backoff="0.2") as (con, _):
         cfg = make_config(tmp_path, sim, watchdog__region="none",
                           watchdog__maintenance="daily 10:00-11:00",
                           watchdog__maintenance_tz="UTC", watchdog__ibc_enabled=True,
@@ -233,7 +234,6 @@ async def test_outage_that_outlives_the_maintenance_window_is_escalated(
             assert wd.outage is None and metric("ibhost_watchdog_outage_escalated") == 0
         finally:
             await wd.stop()
-    server.close()
 
 
 async def test_outage_outside_maintenance_escalates_only_after_outage_alert_after(
