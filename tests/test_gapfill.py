@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 
 from ibhost.gapfill import store
-from ibhost.gapfill.api import init_app
+from ibhost.gapfill.api import routes
 from ibhost.gapfill.core import GapFiller
-from ibhost.ipc import UnixClient, serve_unix, stop_unix
+from ibhost.ipc import UnixClient, serve_routes
 from ibhost.sim import Simulator
 from ibhost.sim.universe import Query
 
@@ -184,7 +184,7 @@ async def test_scan_through_the_gateway(sim: Simulator, tmp_path: Path,
     cycle, and the status pages show it."""
     async with filler(sim, tmp_path) as f:
         sock = str(f.cfg.path(f.cfg.gapfill.socket))
-        runner = await serve_unix(init_app(f), sock)
+        server = await serve_routes(routes(f), sock)
         try:
             async with gateway(aiohttp_client, tmp_path, sim) as gw:
                 q = Query(symbol="QQQ", secType="STK", currency="USD")
@@ -207,7 +207,7 @@ async def test_scan_through_the_gateway(sim: Simulator, tmp_path: Path,
                 assert "ibhost_gapfill_bars_written_total 1.0" in m
                 assert 'ibhost_up{program="gapfill"} 1.0' in m
         finally:
-            await stop_unix(runner, sock)
+            await server.stop(sock)
 
 
 WRITER = r'''

@@ -6,11 +6,12 @@ import datetime as dt
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from .errors import IbhostError, bad_request
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 async def json_body(request: web.Request, limit: int = 1 << 20, *,
@@ -31,7 +32,12 @@ async def json_body(request: web.Request, limit: int = 1 << 20, *,
         if size > limit:
             raise IbhostError("payload_too_large", f"body is over {limit} bytes",
                               field="body")
-    raw = b"".join(chunks)
+    return json_object(b"".join(chunks), required=required)
+
+
+def json_object(raw: bytes, *, required: bool = False) -> dict[str, Any]:
+    """A request body as a JSON object (``{}`` for none, unless ``required``); a 400
+    naming the problem for anything else."""
     if not raw.strip():
         if required:
             raise bad_request("body", "is required (a JSON object)")

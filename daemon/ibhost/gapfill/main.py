@@ -10,9 +10,9 @@ from typing import Any
 from .. import config as config_mod
 from ..cliargs import add_config_args, config_from_args
 from ..config import Config
-from ..ipc import UnixClient, serve_unix, stop_unix
+from ..ipc import UnixClient, serve_routes
 from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
-from .api import init_app
+from .api import routes
 from .core import GapFiller
 
 log = logging.getLogger("ibhost.gapfill")
@@ -40,12 +40,12 @@ async def _main(cfg: Config) -> int:
                            read_timeout=cfg.gateway.connector_timeout)
     filler = GapFiller(cfg, connector)
     sock = str(cfg.path(cfg.gapfill.socket))
-    runner = await serve_unix(init_app(filler), sock)
+    server = await serve_routes(routes(filler), sock)
     filler.start()
     log.info("gap-filler serving %s; files in %s, a scan every %gs", sock, filler.dir,
              cfg.gapfill.interval)
     await wait_for_stop_signal(stop)
     await filler.stop()
-    await stop_unix(runner, sock)
+    await server.stop(sock)
     await connector.close()
     return 0

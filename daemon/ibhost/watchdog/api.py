@@ -6,16 +6,13 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..validate import json_body, opt_str
+from ..ipc import Handler, Reply, Request, json_reply
+from ..validate import opt_str
 from .core import Watchdog
-
-WATCHDOG_KEY = web.AppKey("watchdog", Watchdog)
-EVENTS_KEY = web.AppKey("events", Path)
 
 
 class WatchdogCollector(Collector):
@@ -74,35 +71,25 @@ def read_events(path: Path) -> dict[str, int]:
         return {}
 
 
-async def status(request: web.Request) -> web.Response:
-    st = request.app[WATCHDOG_KEY].status()
-    st["processEvents"] = read_events(request.app[EVENTS_KEY])
-    return web.json_response(st)
-
-
-async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def wake(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    source = opt_str(body, "source", "ibhost ctl wake", max_len=100)
-    return web.json_response(await request.app[WATCHDOG_KEY].wake(source))
-
-
-def init_app(wd: Watchdog, events: Path) -> web.Application:
-    app = web.Application()
-    app[WATCHDOG_KEY] = wd
-    app[EVENTS_KEY] = events
+def routes(wd: Watchdog, events: Path) -> dict[tuple[str, str], Handler]:
+    """watchdog.sock's route table."""
     registry = CollectorRegistry()
     registry.register(WatchdogCollector(wd, events))
 
-    async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def status(request: Request) -> Reply:
+        st = wd.status()
+        st["processEvents"] = read_events(events)
+        return json_reply(st)
 
-    app.router.add_get("/status", status)
-    app.router.add_get("/health", health)
-    app.router.add_post("/wake", wake)
-    app.router.add_get("/metrics", metrics)
-    return app
+    async def health(request: Request) -> Reply:
+        return json_reply({"status": "ok"})
+
+    async def wake(request: Request) -> Reply:
+        source = opt_str(request.json(), "source", "ibhost ctl wake", max_len=100)
+        return json_reply(await wd.wake(source))
+
+    async def metrics(request: Request) -> Reply:
+        return Reply(body=generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+    return {("GET", "/status"): status, ("GET", "/health"): health,
+            ("POST", "/wake"): wake, ("GET", "/metrics"): metrics}

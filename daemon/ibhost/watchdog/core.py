@@ -25,8 +25,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from ..config import Config
 from ..ipc import IpcError, UnixClient
 from ..proc import cancel_and_wait
@@ -129,8 +127,9 @@ class Watchdog:
         self.schedule = Schedule(w.region, w.maintenance, w.maintenance_tz)
         self.connector = UnixClient(str(cfg.connector_socket), connect_timeout=w.probe_timeout,
                                     read_timeout=w.probe_timeout)
-        self.gateway_url = f"http://{cfg.gateway.host}:{cfg.gateway.port}"
-        self._http: aiohttp.ClientSession | None = None
+        self.gateway = UnixClient(f"http://{cfg.gateway.host}:{cfg.gateway.port}",
+                                  tcp=(cfg.gateway.host, cfg.gateway.port),
+                                  connect_timeout=w.probe_timeout, read_timeout=w.probe_timeout)
         self.gapfill = UnixClient(str(cfg.path(cfg.gapfill.socket)),
                                   connect_timeout=w.probe_timeout, read_timeout=w.probe_timeout)
         self.watches = [Watch("ibhost:connector", self._probe_connector),
@@ -155,12 +154,9 @@ class Watchdog:
         await self.gapfill.request("GET", "/health")
 
     async def _probe_gateway(self) -> None:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.cfg.watchdog.probe_timeout))
-        async with self._http.get(self.gateway_url + "/ping") as r:
-            if r.status != 200:
-                raise RuntimeError(f"/ping answered {r.status}")
+        status = await self.gateway.status("GET", "/ping")
+        if status != 200:
+            raise RuntimeError(f"/ping answered {status}")
 
     # --- wake --------------------------------------------------------------------------
 
@@ -199,7 +195,7 @@ class Watchdog:
         w.last_probe_at = now
         try:
             await asyncio.wait_for(w.probe(), self.cfg.watchdog.probe_timeout)
-        except (TimeoutError, IpcError, aiohttp.ClientError, OSError, RuntimeError) as e:
+        except (TimeoutError, IpcError, OSError, RuntimeError) as e:
             w.consecutive += 1
             w.failures_total += 1
             w.last_error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
@@ -361,8 +357,7 @@ class Watchdog:
         await cancel_and_wait(self._task)
         await self.connector.close()
         await self.gapfill.close()
-        if self._http is not None:
-            await self._http.close()
+        await self.gateway.close()
 
     def status(self) -> dict[str, Any]:
         return {

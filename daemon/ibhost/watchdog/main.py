@@ -10,9 +10,9 @@ from typing import Any
 from .. import config as config_mod
 from ..cliargs import add_config_args, config_from_args
 from ..config import Config
-from ..ipc import serve_unix, stop_unix
+from ..ipc import serve_routes
 from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
-from .api import init_app
+from .api import routes
 from .core import Watchdog
 from .events import events_path
 
@@ -39,11 +39,11 @@ async def _main(cfg: Config) -> int:
     cfg.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     wd = Watchdog(cfg)
     sock = str(cfg.path(cfg.watchdog.socket))
-    runner = await serve_unix(init_app(wd, events_path(cfg)), sock)
+    server = await serve_routes(routes(wd, events_path(cfg)), sock)
     wd.start()
     log.info("watchdog serving %s; maintenance windows: %s", sock,
              ", ".join(w.text for w in wd.schedule.windows) or "none")
     await wait_for_stop_signal(stop)
     await wd.stop()
-    await stop_unix(runner, sock)
+    await server.stop(sock)
     return 0
