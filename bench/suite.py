@@ -442,6 +442,39 @@ region = "none"
                                     2)
         self.results["recovery"] = out
 
+    async def http_hop(self) -> None:
+        """What one HTTP round trip to a do-nothing aiohttp server (uvloop, as the
+        gateway runs) costs this machine, spaced as the one-client latency rows and back
+        to back: the floor under each hop the gateway path adds to a direct call."""
+        assert self.http is not None
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", HOP_SERVER, str(port), stdout=asyncio.subprocess.PIPE,
+            start_new_session=True)
+        try:
+            assert server.stdout is not None
+            await asyncio.wait_for(server.stdout.readline(), 30)
+            url = f"http://127.0.0.1:{port}/noop"
+            out: dict[str, Any] = {}
+            for name, gap in (("spaced_25ms", 0.025), ("back_to_back", 0.0)):
+                samples = []
+                for i in range(20 + (60 if self.quick else 300)):
+                    t0 = time.perf_counter()
+                    async with self.http.get(url) as r:
+                        await r.read()
+                    if i >= 20:  # warmed
+                        samples.append(time.perf_counter() - t0)
+                    if gap:
+                        await asyncio.sleep(gap)
+                out[f"{name}_p50_ms"] = round(pct(samples, 0.5) * 1000, 2)
+                out[f"{name}_p99_ms"] = round(pct(samples, 0.99) * 1000, 2)
+            self.results["http_hop"] = out
+        finally:
+            server.send_signal(signal.SIGTERM)
+            await server.wait()
+
     @staticmethod
     def startup_into(results: dict[str, Any]) -> None:
         def best(cmd: list[str], n: int = 3) -> float:
@@ -463,6 +496,22 @@ region = "none"
             out[f"import_{name}_vs_bare"] = round(t / bare, 1)
 
 
+HOP_SERVER = """
+import sys, uvloop
+from aiohttp import web
+async def noop(request): return web.json_response({})
+async def main():
+    app = web.Application()
+    app.router.add_get("/noop", noop)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", int(sys.argv[1])).start()
+    print("ready", flush=True)
+    await __import__("asyncio").Event().wait()
+uvloop.run(main())
+"""
+
+
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [f"# ibhost bench{' --quick' if r['quick'] else ''}", "",
@@ -480,6 +529,13 @@ def markdown(r: dict[str, Any]) -> str:
         d, c, g = row["direct"], row["connector"], row["gateway"]
         base = d["error"] if "error" in d else f"{d['p50_ms']} / {d['p99_ms']}"
         lines.append(f"| {name} | {base} | {added(c)} | {added(g)} |")
+    hop = r.get("http_hop")
+    if hop:
+        lines += ["", "One HTTP round trip to a do-nothing aiohttp server, the floor under "
+                  "each hop the gateway path adds (two: client to gateway, gateway to "
+                  "connector): spaced 25 ms as above, p50 / p99 "
+                  f"{hop['spaced_25ms_p50_ms']} / {hop['spaced_25ms_p99_ms']} ms; back to "
+                  f"back {hop['back_to_back_p50_ms']} / {hop['back_to_back_p99_ms']} ms."]
     b = r.get("bars")
     if b:
         lines += ["", f"## Bars/s, {b['days']} days of 1-minute bars", "",
@@ -509,6 +565,7 @@ async def run(quick: bool) -> dict[str, Any]:
         b.results["rss_ready"] = b.rss()
         print("latency...", flush=True)
         await b.latency()
+        await b.http_hop()
         print("bars...", flush=True)
         await b.bars()
         b.results["rss_right_after_bars"] = b.rss()
