@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,3 +124,14 @@ def test_programs_import_only_what_they_run(command: str, modules: list[str]) ->
                          timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+@given(st.integers(min_value=-2_208_988_800, max_value=4_102_444_799))  # 1900 to 2099
+def test_bar_timestamps_are_formatted_as_datetime_formats_them(t: int) -> None:
+    """The connector formats each bar's time with its own fast routine: it must give
+    exactly what ``datetime.isoformat`` gives, before 1970 too."""
+    import datetime as dt
+
+    from ibhost.connector.historical import iso_utc
+
+    assert iso_utc(t) == dt.datetime.fromtimestamp(t, dt.UTC).isoformat()

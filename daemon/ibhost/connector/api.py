@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -31,6 +32,7 @@ from ..validate import (
     req_str,
 )
 from .contracts import parse_spec
+from .historical import records
 from .metrics import ConnectorMetrics, route_label
 from .pacing import PRIORITIES, Scheduler
 from .service import Service
@@ -210,9 +212,9 @@ async def _stream_bars(request: web.Request, parts: Any) -> web.StreamResponse:
     await resp.write(json.dumps(head).encode() + b"\n")
     count = 0
     try:
-        async for bars in parts:
-            count += len(bars)
-            await resp.write(json.dumps({"bars": bars}).encode() + b"\n")
+        async for cols in parts:
+            count += len(cols["t"])
+            await resp.write(orjson.dumps({"bars": records(cols)}) + b"\n")
         await resp.write(json.dumps({"done": True, "count": count}).encode() + b"\n")
     except IbhostError as e:
         await resp.write(json.dumps(e.to_dict()).encode() + b"\n")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import logging
 import time
 import uuid
@@ -33,7 +34,8 @@ log = logging.getLogger("ibhost.connector.historical")
 
 CHUNKS_QUEUED = 8  # chunks of one job queued at the scheduler at a time
 TRIM_AFTER_BARS = 50_000  # a job this large gives its memory back when done
-COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "wap", "count")
+VALUES = ("open", "high", "low", "close", "volume", "wap", "count")
+COLUMNS = ("timestamp", *VALUES)
 
 
 def ib_end(t: dt.datetime) -> str:
@@ -51,7 +53,7 @@ class HistoricalRequests:
         head = await anext(it)
         bars: list[dict[str, Any]] = []
         async for part in it:
-            bars += part
+            bars += records(part)
         return {**head, "bars": bars}
 
     async def columnar(self, spec: ContractSpec, **kw: Any) -> bytes:
@@ -63,11 +65,12 @@ class HistoricalRequests:
         frags: dict[str, list[bytes]] = {c: [] for c in COLUMNS}
         count = 0
         async for part in it:
-            if not part:
+            if not part["t"]:
                 continue
-            count += len(part)
-            for c in COLUMNS:
-                frags[c].append(orjson.dumps([b[c] for b in part])[1:-1])
+            count += len(part["t"])
+            frags["timestamp"].append(orjson.dumps([iso_utc(t) for t in part["t"]])[1:-1])
+            for c in VALUES:
+                frags[c].append(orjson.dumps(part[c])[1:-1])
         data = b",".join(b'"%s":[%s]' % (c.encode(), b",".join(frags[c])) for c in COLUMNS)
         top = orjson.dumps({"success": True, **head, "count": count, "columns": COLUMNS})
         return top[:-1] + b',"data":{' + data + b"}}"
@@ -77,7 +80,8 @@ class HistoricalRequests:
         start: dt.datetime | None, end: dt.datetime | None, duration: str | None,
         priority: int = INTERACTIVE, job: str = "",
     ) -> AsyncIterator[Any]:
-        """Yield the head, then lists of bars in time order (each bar once)."""
+        """Yield the head, then the bars of each chunk as columns (``Columns``), in time
+        order, each bar once."""
         svc = self.svc
         bar = ibrules.bar_seconds(bar_size)
         if bar is None:
@@ -103,7 +107,7 @@ class HistoricalRequests:
             bars = await self._once(c, ib_end(end) if end else "", duration, bar_size, what,
                                     use_rth, priority, chunked=False, job=job, small=True)
             yield {**head, "requests": 1}
-            yield [_out(b) for b in bars]
+            yield bars
             return
         if start is None:
             raise bad_request("start", "give start (and optionally end) or duration")
@@ -132,7 +136,7 @@ class HistoricalRequests:
 
     async def _chunks(self, c: Any, windows: list[dt.datetime], dur: str, bar_size: str,
                       what: str, use_rth: bool, priority: int, job: str, start: dt.datetime,
-                      end_t: dt.datetime) -> AsyncIterator[list[dict[str, Any]]]:
+                      end_t: dt.datetime) -> AsyncIterator[Columns]:
         small = len(windows) <= 2
         progress = {"job": job, "symbol": c.symbol, "barSize": bar_size,
                     "chunks": len(windows), "chunksDone": 0, "bars": 0,
@@ -140,7 +144,7 @@ class HistoricalRequests:
         self.jobs[job] = progress
         sem = asyncio.Semaphore(CHUNKS_QUEUED)
 
-        async def one(w: dt.datetime) -> list[dict[str, Any]]:
+        async def one(w: dt.datetime) -> Columns:
             async with sem:
                 return await self._once(c, ib_end(w), dur, bar_size, what, use_rth,
                                         priority, chunked=True, job=job, small=small)
@@ -150,14 +154,12 @@ class HistoricalRequests:
         last = lo_t - 1
         try:
             for task in tasks:  # in time order, each as soon as it and those before are in
-                part = await task
-                kept = sorted((b for b in part if last < b["t"] and lo_t <= b["t"] < hi_t),
-                              key=lambda b: b["t"])
-                if kept:
-                    last = kept[-1]["t"]
+                kept = select(await task, max(last + 1, lo_t), hi_t)
+                if kept["t"]:
+                    last = kept["t"][-1]
                 progress["chunksDone"] += 1
-                progress["bars"] += len(kept)
-                yield [_out(b) for b in kept]
+                progress["bars"] += len(kept["t"])
+                yield kept
         finally:
             self.jobs.pop(job, None)
             for task in tasks:  # the caller went away or a chunk failed: stop the rest
@@ -197,21 +199,16 @@ class HistoricalRequests:
 
     async def _once(self, c: Any, end: str, duration: str, bar_size: str, what: str,
                     use_rth: bool, priority: int, *, chunked: bool, job: str = "",
-                    small: bool = True) -> list[dict[str, Any]]:
+                    small: bool = True) -> Columns:
         svc = self.svc
         bar = ibrules.bar_seconds(bar_size) or 0
         key = PaceKey(("hist", c.conId, c.exchange, end, duration, bar_size, what, use_rth),
                       (c.conId, c.exchange, what), 2 if what == "BID_ASK" else 1,
                       hard=ibrules.hard_paced(bar))
 
-        async def fetch() -> list[dict[str, Any]]:
-            raw = await self._request_bars(c, end, duration, bar_size, what, use_rth)
-            return [
-                {"t": int(_utc(b.date).timestamp()), "open": b.open, "high": b.high,
-                 "low": b.low, "close": b.close, "volume": _num(b.volume) or 0.0,
-                 "wap": _num(b.average), "count": b.barCount}
-                for b in raw
-            ]
+        async def fetch() -> Columns:
+            return from_ib(await self._request_bars(c, end, duration, bar_size, what,
+                                                    use_rth))
 
         backoff = 2.0 * svc.scheduler.cfg.scale
         retries = 0
@@ -221,7 +218,7 @@ class HistoricalRequests:
                                        priority=priority, job=job, small=small)
             except IbhostError as e:
                 if chunked and e.code == "no_data":
-                    return []  # a closed market inside a long range is not a failure
+                    return from_ib([])  # a closed market inside a long range is not a failure
                 left = time_left()
                 may_wait = left > backoff + 0.1 if left is not None else retries < 3
                 if e.code != "pacing" or not may_wait:
@@ -235,6 +232,55 @@ class HistoricalRequests:
                 backoff = min(backoff * 2, 30.0 * max(svc.scheduler.cfg.scale, 0.01))
 
 
-def _out(b: dict[str, Any]) -> dict[str, Any]:
-    return {"timestamp": dt.datetime.fromtimestamp(b["t"], dt.UTC).isoformat(),
-            **{k: v for k, v in b.items() if k != "t"}}
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_days: dict[int, str] = {}
+
+
+def iso_utc(t: int) -> str:
+    """``datetime.fromtimestamp(t, UTC).isoformat()`` for whole seconds, about five
+    times faster: a day's date is formatted once (this runs once per bar)."""
+    day, sec = divmod(t, 86400)
+    date = _days.get(day)
+    if date is None:
+        if len(_days) > 50_000:
+            _days.clear()
+        date = _days[day] = dt.date.fromordinal(_EPOCH_ORDINAL + day).isoformat()
+    h, rest = divmod(sec, 3600)
+    m, s = divmod(rest, 60)
+    return f"{date}T{h:02d}:{m:02d}:{s:02d}+00:00"
+
+
+# --- bars as columns ------------------------------------------------------------------
+# One list per field, not a dict per bar: a chunk's floats stay the library's own
+# objects, nothing is built per bar until the answer is written, and a large job
+# leaves far fewer small objects behind to fragment the heap.
+
+Columns = dict[str, list[Any]]  # "t" (epoch seconds) and VALUES, oldest first
+
+
+def from_ib(raw: Any) -> Columns:
+    """The library's BarData list as columns."""
+    return {"t": [int(_utc(b.date).timestamp()) for b in raw],
+            "open": [b.open for b in raw], "high": [b.high for b in raw],
+            "low": [b.low for b in raw], "close": [b.close for b in raw],
+            "volume": [_num(b.volume) or 0.0 for b in raw],
+            "wap": [_num(b.average) for b in raw], "count": [b.barCount for b in raw]}
+
+
+def select(cols: Columns, lo: float, hi: float) -> Columns:
+    """The bars with ``lo <= t < hi``, in time order."""
+    ts = cols["t"]
+    idx = [i for i, t in enumerate(ts) if lo <= t < hi]
+    if any(ts[a] > ts[b] for a, b in itertools.pairwise(idx)):
+        idx.sort(key=ts.__getitem__)  # IB answers in time order; this is in case not
+    elif len(idx) == len(ts):
+        return cols
+    return {k: [v[i] for i in idx] for k, v in cols.items()}
+
+
+def records(cols: Columns) -> list[dict[str, Any]]:
+    """Columns as one dict per bar, as the answers show them."""
+    return [{"timestamp": iso_utc(t), "open": o, "high": h, "low": lo, "close": c,
+             "volume": v, "wap": w, "count": n}
+            for t, o, h, lo, c, v, w, n in zip(*(cols[k] for k in ("t", *VALUES)),
+                                               strict=True)]
