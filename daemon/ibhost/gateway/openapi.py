@@ -364,10 +364,12 @@ SPEC: dict[str, Any] = {
                                  timestamp=INT, time=NUM))},
         "/health": {"get": _op(
             "one health body for every client; always 200", SHARED_HEALTH, params=[CONNECT],
+            family="bridge",
             extra="status ok / degraded / busy / disconnected; healthy, connected and ready "
             "are true only while IB is usable; ib_status (KTRDR), clientId, host, port, "
             "tradingMode (wheel-strat), ibhostStatus and connector (ibhost). connect=true "
-            "asks the connector now. For a failing status code use /readyz or /v1/health.")},
+            "asks the connector now; a connect that is not a boolean is a 400 in the "
+            "bridge's error shape. For a failing status code use /readyz or /v1/health.")},
         "/livez": {"get": _op("200 while the gateway runs", obj(("status",), status=STR))},
         "/readyz": {"get": _op("200 while IB is usable (ok/degraded), else 503",
                                obj(("status", "ready"), status=HEALTH_STATUS, reason=STR,

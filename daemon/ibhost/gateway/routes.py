@@ -69,7 +69,8 @@ def health_body(request: web.Request, h: dict[str, Any]) -> dict[str, Any]:
 
 
 async def health(request: web.Request) -> web.Response:
-    """Always 200 (both services ibhost replaces answer 200); the body tells the truth.
+    """200 (both services ibhost replaces answer 200); the body tells the truth. Only a
+    ``connect`` that is not a boolean is a 400, in the bridge's error shape.
     Probes that need a failing status code use /readyz or /v1/health."""
     watcher = request.app[HEALTH_KEY]
     live = opt_bool(request.query, "connect", False)
@@ -127,7 +128,8 @@ async def metrics(request: web.Request) -> web.Response:
 SHARED: tuple[Route, ...] = (
     Route("GET", "/", index),
     Route("GET", "/ping", ping),
-    Route("GET", "/health", health),
+    # its errors in the bridge's shape: a 400 for connect=<not a boolean> is the only one
+    Route("GET", "/health", health, "bridge"),
     Route("GET", "/livez", livez),
     Route("GET", "/readyz", readyz),
     Route("GET", "/health/detailed", health_detailed, "ktrdr"),
