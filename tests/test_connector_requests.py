@@ -83,11 +83,15 @@ async def test_no_ib_request_for_bars_after_now(sim: Simulator, tmp_path: Path) 
         assert after - before == 1
 
 
+SYMBOLS = ["AAPL", "MSFT", "AMZN", "SPY", "QQQ", "TSLA", "NVDA", "GOOGL", "META", "IBM"]
+
+
 async def test_message_rate_at_100_clients_is_near_ibs_limit_without_violation(
         sim: Simulator, tmp_path: Path) -> None:
     """IB allows 50 messages in any second: the scheduler counts messages (a one-off
-    tick subscription is two: its request and its cancel) and keeps close to 49 per
-    1.05 s flowing with 100 callers pressing, without a single violation."""
+    tick subscription and a head timestamp are two each: the request and its cancel)
+    and keeps close to 49 per 1.05 s flowing with 100 callers pressing, without a
+    single violation."""
     async with running_connector(tmp_path, sim) as (con, client):
         stop = time.monotonic() + 5.0
         done = 0
@@ -98,6 +102,10 @@ async def test_message_rate_at_100_clients_is_near_ibs_limit_without_violation(
                 if n % 4 == 0:  # reqMktData + cancelMktData
                     await client.request("POST", "/snapshot", json_body={
                         "symbol": "AAPL", "genericTicks": [100]})
+                elif n % 4 == 1:  # reqHeadTimeStamp + cancelHeadTimeStamp
+                    await client.request("GET", "/head-timestamp", params={
+                        "symbol": SYMBOLS[(n + done) % len(SYMBOLS)], "whatToShow":
+                        ("TRADES", "MIDPOINT", "BID", "ASK")[done % 4]})
                 else:
                     await client.request("POST", "/validate", json_body={"symbol": "MSFT"})
                 done += 1

@@ -174,7 +174,8 @@ class Service:
         key = PaceKey(("head", c.conId, c.exchange, what, use_rth), (c.conId, c.exchange, what))
         ts = await self._call("head timestamp",
                               lambda: self.ib.reqHeadTimeStampAsync(c, what, use_rth, 2),
-                              key=key, priority=priority)
+                              key=key, priority=priority,
+                              messages=2)  # the library cancels it once answered
         if not isinstance(ts, dt.datetime | dt.date):
             raise IbhostError("no_data", "IB returned no head timestamp")
         return _utc(ts)
