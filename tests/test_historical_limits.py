@@ -4,8 +4,10 @@ deadlines end to end, pacing memory across a connector kill -9, bounded input.""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import stat
 import statistics
 import sys
 import time
@@ -162,7 +164,7 @@ async def test_pacing_memory_survives_kill_9(tmp_path: Path) -> None:
             await client.close()
             proc.send_signal(signal.SIGKILL)  # no chance to save anything now
             await proc.wait()
-            assert (home / "data" / "pacing.json").exists()
+            assert (home / "data" / "pacing.state").exists()
             proc = await _connector_process(home)
             client = await _ready(sock)
             t0 = time.monotonic()
@@ -179,25 +181,50 @@ async def test_pacing_memory_survives_kill_9(tmp_path: Path) -> None:
 
 
 async def test_pacing_memory_file_is_whole_and_owner_only(tmp_path: Path) -> None:
+    """The hard-rule memory survives a restart, a write cut short at any byte, an
+    unreadable file and the plain-JSON file of earlier releases; it is owner-only."""
     from ibhost.config import PacingConfig
     from ibhost.connector.pacing import PaceKey, Scheduler
 
-    path = tmp_path / "pacing.json"
-    s1 = Scheduler(PacingConfig(scale=0.01), state_path=path)
-    key = PaceKey(("hist", 1, "SMART", "e", "1800 S", "30 secs", "TRADES", True),
-                  (1, "SMART", "TRADES"))
+    path = tmp_path / "pacing.state"
+
+    def key(n: int) -> PaceKey:
+        return PaceKey(("hist", n, "SMART", "e", "1800 S", "30 secs", "TRADES", True),
+                       (n, "SMART", "TRADES"))
 
     async def noop() -> int:
         return 1
 
-    assert await s1.run(noop, key=key) == 1
+    s1 = Scheduler(PacingConfig(scale=0.01), state_path=path)
+    assert await s1.run(noop, key=key(1)) == 1
+    assert await s1.run(noop, key=key(2)) == 1
     s1.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     s2 = Scheduler(PacingConfig(scale=0.01), state_path=path)
-    assert key.identical in s2._sent_identical and s2.window_used() == 1
-    path.write_text("{not json")
-    s3 = Scheduler(PacingConfig(scale=0.01), state_path=path)  # unreadable: ignored
-    assert s3.window_used() == 0
-    assert not os.path.exists(str(path) + ".tmp")
+    assert key(2).identical in s2._sent_identical and s2.window_used() == 2
+    s2.close()
+    # a third request's write cut short anywhere: the memory of the first two stands
+    whole = path.read_bytes()
+    s3 = Scheduler(PacingConfig(scale=0.01), state_path=path)
+    assert await s3.run(noop, key=key(3)) == 1
+    s3.close()
+    third = path.read_bytes()
+    changed = [i for i in range(len(third)) if i >= len(whole) or third[i] != whole[i]]
+    for cut in range(changed[0], changed[-1] + 1, 3):
+        path.write_bytes(third[:cut] + whole[cut:])
+        s = Scheduler(PacingConfig(scale=0.01), state_path=path)
+        assert s.window_used() in (2, 3) and key(2).identical in s._sent_identical, cut
+        s.close()
+    path.write_bytes(b"{not json")
+    s4 = Scheduler(PacingConfig(scale=0.01), state_path=path)  # unreadable: ignored
+    assert s4.window_used() == 0
+    s4.close()
+    old = tmp_path / "pacing.json"  # as earlier releases wrote it
+    old.write_text(json.dumps({"identical": [], "burst": [], "window": [[time.time(), 1]]}))
+    s5 = Scheduler(PacingConfig(scale=0.01), state_path=old)
+    assert s5.window_used() == 1
+    s5.close()
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 async def test_long_ranges_stream_in_order_with_progress(tmp_path: Path,

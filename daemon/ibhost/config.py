@@ -139,7 +139,7 @@ class PacingConfig:
     # IB allows 50 open and answers more slowly under load)
     open_start: int = 4
     open_max: int = 8
-    memory_file: str = "data/pacing.json"  # hard-rule history kept across restarts
+    memory_file: str = "data/pacing.state"  # hard-rule history kept across restarts
 
 
 @dataclass(frozen=True)

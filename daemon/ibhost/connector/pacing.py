@@ -33,7 +33,6 @@ import asyncio
 import itertools
 import json
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
@@ -43,6 +42,7 @@ from typing import Any, TypeVar
 
 from ..config import PacingConfig
 from ..errors import IbhostError
+from ..files import TwoSlotFile
 
 log = logging.getLogger("ibhost.connector.pacing")
 
@@ -169,6 +169,7 @@ class Scheduler:
         self.stats = PacingStats()
         self.on_grant: Callable[[float], None] | None = None  # wait seconds, for metrics
         self.state_path = state_path
+        self._memory = TwoSlotFile(state_path) if state_path is not None else None
         if state_path is not None:
             self._load()
 
@@ -265,6 +266,8 @@ class Scheduler:
             del self._cache[identical]
 
     def close(self) -> None:
+        if self._memory is not None:
+            self._memory.close()
         if self._task is not None:
             self._task.cancel()
         for item in self._pending:
@@ -431,8 +434,8 @@ class Scheduler:
 
     def _save(self, now: float) -> None:
         """Write the hard-rule history before the request leaves (a kill -9 right
-        after still leaves it on disk; a rename, so the file is whole)."""
-        if self.state_path is None:
+        after still leaves it on disk; two slots written in turn, so one is whole)."""
+        if self._memory is None:
             return
         shift = self.wall() - now  # monotonic -> wall clock
         state = {
@@ -440,19 +443,24 @@ class Scheduler:
             "burst": [[k, [t + shift for t in ts]] for k, ts in self._burst.items() if ts],
             "window": [[t + shift, w] for t, w in self._window],
         }
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         try:
-            tmp.write_text(json.dumps(state))
-            os.replace(tmp, self.state_path)
+            if not self._memory.write(json.dumps(state).encode()):
+                log.warning("pacing memory too large to save (%d in the window)",
+                            len(self._window))
         except (OSError, TypeError, ValueError) as e:
             log.warning("cannot save pacing memory to %s: %s", self.state_path, e)
 
     def _load(self) -> None:
-        assert self.state_path is not None
+        assert self.state_path is not None and self._memory is not None
         try:
-            state = json.loads(self.state_path.read_text())
-        except FileNotFoundError:
-            return
+            raw = self._memory.read()
+            if raw is None and self.state_path.exists():
+                raw = self.state_path.read_bytes()  # plain JSON, as earlier releases wrote
+                if not raw.startswith(b"{"):
+                    raise ValueError("no whole copy in it")
+            if raw is None:
+                return
+            state = json.loads(raw)
         except (OSError, ValueError) as e:
             log.warning("ignoring unreadable pacing memory %s: %s", self.state_path, e)
             return
