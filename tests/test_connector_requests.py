@@ -102,7 +102,7 @@ async def test_message_rate_at_100_clients_is_near_ibs_limit_without_violation(
                 if n % 4 == 0:  # reqMktData + cancelMktData
                     await client.request("POST", "/snapshot", json_body={
                         "symbol": "AAPL", "genericTicks": [100]})
-                elif n % 4 == 1:  # reqHeadTimeStamp + cancelHeadTimeStamp
+                elif n % 8 == 1:  # reqHeadTimeStamp + cancelHeadTimeStamp
                     await client.request("GET", "/head-timestamp", params={
                         "symbol": SYMBOLS[(n + done) % len(SYMBOLS)], "whatToShow":
                         ("TRADES", "MIDPOINT", "BID", "ASK")[done % 4]})
@@ -116,11 +116,11 @@ async def test_message_rate_at_100_clients_is_near_ibs_limit_without_violation(
         async def steady_rate() -> float:  # messages a second once all are waiting
             await asyncio.sleep(1.0)
             before, t0 = sent(), time.monotonic()
-            await asyncio.sleep(3.0)
-            return (sent() - before) / (time.monotonic() - t0)
+            await asyncio.sleep(4.0)  # the rate swings between 39 and 49 from one
+            return (sent() - before) / (time.monotonic() - t0)  # second to the next
 
         await asyncio.sleep(1.2)  # the connect sync's messages leave the window
-        stop = time.monotonic() + 5.0
+        stop = time.monotonic() + 6.0
         rate, *_ = await asyncio.gather(steady_rate(), *(caller(n) for n in range(100)))
     assert sim.state()["stats"]["violations"] == []
     assert "100" not in sim.state()["stats"]["errors_sent"]

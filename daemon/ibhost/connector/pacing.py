@@ -164,6 +164,7 @@ class Scheduler:
         self._cache: dict[Hashable, tuple[float, Any]] = {}
         self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
         self._job_served: dict[str, float] = {}
+        self._jobs_pruned_at = -1e18
         open_max = min(cfg.open_max, 50)  # IB's cap on open historical requests
         self.open = OpenWindow(min(cfg.open_start, open_max), open_max, clock)
         self.stats = PacingStats()
@@ -287,8 +288,14 @@ class Scheduler:
         if len(self._pending) >= self.cfg.queue_max:
             raise IbhostError("pacing", f"pacing queue full ({self.cfg.queue_max} waiting)")
         loop = asyncio.get_running_loop()
-        item = _Item(priority, next(self._seq), key, loop.create_future(), self.clock(),
+        now = self.clock()
+        item = _Item(priority, next(self._seq), key, loop.create_future(), now,
                      job=job, small=small, messages=messages)
+        if not self._pending:  # nobody waits: grant here if the rules allow it now
+            self._expire(now)
+            if self._delay(item, now)[0] <= 0:
+                self._grant(item, now)
+                return now
         self._pending.append(item)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._dispatch())
@@ -331,17 +338,7 @@ class Scheduler:
                 soonest = min(soonest, delay)
             if chosen is not None:
                 self._pending.remove(chosen)
-                self._record(chosen, now)
-                waited = now - chosen.enqueued
-                self.stats.granted += 1
-                if chosen.held_by:
-                    self.stats.delayed[chosen.held_by] += 1
-                self.stats.wait_seconds_total += waited
-                self.stats.wait_seconds_max = max(self.stats.wait_seconds_max, waited)
-                self.stats.waits.append(waited)
-                if self.on_grant is not None:
-                    self.on_grant(waited)
-                chosen.granted.set_result(now)
+                self._grant(chosen, now)
                 continue
             self._wake.clear()
             try:
@@ -349,6 +346,19 @@ class Scheduler:
                                        None if soonest == float("inf") else soonest)
             except TimeoutError:
                 pass
+
+    def _grant(self, item: _Item, now: float) -> None:
+        self._record(item, now)
+        waited = now - item.enqueued
+        self.stats.granted += 1
+        if item.held_by:
+            self.stats.delayed[item.held_by] += 1
+        self.stats.wait_seconds_total += waited
+        self.stats.wait_seconds_max = max(self.stats.wait_seconds_max, waited)
+        self.stats.waits.append(waited)
+        if self.on_grant is not None:
+            self.on_grant(waited)
+        item.granted.set_result(now)
 
     def _expire(self, now: float) -> None:
         while self._messages and now - self._messages[0] >= self.second:
@@ -361,7 +371,10 @@ class Scheduler:
             del self._sent_identical[k]
         for k in [k for k, (t, _) in self._cache.items() if now - t >= self.identical_window]:
             del self._cache[k]
-        if len(self._job_served) > 1000:
+        if len(self._job_served) > 1000 and now - self._jobs_pruned_at >= 1.0:
+            # at most once a second: with a request a second per job this is thousands
+            # of entries, and every pass of the dispatcher comes here
+            self._jobs_pruned_at = now
             live = {i.job for i in self._pending}
             for k in [k for k, t in self._job_served.items() if k not in live and now - t > 60]:
                 del self._job_served[k]
