@@ -272,3 +272,29 @@ def test_small_programs_do_not_load_aiohttp() -> None:
                          timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "False"
+
+
+async def test_an_answer_cut_off_is_an_error_not_a_short_body(tmp_path: Path) -> None:
+    """A server that dies half way through an answer: the caller gets IpcError, never
+    the bytes that arrived as if they were the whole answer."""
+    sock = str(tmp_path / "c.sock")
+
+    async def conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"partial\": ")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(conn, sock)
+    c = UnixClient(sock)
+    try:
+        for call in (c.request("GET", "/x"), c.request_bytes("POST", "/x", json_body={})):
+            with pytest.raises(IpcError) as e:
+                await call
+            assert not e.value.timeout
+        with pytest.raises(IpcError):
+            async for _ in c.lines("POST", "/x", json_body={}):
+                pass
+    finally:
+        await c.close()
+        server.close()

@@ -307,10 +307,8 @@ class Response:
         while not self.complete:
             ev = conn.next_event()
             if ev is h11.NEED_DATA:
-                data = await self._read()
-                if not data and conn.their_state is not h11.DONE:
-                    raise ConnectionResetError("the peer closed the connection mid-answer")
-                conn.receive_data(data)
+                # an early end of the stream: h11 raises RemoteProtocolError (an IpcError)
+                conn.receive_data(await self._read())
             elif isinstance(ev, h11.Data):
                 yield bytes(ev.data)
             elif isinstance(ev, h11.EndOfMessage):
