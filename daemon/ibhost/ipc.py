@@ -58,11 +58,15 @@ def check_socket_path(path: str) -> None:
                          f"{MAX_SOCKET_PATH - 1}-byte limit: {path}")
 
 
+def _remove_socket(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 @contextlib.contextmanager
 def _owner_only_socket(path: str) -> Any:
     check_socket_path(path)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # a stale socket from a killed run
+    _remove_socket(path)  # a stale socket from a killed run
     old = os.umask(0o177)
     try:
         yield
@@ -87,8 +91,7 @@ async def serve_unix(app: web.Application, path: str) -> web.AppRunner:
 
 async def stop_unix(runner: web.AppRunner, path: str) -> None:
     await runner.cleanup()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+    _remove_socket(path)
 
 
 # --- the small server ------------------------------------------------------------------
@@ -101,7 +104,6 @@ class Request:
     method: str
     path: str
     query: dict[str, str]
-    headers: dict[str, str]  # lower-case names
     body: bytes
 
     def json(self, *, required: bool = False) -> dict[str, Any]:
@@ -159,8 +161,7 @@ class RouteServer:
         await asyncio.gather(*self._conns, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+        _remove_socket(path)
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.get_running_loop().create_task(self._connection(reader, writer))
@@ -241,8 +242,6 @@ class RouteServer:
             method=head.method.decode("ascii", "replace"),
             path=urllib.parse.unquote(path),
             query=dict(urllib.parse.parse_qsl(query, keep_blank_values=True)),
-            headers={k.decode("latin-1").lower(): v.decode("latin-1")
-                     for k, v in head.headers},
             body=b"".join(chunks))
 
     def _too_large(self) -> Reply:
@@ -291,13 +290,11 @@ class _Conn:
 
 
 class Response:
-    """An answer being read: status and headers at once, the body as it comes."""
+    """An answer being read: the status at once, the body as it comes."""
 
     def __init__(self, conn: _Conn, head: h11.Response, read: Callable[[], Awaitable[bytes]]
                  ) -> None:
         self.status = head.status_code
-        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                        for k, v in head.headers}
         self._conn = conn
         self._read = read
         self.complete = False
@@ -492,15 +489,13 @@ class UnixClient:
         headers: dict[str, str] | None = None,
     ) -> Any:
         """Call ``url``; return the decoded JSON, raise IbhostError for 4xx/5xx."""
-        async with self._call(method, url, read_timeout, deadline, json_body=json_body,
-                              params=params, headers=headers) as resp:
-            raw = await resp.read()
-        if resp.status >= 400:
-            raise self._failure(resp.status, raw)
+        raw = await self.request_bytes(method, url, json_body=json_body, params=params,
+                                       read_timeout=read_timeout, deadline=deadline,
+                                       headers=headers)
         try:
             return json.loads(raw) if raw else None
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise IpcError(self.path, f"non-JSON answer ({resp.status})") from None
+            raise IpcError(self.path, "non-JSON answer") from None
 
     async def status(self, method: str, url: str) -> int:
         """Call ``url`` and return only the answer's status (a liveness probe)."""
@@ -511,9 +506,9 @@ class UnixClient:
     def _failure(self, status: int, raw: bytes) -> Exception:
         """What an error answer stands for: the IbhostError its JSON body names."""
         try:
-            data = json.loads(raw) if raw else None
+            data = json.loads(raw) if raw else {}
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return IpcError(self.path, f"non-JSON answer ({status})")
+            data = None
         if not isinstance(data, dict):
             return IpcError(self.path, f"non-JSON answer ({status})")
         return IbhostError.from_dict(data, status)
@@ -524,13 +519,15 @@ class UnixClient:
         url: str,
         *,
         json_body: Any = None,
+        params: dict[str, Any] | None = None,
+        read_timeout: float | None = None,
         deadline: float | None = None,
         headers: dict[str, str] | None = None,
     ) -> bytes:
         """Call ``url`` and return the answer's bytes as they are (to relay them);
-        an error status raises IbhostError as ``request`` does."""
-        async with self._call(method, url, None, deadline, json_body=json_body,
-                              headers=headers) as resp:
+        an error status raises the IbhostError its body names."""
+        async with self._call(method, url, read_timeout, deadline, json_body=json_body,
+                              params=params, headers=headers) as resp:
             raw = await resp.read()
         if resp.status >= 400:
             raise self._failure(resp.status, raw)
