@@ -102,6 +102,11 @@ def bad_request(field: str, problem: str) -> IbhostError:
     return IbhostError("bad_request", f"{field}: {problem}", field=field)
 
 
+def too_large(limit: int) -> IbhostError:
+    """A request body over ``limit`` bytes."""
+    return IbhostError("payload_too_large", f"body is over {limit} bytes", field="body")
+
+
 def from_ib(ib_code: int, message: str) -> IbhostError:
     """Turn an IB error on a request into the catalogue's error."""
     code = IB_CODES.get(ib_code, "rejected" if ib_code < 1000 else "bad_request")

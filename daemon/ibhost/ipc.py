@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 
-from .errors import IbhostError, code_for_http_status
+from .errors import IbhostError, code_for_http_status, too_large
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -245,8 +245,7 @@ class RouteServer:
             body=b"".join(chunks))
 
     def _too_large(self) -> Reply:
-        return error_reply(IbhostError("payload_too_large",
-                                       f"body is over {self.max_body} bytes", field="body"))
+        return error_reply(too_large(self.max_body))
 
     async def _dispatch(self, req: Request) -> Reply:
         handler = self.routes.get((req.method, req.path))

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import IbhostError, bad_request
+from .errors import bad_request, too_large
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -20,7 +20,7 @@ async def json_body(request: web.Request, limit: int = 1 << 20, *,
     400 naming the problem for anything that is not a JSON object. No body at all is
     ``{}``, or a 400 when the body is ``required``."""
     if request.content_length is not None and request.content_length > limit:
-        raise IbhostError("payload_too_large", f"body is over {limit} bytes", field="body")
+        raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
     while True:  # read() hands out what has arrived: read to the end, counting
@@ -30,8 +30,7 @@ async def json_body(request: web.Request, limit: int = 1 << 20, *,
         chunks.append(chunk)
         size += len(chunk)
         if size > limit:
-            raise IbhostError("payload_too_large", f"body is over {limit} bytes",
-                              field="body")
+            raise too_large(limit)
     return json_object(b"".join(chunks), required=required)
 
 
