@@ -17,9 +17,9 @@ IB's rules ("Historical Data Limitations", TWS API; now on IBKR Campus), windows
 - IB's 50 messages per second, counted in messages as they leave (requests,
   cancels, heartbeats, the library's own), not in requests: while fewer than 10
   are in the last 1.05 s they go back to back, beyond that evenly spaced at
-  ``messages_per_second`` per 1.05 s, and none
-  while the messages sent, plus those granted and not yet sent, fill the last
-  1.05 s; a request that also ends with a cancel (a one-off tick subscription)
+  ``messages_per_second`` per 1.05 s, and none while the messages sent, plus
+  those granted and not yet sent, fill the last 1.05 s; a request the library
+  follows with a cancel (a one-off tick subscription, a head timestamp)
   reserves two.
 Requests are granted by priority (interactive before background), then round
 robin between callers (an API key, or a connection) and then between their jobs
@@ -254,7 +254,7 @@ class Scheduler:
             self._inflight.pop(key.identical, None)
             stamp = self.clock()
             self._cache[key.identical] = (stamp, result)
-            # forgotten when its window ends, even if no request comes to expire it: a
+            # forgotten when its window ends (the one place answers leave the cache): a
             # year of bars must not stay in memory after it was answered
             asyncio.get_running_loop().call_later(
                 self.identical_window, self._forget, key.identical, stamp)
@@ -369,8 +369,6 @@ class Scheduler:
             self._window.popleft()
         for k in [k for k, t in self._sent_identical.items() if now - t >= self.identical_window]:
             del self._sent_identical[k]
-        for k in [k for k, (t, _) in self._cache.items() if now - t >= self.identical_window]:
-            del self._cache[k]
         if len(self._job_served) > 1000 and now - self._jobs_pruned_at >= 1.0:
             # at most once a second: with a request a second per job this is thousands
             # of entries, and every pass of the dispatcher comes here
