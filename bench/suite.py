@@ -248,8 +248,6 @@ region = "none"
                 assert r.status == 200, await r.text()
                 return await r.read()
 
-        ops: dict[str, dict[str, Callable[[], Awaitable[Any]]]] = {}
-
         async def d_validate() -> Any:
             s, _ = pick()
             return await ib.reqContractDetailsAsync(Stock(s, "SMART", "USD"))
@@ -303,10 +301,11 @@ region = "none"
             s, _ = pick()
             return await gw("/v1/market/snapshot", {"symbol": s})
 
-        ops = {"validate": {"direct": d_validate, "connector": c_validate, "gateway": g_validate},
-               "head_timestamp": {"direct": d_head, "connector": c_head, "gateway": g_head},
-               "bars_390": {"direct": d_bars, "connector": c_bars, "gateway": g_bars},
-               "snapshot": {"direct": d_snap, "connector": c_snap, "gateway": g_snap}}
+        ops: dict[str, dict[str, Callable[[], Awaitable[Any]]]] = {
+            "validate": {"direct": d_validate, "connector": c_validate, "gateway": g_validate},
+            "head_timestamp": {"direct": d_head, "connector": c_head, "gateway": g_head},
+            "bars_390": {"direct": d_bars, "connector": c_bars, "gateway": g_bars},
+            "snapshot": {"direct": d_snap, "connector": c_snap, "gateway": g_snap}}
         levels = [1, 10] if self.quick else [1, 10, 100]
         per_client = {1: 15 if self.quick else 100, 10: 3 if self.quick else 8, 100: 2}
         table: dict[str, Any] = {}

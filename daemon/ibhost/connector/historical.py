@@ -237,8 +237,9 @@ _days: dict[int, str] = {}
 
 
 def iso_utc(t: int) -> str:
-    """``datetime.fromtimestamp(t, UTC).isoformat()`` for whole seconds, about five
-    times faster: a day's date is formatted once (this runs once per bar)."""
+    """``datetime.fromtimestamp(t, UTC).isoformat()`` for whole seconds, formatting a
+    day's date once (this runs once per bar): 0.8 us instead of 1.2 us here, 0.17 ms
+    less per 390 bars."""
     day, sec = divmod(t, 86400)
     date = _days.get(day)
     if date is None:
