@@ -7,6 +7,7 @@ the service (and so the pacing scheduler). Errors are JSON from the catalogue.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import time
@@ -313,10 +314,16 @@ async def open_orders(request: web.Request) -> web.Response:
 
 async def executions(request: web.Request) -> web.Response:
     q = request.query
-    return web.json_response(await request.app[SERVICE_KEY].executions(
+    svc = request.app[SERVICE_KEY]
+    since = opt_datetime(q, "since")
+    days = opt_float(q, "lookbackDays", minimum=0, maximum=3650)
+    if days is not None:  # "the last N days" by IB's clock, not this machine's
+        since = max(since, svc.now() - dt.timedelta(days=days)) if since else \
+            svc.now() - dt.timedelta(days=days)
+    return web.json_response(await svc.executions(
         symbol=opt_str(q, "symbol", upper=True), sec_type=opt_str(q, "secType", upper=True),
         side=opt_str(q, "side", upper=True, choices=("", "BUY", "SELL")),
-        since=opt_datetime(q, "since"), client_id=opt_int(q, "clientId", 0)))
+        since=since, client_id=opt_int(q, "clientId", 0)))
 
 
 async def positions(request: web.Request) -> web.Response:

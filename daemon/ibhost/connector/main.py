@@ -36,7 +36,7 @@ class Connector:
         if memory is not None:
             memory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.scheduler = Scheduler(cfg.pacing, state_path=memory)
-        self.service = Service(self.session, self.scheduler)
+        self.service = Service(self.session, self.scheduler, clock=self.session.clock.now_dt)
         self.app: web.Application = init_app(cfg, self.session, self.scheduler, self.service)
         self._runner: web.AppRunner | None = None
 

@@ -24,6 +24,7 @@ from ..config import Config
 from ..errors import IbhostError
 from ..proc import cancel_and_wait
 from .backend import Backend
+from .clock import IbClock
 
 log = logging.getLogger("ibhost.connector.session")
 
@@ -79,6 +80,7 @@ class Diagnostics:
     heartbeatFailures: int = 0
     ibCodes: Counter[int] = field(default_factory=Counter)
     nextAttemptAt: float | None = None
+    ibClockOffsetSeconds: float = 0.0  # IB's clock minus this machine's
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -121,6 +123,16 @@ class Session:
         self.ib.disconnectedEvent += self._on_disconnected
         self.ib.client.apiStart += self._on_api_start
         self.ib.client.conn.hasData += self._on_data
+        # IB's own clock, from every currentTime answer (the heartbeat's included)
+        self.clock = IbClock(wall)
+        answered = self.ib.wrapper.currentTime
+
+        def current_time(epoch: int) -> None:
+            self.clock.observe(epoch)
+            self.diag.ibClockOffsetSeconds = round(self.clock.offset, 3)
+            answered(epoch)
+
+        self.ib.wrapper.currentTime = current_time
         self._last_rx = time.monotonic()  # last bytes from IB
         self._rx = asyncio.Event()  # set whenever bytes arrive (for the probe)
         self.in_flight = 0  # requests of ours waiting on IB (besides the library's)
@@ -263,6 +275,9 @@ class Session:
                 self._set_state(State.DOWN, f"connect failed: {what}")
                 return False, closed
             await asyncio.sleep(self.ibcfg.settle_delay)
+            with contextlib.suppress(Exception):  # IB's clock, before a request uses it
+                await asyncio.wait_for(self.ib.reqCurrentTimeAsync(),
+                                       self.ibcfg.settle_delay + 1)
             if not self.ib.isConnected():
                 self.diag.reconnectFailures += 1
                 self.diag.lastReconnectError = "connection lost while settling"

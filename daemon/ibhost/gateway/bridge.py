@@ -308,9 +308,8 @@ async def executions(request: web.Request) -> web.Response:
     auth(request, always=True)
     days = opt_float(request.query, "lookbackDays", 7.0, minimum=0, maximum=3650)
     assert days is not None
-    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
-    fills = await connector(request, "GET", "/executions",
-                            params={"since": since.isoformat(timespec="seconds")})
+    # the connector counts the days back from IB's clock
+    fills = await connector(request, "GET", "/executions", params={"lookbackDays": str(days)})
     out = [{"execId": f["execId"], "symbol": f["symbol"], "side": f["side"],
             "shares": f["shares"], "price": f["price"], "avgPrice": f.get("avgPrice"),
             "cumQty": f.get("cumQty"), "commission": f.get("commission"),
