@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -16,10 +17,19 @@ logging.getLogger("ib_async").setLevel(logging.CRITICAL)
 logging.getLogger("ib_insync").setLevel(logging.CRITICAL)
 
 
+# Every simulator in the suite starts at this moment (a Wednesday, 10:30 in New York,
+# mid-session) with a fixed seed, so prices, sessions and "now" never depend on the
+# day or hour the suite runs. Tests that need another moment set it explicitly.
+SIM_START = dt.datetime(2025, 12, 10, 15, 30, tzinfo=dt.UTC)
+SIM_START_ARG = SIM_START.strftime("%Y-%m-%dT%H:%M:%SZ")
+SEED = 7
+
+
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
     """A simulator with pacing windows shrunk 100x (10 minutes -> 6 s)."""
-    s = Simulator("127.0.0.1", 0, seed=7, pacing_scale=0.01, tick_interval=0.05)
+    s = Simulator("127.0.0.1", 0, seed=SEED, pacing_scale=0.01, tick_interval=0.05,
+                  start_time=SIM_START)
     await s.start()
     try:
         yield s

@@ -29,15 +29,16 @@ def number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
-def pick_expiration(expirations: list[str], lo: int = 14, hi: int = 28) -> str:
+def pick_expiration(expirations: list[str], today: dt.date, lo: int = 14,
+                    hi: int = 28) -> str:
     """The probe's choice: nearest expiry within 14-28 days, else the nearest future one."""
-    today = dt.datetime.now(dt.UTC).date()
+    # ``today``: the probe's date, which is IB's date (the simulator's pinned one here)
     dtes = [((dt.datetime.strptime(e, "%Y%m%d").date() - today).days, e) for e in expirations]
     inside = sorted(x for x in dtes if lo <= x[0] <= hi)
     return (inside or sorted(x for x in dtes if x[0] >= 0))[0][1]
 
 
-async def test_probe_flow_market_chain_quote(gw: Any) -> None:
+async def test_probe_flow_market_chain_quote(gw: Any, sim: Simulator) -> None:
     r = await gw.get("/market-data/MSFT", headers=H)
     q = await r.json()
     assert r.status == 200 and q["symbol"] == "MSFT" and q["source"] == "realtime"
@@ -48,7 +49,7 @@ async def test_probe_flow_market_chain_quote(gw: Any) -> None:
     assert chain["symbol"] == "MSFT" and chain["tradingClass"] == "MSFT"
     assert all(isinstance(e, str) and len(e) == 8 for e in chain["expirations"])
     assert all(number(s) for s in chain["strikes"]) and chain["multiplier"] == "100"
-    exp = pick_expiration(chain["expirations"])
+    exp = pick_expiration(chain["expirations"], sim.now_dt().date())
     strike = min((s for s in chain["strikes"] if s >= price * 1.05), default=None)
     assert strike is not None
     r = await gw.post("/option-quote", headers=H, json={
@@ -130,9 +131,9 @@ async def test_historical(gw: Any) -> None:
     assert bad.status == 400 and "endDateTime" in (await bad.json())["error"]
 
 
-async def test_orders_executions_and_account(gw: Any) -> None:
+async def test_orders_executions_and_account(gw: Any, sim: Simulator) -> None:
     chain = await (await gw.get("/option-chain/AAPL", headers=H)).json()
-    exp = pick_expiration(chain["expirations"])
+    exp = pick_expiration(chain["expirations"], sim.now_dt().date())
     # an option order with a far limit rests; expiration picks the contract (no 409)
     r = await gw.post("/order", headers=H, json={
         "symbol": "AAPL", "action": "SELL", "quantity": 1, "orderType": "LMT",

@@ -8,6 +8,7 @@ import signal
 import stat
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from ibhost.errors import IbhostError
 from ibhost.ipc import IpcError, UnixClient
 from ibhost.sim import Simulator
 
+from .clocks import StepClock
 from .connector_fixtures import running_connector, wait_until
 
 
@@ -116,6 +118,47 @@ def _sched(**kw: object) -> Scheduler:
     return Scheduler(cfg)
 
 
+async def test_scheduler_message_rate_with_100_callers_on_a_stepped_clock() -> None:
+    """IB allows 50 messages in any second. 100 callers pressing, a third of them with
+    a request the library follows with a cancel (two messages): no second ever holds
+    more than 50, and close to 49 per 1.05 s keep flowing. The clock moves in 0.5 ms
+    steps, so the figures do not depend on how busy the machine is."""
+    clock = StepClock()
+    s = Scheduler(PacingConfig(), clock=clock)
+    sent: list[float] = []
+    stop = False
+
+    def send(n: int) -> Callable[[], Awaitable[None]]:
+        async def fn() -> None:
+            for _ in range(n):
+                s.note_message()
+                sent.append(clock())
+        return fn
+
+    async def caller(i: int) -> None:
+        n = 2 if i % 3 == 0 else 1
+        while not stop:
+            await s.run(send(n), messages=n)
+
+    start = clock()
+    tasks = [asyncio.create_task(caller(i)) for i in range(100)]
+    await clock.run(s, 6.0)
+    stop = True
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    s.close()
+    worst, j = 0, 0
+    for i, t in enumerate(sent):  # every one-second window, as IB counts
+        while sent[j] <= t - 1.0:
+            j += 1
+        worst = max(worst, i - j + 1)
+    assert worst <= 50, worst
+    steady = [t for t in sent if start + 1.0 <= t < start + 6.0]
+    rate = len(steady) / 5.0
+    assert 0.95 * 49 / 1.05 <= rate <= 50, rate
+
+
 async def test_scheduler_burst_rule_waits_instead_of_failing() -> None:
     s = _sched(burst_window=0.3, messages_per_second=1000)
     t0 = time.monotonic()
@@ -174,3 +217,22 @@ async def test_scheduler_failed_identical_request_waits_the_window() -> None:
         await s.run(boom, key=PaceKey("same", "c"))
     assert time.monotonic() - t0 >= 0.28  # not re-sent inside IB's 15 s (scaled) window
     assert calls == 2
+
+
+def test_ib_clock_follows_ib_and_ignores_rounding() -> None:
+    """IB's currentTime is whole seconds and arrives late: an offset under the
+    tolerance is none; a host clock a day off (or a simulator at another date) is
+    followed, and a later answer moves it again."""
+    from ibhost.connector.clock import IbClock
+
+    local = [1_800_000_000.7]
+    c = IbClock(wall=lambda: local[0])
+    assert c.now() == local[0]
+    c.observe(1_800_000_000)  # truncated to the second: not an offset
+    assert c.offset == 0.0 and c.now() == local[0]
+    c.observe(1_800_086_400)  # IB is a day ahead of this machine
+    assert c.offset == pytest.approx(86_399.3)
+    local[0] += 10
+    assert c.now_dt().timestamp() == pytest.approx(1_800_086_410, abs=1)
+    c.observe(int(local[0]) - 3600)  # and later an hour behind
+    assert c.offset == pytest.approx(-3600.7)

@@ -173,10 +173,17 @@ async def test_trading_off_by_default_and_without_configured_key(
 ])
 async def test_each_guard(sim: Simulator, tmp_path: Path, aiohttp_client: Any,
                           body: dict[str, Any], guard: str) -> None:
+    limit = 10000
+    if body["orderType"] == "MKT" and guard == "max_notional":
+        # a market order is judged at the simulator's own price: set the limit below
+        # it, whatever the price is at the pinned moment
+        from ibhost.sim.universe import Query
+        aapl = sim.universe.match(Query(symbol="AAPL", secType="STK", currency="USD"))[0]
+        limit = int(0.9 * body["quantity"] * sim.market.quote(aapl, sim.now()).ask)
     async with running_connector(tmp_path, sim), gateway(
             aiohttp_client, tmp_path, sim, trading__enabled=True,
             trading__allowed_sec_types="STK,OPT", trading__symbols="AAPL,MSFT",
-            trading__max_quantity=50, trading__max_notional=10000) as gw:
+            trading__max_quantity=50, trading__max_notional=limit) as gw:
         r = await gw.post("/v1/orders", json=body, headers=H)
         err = (await r.json())["error"]
         assert r.status == 403 and err["guard"] == guard, err

@@ -10,6 +10,8 @@ from ib_async import Contract, Forex, Future, Option, RequestError, Stock
 
 from ibhost.sim import Simulator
 
+from .conftest import SIM_START
+
 ET = ZoneInfo("US/Eastern")
 
 
@@ -30,9 +32,11 @@ async def test_connect_completes_sync(ib, sim: Simulator) -> None:
     assert float(values["NetLiquidation"]) == pytest.approx(1_000_000.0)
 
 
-async def test_current_time(ib) -> None:
+async def test_current_time(ib, sim: Simulator) -> None:
+    """The simulated clock, not this machine's: it started at SIM_START."""
     t = await ib[0].reqCurrentTimeAsync()
-    assert abs((t - dt.datetime.now(dt.UTC)).total_seconds()) < 5
+    assert SIM_START <= t <= SIM_START + dt.timedelta(seconds=60)
+    assert abs(t.timestamp() - sim.now()) < 2
 
 
 async def test_stock_contract_details(ib) -> None:
@@ -192,7 +196,7 @@ async def test_bars_are_deterministic_and_chunkable(sim: Simulator, connect) -> 
     three = await client.reqHistoricalDataAsync(AAPL, end, "1 D", "5 mins", "TRADES", True)
     assert list(one) == list(two) + list(three)
     # a different seed is a different market
-    other = Simulator("127.0.0.1", 0, seed=8)
+    other = Simulator("127.0.0.1", 0, start_time=SIM_START, seed=8)
     await other.start()
     try:
         from ib_async import IB

@@ -11,7 +11,7 @@ from ibhost.sim import Simulator
 from ibhost.sim.pacing import HistoricalPacer, MessageRate
 from ibhost.sim.protocol import FrameReader, frame, frame_raw
 
-from .conftest import eventually
+from .conftest import SIM_START, eventually
 
 SYMBOLS = ["AAPL", "MSFT", "AMZN", "SPY", "QQQ", "TSLA", "NVDA", "GOOGL", "META", "IBM"]
 
@@ -89,7 +89,7 @@ async def strict():
     """A simulator with IB's real (unscaled) windows and a connected ib_async client."""
     from ib_async import IB
 
-    async with Simulator("127.0.0.1", 0, pacing_scale=1.0) as sim:
+    async with Simulator("127.0.0.1", 0, start_time=SIM_START, pacing_scale=1.0) as sim:
         client = IB()
         client.RaiseRequestErrors = True
         await client.connectAsync("127.0.0.1", sim.port, clientId=1)
@@ -163,7 +163,7 @@ def test_soft_throttle_token_bucket() -> None:
 async def test_strict_pacing_applies_hard_rules_to_every_bar_size() -> None:
     from ib_async import IB
 
-    async with Simulator("127.0.0.1", 0, pacing="strict") as sim:
+    async with Simulator("127.0.0.1", 0, start_time=SIM_START, pacing="strict") as sim:
         client = IB()
         client.RaiseRequestErrors = True
         await client.connectAsync("127.0.0.1", sim.port, clientId=1)
@@ -183,7 +183,7 @@ async def test_fifty_one_open_requests_is_322() -> None:
     """At most 50 simultaneous open historical requests; the 51st gets IB's 322."""
     from ib_async import IB
 
-    async with Simulator("127.0.0.1", 0) as sim:  # unscaled: requests stay open
+    async with Simulator("127.0.0.1", 0, start_time=SIM_START) as sim:  # unscaled: requests stay open
         client = IB()
         client.RaiseRequestErrors = True
         await client.connectAsync("127.0.0.1", sim.port, clientId=1)

@@ -184,6 +184,10 @@ class Scheduler:
         self._expire(self.clock())
         return sum(w for _, w in self._window)
 
+    def poke(self) -> None:
+        """Look at the waiting requests again now (a test's clock has moved)."""
+        self._wake.set()
+
     def note_message(self) -> None:
         """One message left for IB (called for every message the connection sends)."""
         now = self.clock()
