@@ -6,7 +6,8 @@ A family only builds the order fields (``fields``) and shapes the answer.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -16,6 +17,8 @@ from . import guards
 from .common import connector, contract
 from .idempotency import check_key, fingerprint
 from .keys import CONFIG_KEY, IDEMPOTENCY_KEY, METRICS_KEY
+
+log = logging.getLogger("ibhost.gateway.orders")
 
 ORDER_FIELDS = ("action", "quantity", "orderType", "limitPrice", "stopPrice", "tif",
                 "outsideRth", "orderRef", "dedupe")
@@ -37,11 +40,22 @@ def fields(body: dict[str, Any]) -> dict[str, Any]:
     return {**contract(body), **{k: body[k] for k in ORDER_FIELDS if k in body}}
 
 
+class Outcome(NamedTuple):
+    status: int  # the HTTP status of the first answer
+    body: Any  # the connector's answer
+    replayed: bool = False  # answered from the idempotency store
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return {"Idempotent-Replayed": "true"} if self.replayed else None
+
+
 async def submit(request: web.Request, fwd: dict[str, Any], raw_key: str | None,
-                 ttl: float | None = None) -> tuple[int, Any, bool]:
+                 ttl: float | None = None) -> Outcome:
     """Guards, then the connector, under the Idempotency-Key if one was given.
 
-    Returns (HTTP status, the connector's answer, replayed from the store)."""
+    Once IB has the order its answer is never lost to the store: a store that cannot
+    be written is logged and counted, and the order's answer still goes out."""
     app = request.app
     key = check_key(raw_key) if raw_key is not None else None
     if key is not None and not fwd.get("orderRef"):
@@ -67,21 +81,36 @@ async def submit(request: web.Request, fwd: dict[str, Any], raw_key: str | None,
     if key is None:
         # shielded: a client that hangs up must not cut an order off half-way
         status, result = await asyncio.shield(go())
-        return status, result, False
+        return Outcome(status, result)
     store = app[IDEMPOTENCY_KEY]
+    errors = app[METRICS_KEY].idempotency_store_errors
     fp = fingerprint(fwd)
 
-    async def keyed() -> tuple[int, Any, bool]:
+    async def keyed() -> Outcome:
         async with store.lock(key):
-            prior = store.get(key, fp)
+            try:
+                prior = await store.get(key, fp)
+            except IbhostError:
+                raise  # the key was used with another body
+            except Exception as e:
+                # nothing is placed yet: refusing is safe, placing could be a double
+                errors.labels("read").inc()
+                log.error("idempotency store unreadable (%s: %s); order refused",
+                          type(e).__name__, e)
+                raise IbhostError("unavailable", "the idempotency store cannot be read; "
+                                  "no order was placed") from None
             if prior is not None:
                 app[METRICS_KEY].idempotent_replays.inc()
-                return prior["status"], prior["body"], True
+                return Outcome(prior.status, prior.body, replayed=True)
             status, result = await go()
-            if ttl is None:
-                await store.put(key, fp, status, result)
-            else:
+            try:
                 await store.put(key, fp, status, result, ttl=ttl)
-            return status, result, False
+            except Exception as e:
+                errors.labels("write").inc()
+                log.error("idempotency store write failed (%s: %s); order %s answered "
+                          "without it", type(e).__name__, e,
+                          result.get("orderId") if isinstance(result, dict) else "?")
+            return Outcome(status, result)
 
     return await asyncio.shield(keyed())
+
