@@ -21,11 +21,14 @@ from ibhost.gateway.idempotency import Entry, IdempotencyStore
 from ibhost.gateway.keys import IDEMPOTENCY_KEY
 from ibhost.sim import Simulator
 
-from .connector_fixtures import running_connector
+from .connector_fixtures import running_connector, wait_until
 from .test_gateway import H, gateway
 
 LMT = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "orderType": "LMT",
        "limitPrice": 1.0}
+# marketable: it fills at once, and unlike MKT it needs no snapshot for the notional guard
+FILLS = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "orderType": "LMT",
+         "limitPrice": 1000.0}
 
 
 class Clock:
@@ -147,6 +150,48 @@ async def test_old_json_store_is_imported_once_and_a_corrupt_file_moved_aside(
 
 
 # --- keyed orders through the real simulator, connector and gateway ---------------------
+
+async def test_a_replay_answers_the_orders_current_status_not_the_frozen_one(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    hdrs = {**H, "Idempotency-Key": "caught-by-a-freeze"}
+    # heartbeats slower than the freeze: the connection stays up, answers just stop
+    async with running_connector(tmp_path, sim, ib__heartbeat_interval=60,
+                                 ib__heartbeat_timeout=60), \
+            gateway(aiohttp_client, tmp_path, sim, trading__enabled=True) as gw:
+        warm = await gw.post("/v1/orders", json=LMT, headers={**H, "Idempotency-Key": "w"})
+        assert warm.status == 201  # the contract is resolved and cached
+        sim.freeze()
+        try:
+            first = await gw.post("/v1/orders", json=FILLS, headers=hdrs)
+        finally:
+            sim.thaw()
+        caught = await first.json()
+        assert first.status == 201 and caught["status"] == "PendingSubmit"
+        assert caught["permId"] == 0
+        await wait_until(lambda: len(sim.state()["executions"]) == 1, timeout=10)
+        again = await gw.post("/v1/orders", json=FILLS, headers=hdrs)
+        now = await again.json()
+        assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
+        assert "Idempotent-Stale" not in again.headers
+        assert now["status"] == "Filled" and now["permId"] != 0
+        assert now["orderId"] == caught["orderId"]
+        stored = await gw.app[IDEMPOTENCY_KEY].get("caught-by-a-freeze", _fp(gw, hdrs))
+        assert stored is not None and stored.body["status"] == "Filled"  # refreshed
+    # the connector is gone: the stored (refreshed) answer, marked as possibly stale
+    stale = await gw.post("/v1/orders", json=FILLS, headers=hdrs)
+    assert stale.status == 201 and stale.headers["Idempotent-Stale"] == "true"
+    assert (await stale.json())["status"] == "Filled"
+    assert len(sim.state()["executions"]) == 1
+
+
+def _fp(gw: Any, hdrs: dict[str, str]) -> str:
+    """The fingerprint the gateway keeps for FILLS sent with ``hdrs``' key."""
+    from ibhost.gateway.idempotency import fingerprint
+    from ibhost.gateway.orders import fields
+    fwd = fields(dict(FILLS))
+    fwd["orderRef"] = hdrs["Idempotency-Key"]
+    return fingerprint(fwd)
+
 
 async def test_a_failed_store_write_still_answers_the_order(
         sim: Simulator, tmp_path: Path, aiohttp_client: Any,

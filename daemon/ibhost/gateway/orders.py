@@ -15,7 +15,7 @@ from ..errors import IbhostError, bad_request
 from ..validate import opt_float, opt_str
 from . import guards
 from .common import connector, contract
-from .idempotency import check_key, fingerprint
+from .idempotency import Entry, check_key, fingerprint
 from .keys import CONFIG_KEY, IDEMPOTENCY_KEY, METRICS_KEY
 
 log = logging.getLogger("ibhost.gateway.orders")
@@ -42,12 +42,17 @@ def fields(body: dict[str, Any]) -> dict[str, Any]:
 
 class Outcome(NamedTuple):
     status: int  # the HTTP status of the first answer
-    body: Any  # the connector's answer
+    body: Any  # the connector's answer: the order as IB last reported it
     replayed: bool = False  # answered from the idempotency store
+    stale: bool = False  # replayed as stored: the connector could not say what is current
 
     @property
     def headers(self) -> dict[str, str] | None:
-        return {"Idempotent-Replayed": "true"} if self.replayed else None
+        if not self.replayed:
+            return None
+        if self.stale:
+            return {"Idempotent-Replayed": "true", "Idempotent-Stale": "true"}
+        return {"Idempotent-Replayed": "true"}
 
 
 async def submit(request: web.Request, fwd: dict[str, Any], raw_key: str | None,
@@ -101,7 +106,7 @@ async def submit(request: web.Request, fwd: dict[str, Any], raw_key: str | None,
                                   "no order was placed") from None
             if prior is not None:
                 app[METRICS_KEY].idempotent_replays.inc()
-                return Outcome(prior.status, prior.body, replayed=True)
+                return await current(request, key, prior)
             status, result = await go()
             try:
                 await store.put(key, fp, status, result, ttl=ttl)
@@ -114,3 +119,30 @@ async def submit(request: web.Request, fwd: dict[str, Any], raw_key: str | None,
 
     return await asyncio.shield(keyed())
 
+
+async def current(request: web.Request, key: str, prior: Entry) -> Outcome:
+    """A replay answers the order as IB knows it now, not as it was first answered (an
+    order caught by a frozen connection is first answered PendingSubmit, permId 0).
+    The newer status is stored; without the connector the stored answer is replayed,
+    marked stale."""
+    old = prior.body
+    ref = old.get("orderRef") if isinstance(old, dict) else None
+    if not ref:
+        return Outcome(prior.status, old, replayed=True, stale=True)
+    params = {"orderRef": ref, "orderId": old.get("orderId") or 0,
+              "permId": old.get("permId") or 0}
+    if old.get("clientId") is not None:
+        params["clientId"] = old["clientId"]
+    try:
+        now = await connector(request, "GET", "/orders/by-ref", params=params)
+    except IbhostError as e:  # not running, not connected to IB, or the order unknown
+        log.info("replaying order %s as stored: %s", old.get("orderId"), e.code)
+        return Outcome(prior.status, old, replayed=True, stale=True)
+    fresh = {**now, "duplicate": old.get("duplicate", False)}
+    if fresh != old:
+        try:
+            await request.app[IDEMPOTENCY_KEY].refresh(key, fresh)
+        except Exception as e:
+            request.app[METRICS_KEY].idempotency_store_errors.labels("write").inc()
+            log.error("idempotency store refresh failed (%s: %s)", type(e).__name__, e)
+    return Outcome(prior.status, fresh, replayed=True)
