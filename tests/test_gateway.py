@@ -207,11 +207,15 @@ async def test_idempotency_key_one_order_also_across_a_gateway_restart(
             clash = await gw.post("/v1/orders", json={**body, "quantity": 5}, headers=hdrs)
             assert clash.status == 409 and (await clash.json())["error"]["field"] == \
                 "Idempotency-Key"
+        await gw.close()
         async with gateway(aiohttp_client, tmp_path, sim, **over) as gw2:  # restarted
             third = await gw2.post("/v1/orders", json=body, headers=hdrs)
             assert third.headers["Idempotent-Replayed"] == "true"
+            assert "Idempotent-Stale" not in third.headers
+        await gw2.close()
     # a new gateway with an empty store: the connector still finds the orderRef at IB
-    (tmp_path / "data" / "idempotency.json").unlink()
+    for name in ("idempotency.sqlite3", "idempotency.sqlite3-wal", "idempotency.sqlite3-shm"):
+        (tmp_path / "data" / name).unlink(missing_ok=True)
     async with running_connector(tmp_path, sim, ib__client_id_start=9), \
             gateway(aiohttp_client, tmp_path, sim, **over) as gw3:
         fourth = await gw3.post("/v1/orders", json=body, headers=hdrs)

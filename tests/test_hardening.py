@@ -205,9 +205,11 @@ async def test_files_are_owner_only_and_logs_mask_accounts(tmp_path: Path) -> No
         assert stat.S_IMODE(os.stat(tmp_path / "home" / sub).st_mode) == 0o700
     atomic_write(tmp_path / "x" / "f.json", b"{}")
     assert stat.S_IMODE(os.stat(tmp_path / "x" / "f.json").st_mode) == 0o600
-    store = IdempotencyStore(tmp_path / "home" / "data" / "idempotency.json")
+    store = IdempotencyStore(tmp_path / "home" / "data" / "idempotency.sqlite3")
     await store.put("k", "fp", 201, {"orderId": 1})
-    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+    for p in (store.path, store.path.with_name(store.path.name + "-wal")):
+        assert stat.S_IMODE(os.stat(p).st_mode) == 0o600, p
+    await store.close()
     rec = logging.LogRecord("ib_async.wrapper", logging.INFO, "", 0,
                             "position: %s %s", ("DU1234567", "AAPL"), None)
     MaskAccounts().filter(rec)

@@ -158,7 +158,9 @@ class GatewayConfig:
     max_body: int = 1 << 20
     connector_timeout: float = 120.0
     health_timeout: float = 0.8
-    idempotency_file: str = "data/idempotency.json"
+    idempotency_file: str = "data/idempotency.sqlite3"
+    idempotency_keep: float = 7 * 86400.0  # seconds a key replays its first answer
+    idempotency_max_keys: int = 100_000  # the oldest keys go first beyond this
     allowed_hosts: tuple[str, ...] = ()  # Host names besides loopback ones (DNS rebinding)
     log_level: str = "INFO"
 
@@ -260,7 +262,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "host": str, "port": _listen_port, "api_key": str, "key_file": str,
         "reads_need_key": _bool, "max_body": _positive(int),
         "connector_timeout": _positive(float), "health_timeout": _positive(float),
-        "idempotency_file": str, "allowed_hosts": _str_list,
+        "idempotency_file": str, "idempotency_keep": _positive(float),
+        "idempotency_max_keys": _positive(int), "allowed_hosts": _str_list,
         "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
     },
     "trading": {

@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write temp, fsync, rename, fsync the directory: a reader (or a restart after a
-    crash) sees the old file or the new one, never a torn one."""
+    crash) sees the old file or the new one, never a torn one.
+
+    Each write has its own temporary file (mkstemp in the same directory), so
+    concurrent writers of one path never truncate or rename each other's temp file:
+    the last rename wins and every reader sees one whole payload."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # owner-only from the first byte: data files may name orders and accounts
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # mkstemp creates the file 0600 with O_EXCL: owner-only from the first byte (data
+    # files may name orders and accounts), and a name no other writer holds
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if mode != 0o600:
+                os.fchmod(f.fileno(), mode)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -308,6 +308,18 @@ async def cancel_order(request: web.Request) -> web.Response:
         request.app[SERVICE_KEY].cancel_order(order_id)))
 
 
+async def order_by_ref(request: web.Request) -> web.Response:
+    q = request.query
+    ref = opt_str(q, "orderRef", max_len=128)
+    if not ref:
+        raise bad_request("orderRef", "is required")
+    client_id = opt_int(q, "clientId", -1)
+    return web.json_response(request.app[SERVICE_KEY].order_by_ref(
+        ref, order_id=opt_int(q, "orderId", 0, minimum=0),
+        client_id=None if client_id < 0 else client_id,
+        perm_id=opt_int(q, "permId", 0, minimum=0, maximum=2**63 - 1)))
+
+
 async def open_orders(request: web.Request) -> web.Response:
     return web.json_response(await request.app[SERVICE_KEY].open_orders())
 
@@ -366,6 +378,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_delete("/subscriptions/{conId}", unsubscribe)
     r.add_post("/orders", place_order)
     r.add_get("/orders", open_orders)
+    r.add_get("/orders/by-ref", order_by_ref)
     r.add_delete("/orders/{orderId}", cancel_order)
     r.add_get("/executions", executions)
     r.add_get("/positions", positions)

@@ -343,6 +343,27 @@ class Service:
                 return tr
         return None
 
+    def order_by_ref(self, order_ref: str, *, order_id: int = 0, client_id: int | None = None,
+                     perm_id: int = 0) -> dict[str, Any]:
+        """The order placed with ``order_ref`` as IB last reported it. Many orders may
+        share a ref (an orderRef without dedupe is a label): ``perm_id``, else
+        ``order_id`` (and ``client_id``) pick one; without them the newest. No request
+        goes to IB: the library keeps every order's status current while connected,
+        which is why a connection that is not ready answers 503, not an old status."""
+        self.session.require_ready()
+        trades = [t for t in self.ib.trades() if t.order.orderRef == order_ref]
+        found = [t for t in trades if perm_id and (t.order.permId or t.orderStatus.permId)
+                 == perm_id]
+        if not found and order_id:
+            found = [t for t in trades if t.order.orderId == order_id
+                     and (client_id is None or t.order.clientId == client_id)]
+        if not found and not (perm_id or order_id):
+            found = trades
+        if not found:
+            raise IbhostError("not_found", f"no order with orderRef {order_ref!r}",
+                              field="orderRef")
+        return self._trade_dict(found[-1])
+
     async def place_order(self, spec: ContractSpec, *, action: str, quantity: float,
                           order_type: str, limit: float | None, stop: float | None, tif: str,
                           order_ref: str, outside_rth: bool, wait: float = 5.0,

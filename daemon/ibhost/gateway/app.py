@@ -146,6 +146,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     await watcher.client.close()
     await app[WATCHDOG_KEY].close()
     await app[GAPFILL_KEY].close()
+    await app[IDEMPOTENCY_KEY].close()
 
 
 def init_app(cfg: Config) -> web.Application:
@@ -162,7 +163,9 @@ def init_app(cfg: Config) -> web.Application:
     health_client = UnixClient(sock, connect_timeout=cfg.gateway.health_timeout,
                                read_timeout=cfg.gateway.health_timeout)
     app[HEALTH_KEY] = HealthWatcher(health_client, cfg.gateway.health_timeout)
-    app[IDEMPOTENCY_KEY] = IdempotencyStore(cfg.path(cfg.gateway.idempotency_file))
+    app[IDEMPOTENCY_KEY] = IdempotencyStore(cfg.path(cfg.gateway.idempotency_file),
+                                            keep=cfg.gateway.idempotency_keep,
+                                            max_rows=cfg.gateway.idempotency_max_keys)
     watchdog = UnixClient(str(cfg.path(cfg.watchdog.socket)), connect_timeout=1.0,
                           read_timeout=1.0)
     app[WATCHDOG_KEY] = watchdog

@@ -271,11 +271,11 @@ async def place_order(request: web.Request) -> web.Response:
         # twice; a different order from the same user is a different key
         key = f"uid:{fingerprint({'uid': uid})[:16]}:{fingerprint(fwd)[:16]}"
         ttl = UID_REPLAY_SECONDS
-    _, result, replayed = await orders.submit(request, fwd, key, ttl=ttl)
-    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    out = await orders.submit(request, fwd, key, ttl=ttl)
+    result = out.body
     return web.json_response({"orderId": result["orderId"], "permId": result.get("permId"),
                               "status": result["status"], "uid": uid,
-                              "message": "order placed"}, headers=headers)
+                              "message": "order placed"}, headers=out.headers)
 
 
 async def cancel_order(request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ GUARDS = ("trading_disabled", "sec_type", "symbol_allowlist", "market_order_on_o
           "max_quantity", "max_notional", "api_key")
 AUTH_FAILURES = ("missing", "invalid", "no_key_configured")
 HEALTH = ("ok", "degraded", "down", "busy")
+STORE_OPS = ("read", "write")
 
 
 class GatewayMetrics:
@@ -47,6 +48,11 @@ class GatewayMetrics:
         self.idempotent_replays = Counter(
             "ibhost_gateway_idempotent_replays_total",
             "order retries answered from the idempotency store", registry=r)
+        self.idempotency_store_errors = Counter(
+            "ibhost_gateway_idempotency_store_errors_total",
+            "failed reads or writes of the idempotency store", ["op"], registry=r)
+        for op in STORE_OPS:
+            self.idempotency_store_errors.labels(op)
         self.health = Gauge("ibhost_gateway_connector_health",
                             "1 for the connector health the gateway sees", ["status"],
                             registry=r)

@@ -426,8 +426,10 @@ SPEC: dict[str, Any] = {
                         extra="Guards: trading.enabled, allowed secTypes, symbol "
                         "allow-list, no MKT on options, max quantity, max notional (403 "
                         "naming the guard). 400 when a LMT/STP price is missing or below "
-                        "the contract's minimum tick. Idempotency-Key: a retry returns the "
-                        "first answer (200) and never places a second order."),
+                        "the contract's minimum tick. Idempotency-Key: a retry never "
+                        "places a second order; it answers the first answer's status with "
+                        "the order as IB knows it now (Idempotent-Replayed: true; "
+                        "Idempotent-Stale: true when only the stored answer was at hand)."),
             "get": _op("open orders", arr(ORDER_OUT)),
         },
         "/v1/orders/{orderId}": {"delete": _op(

@@ -191,10 +191,8 @@ async def place_order(request: web.Request) -> web.Response:
     body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
     fwd = orders.fields(body)
     fwd.pop("dedupe", None)  # /v1/ orders always dedupe on orderRef
-    status, result, replayed = await orders.submit(
-        request, fwd, request.headers.get("Idempotency-Key"))
-    headers = {"Idempotent-Replayed": "true"} if replayed else None
-    return web.json_response(result, status=status, headers=headers)
+    out = await orders.submit(request, fwd, request.headers.get("Idempotency-Key"))
+    return web.json_response(out.body, status=out.status, headers=out.headers)
 
 
 async def cancel_order(request: web.Request) -> web.Response:
