@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ib_async import IB
 
+from ibhost.connector.main import Connector
 from ibhost.connector.session import State
 from ibhost.errors import IbhostError
 from ibhost.sim import Simulator
@@ -63,8 +64,8 @@ async def test_frozen_gateway_reconnects_after_heartbeat_misses(sim: Simulator,
         await con.session.wait_state(State.READY, timeout=10)
 
 
-# the production heartbeat: a probe every 10 s, 5 s to answer, a stall after 2 s
-PRODUCTION_HEARTBEAT = dict(ib__heartbeat_interval=10.0, ib__heartbeat_timeout=5.0,
+# the production heartbeat: a probe every 5 s, 5 s to answer, a stall after 2 s
+PRODUCTION_HEARTBEAT = dict(ib__heartbeat_interval=5.0, ib__heartbeat_timeout=5.0,
                             ib__heartbeat_misses=2, ib__stall_after=2.0,
                             ib__request_timeout=60)
 
@@ -88,6 +89,65 @@ async def test_half_open_with_a_request_outstanding_detected_within_10s(
         sim.thaw()
         await con.session.wait_state(State.READY, timeout=15)
         assert (await client.request("POST", "/validate", json_body={"symbol": "MSFT"}))
+
+
+def _probes(con: Connector) -> asyncio.Event:
+    """Set whenever the connector sends a heartbeat probe."""
+    sent = asyncio.Event()
+    client = con.session.ib.client
+    probe = client.reqCurrentTime
+
+    def counted() -> None:
+        sent.set()
+        probe()
+
+    client.reqCurrentTime = counted
+    return sent
+
+
+async def test_half_open_caught_by_a_routine_probe_with_a_caller_waiting(
+        sim: Simulator, tmp_path: Path) -> None:
+    """A routine (idle) probe goes out into a frozen gateway just before a request: its
+    failure with the caller waiting is a stall at once, not the first of two idle
+    misses (which cost the caller a second probe's 5 s: 12 s in all)."""
+    async with running_connector(tmp_path, sim, **PRODUCTION_HEARTBEAT) as (con, client):
+        probes = _probes(con)
+        sim.freeze()
+        await asyncio.wait_for(probes.wait(), 15)  # the routine probe is out, unanswered
+        t0 = time.monotonic()
+        try:
+            await client.request("POST", "/validate", json_body={"symbol": "AMZN"})
+            raise AssertionError("a frozen gateway answered")
+        except IbhostError as e:
+            took = time.monotonic() - t0
+            assert e.code == "unavailable" and "connection lost" in e.message, e
+        # the probe's own 5 s at most; the old classing as idle took a second probe
+        assert took < 10.0, took
+        reason = con.session.diag.lastDisconnectReason or ""
+        assert "outstanding" in reason, reason
+        sim.thaw()
+        await con.session.wait_state(State.READY, timeout=15)
+
+
+async def test_idle_half_open_confirmed_at_once(sim: Simulator, tmp_path: Path) -> None:
+    """Idle: an unanswered probe is confirmed by the next one at once, not an interval
+    later: detection within interval + 2 x timeout (4 + 1 s here), where waiting an
+    interval between the two would take up to 2 x 4 + 1 s."""
+    async with running_connector(tmp_path, sim, ib__heartbeat_interval=4.0,
+                                 ib__heartbeat_timeout=0.5, ib__heartbeat_misses=2,
+                                 ib__stall_after=2.0) as (con, client):
+        probes = _probes(con)
+        sim.freeze()
+        probes.clear()
+        await asyncio.wait_for(probes.wait(), 10)
+        t0 = time.monotonic()
+        await con.session.wait_state(State.DOWN, State.CONNECTING, timeout=10)
+        took = time.monotonic() - t0  # from the first probe: 2 x 0.5 s and a tick
+        reason = con.session.diag.lastDisconnectReason or ""
+        assert reason.startswith("heartbeat") and "x2" in reason, reason
+        assert took < 3.5, took  # an interval between the probes would be >= 4 s
+        sim.thaw()
+        await con.session.wait_state(State.READY, timeout=15)
 
 
 async def test_slow_but_live_gateway_is_not_taken_for_half_open(

@@ -112,7 +112,7 @@ class IBConfig:
     backoff: tuple[float, ...] = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
     backoff_jitter: float = 0.1
     probe_interval: float = 1.0
-    heartbeat_interval: float = 10.0
+    heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 5.0
     heartbeat_misses: int = 2
     # a request outstanding with nothing received for this long: probe at once

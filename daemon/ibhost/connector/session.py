@@ -389,6 +389,10 @@ class Session:
                 continue
             misses += 1
             self.diag.heartbeatFailures += 1
+            # a caller waiting on IB makes any failed probe a stall, whatever started
+            # the probe: a routine probe sent just before a request must not cost the
+            # caller a second probe's timeout
+            stalled = stalled or self.outstanding()
             why = "requests outstanding, nothing received" if stalled else "idle probe"
             self.diag.lastHeartbeatError = f"no answer in {cfg.heartbeat_timeout:g}s " \
                                            f"({why}; {misses} in a row)"
@@ -399,6 +403,9 @@ class Session:
                     + ("with requests outstanding" if stalled else f"x{misses}")
                     + " (half-open socket)")
                 return
+            # an idle probe went unanswered: confirm at once rather than a whole
+            # interval later (idle detection: interval + misses x timeout at most)
+            last_probe = now - cfg.heartbeat_interval
 
     async def _alive(self, timeout: float) -> bool:
         """Send reqCurrentTime; true when any bytes arrive within ``timeout``."""
