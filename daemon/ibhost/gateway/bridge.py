@@ -33,14 +33,12 @@ from ..validate import (
 )
 from . import orders
 from .common import Route, auth, check_duration, connector
-from .idempotency import fingerprint
 from .keys import CONFIG_KEY, HEALTH_KEY, STARTED_KEY
 
 INDICES = ("VIX", "SPX", "NDX", "RUT", "VIXW")  # the bridge asks for these as indices
 TIERS = (("realtime", 1), ("frozen", 2), ("delayed", 3))
 SOURCES = {1: "realtime", 2: "frozen", 3: "delayed", 4: "delayed-frozen"}
 MAX_BATCH = 100
-UID_REPLAY_SECONDS = 120.0  # how long a uid-derived idempotency key replays
 
 
 def _stock(symbol: str) -> dict[str, Any]:
@@ -264,14 +262,11 @@ async def place_order(request: web.Request) -> web.Response:
         raise bad_request("limitPrice", "is required for LMT orders")
     if order_type != "LMT":
         fwd.pop("limitPrice", None)
-    key, ttl = request.headers.get("Idempotency-Key"), None
-    if key is None:
-        # the uid is the idempotency key for a short while: the same user's same order
-        # sent again (a retry after a timeout, a double tap) is answered, not placed
-        # twice; a different order from the same user is a different key
-        key = f"uid:{fingerprint({'uid': uid})[:16]}:{fingerprint(fwd)[:16]}"
-        ttl = UID_REPLAY_SECONDS
-    out = await orders.submit(request, fwd, key, ttl=ttl)
+    # uid is the user, not an order key: it travels as orderRef (so fills map back to
+    # the user) and never deduplicates. The bridge placed every order it was sent: two
+    # identical orders, or one re-placed after a cancel, are two orders at IB. Only an
+    # explicit Idempotency-Key header makes a retry a replay.
+    out = await orders.submit(request, fwd, request.headers.get("Idempotency-Key"))
     result = out.body
     return web.json_response({"orderId": result["orderId"], "permId": result.get("permId"),
                               "status": result["status"], "uid": uid,
