@@ -185,7 +185,10 @@ async def test_start_after_end_is_a_failure_not_invalid_input(gw: Any) -> None:
 
 async def test_health_root_and_detailed(gw: Any) -> None:
     root = await (await gw.get("/")).json()
-    assert root["service"] == "ibhost" and root["status"] == "running" and root["version"]
+    # KTRDR's own tests (test_ib_host_service_integration, validate-integration.sh) and
+    # its docs read exactly this service name; ibhost's own name is under "name"
+    assert root["service"] == "IB Connector Host Service" and root["status"] == "running"
+    assert root["name"] == "ibhost" and root["version"]
     h = await gw.get("/health")
     body = await h.json()
     assert h.status == 200 and body["healthy"] is True

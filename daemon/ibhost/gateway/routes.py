@@ -25,7 +25,9 @@ def _iso(t: float | None) -> str | None:
 
 async def index(request: web.Request) -> web.Response:
     return web.json_response({
-        "service": "ibhost", "name": "ibhost", "version": __version__, "status": "running",
+        # KTRDR's clients and its own tests check this exact service name
+        "service": "IB Connector Host Service", "name": "ibhost", "version": __version__,
+        "status": "running",
         "timestamp": dt.datetime.now(dt.UTC).isoformat(),
         "description": "Interactive Brokers API host service",
         "docs": "/docs", "openapi": "/openapi.json",
