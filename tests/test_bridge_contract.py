@@ -129,6 +129,19 @@ async def test_historical(gw: Any) -> None:
     bad = await gw.post("/historical", headers=H, json={"symbol": "AAPL",
                                                          "endDateTime": "tomorrow"})
     assert bad.status == 400 and "endDateTime" in (await bad.json())["error"]
+    # wheel-strat's intraday sync: 1 min over 2 D is more than IB's step-size rules
+    # allow in one request; the bridge passed it on and got nothing, ibhost chunks it
+    intraday = await gw.post("/historical", headers=H, json={
+        "symbol": "AAPL", "duration": "2 D", "barSize": "1 min",
+        "endDateTime": "20251121 21:00:00 UTC", "useRTH": "true"})
+    bars = (await intraday.json())["bars"]
+    assert intraday.status == 200
+    days = sorted({b["date"][:10] for b in bars})
+    assert days == ["2025-11-20", "2025-11-21"] and len(bars) == 2 * 390, (days, len(bars))
+    assert [b["date"] for b in bars] == sorted(b["date"] for b in bars)
+    short = await gw.post("/historical", headers=H, json={
+        "symbol": "AAPL", "duration": "60 S", "barSize": "1 day"})
+    assert short.status == 400 and "duration" in (await short.json())["error"]
 
 
 async def test_orders_executions_and_account(gw: Any, sim: Simulator) -> None:

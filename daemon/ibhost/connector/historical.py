@@ -100,15 +100,21 @@ class HistoricalRequests:
             if parsed is None:
                 raise bad_request("duration", "must look like '3 D' (units S, D, W, M, Y; "
                                   "at most 86400 S, 365 D, 52 W, 12 M, 50 Y)")
-            lo, hi = ibrules.step_limits(ibrules.duration_seconds(*parsed))
-            if not lo <= bar <= hi:
-                raise bad_request("duration", f"{duration} is not allowed with {bar_size} "
-                                  "bars by IB's step-size rules; give start/end instead")
-            bars = await self._once(c, ib_end(end) if end else "", duration, bar_size, what,
-                                    use_rth, priority, chunked=False, job=job, small=True)
-            yield {**head, "requests": 1}
-            yield bars
-            return
+            secs = ibrules.duration_seconds(*parsed)
+            lo, hi = ibrules.step_limits(secs)
+            if bar > hi:
+                raise bad_request("duration", f"{duration} is too short for {bar_size} "
+                                  "bars by IB's step-size rules")
+            if bar >= lo:
+                bars = await self._once(c, ib_end(end) if end else "", duration, bar_size,
+                                        what, use_rth, priority, chunked=False, job=job,
+                                        small=True)
+                yield {**head, "requests": 1}
+                yield bars
+                return
+            # more bars than one request may carry by IB's step-size rules (1 min over
+            # 2 D, wheel-strat's intraday default): the same range, asked in chunks
+            start = end_t - dt.timedelta(seconds=secs)
         if start is None:
             raise bad_request("start", "give start (and optionally end) or duration")
         if start >= end_t:
