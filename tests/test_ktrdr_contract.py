@@ -110,6 +110,8 @@ async def test_validate_and_symbol_info(gw: Any) -> None:
     assert ci["contract"]["conId"] == 265598 and ci["description"] == "APPLE INC"
     assert ci["trading_hours"]["regular_hours"] == {"start": "09:30", "end": "16:00",
                                                    "name": "Regular"}
+    # IANA names, as KTRDR's trading hours give them (IB says US/Eastern)
+    assert ci["trading_hours"]["timezone"] == "America/New_York"
     assert set(v["head_timestamps"]) == {"1h", "1d"}
     head = dt.datetime.fromisoformat(v["head_timestamps"]["1h"].replace("Z", "+00:00"))
     assert head == dt.datetime(1980, 12, 12, 14, 30, tzinfo=dt.UTC)
@@ -119,6 +121,7 @@ async def test_validate_and_symbol_info(gw: Any) -> None:
         assert fx["contract_info"]["contract"]["exchange"] == "IDEALPRO"
     es = await (await gw.post("/data/validate", json={"symbol": "ES"})).json()
     assert es["is_valid"] and es["contract_info"]["asset_type"] == "FUT"
+    assert es["contract_info"]["trading_hours"]["timezone"] == "America/Chicago"
     front = es["contract_info"]["contract"]["lastTradeDateOrContractMonth"]
     chain = await gw.post("/v1/data/validate", json={"symbol": "ES", "secType": "FUT",
                                                       "exchange": "CME"})
@@ -141,7 +144,7 @@ async def test_unknown_symbol_is_a_data_answer(gw: Any) -> None:
         "end": "2025-11-18T00:00:00Z"})).json()
     assert h["success"] is False and h["error"].startswith("Symbol validation failed")
     ts = await (await gw.get("/data/head-timestamp?symbol=ZZZZ&timeframe=1h")).json()
-    assert ts["success"] is True and ts["timestamp"] is None
+    assert ts == {"success": True, "timestamp": None, "error": None}
 
 
 async def test_head_timestamp(gw: Any) -> None:
@@ -215,3 +218,22 @@ async def test_connector_down(sim: Simulator, tmp_path: Path, aiohttp_client: An
         assert set(v) == VALIDATE_KEYS and v["success"] is False and v["is_valid"] is None
         assert (await g.get("/readyz")).status == 503
         assert (await g.get("/v1/health")).status == 503
+
+
+async def test_start_before_the_known_head_timestamp_is_a_failure(gw: Any) -> None:
+    """Once the head timestamp is known (a validation asked for it), a start before it
+    is KTRDR's failure, not partial data."""
+    v = await (await gw.post("/data/validate", json={"symbol": "AAPL",
+                                                     "timeframes": ["1d"]})).json()
+    head = v["head_timestamps"]["1d"]
+    r = await gw.post("/data/historical", json={
+        "symbol": "AAPL", "timeframe": "1d", "start": "1975-01-01T00:00:00Z",
+        "end": "1981-01-01T00:00:00Z"})
+    body = await r.json()
+    assert r.status == 200 and body["success"] is False and body["data"] is None
+    assert body["error"].startswith("Data not available before 1980-12-12T14:30:00+00:00")
+    assert head.startswith("1980-12-12")
+    ok = await (await gw.post("/data/historical", json={
+        "symbol": "AAPL", "timeframe": "1d", "start": "2025-11-17T00:00:00Z",
+        "end": "2025-11-22T00:00:00Z"})).json()
+    assert ok["success"] is True and ok["rows"] == 5

@@ -87,6 +87,25 @@ async def classify(request: web.Request, symbol: str,
     raise NotFound(symbol)
 
 
+# IB's time-zone names are old tz-database links; KTRDR's trading hours (and its gap
+# classifier, which reads them) use the canonical IANA names
+IANA_ZONES = {
+    "US/Eastern": "America/New_York", "EST": "America/New_York", "EST5EDT":
+    "America/New_York", "US/Central": "America/Chicago", "CST": "America/Chicago",
+    "CST6CDT": "America/Chicago", "US/Mountain": "America/Denver", "MST7MDT":
+    "America/Denver", "US/Pacific": "America/Los_Angeles", "PST8PDT": "America/Los_Angeles",
+    "GB": "Europe/London", "GB-Eire": "Europe/London", "MET": "Europe/Berlin", "CET":
+    "Europe/Berlin", "Japan": "Asia/Tokyo", "Hongkong": "Asia/Hong_Kong", "PRC":
+    "Asia/Shanghai", "Singapore": "Asia/Singapore", "Australia/NSW": "Australia/Sydney",
+    "Canada/Eastern": "America/Toronto", "Europe/Kiev": "Europe/Kyiv", "Israel":
+    "Asia/Jerusalem", "Universal": "UTC", "GMT": "UTC", "Etc/UTC": "UTC",
+}
+
+
+def iana_zone(ib_zone: str | None) -> str:
+    return IANA_ZONES.get(ib_zone or "UTC", ib_zone or "UTC")
+
+
 def _hours(d: dict[str, Any]) -> dict[str, Any]:
     """KTRDR's trading-hours block, filled from IB's liquid hours where it can be."""
     start, end = "09:30", "16:00"
@@ -97,7 +116,7 @@ def _hours(d: dict[str, Any]) -> dict[str, Any]:
             if len(a) == 4 and len(b) == 4:
                 start, end = f"{a[:2]}:{a[2:]}", f"{b[:2]}:{b[2:]}"
                 break
-    return {"timezone": d.get("timeZone") or "UTC",
+    return {"timezone": iana_zone(d.get("timeZone")),
             "regular_hours": {"start": start, "end": end, "name": "Regular"},
             "extended_hours": [], "trading_days": [0, 1, 2, 3, 4], "holidays": []}
 
@@ -224,9 +243,8 @@ async def head_timestamp(request: web.Request) -> web.Response:
     try:
         try:
             k = await classify(request, symbol, itype)
-        except NotFound:
-            return web.json_response({"success": True, "timestamp": None,
-                                      "error": f"Symbol {symbol} not found"})
+        except NotFound:  # KTRDR's validator answers no timestamp, and no error
+            return web.json_response({"success": True, "timestamp": None, "error": None})
         ts = await head_of(request, k, timeframe)
         return web.json_response({"success": True, "timestamp": ts, "error": None})
     except IbhostError as e:
@@ -269,6 +287,14 @@ async def historical(request: web.Request) -> web.Response:
             msg = f"Symbol {symbol} not found" + (f". Did you mean {hint}?" if hint and
                                                     hint != normalize(symbol) else "")
             return _fail(f"Symbol validation failed: {msg}", data=None, rows=None)
+        if k.head is not None:
+            # KTRDR refuses a start before the head timestamp it knows (its validator's
+            # cached one) instead of answering partial data
+            head = dt.datetime.fromisoformat(k.head.replace("Z", "+00:00"))
+            if start < head:
+                return _fail(f"Data not available before {head.isoformat()}. Requested "
+                             f"start: {start.isoformat()}. Head timestamp: "
+                             f"{head.isoformat()}", data=None, rows=None)
         # KTRDR's end is inclusive (index <= end): ask for one second more
         result = await connector(request, "POST", "/historical", body={
             **k.spec, "barSize": TIMEFRAMES[timeframe],
