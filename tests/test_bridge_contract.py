@@ -288,3 +288,62 @@ async def test_an_order_re_placed_after_its_cancel_is_working_again(gw: Any,
     working = [o for o in (await (await gw.get("/orders", headers=H)).json())["orders"]
                if o["orderRef"] == "user-4" and o["status"] in ("Submitted", "PreSubmitted")]
     assert [o["orderId"] for o in working] == [second["orderId"]]
+
+
+async def test_batch_chains_and_quotes_answer_per_item(gw: Any, sim: Simulator) -> None:
+    """wheel-strat's callers POST /option-chain/batch {symbols} and /option-quote/batch
+    {contracts} (and fall back to one request each when missing): every item answered
+    on its own, a bad one left out of results and named in errors."""
+    r = await gw.post("/option-chain/batch", headers=H,
+                      json={"symbols": ["AAPL", "msft", "ZZZZ", "AAPL"]})
+    chains = await r.json()
+    assert r.status == 200
+    assert [c["symbol"] for c in chains["results"]] == ["AAPL", "MSFT"]
+    assert [e["item"] for e in chains["errors"]] == ["ZZZZ"]
+    single = await (await gw.get("/option-chain/AAPL", headers=H)).json()
+    assert chains["results"][0] == single
+    exp = pick_expiration(single["expirations"], sim.now_dt().date())
+    near = min(single["strikes"], key=lambda k: abs(k - 240))
+    contracts = [{"symbol": "AAPL", "expiration": exp, "strike": near, "right": r}
+                 for r in ("C", "P")]
+    contracts.append({"symbol": "AAPL", "expiration": exp, "strike": 0.5, "right": "C"})
+    q = await gw.post("/option-quote/batch", headers=H, json={"contracts": contracts})
+    quotes = await q.json()
+    assert q.status == 200 and len(quotes["results"]) == 2 and len(quotes["errors"]) == 1
+    for got, want in zip(quotes["results"], contracts, strict=False):
+        assert (got["symbol"], got["expiration"], got["strike"], got["right"]) == (
+            want["symbol"], want["expiration"], want["strike"], want["right"])
+        assert number(got["bid"]) and number(got["ask"]) and number(got["delta"])
+    bad = await gw.post("/option-quote/batch", headers=H,
+                        json={"contracts": [{"symbol": "AAPL", "expiration": exp,
+                                             "right": "C"}]})
+    assert bad.status == 400 and "contracts[0].strike" in (await bad.json())["error"]
+    too_many = await gw.post("/option-chain/batch", headers=H,
+                             json={"symbols": ["AAPL"] * 101})
+    assert too_many.status == 400
+    empty = await (await gw.post("/option-quote/batch", headers=H, json={})).json()
+    assert empty == {"results": [], "errors": []}
+    get_batch = await gw.get("/option-chain/batch", headers=H)  # never a symbol
+    assert get_batch.status == 405 and get_batch.headers["Allow"] == "POST"
+
+
+async def test_executions_since(gw: Any, sim: Simulator) -> None:
+    """GET /executions?since=ISO: wheel-strat's callers send it; the bridge ignored it."""
+    r = await gw.post("/order", headers=H, json={
+        "symbol": "AAPL", "action": "BUY", "quantity": 1, "orderType": "LMT",
+        "limitPrice": 400.0, "secType": "STK", "uid": "user-5"})
+    assert r.status == 200
+
+    async def mine(q: str) -> list[dict[str, Any]]:
+        ex = await (await gw.get(f"/executions{q}", headers=H)).json()
+        return [e for e in ex["executions"] if e["orderRef"] == "user-5"]
+
+    assert await wait_until_async(lambda: mine(""))
+    before = (sim.now_dt() - dt.timedelta(hours=1)).isoformat()
+    after = (sim.now_dt() + dt.timedelta(hours=1)).isoformat()
+    assert len(await mine(f"?since={before.replace('+', '%2B')}")) == 1
+    assert await mine(f"?since={after.replace('+', '%2B')}") == []
+    for q in ("?since=soon", "?since="):
+        bad = await gw.get(f"/executions{q}", headers=H)
+        assert bad.status == 400 and "since" in (await bad.json())["error"]
+    assert len(await mine("?since=0040-08-20T08:59:47Z")) == 1  # before 1970: everything

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
@@ -119,9 +120,7 @@ async def market_data_batch(request: web.Request) -> web.Response:
     return web.json_response({"results": [q for q in found if q is not None]})
 
 
-async def option_chain(request: web.Request) -> web.Response:
-    auth(request, always=True)
-    symbol = _symbol(request)
+async def _chain(request: web.Request, symbol: str) -> dict[str, Any]:
     st = _stock(symbol)
     chain = await connector(request, "GET", "/option-chain", params={
         "symbol": st["symbol"], "secType": st["secType"], "exchange": st["exchange"]})
@@ -129,12 +128,55 @@ async def option_chain(request: web.Request) -> web.Response:
     target = next((c for c in chains if (c.get("tradingClass") or "").upper() ==
                    symbol.upper()), None) or next(
         (c for c in chains if c["exchange"] == "SMART"), chains[0])
-    return web.json_response({
+    return {
         "symbol": symbol, "expirations": sorted(target["expirations"]),
         "strikes": sorted(target["strikes"]), "multiplier": target["multiplier"],
         "exchange": target["exchange"], "currency": "USD",
         "tradingClass": target["tradingClass"],
-        "underlyingConId": chain["underlying"]["conId"]})
+        "underlyingConId": chain["underlying"]["conId"]}
+
+
+async def option_chain(request: web.Request) -> web.Response:
+    auth(request, always=True)
+    return web.json_response(await _chain(request, _symbol(request)))
+
+
+def _batch(body: dict[str, Any], field: str, what: str) -> list[Any]:
+    items = body.get(field)
+    if items is None:
+        return []
+    if not isinstance(items, list) or len(items) > MAX_BATCH:
+        raise bad_request(field, f"must be a list of up to {MAX_BATCH} {what}")
+    return items
+
+
+async def _per_item(calls: list[tuple[str, Awaitable[dict[str, Any]]]]) -> web.Response:
+    """Every item answered on its own: one that fails is left out of ``results`` (as
+    the bridge's batch leaves a bad symbol out) and named in ``errors``; only a
+    connection that is down or a deadline fails the whole batch."""
+    got = await asyncio.gather(*(c for _, c in calls), return_exceptions=True)
+    results, errors = [], []
+    for (name, _), r in zip(calls, got, strict=True):
+        if isinstance(r, IbhostError) and r.code not in ("unavailable", "timeout"):
+            errors.append({"item": name, "error": r.message})
+        elif isinstance(r, BaseException):
+            raise r
+        else:
+            results.append(r)
+    return web.json_response({"results": results, "errors": errors})
+
+
+async def option_chain_batch(request: web.Request) -> web.Response:
+    """wheel-strat's ``POST /option-chain/batch {symbols}`` (its callers fall back to one
+    request per symbol when it is missing): ``{results: [chain, ...]}``."""
+    auth(request, always=True)
+    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body, required=True)
+    symbols = _batch(body, "symbols", "symbols")
+    if not all(isinstance(s, str) and 0 < len(s) <= 24 and symbol_ok(s, ".-")
+               for s in symbols):
+        raise bad_request("symbols", "must be symbols like AAPL or BRK.B")
+    wanted = list(dict.fromkeys(s.upper() for s in symbols))
+    return await _per_item([(s, _chain(request, s)) for s in wanted])
 
 
 def _expiration(raw: Any, *, required: bool = True) -> str:
@@ -156,7 +198,11 @@ def _option(body: dict[str, Any], *, for_order: bool = False) -> dict[str, Any]:
     strike = opt_float(body, "strike", positive=True)
     if strike is None:
         raise bad_request("strike", "is required for an option")
+    if strike >= 1e9:
+        raise bad_request("strike", "must be below 1e9")
     right = req_str(body, "right", upper=True)
+    if right not in ("C", "P"):
+        raise bad_request("right", "must be C or P")
     spec: dict[str, Any] = {
         "symbol": req_str(body, "symbol", upper=True), "secType": "OPT",
         "lastTradeDateOrContractMonth": expiration, "strike": strike, "right": right,
@@ -165,7 +211,7 @@ def _option(body: dict[str, Any], *, for_order: bool = False) -> dict[str, Any]:
     for k in ("tradingClass", "multiplier"):
         if body.get(k):
             spec[k] = str(body[k])
-    if body.get("conId"):
+    if body.get("conId") is not None:
         spec["conId"] = opt_int(body, "conId", 0, minimum=1)
     return spec
 
@@ -173,7 +219,36 @@ def _option(body: dict[str, Any], *, for_order: bool = False) -> dict[str, Any]:
 async def option_quote(request: web.Request) -> web.Response:
     auth(request, always=True)
     body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
-    spec = _option(body)
+    return web.json_response(await _option_quote(request, _option(body)))
+
+
+async def option_quote_batch(request: web.Request) -> web.Response:
+    """wheel-strat's ``POST /option-quote/batch {contracts: [{symbol, expiration,
+    strike, right}]}``: each quote with its contract's fields, as its callers read it."""
+    auth(request, always=True)
+    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body, required=True)
+    contracts = _batch(body, "contracts", "contracts")
+    specs = []
+    for i, c in enumerate(contracts):
+        if not isinstance(c, dict):
+            raise bad_request(f"contracts[{i}]", "must be an object {symbol, expiration, "
+                                                 "strike, right}")
+        try:
+            specs.append(_option(c))
+        except IbhostError as e:  # the item's own field, named with its place
+            problem = e.message.removeprefix(f"{e.field}: ")
+            raise bad_request(f"contracts[{i}].{e.field}", problem) from None
+
+    async def one(spec: dict[str, Any]) -> dict[str, Any]:
+        q = await _option_quote(request, spec)
+        return {**q, "expiration": spec["lastTradeDateOrContractMonth"],
+                "strike": spec["strike"], "right": spec["right"]}
+
+    return await _per_item([(f"{s['symbol']} {s['lastTradeDateOrContractMonth']} "
+                             f"{s['strike']:g} {s['right']}", one(s)) for s in specs])
+
+
+async def _option_quote(request: web.Request, spec: dict[str, Any]) -> dict[str, Any]:
     q, und = await asyncio.gather(
         connector(request, "POST", "/snapshot", body={**spec, "marketDataType": 3}),
         _tiered(request, spec["symbol"]), return_exceptions=True)
@@ -192,7 +267,7 @@ async def option_quote(request: web.Request) -> web.Response:
                          ("optPrice", "modelOptPrice")):
         if g.get(ours) is not None:
             out[theirs] = g[ours]
-    return web.json_response(out)
+    return out
 
 
 def _ib_end(raw: Any) -> str | None:
@@ -303,14 +378,37 @@ async def executions(request: web.Request) -> web.Response:
     auth(request, always=True)
     days = opt_float(request.query, "lookbackDays", 7.0, minimum=0, maximum=3650)
     assert days is not None
-    # the connector counts the days back from IB's clock
-    fills = await connector(request, "GET", "/executions", params={"lookbackDays": str(days)})
+    # the connector counts the days back from IB's clock; wheel-strat's callers also
+    # send since=ISO, which the bridge ignored: both apply (the later one wins)
+    params = {"lookbackDays": str(days)}
+    if "since" in request.query:
+        params.update(_since(request.query["since"]))
+    fills = await connector(request, "GET", "/executions", params=params)
     out = [{"execId": f["execId"], "symbol": f["symbol"], "side": f["side"],
             "shares": f["shares"], "price": f["price"], "avgPrice": f.get("avgPrice"),
             "cumQty": f.get("cumQty"), "commission": f.get("commission"),
             "time": f["time"], "orderRef": f.get("orderRef"), **_contract_fields(f)}
            for f in fills]
     return web.json_response({"executions": out, "count": len(out)})
+
+
+def _since(raw: str) -> dict[str, str]:
+    """``since`` as the connector takes it: a date-time; one before 1970 asks for
+    everything (no lower bound), one after 2100 for nothing after it."""
+    try:
+        t = dt.datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
+    except ValueError:
+        t = None
+    if t is None:
+        raise bad_request("since", "must be an ISO 8601 date-time like "
+                                   "2025-11-20T14:30:00Z")
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    if t.year < 1970:
+        return {}
+    if t.year > 2100:
+        t = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+    return {"since": t.isoformat(timespec="seconds")}
 
 
 async def open_orders(request: web.Request) -> web.Response:
@@ -418,8 +516,11 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/market-data/{symbol}", market_data, "bridge",
           match="/market-data/{symbol:(?!batch$)[^{}/]+}"),
     Route("POST", "/market-data/batch", market_data_batch, "bridge"),
-    Route("GET", "/option-chain/{symbol}", option_chain, "bridge"),
+    Route("GET", "/option-chain/{symbol}", option_chain, "bridge",
+          match="/option-chain/{symbol:(?!batch$)[^{}/]+}"),
+    Route("POST", "/option-chain/batch", option_chain_batch, "bridge"),
     Route("POST", "/option-quote", option_quote, "bridge"),
+    Route("POST", "/option-quote/batch", option_quote_batch, "bridge"),
     Route("POST", "/historical", historical, "bridge"),
     Route("POST", "/order", place_order, "bridge"),
     Route("POST", "/order/cancel", cancel_order, "bridge"),

@@ -279,6 +279,13 @@ for _request in (HISTORICAL, ORDER, KTRDR_HISTORICAL, KTRDR_VALIDATE, BRIDGE_OPT
                  BRIDGE_HISTORICAL, BRIDGE_ORDER):
     optional_may_be_null(_request)
 
+BRIDGE_CHAIN = obj(("symbol", "expirations", "strikes"), symbol=STR, expirations=arr(STR),
+                   strikes=arr(NUM), multiplier=STR, exchange=STR, currency=STR,
+                   tradingClass=STR, underlyingConId=INT)
+BRIDGE_OPTION_QUOTE = obj(("symbol", "source"), symbol=STR, bid=null(NUM), ask=null(NUM),
+                          last=null(NUM), close=null(NUM), undPrice=null(NUM), source=STR)
+BATCH_ERRORS = arr(obj(("item", "error"), item=STR, error=STR))
+
 SCHEMAS = {"Contract": CONTRACT, "Error": ERROR, "BridgeError": BRIDGE_ERROR,
            "KtrdrError": KTRDR_ERROR, "HistoricalRequest": HISTORICAL,
            "OrderRequest": ORDER, "KtrdrHistorical": KTRDR_HISTORICAL,
@@ -498,17 +505,24 @@ SPEC: dict[str, Any] = {
                 obj((), symbols=null(arr({"type": "string", "minLength": 1,
                                           "maxLength": 24}, maxItems=100))))}}},
         "/option-chain/{symbol}": {"get": _op(
-            "wheel-strat: expirations and strikes",
-            obj(("symbol", "expirations", "strikes"), symbol=STR, expirations=arr(STR),
-                strikes=arr(NUM), multiplier=STR, exchange=STR, currency=STR,
-                tradingClass=STR, underlyingConId=INT),
+            "wheel-strat: expirations and strikes", BRIDGE_CHAIN,
             key="bridge", family="bridge",
             params=[_param("symbol", PATH_SYMBOL, where="path")])},
+        "/option-chain/batch": {"post": {**_op(
+            "wheel-strat: chains for {symbols: [...]}, each on its own",
+            obj(("results", "errors"), results=arr(BRIDGE_CHAIN), errors=BATCH_ERRORS),
+            key="bridge", family="bridge"), "requestBody": {"required": True, "content": _json(
+                obj((), symbols=null(arr(PATH_SYMBOL, maxItems=100))))}}},
         "/option-quote": {"post": _op("wheel-strat: option quote with greeks",
-                                      obj(("symbol", "source"), symbol=STR, bid=null(NUM),
-                                          ask=null(NUM), last=null(NUM), close=null(NUM),
-                                          undPrice=null(NUM), source=STR),
+                                      BRIDGE_OPTION_QUOTE,
                                       body="BridgeOption", key="bridge", family="bridge")},
+        "/option-quote/batch": {"post": {**_op(
+            "wheel-strat: quotes for {contracts: [{symbol, expiration, strike, right}]}, "
+            "each on its own",
+            obj(("results", "errors"), results=arr(BRIDGE_OPTION_QUOTE),
+                errors=BATCH_ERRORS), key="bridge", family="bridge"),
+            "requestBody": {"required": True, "content": _json(obj((), contracts=null(arr(
+                {"$ref": "#/components/schemas/BridgeOption"}, maxItems=100))))}}},
         "/historical": {"post": _op("wheel-strat: bars {symbol, bars: [{date, ...}]}",
                                     obj(("symbol", "bars"), symbol=STR, bars=arr(obj(
                                         ("date",), date=STR, open=NUM, high=NUM, low=NUM,
@@ -523,7 +537,9 @@ SPEC: dict[str, Any] = {
         "/executions": {"get": _op("wheel-strat: {executions, count}",
                                    obj(("executions", "count"), executions=arr(OBJ), **LIST),
                                    params=[_param("lookbackDays", {
-                                       "type": "number", "minimum": 0, "maximum": 3650})],
+                                       "type": "number", "minimum": 0, "maximum": 3650}),
+                                       _param("since", {"type": "string",
+                                                        "format": "date-time"})],
                                    key="bridge", family="bridge")},
         "/orders": {"get": _op("wheel-strat: {orders, count}",
                                obj(("orders", "count"), orders=arr(OBJ), **LIST),
