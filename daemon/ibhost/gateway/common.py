@@ -8,7 +8,6 @@ guards and errors below are the same for all of them.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from aiohttp import web
 from .. import ibrules
 from ..errors import IbhostError, bad_request
 from ..ibrules import TIMEFRAMES
-from ..ipc import IpcError
+from ..ipc import JOB_HEADER, IpcError
 from .keys import AUTH_KEY, CONFIG_KEY, CONNECTOR_KEY, METRICS_KEY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -63,11 +62,12 @@ def auth(request: web.Request, *, trading: bool = False, always: bool = False) -
 
 
 def job_of(request: web.Request) -> str:
-    """``caller/request``: the connector shares IB round robin between callers (an
-    API key, else the client's address) and then between their requests."""
-    key = request.headers.get("X-API-Key")
-    caller = ("key-" + hashlib.sha256(key.encode()).hexdigest()[:10] if key else
-              "ip-" + (request.remote or "local"))
+    """``caller/request``: the connector shares IB between callers (a valid API key,
+    else the one keyless bucket) and then between their requests."""
+    caller = request.get("caller")
+    if caller is None:
+        caller = request["caller"] = request.app[AUTH_KEY].caller(
+            request.headers.get("X-API-Key"))
     return f"{caller}/{request.get('request_id', '')}"
 
 
@@ -114,7 +114,7 @@ async def connector(request: web.Request, method: str, path: str, *,
     with _catalogue_errors():
         return await request.app[CONNECTOR_KEY].request(
             method, path, json_body=body, params=params, deadline=deadline_of(request),
-            headers={"X-Ibhost-Job": job_of(request)})
+            headers={JOB_HEADER: job_of(request)})
 
 
 async def connector_bytes(request: web.Request, path: str, body: Any) -> bytes:
@@ -122,7 +122,7 @@ async def connector_bytes(request: web.Request, path: str, body: Any) -> bytes:
     with _catalogue_errors():
         raw: bytes = await request.app[CONNECTOR_KEY].request_bytes(
             "POST", path, json_body=body, deadline=deadline_of(request),
-            headers={"X-Ibhost-Job": job_of(request)})
+            headers={JOB_HEADER: job_of(request)})
         return raw
 
 
@@ -130,7 +130,7 @@ async def connector_lines(request: web.Request, path: str, body: Any) -> AsyncGe
     """A streamed (NDJSON) connector answer, line by line, held to the deadline."""
     lines = request.app[CONNECTOR_KEY].lines("POST", path, json_body=body,
                                              deadline=deadline_of(request),
-                                             headers={"X-Ibhost-Job": job_of(request)})
+                                             headers={JOB_HEADER: job_of(request)})
     try:
         with _catalogue_errors():
             async for line in lines:
