@@ -18,12 +18,12 @@ from aiohttp import web
 from .. import ibrules
 from ..errors import IbhostError, bad_request
 from ..ibrules import TIMEFRAMES
-from ..ipc import JOB_HEADER, IpcError
+from ..ipc import JOB_HEADER, KEYLESS, IpcError
 from .keys import AUTH_KEY, CONFIG_KEY, CONNECTOR_KEY, METRICS_KEY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 __all__ = ["TIMEFRAMES", "Route", "as_error", "auth", "check_duration", "connector",
-           "connector_lines", "contract", "deadline_of"]
+           "connector_lines", "contract", "deadline_of", "trusted"]
 
 CONTRACT_FIELDS = ("symbol", "secType", "exchange", "currency", "primaryExchange",
                    "lastTradeDateOrContractMonth", "expiry", "strike", "right", "multiplier",
@@ -61,14 +61,27 @@ def auth(request: web.Request, *, trading: bool = False, always: bool = False) -
         raise
 
 
-def job_of(request: web.Request) -> str:
-    """``caller/request``: the connector shares IB between callers (a valid API key,
-    else the one keyless bucket) and then between their requests."""
-    caller = request.get("caller")
+def caller_of(request: web.Request) -> str:
+    """``key-<digest>`` for a valid API key, else KEYLESS (worked out once a request)."""
+    caller: str | None = request.get("caller")
     if caller is None:
         caller = request["caller"] = request.app[AUTH_KEY].caller(
             request.headers.get("X-API-Key"))
-    return f"{caller}/{request.get('request_id', '')}"
+    return caller
+
+
+def trusted(request: web.Request) -> bool:
+    """May this caller see what names the connection, the account or the machine (IB's
+    host and port, the client id, IB's error text, paths, order traffic)? Yes with a
+    valid key, or when no key is configured (nothing to tell callers apart by). Asking
+    counts no auth failure: the open pages ask on every probe."""
+    return not request.app[AUTH_KEY].configured or caller_of(request) != KEYLESS
+
+
+def job_of(request: web.Request) -> str:
+    """``caller/request``: the connector shares IB between callers (a valid API key,
+    else the one keyless bucket) and then between their requests."""
+    return f"{caller_of(request)}/{request.get('request_id', '')}"
 
 
 def check_duration(body: Mapping[str, Any]) -> None:
