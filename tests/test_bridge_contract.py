@@ -78,16 +78,21 @@ async def test_key_rules(gw: Any) -> None:
 
 
 async def test_health_fields(gw: Any) -> None:
-    r = await gw.get("/health?connect=false")
+    r = await gw.get("/health?connect=false", headers=H)
     h = await r.json()
     assert r.status == 200 and h["status"] == "ok" and h["connected"] is True
     assert h["ready"] is True and h["clientId"] == 1 and h["host"] == "127.0.0.1"
     assert isinstance(h["port"], int) and h["tradingMode"] == "paper"
-    live = await (await gw.get("/health?connect=true")).json()
-    assert live["connected"] is True
+    # without a key: what the bridge's clients read, not where IB is or who we are
+    open_ = await (await gw.get("/health?connect=true")).json()
+    assert open_["connected"] is True and open_["ready"] is True
+    assert open_["status"] == "ok" and open_["tradingMode"] == "paper"
+    assert not {"clientId", "host", "port", "lastIbErrorMessage", "connector"} & set(open_)
     d = await (await gw.get("/diag")).json()
     assert d["ibConnected"] is True and isinstance(d["uptimeSeconds"], int)
-    assert "account" not in str(d).lower()
+    assert "account" not in str(d).lower() and "clientId" not in d["diag"]
+    keyed = await (await gw.get("/diag", headers=H)).json()
+    assert keyed["diag"]["clientId"] == 1
 
 
 async def test_market_data_falls_back_to_delayed(gw: Any, sim: Simulator) -> None:

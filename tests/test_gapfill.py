@@ -28,7 +28,7 @@ from ibhost.sim import Simulator
 from ibhost.sim.universe import Query
 
 from .connector_fixtures import make_config, running_connector
-from .test_gateway import gateway
+from .test_gateway import KEY, gateway
 
 NOW = dt.datetime(2025, 12, 3, 21, 30, tzinfo=dt.UTC)  # a Wednesday, after the close
 
@@ -192,16 +192,21 @@ async def test_scan_through_the_gateway(sim: Simulator, tmp_path: Path,
                 hole = sorted(want)[20]
                 store.new_file(f.dir / "QQQ_1h.csv", {t: b for t, b in want.items()
                                                        if t != hole})
+                keyless = await gw.post("/v1/gapfill/scan", json={"files": ["QQQ_1h.csv"]})
+                assert keyless.status == 401  # a scan sets IB requests going: key needed
                 r = await gw.post("/api/v1/system/gap-filler/force-scan",
-                                  json={"files": ["QQQ_1h.csv"]})
+                                  json={"files": ["QQQ_1h.csv"]}, headers={"X-API-Key": KEY})
                 body = await r.json()
                 assert r.status == 200 and body["files"][0]["barsWritten"] == 1, body
                 assert same(rows(f.dir / "QQQ_1h.csv"), want)
                 st = await (await gw.get("/v1/gapfill/status")).json()
                 assert st["perFile"]["QQQ_1h.csv"]["gapsFilled"] == 1
-                k = await (await gw.get("/api/v1/system/gap-filler-status")).json()
-                assert k == st | {"lastScan": k["lastScan"]}
-                bad = await gw.post("/v1/gapfill/scan", json={"files": ["../etc/passwd"]})
+                assert "dataDir" not in st  # the absolute path only with a key
+                k = await (await gw.get("/api/v1/system/gap-filler-status",
+                                        headers={"X-API-Key": KEY})).json()
+                assert k == st | {"lastScan": k["lastScan"], "dataDir": str(f.dir)}
+                bad = await gw.post("/v1/gapfill/scan", json={"files": ["../etc/passwd"]},
+                                    headers={"X-API-Key": KEY})
                 assert bad.status == 400 and (await bad.json())["error"]["field"] == "files"
                 m = await (await gw.get("/metrics")).text()
                 assert "ibhost_gapfill_bars_written_total 1.0" in m

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from ibhost.gateway.app import init_app
+from ibhost.gateway.keys import HEALTH_KEY
 from ibhost.sim import Simulator
 
 from .connector_fixtures import make_config, running_connector, wait_until
@@ -53,14 +54,14 @@ async def test_service_endpoints(stack: Any) -> None:
     info = await r.json()
     assert info["name"] == "ibhost" and "POST /data/historical" in info["endpoints"]
     assert (await (await stack.get("/ping")).json())["pong"] is True
-    h = await stack.get("/v1/health")
+    h = await stack.get("/v1/health", headers=H)
     body = await h.json()
     assert h.status == 200 and body["status"] == "ok" and body["connector"]["clientId"] == 1
     live = await (await stack.get("/v1/health?connect=true")).json()
     assert live["status"] == "ok"
     d = await (await stack.get("/v1/health/detailed", headers=H)).json()
     assert d["connector"]["connection"]["serverVersion"] == 178
-    ib = await (await stack.get("/v1/system/ib-status")).json()
+    ib = await (await stack.get("/v1/system/ib-status", headers=H)).json()
     assert ib["ib_connected"] is True and ib["client_id"] == 1
     sysst = await (await stack.get("/v1/system/system-status")).json()
     assert sysst["programs"]["connector"]["status"] == "ok"
@@ -326,3 +327,41 @@ def test_every_route_is_in_the_openapi_spec() -> None:
     missing = [(r.method, r.path) for r in ROUTES
                if r.method.lower() not in SPEC["paths"].get(r.path, {})]
     assert missing == []
+
+
+NAMES_THE_CONNECTION = ("clientId", "host", "port", "lastIbErrorMessage", "connector")
+
+
+async def test_what_a_key_shows(stack: Any) -> None:
+    """Once keys are configured, a caller without a valid one reads the status, not
+    where IB is, the client id, IB's error text, paths or order traffic."""
+    for headers in ({}, {"X-API-Key": "made-up-key-0123456789"}):
+        h = await (await stack.get("/health", headers=headers)).json()
+        assert h["status"] == "ok" and h["healthy"] is True and h["tradingMode"] == "paper"
+        assert not set(NAMES_THE_CONNECTION) & set(h), h
+        assert h["reason"] == "connected to IB"
+        v = await (await stack.get("/v1/health", headers=headers)).json()
+        assert v["status"] == "ok" and v["connector"] is None
+        ib = await (await stack.get("/v1/system/ib-status", headers=headers)).json()
+        assert ib["ib_connected"] is True and ib["client_id"] is None
+        d = await (await stack.get("/v1/health/detailed", headers=headers)).json()
+        assert set(d) == {"health", "detail"}
+        k = await (await stack.get("/health/detailed", headers=headers)).json()
+        assert "connector" not in k and k["healthy"] is True
+        m = await (await stack.get("/metrics", headers=headers)).text()
+        assert 'route="/v1/health"' in m and "ibhost_connector_client_id" in m
+        assert 'route="/v1/orders"' not in m and 'route="/orders' not in m
+    h = await (await stack.get("/health", headers=H)).json()
+    assert h["clientId"] == 1 and h["host"] == "127.0.0.1" and h["connector"]["state"]
+    m = await (await stack.get("/metrics", headers=H)).text()
+    assert 'ibhost_gateway_request_duration_seconds_count{method="POST",route="/v1/orders"' in m
+
+
+async def test_without_keys_configured_everything_shows(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    async with running_connector(tmp_path, sim):
+        gw = await aiohttp_client(init_app(make_config(tmp_path, sim)))
+        await wait_until(lambda: gw.server.app[HEALTH_KEY].cached()["status"] == "ok")
+        h = await (await gw.get("/health")).json()
+        assert h["clientId"] == 1 and h["host"] == "127.0.0.1"
+        assert h["connector"]["state"] == "ready"

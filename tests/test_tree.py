@@ -195,7 +195,7 @@ async def test_farm_2103_2104(tree_up: Tree) -> None:
     t = tree_up
     t.sim.farm_broken(2103, after=1.0)
     await t.wait_health("degraded", timeout=3)
-    _, h = await t.get("/v1/health")
+    _, h = await t.get("/v1/health", headers={"X-API-Key": KEY})
     assert h["connector"]["farms"]["market_data"] == "broken"
     await t.wait_health("ok", timeout=5)
 
@@ -205,7 +205,7 @@ async def test_competing_session_10197(tree_up: Tree) -> None:
     t.sim.set_competing_session(True)
     st, body = await t.post("/v1/market/snapshot", {"symbol": "AAPL"})
     assert st == 409 and body["error"]["ib_code"] == 10197
-    _, h = await t.get("/v1/health?connect=true")
+    _, h = await t.get("/v1/health?connect=true", headers={"X-API-Key": KEY})
     assert h["connector"]["competingSession"] is True
 
 
@@ -216,7 +216,7 @@ async def test_client_id_clash_at_start(sim: Simulator, tmp_path: Path) -> None:
         gen = tree_up.__wrapped__(sim, tmp_path)  # type: ignore[attr-defined]
         t = await gen.__anext__()
         try:
-            _, h = await t.get("/v1/health")
+            _, h = await t.get("/v1/health", headers={"X-API-Key": KEY})
             assert h["connector"]["clientId"] == 2
             assert sim.state()["stats"]["clashes"] == [1]
         finally:

@@ -74,6 +74,13 @@ def _non_negative(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return conv
 
 
+def _fraction(v: Any) -> float:
+    x = float(v)
+    if not 0 < x <= 1:  # also NaN
+        raise ValueError("must be above 0 and at most 1")
+    return x
+
+
 def _choice(*options: str) -> Callable[[Any], str]:
     def conv(v: Any) -> str:
         s = str(v)
@@ -139,6 +146,9 @@ class PacingConfig:
     # IB allows 50 open and answers more slowly under load)
     open_start: int = 4
     open_max: int = 8
+    # the most of the 10-minute window and of the message rate that callers without
+    # an API key (one bucket) may hold; callers with a key may use it all
+    keyless_share: float = 0.25
     memory_file: str = "data/pacing.state"  # hard-rule history kept across restarts
 
 
@@ -255,7 +265,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "window_max": _positive(int), "messages_per_second": _positive(int),
         "scale": _positive(float), "margin": _non_negative(float),
         "queue_max": _positive(int), "open_start": _positive(int),
-        "open_max": _positive(int), "memory_file": str,
+        "open_max": _positive(int), "memory_file": str, "keyless_share": _fraction,
     },
     "connector": {"socket": str, "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR")},
     "gateway": {

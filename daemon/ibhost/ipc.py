@@ -40,6 +40,11 @@ READ_SIZE = 1 << 16
 IDLE_REUSE = 30.0  # a kept-alive connection idle longer is not reused (servers drop them)
 MAX_IDLE = 32  # kept-alive connections per client
 MAX_OPEN = 100  # connections in use per client; more calls wait for one (as aiohttp's)
+# Who a request is for, ``caller/id``: set by the gateway on connector.sock, where the
+# pacing scheduler shares IB between callers. A caller is ``key-<digest>`` for a valid
+# API key, or KEYLESS for every caller without one (one bucket, held to a share).
+JOB_HEADER = "X-Ibhost-Job"
+KEYLESS = "keyless"
 
 
 class IpcError(RuntimeError):

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from .. import __version__
 from ..config import Config, describe
 from ..errors import IbhostError, bad_request, code_for_http_status
+from ..ipc import JOB_HEADER
 from ..validate import (
     int_list,
     json_body,
@@ -38,7 +39,7 @@ from .metrics import ConnectorMetrics, route_label
 from .pacing import PRIORITIES, Scheduler
 from .service import Service
 from .session import Session, State
-from .values import DEADLINE
+from .values import DEADLINE, JOB
 
 log = logging.getLogger("ibhost.connector.api")
 
@@ -67,7 +68,6 @@ async def metrics_middleware(
 
 
 DEADLINE_HEADER = "X-Ibhost-Deadline"  # seconds the caller will wait for this answer
-JOB_HEADER = "X-Ibhost-Job"
 
 
 @web.middleware
@@ -76,7 +76,18 @@ async def deadline_middleware(
 ) -> web.StreamResponse:
     """Hold every request to its caller's deadline: past it the request fails with
     504 and whatever it still has open at IB is cancelled (the handler is cancelled,
-    and so are its queued and running IB requests)."""
+    and so are its queued and running IB requests). Every IB request it makes is
+    paced as its caller's (the job header)."""
+    job = JOB.set(request.headers.get(JOB_HEADER, "")[:64])
+    try:
+        return await _within_deadline(request, handler)
+    finally:
+        JOB.reset(job)
+
+
+async def _within_deadline(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     raw = request.headers.get(DEADLINE_HEADER)
     if raw is None:
         return await handler(request)

@@ -22,7 +22,7 @@ KNOWN_IB_CODES = (100, 162, 200, 321, 322, 326, 354, 502, 504, 1100, 1101, 1102,
                   2103, 2104, 2105, 2106, 2107, 2108, 2110, 2157, 2158, 10089, 10167, 10197)
 DISCONNECT_REASONS = ("gateway_closed", "heartbeat", "port_reset", "requested", "stopping",
                       "other")
-PACING_RULES = ("identical", "burst", "window", "message_rate", "spacing")
+PACING_RULES = ("identical", "burst", "window", "message_rate", "spacing", "share")
 
 
 def disconnect_kind(reason: str | None) -> str:

@@ -22,9 +22,15 @@ IB's rules ("Historical Data Limitations", TWS API; now on IBKR Campus), windows
   follows with a cancel (a one-off tick subscription, a head timestamp)
   reserves two.
 Requests are granted by priority (interactive before background), then round
-robin between callers (an API key, or a connection) and then between their jobs
-(one request's chunks form one job), so a five-year download never starves a
-three-day request, and one busy caller never starves another.
+robin between callers and then between their jobs (one request's chunks form one
+job), so a five-year download never starves a three-day request, and one busy
+caller never starves another. A caller is an identity the gateway vouches for
+(``key-<digest>`` of a valid API key, or ``keyless`` for every caller without one;
+programs on the control socket are their own callers). Round robin alone cannot
+stop a caller from spending a budget before others arrive, so the keyless bucket
+may hold at most ``keyless_share`` of the 10-minute window and of the message rate:
+the rest is always there for callers with a key, and one of them alone may still
+use the whole budget.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from typing import Any, TypeVar
 from ..config import PacingConfig
 from ..errors import IbhostError
 from ..files import TwoSlotFile
+from ..ipc import KEYLESS
 
 log = logging.getLogger("ibhost.connector.pacing")
 
@@ -86,7 +93,7 @@ class PacingStats:
     coalesced: int = 0
     delayed: dict[str, int] = field(default_factory=lambda: {
         "identical": 0, "burst": 0, "window": 0, "message_rate": 0, "spacing": 0,
-        "open": 0})
+        "open": 0, "share": 0})
     wait_seconds_total: float = 0.0
     wait_seconds_max: float = 0.0
     waits: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
@@ -129,6 +136,47 @@ class OpenWindow:
             self._last_cut = now
 
 
+def caller_of(job: str) -> str:
+    """The identity a job belongs to: ``caller/id`` -> ``caller``."""
+    return job.partition("/")[0]
+
+
+class Bucket:
+    """What one identity spent inside a sliding window: (time, amount) entries and
+    their running sum, so a check costs nothing per waiting request."""
+
+    def __init__(self, span: float) -> None:
+        self.span = span
+        self.entries: deque[tuple[float, int]] = deque()
+        self.used = 0
+
+    def add(self, now: float, amount: int) -> None:
+        self.entries.append((now, amount))
+        self.used += amount
+
+    def expire(self, now: float) -> None:
+        while self.entries and now - self.entries[0][0] >= self.span:
+            self.used -= self.entries.popleft()[1]
+
+    def wait(self, now: float, amount: int, limit: int) -> float:
+        """Seconds until ``amount`` more fits under ``limit`` (0: it fits now)."""
+        need = self.used + amount - limit
+        if need <= 0 or not self.entries:
+            return 0.0
+        freed = 0
+        for t, w in self.entries:
+            freed += w
+            if freed >= need:
+                return max(self.span - (now - t), 0.001)
+        return 0.001  # unreachable: the entries sum to ``used``
+
+    def restamp(self, old: float, new: float) -> None:
+        for i in range(len(self.entries) - 1, -1, -1):
+            if self.entries[i][0] == old:
+                self.entries[i] = (new, self.entries[i][1])
+                return
+
+
 def _tuple(x: Any) -> Any:
     return tuple(_tuple(i) for i in x) if isinstance(x, list) else x
 
@@ -159,6 +207,11 @@ class Scheduler:
         self._sent_identical: dict[Hashable, float] = {}
         self._burst: dict[Hashable, deque[float]] = {}
         self._window: deque[tuple[float, int]] = deque()
+        # the keyless bucket's share of the hard window and of the message rate
+        self.keyless_window = max(1, int(cfg.window_max * cfg.keyless_share))
+        self.keyless_messages = max(1, int(cfg.messages_per_second * cfg.keyless_share))
+        self._keyless_window = Bucket(self.window)
+        self._keyless_sent = Bucket(self.second)
         self._messages: deque[float] = deque()  # messages sent (note_message)
         self._reserved: deque[float] = deque()  # granted, not yet seen leaving
         self._cache: dict[Hashable, tuple[float, Any]] = {}
@@ -228,7 +281,7 @@ class Scheduler:
             if key is not None and key.hard and t0 > granted_at:
                 # count the request from when it really leaves, not from its grant: a
                 # busy event loop must not make two sends closer than the rules allow
-                self._restamp(key, granted_at, t0)
+                self._restamp(key, granted_at, t0, job)
             try:
                 result = await fn()
             except IbhostError as e:
@@ -317,7 +370,7 @@ class Scheduler:
     def _order(self, item: _Item) -> tuple[int, float, float, int]:
         """Priority first, then the caller served longest ago, then that caller's job
         served longest ago, then arrival. A job is ``caller/id``."""
-        caller = item.job.partition("/")[0]
+        caller = caller_of(item.job)
         return (item.priority, self._job_served.get(caller + "/", -1e18),
                 self._job_served.get(item.job, -1e18), item.seq)
 
@@ -371,6 +424,8 @@ class Scheduler:
             self._reserved.popleft()  # granted but never sent (answered from a cache)
         while self._window and now - self._window[0][0] >= self.window:
             self._window.popleft()
+        self._keyless_window.expire(now)
+        self._keyless_sent.expire(now)
         for k in [k for k, t in self._sent_identical.items() if now - t >= self.identical_window]:
             del self._sent_identical[k]
         if len(self._job_served) > 1000 and now - self._jobs_pruned_at >= 1.0:
@@ -391,6 +446,11 @@ class Scheduler:
             return max(self.second - (now - first), 0.001), "message_rate"
         if used >= MESSAGE_BURST and now - self._last_grant < self.spacing:
             return self.spacing - (now - self._last_grant), "spacing"
+        keyless = caller_of(item.job) == KEYLESS
+        if keyless:
+            wait = self._keyless_sent.wait(now, item.messages, self.keyless_messages)
+            if wait > 0:
+                return wait, "share"
         if key is None:
             return 0.0, ""
         if not key.hard:
@@ -413,13 +473,20 @@ class Scheduler:
                 freed += w
                 if freed >= need:
                     return self.window - (now - t), "window"
+        if keyless:
+            wait = self._keyless_window.wait(now, key.weight, self.keyless_window)
+            if wait > 0:
+                return wait, "share"
         return 0.0, ""
 
     def _record(self, item: _Item, now: float) -> None:
         self._reserved.extend([now] * item.messages)
         self._last_grant = now
         self._job_served[item.job] = now
-        self._job_served[item.job.partition("/")[0] + "/"] = now  # the caller
+        self._job_served[caller_of(item.job) + "/"] = now  # the caller
+        keyless = caller_of(item.job) == KEYLESS
+        if keyless:
+            self._keyless_sent.add(now, item.messages)
         key = item.key
         if key is None:
             return
@@ -429,9 +496,11 @@ class Scheduler:
         self._sent_identical[key.identical] = now
         self._burst.setdefault(key.contract, deque()).append(now)
         self._window.append((now, key.weight))
+        if keyless:
+            self._keyless_window.add(now, key.weight)
         self._save(now)
 
-    def _restamp(self, key: PaceKey, granted_at: float, sent_at: float) -> None:
+    def _restamp(self, key: PaceKey, granted_at: float, sent_at: float, job: str) -> None:
         if self._sent_identical.get(key.identical) == granted_at:
             self._sent_identical[key.identical] = sent_at
         burst = self._burst.get(key.contract)
@@ -444,6 +513,8 @@ class Scheduler:
             if self._window[i] == (granted_at, key.weight):
                 self._window[i] = (sent_at, key.weight)
                 break
+        if caller_of(job) == KEYLESS:
+            self._keyless_window.restamp(granted_at, sent_at)
 
     # --- memory across restarts --------------------------------------------------------
 
@@ -457,6 +528,7 @@ class Scheduler:
             "identical": [[k, t + shift] for k, t in self._sent_identical.items()],
             "burst": [[k, [t + shift for t in ts]] for k, ts in self._burst.items() if ts],
             "window": [[t + shift, w] for t, w in self._window],
+            "keyless": [[t + shift, w] for t, w in self._keyless_window.entries],
         }
         try:
             if not self._memory.write(json.dumps(state).encode()):
@@ -487,11 +559,14 @@ class Scheduler:
                 self._burst[_tuple(k)] = deque(t + shift for t in ts)
             for t, w in state.get("window", []):
                 self._window.append((t + shift, int(w)))
+            for t, w in state.get("keyless", []):
+                self._keyless_window.add(t + shift, int(w))
         except (TypeError, ValueError) as e:
             log.warning("ignoring malformed pacing memory %s: %s", self.state_path, e)
             self._sent_identical.clear()
             self._burst.clear()
             self._window.clear()
+            self._keyless_window = Bucket(self.window)
             return
         self._expire(self.clock())
         log.info("pacing memory restored: %d identical, %d in the 10-minute window",

@@ -22,7 +22,7 @@ from .contracts import ContractSpec, ambiguous, describe_details, to_contract
 from .historical import HistoricalRequests
 from .pacing import INTERACTIVE, PaceKey, Scheduler
 from .session import Session
-from .values import _num, _utc, time_left
+from .values import JOB, _num, _utc, time_left
 
 log = logging.getLogger("ibhost.connector.service")
 T = TypeVar("T")
@@ -95,7 +95,8 @@ class Service:
             except ConnectionError as e:
                 raise IbhostError("unavailable", f"{what}: connection lost ({e})") from None
 
-        return await self.scheduler.run(guarded, key=key, priority=priority, job=job,
+        return await self.scheduler.run(guarded, key=key, priority=priority,
+                                        job=job or JOB.get(),
                                         small=small, messages=messages)
 
     async def _unless_lost(self, aw: Awaitable[T]) -> T:

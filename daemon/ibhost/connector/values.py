@@ -15,6 +15,11 @@ DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadlin
                                                                        default=None)
 
 
+# Who the request is for (``caller/id``, from the gateway's X-Ibhost-Job header): every
+# IB request made for it is paced as that caller's.
+JOB: contextvars.ContextVar[str] = contextvars.ContextVar("job", default="")
+
+
 def time_left() -> float | None:
     dl = DEADLINE.get()
     return None if dl is None else dl - asyncio.get_running_loop().time()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 from pathlib import Path
 
 from ..config import Config
 from ..errors import IbhostError
+from ..ipc import KEYLESS
 
 HEADER = "X-API-Key"
 
@@ -45,6 +47,14 @@ class Authenticator:
         for k in self._keys:  # check every key: timing does not reveal which matched
             ok |= hmac.compare_digest(g, k)
         return ok
+
+    def caller(self, given: str | None) -> str:
+        """Who a request is for, as the connector's scheduler shares IB: ``key-`` and a
+        digest of a valid key (never the key itself), else KEYLESS. An invalid or
+        made-up key is keyless, so a client cannot mint identities of its own."""
+        if given is None or not self._valid(given):
+            return KEYLESS
+        return "key-" + hashlib.sha256(given.encode()).hexdigest()[:16]
 
     def check(self, given: str | None, *, trading: bool) -> None:
         """Raise 401/403 unless this request may proceed."""

@@ -33,7 +33,7 @@ from ..validate import (
     symbol_ok,
 )
 from . import orders
-from .common import Route, auth, check_duration, connector
+from .common import Route, auth, check_duration, connector, trusted
 from .keys import CONFIG_KEY, HEALTH_KEY, STARTED_KEY
 
 INDICES = ("VIX", "SPX", "NDX", "RUT", "VIXW")  # the bridge asks for these as indices
@@ -493,19 +493,23 @@ async def pnl_single(request: web.Request) -> web.Response:
 
 # --- diagnostics -----------------------------------------------------------------------------
 
+DIAG_FIELDS = ("state", "lastHeartbeatAt", "lastIbErrorCode", "lastIbErrorAt",
+               "reconnectAttempts", "heartbeatFailures", "lastDisconnectAt")
+DIAG_KEYED_FIELDS = ("reason", "clientId", "lastIbErrorMessage")
+
 async def diag(request: web.Request) -> web.Response:
-    """The bridge's /diag (no key): connection facts, no account data."""
+    """The bridge's /diag (open, as the bridge's was): connection facts, no account
+    data; the reason, client id and IB's error text only with a key once keys are
+    configured."""
     h = request.app[HEALTH_KEY].cached()
     c = h.get("connector") or {}
     ready = h["status"] in ("ok", "degraded")
+    fields = DIAG_FIELDS + (DIAG_KEYED_FIELDS if trusted(request) else ())
     return web.json_response({
         "timestamp": dt.datetime.now(dt.UTC).isoformat(),
         "uptimeSeconds": int(time.monotonic() - request.app[STARTED_KEY]),
         "ibConnected": ready, "ready": ready, "epoch": c.get("since"),
-        "diag": {k: c.get(k) for k in ("state", "reason", "clientId", "lastHeartbeatAt",
-                                       "lastIbErrorCode", "lastIbErrorMessage",
-                                       "lastIbErrorAt", "reconnectAttempts",
-                                       "heartbeatFailures", "lastDisconnectAt")},
+        "diag": {k: c.get(k) for k in fields},
         "locks": {}, "caches": {}, "version": __version__,
     })
 

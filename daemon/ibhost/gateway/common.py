@@ -8,7 +8,6 @@ guards and errors below are the same for all of them.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,12 +18,12 @@ from aiohttp import web
 from .. import ibrules
 from ..errors import IbhostError, bad_request
 from ..ibrules import TIMEFRAMES
-from ..ipc import IpcError
+from ..ipc import JOB_HEADER, KEYLESS, IpcError
 from .keys import AUTH_KEY, CONFIG_KEY, CONNECTOR_KEY, METRICS_KEY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 __all__ = ["TIMEFRAMES", "Route", "as_error", "auth", "check_duration", "connector",
-           "connector_lines", "contract", "deadline_of"]
+           "connector_lines", "contract", "deadline_of", "trusted"]
 
 CONTRACT_FIELDS = ("symbol", "secType", "exchange", "currency", "primaryExchange",
                    "lastTradeDateOrContractMonth", "expiry", "strike", "right", "multiplier",
@@ -62,13 +61,27 @@ def auth(request: web.Request, *, trading: bool = False, always: bool = False) -
         raise
 
 
+def caller_of(request: web.Request) -> str:
+    """``key-<digest>`` for a valid API key, else KEYLESS (worked out once a request)."""
+    caller: str | None = request.get("caller")
+    if caller is None:
+        caller = request["caller"] = request.app[AUTH_KEY].caller(
+            request.headers.get("X-API-Key"))
+    return caller
+
+
+def trusted(request: web.Request) -> bool:
+    """May this caller see what names the connection, the account or the machine (IB's
+    host and port, the client id, IB's error text, paths, order traffic)? Yes with a
+    valid key, or when no key is configured (nothing to tell callers apart by). Asking
+    counts no auth failure: the open pages ask on every probe."""
+    return not request.app[AUTH_KEY].configured or caller_of(request) != KEYLESS
+
+
 def job_of(request: web.Request) -> str:
-    """``caller/request``: the connector shares IB round robin between callers (an
-    API key, else the client's address) and then between their requests."""
-    key = request.headers.get("X-API-Key")
-    caller = ("key-" + hashlib.sha256(key.encode()).hexdigest()[:10] if key else
-              "ip-" + (request.remote or "local"))
-    return f"{caller}/{request.get('request_id', '')}"
+    """``caller/request``: the connector shares IB between callers (a valid API key,
+    else the one keyless bucket) and then between their requests."""
+    return f"{caller_of(request)}/{request.get('request_id', '')}"
 
 
 def check_duration(body: Mapping[str, Any]) -> None:
@@ -114,7 +127,7 @@ async def connector(request: web.Request, method: str, path: str, *,
     with _catalogue_errors():
         return await request.app[CONNECTOR_KEY].request(
             method, path, json_body=body, params=params, deadline=deadline_of(request),
-            headers={"X-Ibhost-Job": job_of(request)})
+            headers={JOB_HEADER: job_of(request)})
 
 
 async def connector_bytes(request: web.Request, path: str, body: Any) -> bytes:
@@ -122,7 +135,7 @@ async def connector_bytes(request: web.Request, path: str, body: Any) -> bytes:
     with _catalogue_errors():
         raw: bytes = await request.app[CONNECTOR_KEY].request_bytes(
             "POST", path, json_body=body, deadline=deadline_of(request),
-            headers={"X-Ibhost-Job": job_of(request)})
+            headers={JOB_HEADER: job_of(request)})
         return raw
 
 
@@ -130,7 +143,7 @@ async def connector_lines(request: web.Request, path: str, body: Any) -> AsyncGe
     """A streamed (NDJSON) connector answer, line by line, held to the deadline."""
     lines = request.app[CONNECTOR_KEY].lines("POST", path, json_body=body,
                                              deadline=deadline_of(request),
-                                             headers={"X-Ibhost-Job": job_of(request)})
+                                             headers={JOB_HEADER: job_of(request)})
     try:
         with _catalogue_errors():
             async for line in lines:

@@ -21,6 +21,20 @@ STALE_AFTER = 3.0
 BUSY_AFTER = 0.5  # a poll unanswered this long reads as busy (polls every 0.5 s: <= 1 s)
 
 
+# What a caller without a key reads instead of the connector's reason, which can name
+# IB's host and port ("connecting to 10.0.0.5:4001") or quote IB's error text.
+PUBLIC_REASONS = {"ok": "connected to IB", "degraded": "connected to IB, degraded",
+                  "busy": "the connector is not answering",
+                  "down": "not connected to IB"}
+
+
+def public(h: dict[str, Any]) -> dict[str, Any]:
+    """The health a caller without a key sees: the status, a reason in fixed words,
+    and no connector detail (client id, IB's last error text)."""
+    return {"status": h["status"], "reason": PUBLIC_REASONS.get(h["status"], h["status"]),
+            "connector": None, "checkedAt": h.get("checkedAt")}
+
+
 class HealthWatcher:
     def __init__(self, client: UnixClient, timeout: float, interval: float = 0.5) -> None:
         self.client = client

@@ -10,6 +10,7 @@ program that is down shows as ``ibhost_up{program="..."} 0``.
 from __future__ import annotations
 
 import asyncio
+import re
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -20,6 +21,16 @@ GUARDS = ("trading_disabled", "sec_type", "symbol_allowlist", "market_order_on_o
 AUTH_FAILURES = ("missing", "invalid", "no_key_configured")
 HEALTH = ("ok", "degraded", "down", "busy")
 STORE_OPS = ("read", "write")
+# per-route series of the order and account routes (the gateway's and the connector's):
+# their counts are the account's trading activity, shown only to a caller with a key
+TRADING_ROUTE = re.compile(
+    rb'route="(?:/v1)?/(?:orders?|executions|positions|portfolio|account|pnl)[^"]*"')
+
+
+def without_trading_routes(text: bytes) -> bytes:
+    """The exposition less the samples labelled with an order or account route."""
+    return b"".join(line for line in text.splitlines(keepends=True)
+                    if not TRADING_ROUTE.search(line))
 
 
 class GatewayMetrics:

@@ -13,10 +13,15 @@ from aiohttp import web
 from .. import __version__
 from ..validate import opt_bool
 from . import bridge, ktrdr, v1
-from .common import Route, auth
+from .common import Route, auth, trusted
+from .health import public
 from .keys import CONFIG_KEY, HEALTH_KEY, METRICS_KEY, STARTED_KEY
+from .metrics import without_trading_routes
 
 LIVE_PORTS = (4001, 7496)  # IB Gateway / TWS live ports; the paper ones are 4002 / 7497
+# /health fields only a caller with a key sees once keys are configured: where IB is,
+# which client id, IB's own error text, the connector's whole answer
+KEYED_HEALTH_FIELDS = ("clientId", "host", "port", "lastIbErrorMessage", "connector")
 
 
 def _iso(t: float | None) -> str | None:
@@ -45,12 +50,14 @@ async def ping(request: web.Request) -> web.Response:
 
 def health_body(request: web.Request, h: dict[str, Any]) -> dict[str, Any]:
     """One body with the fields KTRDR's provider, the wheel-strat clients and ibhost's
-    own tools read; ``healthy``/``connected``/``ready`` are true only while IB is usable."""
+    own tools read; ``healthy``/``connected``/``ready`` are true only while IB is usable.
+    Without a key (once keys are configured) the fields that name the connection are
+    left out and the reason is in fixed words (docs/gateway.md, "What a key shows")."""
     cfg = request.app[CONFIG_KEY]
     c = h.get("connector") or {}
     ready = h["status"] in ("ok", "degraded")
     checked = _iso(h.get("checkedAt"))
-    return {
+    body = {
         "status": {"ok": "ok", "degraded": "degraded", "busy": "busy"}.get(
             h["status"], "disconnected"),
         "healthy": ready, "connected": ready, "ready": ready,
@@ -68,6 +75,11 @@ def health_body(request: web.Request, h: dict[str, Any]) -> dict[str, Any]:
         "ibhostStatus": h["status"], "connector": h.get("connector"), "checkedAt":
         h.get("checkedAt"),
     }
+    if not trusted(request):
+        body["reason"] = public(h)["reason"]
+        for k in KEYED_HEALTH_FIELDS:
+            del body[k]
+    return body
 
 
 async def health(request: web.Request) -> web.Response:
@@ -88,16 +100,17 @@ async def livez(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     h = request.app[HEALTH_KEY].cached()
     ready = h["status"] in ("ok", "degraded")
-    return web.json_response({"status": h["status"], "reason": h["reason"], "ready": ready},
+    reason = h["reason"] if trusted(request) else public(h)["reason"]
+    return web.json_response({"status": h["status"], "reason": reason, "ready": ready},
                              status=200 if ready else 503)
 
 
 async def health_detailed(request: web.Request) -> web.Response:
     """KTRDR's DetailedHealthResponse fields, then ibhost's own detail."""
     auth(request)
-    full = v1.may_see_details(request)
+    full = trusted(request)
     detail = await v1.detailed(request) if full else {
-        "health": {k: v for k, v in request.app[HEALTH_KEY].cached().items()
+        "health": {k: v for k, v in public(request.app[HEALTH_KEY].cached()).items()
                    if k in ("status", "reason", "checkedAt")}}
     h = detail["health"]
     c = h.get("connector") or {}
@@ -123,8 +136,10 @@ async def metrics(request: web.Request) -> web.Response:
 
     m = request.app[METRICS_KEY]
     m.set_health(request.app[HEALTH_KEY].cached()["status"])
-    return web.Response(body=await m.exposition(),
-                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body = await m.exposition()
+    if not trusted(request):  # still scrapeable without a key; no order traffic
+        body = without_trading_routes(body)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 SHARED: tuple[Route, ...] = (

@@ -26,7 +26,9 @@ from .common import (
     connector_lines,
     contract,
     deadline_of,
+    trusted,
 )
+from .health import public
 from .keys import (
     CONFIG_KEY,
     CONNECTOR_KEY,
@@ -48,6 +50,8 @@ async def health(request: web.Request) -> web.Response:
     h = await watcher.check() if live else watcher.cached()
     request.app[METRICS_KEY].set_health(h["status"])
     status = 200 if h["status"] in ("ok", "degraded") else 503
+    if not trusted(request):
+        h = public(h)
     return web.json_response({**h, "healthy": status == 200}, status=status)
 
 
@@ -96,20 +100,12 @@ async def detailed(request: web.Request) -> dict[str, Any]:
     return detail
 
 
-def may_see_details(request: web.Request) -> bool:
+async def health_detailed(request: web.Request) -> web.Response:
     """Diagnostics name the account, the home path and the configuration: once keys
     are configured, only a caller with one sees them (others get the status)."""
-    try:
-        auth(request, always=True)
-        return True
-    except IbhostError:
-        return False
-
-
-async def health_detailed(request: web.Request) -> web.Response:
     auth(request)
-    if not may_see_details(request):
-        h = request.app[HEALTH_KEY].cached()
+    if not trusted(request):
+        h = public(request.app[HEALTH_KEY].cached())
         return web.json_response({"health": {"status": h["status"], "reason": h["reason"]},
                                   "detail": "send X-API-Key for the diagnostics"})
     return web.json_response(await detailed(request))
@@ -220,6 +216,9 @@ def _relay(path: str, *, query: bool = False) -> Any:
 async def ib_status(request: web.Request) -> web.Response:
     auth(request)
     h = request.app[HEALTH_KEY].cached()
+    if not trusted(request):  # no client id, reason in fixed words
+        h = {**public(h), "connector": {k: (h.get("connector") or {}).get(k)
+                                        for k in ("state", "farms", "competingSession")}}
     c = h.get("connector") or {}
     return web.json_response({
         "success": True, "ib_connected": h["status"] in ("ok", "degraded"),
@@ -232,13 +231,17 @@ async def ib_status(request: web.Request) -> web.Response:
 async def system_status(request: web.Request) -> web.Response:
     auth(request)
     h = request.app[HEALTH_KEY].cached()
+    keyed = trusted(request)
+    if not keyed:
+        h = public(h)
     try:
         wd = await request.app[WATCHDOG_KEY].request("GET", "/status", read_timeout=1.0)
         watchdog = {"status": "ok", "wakes": wd["wakesTotal"],
                     "maintenance": wd["maintenance"],
                     "restarts": {k: v["restartsTotal"] for k, v in wd["programs"].items()}}
-    except Exception as e:  # reported, not raised
-        watchdog = {"status": "down", "reason": str(e)}
+    except Exception as e:  # reported, not raised; the text names the socket's path
+        watchdog = {"status": "down",
+                    "reason": str(e) if keyed else "the watchdog is not answering"}
     return web.json_response({
         "success": True,
         "programs": {
@@ -253,18 +256,23 @@ async def system_status(request: web.Request) -> web.Response:
 # --- the gap-filler ---------------------------------------------------------------------
 
 async def gapfill_status(request: web.Request) -> web.Response:
+    """The gap-filler's status; the data directory's absolute path only with a key."""
     auth(request)
     try:
-        return web.json_response(await request.app[GAPFILL_KEY].request(
-            "GET", "/status", read_timeout=5.0))
+        status: dict[str, Any] = await request.app[GAPFILL_KEY].request(
+            "GET", "/status", read_timeout=5.0)
     except IpcError as e:
         raise IbhostError("unavailable", "the gap-filler is not running",
                           extra={"program": "gapfill"}) from e
+    if not trusted(request):
+        status.pop("dataDir", None)
+    return web.json_response(status)
 
 
 async def gapfill_scan(request: web.Request) -> web.Response:
-    """Scan now (optionally ``{"files": [...]}``) and answer what the scan did."""
-    auth(request)
+    """Scan now (optionally ``{"files": [...]}``) and answer what the scan did. It sets
+    IB requests going: a key is needed once keys are configured."""
+    auth(request, always=True)
     body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
     try:
         return web.json_response(await request.app[GAPFILL_KEY].request(
