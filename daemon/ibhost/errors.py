@@ -102,6 +102,13 @@ def bad_request(field: str, problem: str) -> IbhostError:
     return IbhostError("bad_request", f"{field}: {problem}", field=field)
 
 
+def bad_header(name: str, problem: str) -> IbhostError:
+    """A request header the gateway reads is invalid (``"in": "header"`` tells a
+    client it is not a body field)."""
+    return IbhostError("bad_request", f"{name}: {problem}", field=name,
+                       extra={"in": "header"})
+
+
 def too_large(limit: int) -> IbhostError:
     """A request body over ``limit`` bytes."""
     return IbhostError("payload_too_large", f"body is over {limit} bytes", field="body")
