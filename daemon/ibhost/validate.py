@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import math
@@ -9,29 +10,35 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import bad_request, too_large
+from .errors import IbhostError, bad_request, too_large
 
 if TYPE_CHECKING:
     from aiohttp import web
 
 
 async def json_body(request: web.Request, limit: int = 1 << 20, *,
-                    required: bool = False) -> dict[str, Any]:
+                    required: bool = False, timeout: float | None = None) -> dict[str, Any]:
     """The request's JSON object: 413 past ``limit`` bytes (declared or streamed),
-    400 naming the problem for anything that is not a JSON object. No body at all is
-    ``{}``, or a 400 when the body is ``required``."""
+    408 when it has not all arrived within ``timeout`` seconds, 400 naming the problem
+    for anything that is not a JSON object. No body at all is ``{}``, or a 400 when
+    the body is ``required``."""
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    while True:  # read() hands out what has arrived: read to the end, counting
-        chunk = await request.content.read(min(1 << 16, limit + 1 - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:  # read() hands out what has arrived: read to the end, counting
+                chunk = await request.content.read(min(1 << 16, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+    except TimeoutError:
+        raise IbhostError("request_timeout", f"body: did not arrive within {timeout:g} s",
+                          field="body") from None
     return json_object(b"".join(chunks), required=required)
 
 

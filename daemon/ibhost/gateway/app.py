@@ -144,6 +144,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         err = as_error(e)
         assert err is not None
         resp = _render(err, _family(request))
+        if err.code == "request_timeout":
+            resp.force_close()  # the body's framing is lost: this connection is done
     except web.HTTPException as e:
         if e.status < 400:
             raise

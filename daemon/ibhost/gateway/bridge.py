@@ -23,7 +23,6 @@ from aiohttp import web
 from .. import __version__, ibrules
 from ..errors import IbhostError, bad_request
 from ..validate import (
-    json_body,
     opt_bool,
     opt_float,
     opt_int,
@@ -32,9 +31,9 @@ from ..validate import (
     symbol_ok,
 )
 from . import orders
-from .common import Route, auth, check_duration, connector
+from .common import Route, auth, check_duration, connector, request_body
 from .idempotency import fingerprint
-from .keys import CONFIG_KEY, HEALTH_KEY, STARTED_KEY
+from .keys import HEALTH_KEY, STARTED_KEY
 
 INDICES = ("VIX", "SPX", "NDX", "RUT", "VIXW")  # the bridge asks for these as indices
 TIERS = (("realtime", 1), ("frozen", 2), ("delayed", 3))
@@ -100,7 +99,7 @@ async def market_data(request: web.Request) -> web.Response:
 
 async def market_data_batch(request: web.Request) -> web.Response:
     auth(request, always=True)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body, required=True)
+    body = await request_body(request, required=True)
     symbols = body.get("symbols")
     if symbols is None:
         symbols = []  # none: {"results": []}, as the bridge answers
@@ -174,7 +173,7 @@ def _option(body: dict[str, Any], *, for_order: bool = False) -> dict[str, Any]:
 
 async def option_quote(request: web.Request) -> web.Response:
     auth(request, always=True)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    body = await request_body(request)
     spec = _option(body)
     q, und = await asyncio.gather(
         connector(request, "POST", "/snapshot", body={**spec, "marketDataType": 3}),
@@ -218,7 +217,7 @@ def _bar_date(ts: str, daily: bool) -> str:
 
 async def historical(request: web.Request) -> web.Response:
     auth(request, always=True)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    body = await request_body(request)
     sec_type = opt_str(body, "secType", "", upper=True) or \
         opt_str(body, "sectype", "STK", upper=True)
     if not opt_str(body, "symbol"):
@@ -246,7 +245,7 @@ async def historical(request: web.Request) -> web.Response:
 
 async def place_order(request: web.Request) -> web.Response:
     auth(request, trading=True)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    body = await request_body(request)
     sec_type = opt_str(body, "secType", "STK", upper=True, choices=("STK", "OPT"))
     if sec_type != "OPT":  # the option fields are not used, but must still make sense
         opt_float(body, "strike", minimum=0, maximum=1e9)
@@ -280,7 +279,7 @@ async def place_order(request: web.Request) -> web.Response:
 
 async def cancel_order(request: web.Request) -> web.Response:
     auth(request, trading=True)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    body = await request_body(request)
     order_id = opt_int(body, "orderId", 0, minimum=0)
     perm_id = opt_int(body, "permId", 0, minimum=0)
     if not order_id and not perm_id:

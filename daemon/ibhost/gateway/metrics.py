@@ -20,6 +20,7 @@ GUARDS = ("trading_disabled", "sec_type", "symbol_allowlist", "market_order_on_o
 AUTH_FAILURES = ("missing", "invalid", "no_key_configured")
 HEALTH = ("ok", "degraded", "down", "busy")
 STORE_OPS = ("read", "write")
+DROPS = ("client_limit", "header_timeout")
 
 
 class GatewayMetrics:
@@ -68,6 +69,13 @@ class GatewayMetrics:
                                      registry=r)
         for name in programs:
             self.scrape_errors.labels(name)
+
+        self.connections_dropped = Counter(
+            "ibhost_gateway_connections_dropped_total",
+            "connections refused over the per-client cap or closed for late headers",
+            ["reason"], registry=r)
+        for reason in DROPS:
+            self.connections_dropped.labels(reason)
 
     def set_health(self, status: str) -> None:
         for h in HEALTH:
