@@ -268,9 +268,16 @@ def test_ctl_json_after_the_command_and_a_closed_pipe(tmp_path: Path) -> None:
 
 async def test_host_header_must_name_this_gateway(gw: Any) -> None:
     """DNS rebinding: a loopback gateway answers only to loopback names."""
-    r = await gw.get("/health", headers={"Host": "evil.example:5001"})
+    r = await gw.get("/v1/health", headers={"Host": "evil.example:5001"})
     err = (await r.json())["error"]
     assert r.status == 421 and err["field"] == "Host" and "evil.example" in err["message"]
+    # in each family's shape: the bridge's /health, KTRDR's /data/validate
+    b = await gw.get("/health", headers={"Host": "evil.example:5001"})
+    body = await b.json()
+    assert b.status == 421 and body["field"] == "Host" and "evil.example" in body["error"]
+    k = await gw.post("/data/validate", json={"symbol": "AAPL"},
+                      headers={"Host": "evil.example"})
+    assert k.status == 421 and "evil.example" in (await k.json())["detail"]
     for host in ("localhost:5001", "127.0.0.1", "host.docker.internal:5001", "[::1]:5001"):
         assert (await gw.get("/health", headers={"Host": host})).status == 200, host
 

@@ -93,10 +93,9 @@ async def check_host(request: web.Request, handler: Handler) -> web.StreamRespon
     if allowed is not None:
         host = (request.host or "").rsplit(":", 1)[0] if not (request.host or "").startswith(
             "[") else (request.host or "")[1:].split("]", 1)[0]
-        if host.lower() not in allowed:
-            return web.json_response({"error": {
-                "code": "misdirected", "message": f"Host {host!r} is not a name of this "
-                "gateway (add it to gateway.allowed_hosts)", "field": "Host"}}, status=421)
+        if host.lower() not in allowed:  # observe answers it in the family's shape
+            raise IbhostError("misdirected", f"Host {host!r} is not a name of this "
+                              "gateway (add it to gateway.allowed_hosts)", field="Host")
     return await handler(request)
 
 
