@@ -3,6 +3,7 @@ and every 400 names the field."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,12 @@ async def gw(sim: Simulator, tmp_path: Path, aiohttp_client: Any):
     async with running_connector(tmp_path, sim):
         cfg = make_config(tmp_path, sim, gateway__api_key=KEY, trading__enabled=True,
                           trading__max_quantity=5, trading__max_notional=1000)
-        yield await aiohttp_client(init_app(cfg))
+        client = await aiohttp_client(init_app(cfg))
+        for _ in range(300):  # the first health poll: /v1/health is 503 until then
+            if (await client.get("/v1/health")).status == 200:
+                break
+            await asyncio.sleep(0.05)
+        yield client
 
 
 FUZZ = settings(max_examples=60, deadline=None,
@@ -172,3 +178,75 @@ async def test_health_with_a_connect_that_is_not_a_boolean(gw: Any) -> None:
     assert r.status == 400 and isinstance(body["error"], str) and body["field"] == "connect"
     ok = await gw.get("/health", params={"connect": "false"})
     assert ok.status == 200 and "healthy" in await ok.json()
+
+
+# --- headers and raw bodies, byte for byte, on every route family -----------------
+# aiohttp's client only sends UTF-8 headers, so these requests are written to the
+# socket as bytes: header values may hold any byte HTTP allows (tab, printable ASCII,
+# and 0x80-0xff, which is not UTF-8 on its own).
+
+READ_HEADERS = ["Host", "X-API-Key", "Idempotency-Key", "X-Timeout", "Accept",
+                "X-Request-ID", "Authorization", "Last-Event-ID", "Content-Type"]
+header_value = st.one_of(
+    st.binary(max_size=40).map(lambda b: bytes(c for c in b if c == 9 or 32 <= c != 127)),
+    st.sampled_from([KEY.encode(), b"localhost", b"evil.example", b"text/csv", b"5",
+                     b"0", b"nan", b"\xff\xfe", b"caf\xc3\xa9", b"\xed\xa0\x80", b"",
+                     b"9" * 5000]),
+)
+header_sets = st.dictionaries(st.sampled_from(READ_HEADERS), header_value, max_size=4)
+
+
+def _huge(field: str, digits: int) -> bytes:
+    return b'{"symbol": "AAPL", "' + field.encode() + b'": ' + b"9" * digits + b"}"
+
+
+byte_bodies = st.one_of(
+    raw_bodies,
+    bodies.map(lambda b: json.dumps(b).encode()),
+    st.builds(_huge, st.sampled_from(FIELDS), st.sampled_from([4300, 4301, 6000])),
+    st.sampled_from([b'{"symbol": "\xff"}', b'\xef\xbb\xbf{"symbol": "AAPL"}',
+                     '{"symbol": "AAPL"}'.encode("utf-16")]),
+)
+SHARED = {"/ping", "/livez", "/readyz"}  # every client's: ibhost's error shape
+ROUTES = ([("POST", p, check) for p in POSTS] + [("GET", p, check) for p in GETS]
+          + [("POST", p, check_ktrdr) for p in KTRDR_POSTS]
+          + [("GET", p, check_ktrdr) for p in KTRDR_GETS]
+          + [("POST", p, check_bridge) for p in BRIDGE_POSTS]
+          + [("GET", p, check if p in SHARED else check_bridge) for p in BRIDGE_GETS])
+
+
+async def send_raw(gw: Any, method: str, path: str, headers: dict[str, bytes],
+                   body: bytes) -> tuple[int, bytes, bytes]:
+    """One request as bytes: (status, head, body) of the answer."""
+    headers = {"Host": b"localhost", **headers}
+    lines = [f"{method} {path} HTTP/1.1".encode()]
+    lines += [k.encode() + b": " + v for k, v in headers.items()]
+    lines += [b"Content-Length: %d" % len(body), b"Connection: close"]
+    reader, writer = await asyncio.open_connection(gw.host, gw.port)
+    try:
+        writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 60)
+    finally:
+        writer.close()
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), head, rest
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(route=st.sampled_from(ROUTES), headers=header_sets, body=byte_bodies)
+async def test_headers_and_bodies_as_bytes(gw: Any, route: tuple[str, str, Any],
+                                           headers: dict[str, bytes], body: bytes) -> None:
+    """No 5xx and always JSON, whatever bytes the headers and body hold."""
+    method, path, chk = route
+    status, head, text = await send_raw(gw, method, path, headers,
+                                        body if method == "POST" else b"")
+    assert status < 500, (status, text)
+    content_type = next((ln.split(b":", 1)[1].strip() for ln in head.split(b"\r\n")[1:]
+                         if ln.lower().startswith(b"content-type:")), b"")
+    if content_type.startswith(b"text/csv"):
+        assert status == 200, text  # asked for CSV and got it
+        return
+    json.loads(text)  # always JSON
+    chk(status, text.decode())

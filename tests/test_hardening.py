@@ -4,6 +4,7 @@ without a key may see, and the command line's failures."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -55,6 +56,90 @@ async def test_huge_numbers_are_a_400(gw: Any, raw: str, field: str) -> None:
                       headers={"Content-Type": "application/json"})
     err = (await r.json())["error"]
     assert r.status == 400 and err["field"] == field, err
+
+
+async def raw_request(gw: Any, head: bytes, body: bytes = b"") -> tuple[int, Any]:
+    """One HTTP/1.1 request written byte for byte (aiohttp's client will not send a
+    header that is not UTF-8); the status and the JSON body."""
+    reader, writer = await asyncio.open_connection(gw.host, gw.port)
+    try:
+        writer.write(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+                     + body)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+    status_line, _, rest = raw.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+HUGE = b'{"symbol": "AAPL", "action": "BUY", "conId": 1' + b"0" * 5000 + b"}"
+
+
+@pytest.mark.parametrize(("path", "family"), [
+    ("/v1/market/snapshot", "ibhost"), ("/v1/orders", "ibhost"), ("/order", "bridge"),
+    ("/option-quote", "bridge"), ("/data/historical", "ktrdr"), ("/data/validate", "ktrdr")])
+async def test_an_integer_past_python_s_digit_limit_is_a_4xx(
+        gw: Any, path: str, family: str, caplog: pytest.LogCaptureFixture) -> None:
+    """int() refuses more than 4300 digits with a ValueError: a 4xx naming the field,
+    in the route family's shape, and nothing logged as unexpected."""
+    status, body = await raw_request(
+        gw, b"POST " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\nX-API-Key: "
+        + KEY.encode() + b"\r\nContent-Type: application/json\r\n", HUGE)
+    if family == "ktrdr":
+        assert status == 422 and body["detail"][0]["loc"] == ["body", "conId"], body
+    else:
+        text = body["error"] if family == "bridge" else body["error"]["message"]
+        assert status == 400 and "4300 digits" in text, body
+        assert (body if family == "bridge" else body["error"])["field"] == "conId"
+    nested = b'{"symbol": "AAPL", "genericTicks": [[' + b"7" * 4400 + b"]]}"
+    status, body = await raw_request(
+        gw, b"POST /v1/market/snapshot HTTP/1.1\r\nHost: localhost\r\n", nested)
+    assert status == 400 and body["error"]["field"] == "genericTicks", body
+    assert "unexpected error" not in caplog.text
+
+
+async def test_a_body_that_is_not_utf8_is_a_400(gw: Any) -> None:
+    status, body = await raw_request(
+        gw, b"POST /v1/data/validate HTTP/1.1\r\nHost: localhost\r\n",
+        b'{"symbol": "AAPL\xff"}')
+    assert status == 400 and body["error"]["field"] == "body", body
+    assert "UTF-8" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("header", ["X-API-Key", "Idempotency-Key", "X-Timeout", "Accept",
+                                    "Host"])
+async def test_a_header_that_is_not_utf8_is_a_400_naming_it(
+        gw: Any, header: str, caplog: pytest.LogCaptureFixture) -> None:
+    order = b'{"symbol": "AAPL", "action": "BUY", "quantity": 1, "orderType": "LMT", ' \
+            b'"limitPrice": 1.0}'
+    for path, family in (("/v1/orders", "ibhost"), ("/order", "bridge"),
+                         ("/data/historical", "ktrdr")):
+        head = {"Host": b"localhost", "X-API-Key": KEY.encode(), header: b"ab\xff\xfe"}
+        raw = b"POST " + path.encode() + b" HTTP/1.1\r\n" + b"".join(
+            k.encode() + b": " + v + b"\r\n" for k, v in head.items())
+        status, body = await raw_request(gw, raw + b"Content-Type: application/json\r\n",
+                                         order)
+        if family == "ktrdr":
+            assert status == 422 and body["detail"][0]["loc"] == ["header", header], body
+        elif family == "bridge":
+            assert status == 400 and body["field"] == header, body
+            assert "UTF-8" in body["error"]
+        else:
+            assert status == 400 and body["error"]["field"] == header, body
+            assert "not valid UTF-8" in body["error"]["message"]
+    assert "unexpected error" not in caplog.text
+
+
+async def test_a_request_id_that_is_not_ascii_is_replaced(gw: Any) -> None:
+    reader, writer = await asyncio.open_connection(gw.host, gw.port)
+    writer.write(b"GET /ping HTTP/1.1\r\nHost: localhost\r\nX-Request-ID: \xff\xfe\r\n"
+                 b"Connection: close\r\n\r\n")
+    raw = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    assert raw.startswith(b"HTTP/1.1 200") and b"\xff" not in raw
+    rid = [ln for ln in raw.split(b"\r\n") if ln.lower().startswith(b"x-request-id:")]
+    assert rid and rid[0].split(b":", 1)[1].strip().isalnum()
 
 
 async def test_tiny_quantities_and_prices_are_refused(gw: Any) -> None:
@@ -183,9 +268,16 @@ def test_ctl_json_after_the_command_and_a_closed_pipe(tmp_path: Path) -> None:
 
 async def test_host_header_must_name_this_gateway(gw: Any) -> None:
     """DNS rebinding: a loopback gateway answers only to loopback names."""
-    r = await gw.get("/health", headers={"Host": "evil.example:5001"})
+    r = await gw.get("/v1/health", headers={"Host": "evil.example:5001"})
     err = (await r.json())["error"]
     assert r.status == 421 and err["field"] == "Host" and "evil.example" in err["message"]
+    # in each family's shape: the bridge's /health, KTRDR's /data/validate
+    b = await gw.get("/health", headers={"Host": "evil.example:5001"})
+    body = await b.json()
+    assert b.status == 421 and body["field"] == "Host" and "evil.example" in body["error"]
+    k = await gw.post("/data/validate", json={"symbol": "AAPL"},
+                      headers={"Host": "evil.example"})
+    assert k.status == 421 and "evil.example" in (await k.json())["detail"]
     for host in ("localhost:5001", "127.0.0.1", "host.docker.internal:5001", "[::1]:5001"):
         assert (await gw.get("/health", headers={"Host": host})).status == 200, host
 

@@ -16,6 +16,7 @@ CODES: dict[str, tuple[int, str]] = {
     "not_found": (404, "no such contract, order or route (IB 200)"),
     "ambiguous": (409, "more than one contract matches; add fields to narrow it (IB 200)"),
     "conflict": (409, "the request conflicts with the current state"),
+    "request_timeout": (408, "the request's headers or body did not arrive in time"),
     "payload_too_large": (413, "the request body is over the configured limit"),
     "misdirected": (421, "the Host header is not a name of this gateway"),
     "pacing": (429, "IB pacing limits: the request was refused or the queue is full (IB 162)"),
@@ -25,6 +26,7 @@ CODES: dict[str, tuple[int, str]] = {
     "rejected": (422, "IB rejected the order"),
     "no_data": (404, "IB has no data for this request (IB 162, no data)"),
     "unavailable": (503, "the IB connection is not ready"),
+    "overloaded": (503, "too many open connections from one client address"),
     "timeout": (504, "IB did not answer in time"),
     "internal": (500, "unexpected internal error"),
 }
@@ -100,6 +102,13 @@ class IbhostError(Exception):
 
 def bad_request(field: str, problem: str) -> IbhostError:
     return IbhostError("bad_request", f"{field}: {problem}", field=field)
+
+
+def bad_header(name: str, problem: str) -> IbhostError:
+    """A request header the gateway reads is invalid (``"in": "header"`` tells a
+    client it is not a body field)."""
+    return IbhostError("bad_request", f"{name}: {problem}", field=name,
+                       extra={"in": "header"})
 
 
 def too_large(limit: int) -> IbhostError:

@@ -2,35 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import math
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import bad_request, too_large
+from .errors import IbhostError, bad_request, too_large
 
 if TYPE_CHECKING:
     from aiohttp import web
 
 
 async def json_body(request: web.Request, limit: int = 1 << 20, *,
-                    required: bool = False) -> dict[str, Any]:
+                    required: bool = False, timeout: float | None = None) -> dict[str, Any]:
     """The request's JSON object: 413 past ``limit`` bytes (declared or streamed),
-    400 naming the problem for anything that is not a JSON object. No body at all is
-    ``{}``, or a 400 when the body is ``required``."""
+    408 when it has not all arrived within ``timeout`` seconds, 400 naming the problem
+    for anything that is not a JSON object. No body at all is ``{}``, or a 400 when
+    the body is ``required``."""
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    while True:  # read() hands out what has arrived: read to the end, counting
-        chunk = await request.content.read(min(1 << 16, limit + 1 - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:  # read() hands out what has arrived: read to the end, counting
+                chunk = await request.content.read(min(1 << 16, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+    except TimeoutError:
+        raise IbhostError("request_timeout", f"body: did not arrive within {timeout:g} s",
+                          field="body") from None
     return json_object(b"".join(chunks), required=required)
 
 
@@ -42,14 +50,51 @@ def json_object(raw: bytes, *, required: bool = False) -> dict[str, Any]:
             raise bad_request("body", "is required (a JSON object)")
         return {}
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        text = raw.decode("utf-8")  # RFC 8259: JSON between systems is UTF-8
+    except UnicodeDecodeError as e:
+        raise bad_request("body", f"is not valid UTF-8 (byte {e.start})") from None
+    huge: list[str] = []
+
+    def parse_int(digits: str) -> int | _HugeInt:
+        # int() refuses more than sys.get_int_max_str_digits() digits (4300) with a
+        # plain ValueError: keep a marker instead, to name the field it sits in
+        try:
+            return int(digits)
+        except ValueError:
+            huge.append(digits)
+            return _HugeInt()
+
+    try:
+        data = json.loads(text, parse_int=parse_int)
+    except json.JSONDecodeError:
         raise bad_request("body", "is not valid JSON") from None
     except RecursionError:
         raise bad_request("body", "is nested too deeply") from None
     if not isinstance(data, dict):
         raise bad_request("body", "must be a JSON object")
+    if huge:
+        field = next((k for k, v in data.items() if _holds_huge(v)), "body")
+        raise bad_request(field, f"has an integer of more than "
+                                 f"{sys.get_int_max_str_digits()} digits")
     return data
+
+
+class _HugeInt:
+    """Where the body had an integer too long to convert."""
+
+
+def _holds_huge(v: Any) -> bool:
+    """Whether ``v`` holds a _HugeInt at any depth (a loop: the body may nest deeply)."""
+    todo = [v]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, _HugeInt):
+            return True
+        if isinstance(x, dict):
+            todo.extend(x.values())
+        elif isinstance(x, list):
+            todo.extend(x)
+    return False
 
 
 def printable_ascii(text: str) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from ..config import Config
-from ..errors import IbhostError, code_for_http_status
+from ..errors import IbhostError, bad_header, code_for_http_status
 from ..ipc import IpcError, UnixClient
 from . import openapi
 from .auth import Authenticator, is_loopback, load_keys
@@ -51,7 +51,8 @@ def _render(err: IbhostError, family: str) -> web.Response:
     """The error body in the shape the route's clients read."""
     if family == "ktrdr":  # FastAPI's shapes: 422 with a list for invalid input
         if err.code == "bad_request":
-            detail: Any = [{"loc": ["body", err.field or "body"], "msg": err.message,
+            where = err.extra.get("in", "body")  # FastAPI's loc: ["header", name] too
+            detail: Any = [{"loc": [where, err.field or "body"], "msg": err.message,
                             "type": "value_error"}]
             return web.json_response({"detail": detail, **err.to_dict()}, status=422)
         return web.json_response({"detail": err.message, **err.to_dict()}, status=err.status)
@@ -92,17 +93,48 @@ async def check_host(request: web.Request, handler: Handler) -> web.StreamRespon
     if allowed is not None:
         host = (request.host or "").rsplit(":", 1)[0] if not (request.host or "").startswith(
             "[") else (request.host or "")[1:].split("]", 1)[0]
-        if host.lower() not in allowed:
-            return web.json_response({"error": {
-                "code": "misdirected", "message": f"Host {host!r} is not a name of this "
-                "gateway (add it to gateway.allowed_hosts)", "field": "Host"}}, status=421)
+        if host.lower() not in allowed:  # observe answers it in the family's shape
+            raise IbhostError("misdirected", f"Host {host!r} is not a name of this "
+                              "gateway (add it to gateway.allowed_hosts)", field="Host")
     return await handler(request)
+
+
+# Every request header the gateway reads. aiohttp decodes header bytes as UTF-8 with
+# surrogateescape, so a byte like 0xff arrives as a lone surrogate that fails later
+# (str.encode, sqlite, logging): refuse it here, naming the header.
+READ_HEADERS = ("Host", "X-API-Key", "Idempotency-Key", "X-Timeout", "Accept")
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@web.middleware
+async def check_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A 400 naming the header for one the gateway reads that is not valid UTF-8."""
+    for name in READ_HEADERS:
+        for value in request.headers.getall(name, ()):
+            if not _utf8(value):
+                raise bad_header(name, "is not valid UTF-8")
+    return await handler(request)
+
+
+def _request_id(request: web.Request) -> str:
+    """The caller's X-Request-ID when it is printable ASCII (it is echoed and logged),
+    else a fresh one."""
+    given = request.headers.get("X-Request-ID", "")[:64]
+    return given if given and given.isascii() and given.isprintable() else (
+        uuid.uuid4().hex[:12])
 
 
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, latency metric, and every failure as JSON in the route family's shape."""
-    rid = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:12]
+    rid = _request_id(request)
     request["request_id"] = rid  # streamed answers set it before their headers go out
     t0 = time.perf_counter()
     try:
@@ -111,6 +143,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         err = as_error(e)
         assert err is not None
         resp = _render(err, _family(request))
+        if err.code == "request_timeout":
+            resp.force_close()  # the body's framing is lost: this connection is done
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -150,7 +184,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 
 
 def init_app(cfg: Config) -> web.Application:
-    app = web.Application(middlewares=[observe, check_host],
+    app = web.Application(middlewares=[observe, check_headers, check_host],
                           client_max_size=cfg.gateway.max_body)
     app[HOSTS_KEY] = ({*LOOPBACK_NAMES, cfg.gateway.host.lower(),
                        *(h.lower() for h in cfg.gateway.allowed_hosts)}

@@ -24,7 +24,6 @@ from aiohttp import web
 from .. import __version__, ibrules
 from ..errors import IbhostError, bad_request
 from ..validate import (
-    json_body,
     opt_bool,
     opt_float,
     opt_int,
@@ -33,8 +32,8 @@ from ..validate import (
     symbol_ok,
 )
 from . import orders
-from .common import Route, auth, check_duration, connector, trusted
-from .keys import CONFIG_KEY, HEALTH_KEY, STARTED_KEY
+from .common import Route, auth, check_duration, connector, request_body, trusted
+from .keys import HEALTH_KEY, STARTED_KEY
 
 INDICES = ("VIX", "SPX", "NDX", "RUT", "VIXW")  # the bridge asks for these as indices
 TIERS = (("realtime", 1), ("frozen", 2), ("delayed", 3))
@@ -99,7 +98,7 @@ async def market_data(request: web.Request) -> web.Response:
 
 async def market_data_batch(request: web.Request) -> web.Response:
     auth(request, always=True)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body, required=True)
+    body = await request_body(request, required=True)
     symbols = body.get("symbols")
     if symbols is None:
         symbols = []  # none: {"results": []}, as the bridge answers
@@ -170,7 +169,7 @@ async def option_chain_batch(request: web.Request) -> web.Response:
     """wheel-strat's ``POST /option-chain/batch {symbols}`` (its callers fall back to one
     request per symbol when it is missing): ``{results: [chain, ...]}``."""
     auth(request, always=True)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body, required=True)
+    body = await request_body(request, required=True)
     symbols = _batch(body, "symbols", "symbols")
     if not all(isinstance(s, str) and 0 < len(s) <= 24 and symbol_ok(s, ".-")
                for s in symbols):
@@ -218,7 +217,7 @@ def _option(body: dict[str, Any], *, for_order: bool = False) -> dict[str, Any]:
 
 async def option_quote(request: web.Request) -> web.Response:
     auth(request, always=True)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    body = await request_body(request)
     return web.json_response(await _option_quote(request, _option(body)))
 
 
@@ -226,7 +225,7 @@ async def option_quote_batch(request: web.Request) -> web.Response:
     """wheel-strat's ``POST /option-quote/batch {contracts: [{symbol, expiration,
     strike, right}]}``: each quote with its contract's fields, as its callers read it."""
     auth(request, always=True)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body, required=True)
+    body = await request_body(request, required=True)
     contracts = _batch(body, "contracts", "contracts")
     specs = []
     for i, c in enumerate(contracts):
@@ -291,7 +290,7 @@ def _bar_date(ts: str, daily: bool) -> str:
 
 async def historical(request: web.Request) -> web.Response:
     auth(request, always=True)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    body = await request_body(request)
     sec_type = opt_str(body, "secType", "", upper=True) or \
         opt_str(body, "sectype", "STK", upper=True)
     if not opt_str(body, "symbol"):
@@ -319,7 +318,7 @@ async def historical(request: web.Request) -> web.Response:
 
 async def place_order(request: web.Request) -> web.Response:
     auth(request, trading=True)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    body = await request_body(request)
     sec_type = opt_str(body, "secType", "STK", upper=True, choices=("STK", "OPT"))
     if sec_type != "OPT":  # the option fields are not used, but must still make sense
         opt_float(body, "strike", minimum=0, maximum=1e9)
@@ -350,7 +349,7 @@ async def place_order(request: web.Request) -> web.Response:
 
 async def cancel_order(request: web.Request) -> web.Response:
     auth(request, trading=True)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    body = await request_body(request)
     order_id = opt_int(body, "orderId", 0, minimum=0)
     perm_id = opt_int(body, "permId", 0, minimum=0)
     if not order_id and not perm_id:

@@ -19,11 +19,13 @@ from .. import ibrules
 from ..errors import IbhostError, bad_request
 from ..ibrules import TIMEFRAMES
 from ..ipc import JOB_HEADER, KEYLESS, IpcError
+from ..validate import json_body
 from .keys import AUTH_KEY, CONFIG_KEY, CONNECTOR_KEY, METRICS_KEY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 __all__ = ["TIMEFRAMES", "Route", "as_error", "auth", "check_duration", "connector",
-           "connector_lines", "contract", "deadline_of", "trusted"]
+           "connector_lines", "contract", "deadline_of", "request_body",
+           "trusted"]
 
 CONTRACT_FIELDS = ("symbol", "secType", "exchange", "currency", "primaryExchange",
                    "lastTradeDateOrContractMonth", "expiry", "strike", "right", "multiplier",
@@ -82,6 +84,13 @@ def job_of(request: web.Request) -> str:
     """``caller/request``: the connector shares IB between callers (a valid API key,
     else the one keyless bucket) and then between their requests."""
     return f"{caller_of(request)}/{request.get('request_id', '')}"
+
+
+async def request_body(request: web.Request, *, required: bool = False) -> dict[str, Any]:
+    """The request's JSON object, held to ``gateway.max_body`` and
+    ``gateway.body_timeout``."""
+    g = request.app[CONFIG_KEY].gateway
+    return await json_body(request, g.max_body, required=required, timeout=g.body_timeout)
 
 
 def check_duration(body: Mapping[str, Any]) -> None:

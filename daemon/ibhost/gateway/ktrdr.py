@@ -22,9 +22,8 @@ from aiohttp import web
 
 from ..errors import IbhostError, bad_request
 from ..symbols import CURRENCIES, INSTRUMENT_TYPES, forex_pair, normalize, resolve
-from ..validate import json_body, opt_datetime, opt_str, req_str
-from .common import TIMEFRAMES, Route, auth, connector
-from .keys import CONFIG_KEY
+from ..validate import opt_datetime, opt_str, req_str
+from .common import TIMEFRAMES, Route, auth, connector, request_body
 
 # the timeframes KTRDR's provider accepts (IbDataProvider._validate_timeframe)
 KTRDR_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "2h", "3h", "4h", "1d", "1w", "1M")
@@ -223,7 +222,7 @@ def _timeframes(body: dict[str, Any]) -> list[str]:
 
 async def validate(request: web.Request) -> web.Response:
     auth(request)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    body = await request_body(request)
     symbol = req_str(body, "symbol")
     return await _validate(request, symbol, _timeframes(body))
 
@@ -266,7 +265,7 @@ def bars_json(bars: list[dict[str, Any]]) -> str:
 
 async def historical(request: web.Request) -> web.Response:
     auth(request)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    body = await request_body(request)
     symbol = req_str(body, "symbol")
     timeframe = req_str(body, "timeframe", max_len=8)
     if timeframe not in KTRDR_TIMEFRAMES:

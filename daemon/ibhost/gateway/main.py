@@ -17,6 +17,8 @@ from ..config import Config
 from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
 from .app import init_app
 from .auth import is_loopback, load_keys
+from .connections import ConnectionGuard, GuardedSite, Limits, raise_open_files_limit
+from .keys import METRICS_KEY
 
 log = logging.getLogger("ibhost.gateway")
 
@@ -39,16 +41,24 @@ class Gateway:
     async def start(self) -> Gateway:
         # handler_cancellation: a client that hangs up cancels its request all the way
         # to IB (the connector cancels what it still has open there)
+        g = self.cfg.gateway
+        # keepalive_timeout: aiohttp closes a connection idle this long, also one that
+        # never sends a request; lingering_time: how long it drains a body the handler
+        # did not read; the guard adds the header deadline and the cap
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
-                                    handler_cancellation=True)
+                                    handler_cancellation=True,
+                                    keepalive_timeout=g.keepalive_timeout,
+                                    lingering_time=g.body_timeout)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.cfg.gateway.host, self.cfg.gateway.port,
-                           reuse_address=True)
+        guard = ConnectionGuard(Limits(g.header_timeout, g.max_connections_per_client),
+                                self.app[METRICS_KEY].connections_dropped)
+        site = GuardedSite(self.runner, g.host, g.port, guard)
         await site.start()
-        sockets = getattr(site._server, "sockets", None)
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
-        log.info("gateway listening on http://%s:%s", self.cfg.gateway.host, self.port)
+        self.port = site.port
+        log.info("gateway listening on http://%s:%s (headers within %gs, idle "
+                 "connections closed after %gs, at most %d connections per client)",
+                 g.host, self.port, g.header_timeout, g.keepalive_timeout,
+                 g.max_connections_per_client)
         return self
 
     async def stop(self) -> None:
@@ -102,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
 
 async def _main(cfg: Config) -> int:
     stop = stop_signals()  # before announcing readiness
+    before, after = raise_open_files_limit()
+    log.info("open files limit: %d (soft limit was %d)", after, before)
     gw = Gateway(cfg)
     try:
         await gw.start()

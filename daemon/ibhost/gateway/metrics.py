@@ -32,6 +32,8 @@ def without_trading_routes(text: bytes) -> bytes:
     return b"".join(line for line in text.splitlines(keepends=True)
                     if not TRADING_ROUTE.search(line))
 
+DROPS = ("client_limit", "header_timeout")
+
 
 class GatewayMetrics:
     def __init__(self, routes: list[tuple[str, str]], programs: dict[str, UnixClient]) -> None:
@@ -79,6 +81,13 @@ class GatewayMetrics:
                                      registry=r)
         for name in programs:
             self.scrape_errors.labels(name)
+
+        self.connections_dropped = Counter(
+            "ibhost_gateway_connections_dropped_total",
+            "connections refused over the per-client cap or closed for late headers",
+            ["reason"], registry=r)
+        for reason in DROPS:
+            self.connections_dropped.labels(reason)
 
     def set_health(self, status: str) -> None:
         for h in HEALTH:

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__, ibrules
+from ..errors import CODES
 from ..symbols import INSTRUMENT_TYPES
 from .ktrdr import KTRDR_TIMEFRAMES
 
@@ -97,11 +98,9 @@ STOCK_ONLY = {"type": "object", "required": ["symbol"],
 
 ERROR_BODY = obj(
     ("code", "message"),
-    code={"type": "string", "enum": [
-        "bad_request", "unauthorized", "forbidden", "not_found", "ambiguous", "conflict",
-        "payload_too_large", "misdirected", "method_not_allowed", "unsupported_media_type",
-        "pacing", "subscription_required", "competing_session", "rejected", "no_data",
-        "unavailable", "timeout", "internal"]},
+    # the catalogue's codes (one list: errors.CODES), and two aiohttp may name itself
+    code={"type": "string", "enum": [*CODES, "method_not_allowed",
+                                     "unsupported_media_type"]},
     message=STR, field=STR, ib_code=INT, guard=STR)
 ERROR = obj(("error",), error=ERROR_BODY)
 # the bridge's {"error": "<text>"}, with ibhost's code and field beside it

@@ -13,7 +13,7 @@ from .. import __version__, ibrules
 from ..errors import IbhostError, bad_request
 from ..ipc import IpcError
 from ..tree import programs
-from ..validate import json_body, opt_bool, opt_str
+from ..validate import opt_bool, opt_str
 from . import formats, orders
 from .common import (
     TIMEFRAMES,
@@ -26,6 +26,7 @@ from .common import (
     connector_lines,
     contract,
     deadline_of,
+    request_body,
     trusted,
 )
 from .health import public
@@ -134,7 +135,7 @@ def bar_size_of(body: dict[str, Any]) -> str:
 async def historical(request: web.Request) -> web.StreamResponse:
     auth(request)
     fmt = formats.choose_format(request)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    body = await request_body(request)
     check_duration(body)
     fwd = {**contract(body), "barSize": bar_size_of(body)}
     for k in ("start", "end", "duration", "whatToShow", "useRTH", "priority"):
@@ -154,7 +155,7 @@ async def historical(request: web.Request) -> web.StreamResponse:
 
 async def validate(request: web.Request) -> web.Response:
     auth(request)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    body = await request_body(request)
     details = await connector(request, "POST", "/validate", body=contract(body))
     return web.json_response({"success": True, "valid": True, **details})
 
@@ -173,7 +174,7 @@ async def option_chain(request: web.Request) -> web.Response:
 
 async def snapshot(request: web.Request) -> web.Response:
     auth(request)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    body = await request_body(request)
     extra: dict[str, Any] = {k: body[k] for k in ("genericTicks", "marketDataType", "wait")
                              if k in body}
     fwd = {**contract(body), **extra}
@@ -184,7 +185,7 @@ async def snapshot(request: web.Request) -> web.Response:
 
 async def place_order(request: web.Request) -> web.Response:
     auth(request, trading=True)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    body = await request_body(request)
     fwd = orders.fields(body)
     fwd.pop("dedupe", None)  # /v1/ orders always dedupe on orderRef
     out = await orders.submit(request, fwd, request.headers.get("Idempotency-Key"))
@@ -273,7 +274,7 @@ async def gapfill_scan(request: web.Request) -> web.Response:
     """Scan now (optionally ``{"files": [...]}``) and answer what the scan did. It sets
     IB requests going: a key is needed once keys are configured."""
     auth(request, always=True)
-    body = await json_body(request, request.app[CONFIG_KEY].gateway.max_body)
+    body = await request_body(request)
     try:
         return web.json_response(await request.app[GAPFILL_KEY].request(
             "POST", "/scan", json_body=body, deadline=deadline_of(request)))
