@@ -365,3 +365,21 @@ async def test_without_keys_configured_everything_shows(
         h = await (await gw.get("/health")).json()
         assert h["clientId"] == 1 and h["host"] == "127.0.0.1"
         assert h["connector"]["state"] == "ready"
+
+
+async def test_head_timestamp_then_ktrdr_validate_earns_no_pacing_violation(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    """v1's head timestamp (regular hours) and KTRDR's validation (all hours) of one
+    symbol are two different requests at IB, not an identical one: no 162, no 15 s
+    wait. And a 162 IB sends anyway is retried inside the deadline, not answered."""
+    async with running_connector(tmp_path, sim), gateway(aiohttp_client, tmp_path, sim) as gw:
+        h = await gw.get("/v1/data/head-timestamp?symbol=MSFT")
+        assert h.status == 200, await h.text()
+        v = await (await gw.post("/data/validate", json={"symbol": "MSFT",
+                                                         "timeframes": ["1h"]})).json()
+        assert v["success"] is True and v["head_timestamps"]["1h"], v
+        assert sim.state()["stats"]["violations"] == []
+        sim.force_pacing(1)  # IB refuses the next one with a 162 all the same
+        r = await gw.get("/v1/data/head-timestamp?symbol=AMZN&useRTH=false")
+        assert r.status == 200, await r.text()
+        assert sim.state()["forced_pacing_left"] == 0

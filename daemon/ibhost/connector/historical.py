@@ -25,7 +25,7 @@ from .. import ibrules
 from ..errors import IbhostError, bad_request
 from .contracts import ContractSpec
 from .pacing import INTERACTIVE, PaceKey
-from .values import _num, _utc, release_memory, time_left
+from .values import _num, _utc, release_memory
 
 if TYPE_CHECKING:
     from .service import Service
@@ -216,26 +216,14 @@ class HistoricalRequests:
             return from_ib(await self._request_bars(c, end, duration, bar_size, what,
                                                     use_rth))
 
-        backoff = 2.0 * svc.scheduler.cfg.scale
-        retries = 0
-        while True:
-            try:
-                return await svc._call(f"historical {c.symbol} {bar_size}", fetch, key=key,
-                                       priority=priority, job=job, small=small)
-            except IbhostError as e:
-                if chunked and e.code == "no_data":
-                    return from_ib([])  # a closed market inside a long range is not a failure
-                left = time_left()
-                may_wait = left > backoff + 0.1 if left is not None else retries < 3
-                if e.code != "pacing" or not may_wait:
-                    raise
-                # IB's 162 pacing: the scheduler has shrunk its window; try again
-                # inside the caller's deadline instead of failing the whole range
-                retries += 1
-                log.warning("pacing 162 on %s %s (%s); retry %d in %.1fs", c.symbol,
-                            bar_size, end or "now", retries, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0 * max(svc.scheduler.cfg.scale, 0.01))
+        try:
+            return await svc._call_paced(f"historical {c.symbol} {bar_size} {end or 'now'}",
+                                         fetch, key=key, priority=priority, job=job,
+                                         small=small)
+        except IbhostError as e:
+            if chunked and e.code == "no_data":
+                return from_ib([])  # a closed market inside a long range is not a failure
+            raise
 
 
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()

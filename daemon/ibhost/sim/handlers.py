@@ -337,7 +337,7 @@ async def req_head_timestamp(sim: Simulator, s: Session, fields: list[str]) -> N
     req_id = f.integer()
     q = read_contract(f)
     q.includeExpired = f.flag()
-    f.flag()  # useRTH
+    rth = f.flag()
     what = f.text().upper()
     format_date = f.integer(1)
     lst = resolve(sim, s, req_id, q)
@@ -347,7 +347,8 @@ async def req_head_timestamp(sim: Simulator, s: Session, fields: list[str]) -> N
         s.error(req_id, 321, f"Error validating request.-'bK' : cause - Invalid whatToShow "
                              f"'{what}'")
         return
-    ident = ("head", lst.conId, q.exchange, what)
+    # identical means every parameter: useRTH too (docs/simulator.md)
+    ident = ("head", lst.conId, q.exchange, what, rth)
     if not _pacing_ok(sim, s, req_id, ident, (lst.conId, q.exchange, what), 1):
         return
     head = lst.head
