@@ -172,6 +172,7 @@ class GatewayConfig:
     idempotency_keep: float = 7 * 86400.0  # seconds a key replays its first answer
     idempotency_max_keys: int = 100_000  # the oldest keys go first beyond this
     allowed_hosts: tuple[str, ...] = ()  # Host names besides loopback ones (DNS rebinding)
+    cors_origins: tuple[str, ...] = ()  # browser origins that may read answers (CORS)
     header_timeout: float = 10.0  # seconds from a request's first byte to its last header
     body_timeout: float = 30.0  # seconds to read a request's body
     keepalive_timeout: float = 30.0  # seconds an idle connection is kept open
@@ -278,6 +279,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "connector_timeout": _positive(float), "health_timeout": _positive(float),
         "idempotency_file": str, "idempotency_keep": _positive(float),
         "idempotency_max_keys": _positive(int), "allowed_hosts": _str_list,
+        "cors_origins": _str_list,
         "header_timeout": _positive(float), "body_timeout": _positive(float),
         "keepalive_timeout": _positive(float), "max_connections_per_client": _positive(int),
         "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +15,8 @@ from ..errors import IbhostError, bad_header, code_for_http_status
 from ..ipc import IpcError, UnixClient
 from . import openapi
 from .auth import Authenticator, is_loopback, load_keys
-from .common import as_error
+from .common import Route, as_error
+from .cors import ORIGINS_KEY, allow_origin, preflight
 from .health import HealthWatcher
 from .idempotency import IdempotencyStore
 from .keys import (
@@ -35,6 +36,7 @@ from .routes import ROUTES
 
 log = logging.getLogger("ibhost.gateway")
 FAMILIES_KEY = web.AppKey("families", dict)
+SEGMENTS_KEY = web.AppKey("segment_families", dict)
 HOSTS_KEY: web.AppKey[set[str] | None] = web.AppKey("hosts")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -73,12 +75,46 @@ def _render(err: IbhostError, family: str) -> web.Response:
     return web.json_response(err.to_dict(), status=err.status)
 
 
+def _segment(path: str) -> str:
+    return path.split("/", 2)[1] if path.startswith("/") else ""
+
+
 def _family(request: web.Request) -> str:
+    """The family of the matched route; for a path no route took (404, 405) the family
+    of the routes under its first segment (/data/... is KTRDR's, /market-data/... the
+    bridge's), so that answer too is in the shape its clients read."""
     info = request.match_info
     resource = getattr(info.route, "resource", None) if info.http_exception is None else None
     if resource is None:
-        return "ibhost"
+        return request.app[SEGMENTS_KEY].get(_segment(request.path), "ibhost")
     return request.app[FAMILIES_KEY].get((request.method, str(resource.canonical)), "ibhost")
+
+
+def _segment_families(routes: Iterable[Route]) -> dict[str, str]:
+    """First path segment -> family, where every route under it is of one family."""
+    seen: dict[str, set[str]] = {}
+    for r in routes:
+        seen.setdefault(_segment(r.path), set()).add(r.family)
+    return {seg: fams.pop() for seg, fams in seen.items() if len(fams) == 1 and seg}
+
+
+def _http_error(e: web.HTTPException, request: web.Request) -> web.Response:
+    """An error aiohttp raised before any handler ran (404, 405, 413 ...), in the
+    family's shape: FastAPI's {"detail": "Not Found"} on KTRDR's paths, the bridge's
+    {"error": "<text>"} on its own, ibhost's catalogue elsewhere."""
+    code = code_for_http_status(e.status)
+    family = _family(request)
+    if family == "ktrdr":
+        resp = web.json_response({"detail": e.reason}, status=e.status)
+    elif family == "bridge":
+        resp = web.json_response({"error": e.reason, "code": code}, status=e.status)
+    else:
+        msg = {404: "no such route", 405: f"method {request.method} not allowed here"}.get(
+            e.status, e.reason)
+        resp = web.json_response({"error": {"code": code, "message": msg}}, status=e.status)
+    if "Allow" in e.headers:  # 405 says which methods the route takes
+        resp.headers["Allow"] = e.headers["Allow"]
+    return resp
 
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "host.docker.internal"}
@@ -148,12 +184,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        code = code_for_http_status(e.status)
-        msg = {404: "no such route", 405: f"method {request.method} not allowed here"}.get(
-            e.status, e.reason)
-        resp = web.json_response({"error": {"code": code, "message": msg}}, status=e.status)
-        if "Allow" in e.headers:  # 405 says which methods the route takes
-            resp.headers["Allow"] = e.headers["Allow"]
+        resp = _http_error(e, request)
     except Exception:
         log.exception("unexpected error (request %s) on %s %s", rid, request.method,
                       request.path)
@@ -184,8 +215,11 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 
 
 def init_app(cfg: Config) -> web.Application:
-    app = web.Application(middlewares=[observe, check_headers, check_host],
+    app = web.Application(middlewares=[observe, check_headers, check_host, preflight],
                           client_max_size=cfg.gateway.max_body)
+    app[ORIGINS_KEY] = frozenset(cfg.gateway.cors_origins)
+    app.on_response_prepare.append(allow_origin)
+    app[SEGMENTS_KEY] = _segment_families(ROUTES)
     app[HOSTS_KEY] = ({*LOOPBACK_NAMES, cfg.gateway.host.lower(),
                        *(h.lower() for h in cfg.gateway.allowed_hosts)}
                       if is_loopback(cfg.gateway.host) else None)
@@ -211,8 +245,11 @@ def init_app(cfg: Config) -> web.Application:
                                        "gapfill": gapfill})
     app[FAMILIES_KEY] = {(r.method, r.path): r.family for r in ROUTES}
     app[KNOWN_KEY] = {}
-    for r in ROUTES:
-        app.router.add_route(r.method, r.match or r.path, r.handler)
+    for r in ROUTES:  # every GET answers HEAD as well (the bridge's Flask did)
+        if r.method == "GET":
+            app.router.add_get(r.match or r.path, r.handler)
+        else:
+            app.router.add_route(r.method, r.match or r.path, r.handler)
     app.router.add_get("/openapi.json", openapi.spec_handler)
     app.router.add_get("/docs", openapi.docs_handler)
     app.cleanup_ctx.append(_clients)
