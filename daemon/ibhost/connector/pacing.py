@@ -28,9 +28,11 @@ caller never starves another. A caller is an identity the gateway vouches for
 (``key-<digest>`` of a valid API key, or ``keyless`` for every caller without one;
 programs on the control socket are their own callers). Round robin alone cannot
 stop a caller from spending a budget before others arrive, so the keyless bucket
-may hold at most ``keyless_share`` of the 10-minute window and of the message rate:
-the rest is always there for callers with a key, and one of them alone may still
-use the whole budget.
+may hold at most ``keyless_share`` of the 10-minute window (a budget spent now is
+gone for ten minutes) and, while a caller with a key is waiting, of the message rate
+(a budget that comes back within a second, so keyless callers alone may use it
+all): the rest is always there for callers with a key, and one of them alone may
+still use the whole budget.
 """
 
 from __future__ import annotations
@@ -212,6 +214,7 @@ class Scheduler:
         self.keyless_messages = max(1, int(cfg.messages_per_second * cfg.keyless_share))
         self._keyless_window = Bucket(self.window)
         self._keyless_sent = Bucket(self.second)
+        self._keyed_waiting = False  # a caller with a key is queued (dispatcher's view)
         self._messages: deque[float] = deque()  # messages sent (note_message)
         self._reserved: deque[float] = deque()  # granted, not yet seen leaving
         self._cache: dict[Hashable, tuple[float, Any]] = {}
@@ -350,6 +353,7 @@ class Scheduler:
                      job=job, small=small, messages=messages)
         if not self._pending:  # nobody waits: grant here if the rules allow it now
             self._expire(now)
+            self._keyed_waiting = False
             if self._delay(item, now)[0] <= 0:
                 self._grant(item, now)
                 return now
@@ -385,6 +389,8 @@ class Scheduler:
             soonest = float("inf")
             chosen = None
             self._pending = [i for i in self._pending if not i.granted.done()]
+            # the keyless share of the message rate holds only while a key waits
+            self._keyed_waiting = any(caller_of(i.job) != KEYLESS for i in self._pending)
             for item in sorted(self._pending, key=self._order):
                 delay, rule = self._delay(item, now)
                 if delay <= 0:
@@ -447,7 +453,7 @@ class Scheduler:
         if used >= MESSAGE_BURST and now - self._last_grant < self.spacing:
             return self.spacing - (now - self._last_grant), "spacing"
         keyless = caller_of(item.job) == KEYLESS
-        if keyless:
+        if keyless and self._keyed_waiting:
             wait = self._keyless_sent.wait(now, item.messages, self.keyless_messages)
             if wait > 0:
                 return wait, "share"
