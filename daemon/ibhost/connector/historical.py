@@ -105,6 +105,11 @@ class HistoricalRequests:
             if bar > hi:
                 raise bad_request("duration", f"{duration} is too short for {bar_size} "
                                   "bars by IB's step-size rules")
+            if bar < lo and ibrules.hard_paced(bar):
+                # bars of 30 s or less spend IB's 60-per-10-minutes budget: a range
+                # that needs many requests is asked for explicitly (start/end)
+                raise bad_request("duration", f"{duration} is not allowed with {bar_size} "
+                                  "bars by IB's step-size rules; give start/end instead")
             if bar >= lo:
                 bars = await self._once(c, ib_end(end) if end else "", duration, bar_size,
                                         what, use_rth, priority, chunked=False, job=job,
