@@ -35,17 +35,17 @@ MOMENTS = [
     ("03:30 on the night clocks go forward", dt.datetime(2027, 3, 14, 3, 30, tzinfo=ET)),
 ]
 
-# The tests that read a calendar, a price or "now": order guards, the gap-filler and
-# its calendars, the KTRDR and bridge contracts, "no bars after now", the simulator's
-# sessions and quotes. (The gap-filler's kill -9 loops are left to the main run: they
-# test crash safety, not dates, and take most of its time.)
+# The tests whose code reads a calendar, a price or "now" from this machine's clock:
+# order guards, the gap-filler and its calendars, the KTRDR and bridge contracts,
+# "no bars after now", the bridge's day-counted executions. (The simulator's own
+# sessions run on its pinned clock, whatever this machine's date; the gap-filler's
+# kill -9 loops test crash safety, not dates, and are left to the main run.)
 SELECTION = [
     "tests/test_gateway.py::test_each_guard",
     "tests/test_gapfill.py",
     "tests/test_ktrdr_contract.py",
     "tests/test_bridge_contract.py",
     "tests/test_connector_requests.py::test_no_ib_request_for_bars_after_now",
-    "tests/test_sim_data.py",
     "-k", "not kill_9",
 ]
 
