@@ -237,3 +237,17 @@ async def test_start_before_the_known_head_timestamp_is_a_failure(gw: Any) -> No
         "symbol": "AAPL", "timeframe": "1d", "start": "2025-11-17T00:00:00Z",
         "end": "2025-11-22T00:00:00Z"})).json()
     assert ok["success"] is True and ok["rows"] == 5
+
+
+async def test_health_with_a_trailing_slash_and_redoc(gw: Any) -> None:
+    """KTRDR's health router answers GET /health/ with its HealthResponse; FastAPI
+    serves /redoc beside /docs."""
+    r = await gw.get("/health/")
+    body = await r.json()
+    assert r.status == 200 and set(body) == {"healthy", "service", "timestamp",
+                                             "ib_status", "connection_info", "error"}
+    assert body["healthy"] is True and body["service"] == "ib-connector"
+    assert body["ib_status"] == {"connected": True, "connection_count": 1}
+    assert body["error"] is None and body["connection_info"]["service_running"] is True
+    redoc = await gw.get("/redoc")
+    assert redoc.status == 200 and redoc.content_type == "text/html"

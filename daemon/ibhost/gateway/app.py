@@ -252,5 +252,6 @@ def init_app(cfg: Config) -> web.Application:
             app.router.add_route(r.method, r.match or r.path, r.handler)
     app.router.add_get("/openapi.json", openapi.spec_handler)
     app.router.add_get("/docs", openapi.docs_handler)
+    app.router.add_get("/redoc", openapi.docs_handler)  # FastAPI's second docs path
     app.cleanup_ctx.append(_clients)
     return app

@@ -382,6 +382,13 @@ SPEC: dict[str, Any] = {
                                    ready=BOOL),
                                also={"503": obj(("status", "ready"), status=HEALTH_STATUS,
                                                 reason=STR, ready=BOOL)})},
+        "/health/": {"get": _op(
+            "KTRDR's HealthResponse: the service runs; ib_status says whether IB is usable",
+            obj(("healthy", "service", "timestamp", "ib_status", "connection_info"),
+                healthy=BOOL, service=STR, timestamp=STR,
+                ib_status=obj(("connected", "connection_count"), connected=BOOL,
+                              connection_count=INT),
+                connection_info=OBJ, error=null(STR)), family="ktrdr")},
         "/health/detailed": {"get": _op(
             "KTRDR's detailed health fields, then ibhost's detail (with a key: the "
             "connector's diagnostics and the programs' status)", KTRDR_DETAILED,

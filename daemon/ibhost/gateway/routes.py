@@ -93,6 +93,21 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(health_body(request, h))
 
 
+async def ktrdr_health(request: web.Request) -> web.Response:
+    """KTRDR's ``GET /health/`` (its health router's HealthResponse): the service is
+    running (``healthy``), and whether IB is usable in ``ib_status``."""
+    h = request.app[HEALTH_KEY].cached()
+    ready = h["status"] in ("ok", "degraded")
+    now = dt.datetime.now(dt.UTC).isoformat()
+    return web.json_response({
+        "healthy": True, "service": "ib-connector", "timestamp": now,
+        "ib_status": {"connected": ready, "connection_count": 1 if ready else 0},
+        "connection_info": {"service_running": True,
+                            "last_check": _iso(h.get("checkedAt")) or now},
+        "error": None if ready else (h["reason"] if trusted(request) else
+                                     public(h)["reason"])})
+
+
 async def livez(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -149,6 +164,7 @@ SHARED: tuple[Route, ...] = (
     Route("GET", "/health", health, "bridge"),
     Route("GET", "/livez", livez),
     Route("GET", "/readyz", readyz),
+    Route("GET", "/health/", ktrdr_health, "ktrdr"),
     Route("GET", "/health/detailed", health_detailed, "ktrdr"),
     Route("GET", "/metrics", metrics),
 )
