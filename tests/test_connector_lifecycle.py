@@ -11,6 +11,7 @@ from ib_async import IB
 from ibhost.connector.main import Connector
 from ibhost.connector.session import State
 from ibhost.errors import IbhostError
+from ibhost.ipc import UnixClient
 from ibhost.sim import Simulator
 
 from .connector_fixtures import running_connector, wait_until
@@ -70,18 +71,23 @@ PRODUCTION_HEARTBEAT = dict(ib__heartbeat_interval=5.0, ib__heartbeat_timeout=5.
                             ib__request_timeout=60)
 
 
+async def _dropped_under(client: UnixClient, symbol: str) -> float:
+    """Seconds until a request sent into a frozen gateway fails with the dropped
+    connection (at once with the drop, not after its 60 s timeout)."""
+    t0 = time.monotonic()
+    try:
+        await client.request("POST", "/validate", json_body={"symbol": symbol})
+    except IbhostError as e:
+        assert e.code == "unavailable" and "connection lost" in e.message, e
+        return time.monotonic() - t0
+    raise AssertionError("a frozen gateway answered")
+
+
 async def test_half_open_with_a_request_outstanding_detected_within_10s(
         sim: Simulator, tmp_path: Path) -> None:
     async with running_connector(tmp_path, sim, **PRODUCTION_HEARTBEAT) as (con, client):
         sim.freeze()
-        t0 = time.monotonic()
-        try:
-            await client.request("POST", "/validate", json_body={"symbol": "MSFT"})
-            raise AssertionError("a frozen gateway answered")
-        except IbhostError as e:
-            took = time.monotonic() - t0
-            # the request fails at once with the drop, not after its 60 s timeout
-            assert e.code == "unavailable" and "connection lost" in e.message, e
+        took = await _dropped_under(client, "MSFT")
         assert took < 10.0, took
         assert con.session.state in (State.DOWN, State.CONNECTING)
         reason = con.session.diag.lastDisconnectReason or ""
@@ -114,13 +120,7 @@ async def test_half_open_caught_by_a_routine_probe_with_a_caller_waiting(
         probes = _probes(con)
         sim.freeze()
         await asyncio.wait_for(probes.wait(), 15)  # the routine probe is out, unanswered
-        t0 = time.monotonic()
-        try:
-            await client.request("POST", "/validate", json_body={"symbol": "AMZN"})
-            raise AssertionError("a frozen gateway answered")
-        except IbhostError as e:
-            took = time.monotonic() - t0
-            assert e.code == "unavailable" and "connection lost" in e.message, e
+        took = await _dropped_under(client, "AMZN")
         # the probe's own 5 s at most; the old classing as idle took a second probe
         assert took < 10.0, took
         reason = con.session.diag.lastDisconnectReason or ""
