@@ -107,8 +107,9 @@ async def test_message_rate_at_100_clients_is_near_ibs_limit_without_violation(
                     await client.request("GET", "/head-timestamp", params={
                         "symbol": SYMBOLS[(n + done) % len(SYMBOLS)], "whatToShow":
                         ("TRADES", "MIDPOINT", "BID", "ASK")[done % 4]})
-                else:
-                    await client.request("POST", "/validate", json_body={"symbol": "MSFT"})
+                else:  # maxAge=0: asked of IB, not answered from the contract cache
+                    await client.request("POST", "/validate", json_body={"symbol": "MSFT"},
+                                         params={"maxAge": "0"})
                 done += 1
 
         def sent() -> int:

@@ -5,6 +5,7 @@ back into the same bars ibhost's own API returns."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from io import StringIO
 from pathlib import Path
@@ -251,3 +252,57 @@ async def test_health_with_a_trailing_slash_and_redoc(gw: Any) -> None:
     assert body["error"] is None and body["connection_info"]["service_running"] is True
     redoc = await gw.get("/redoc")
     assert redoc.status == 200 and redoc.content_type == "text/html"
+
+
+async def test_a_day_of_minute_bars_costs_one_connector_call_and_one_ib_request(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    """KTRDR asks for a day midnight to midnight (end inclusive). Concurrent cold
+    requests for one symbol classify it once; a warm request is one connector call
+    (no /validate) and, since no regular-hours bar starts at midnight, one IB
+    request, not a second one for the bar a second past ``end``."""
+    async with running_connector(tmp_path, sim) as (con, _), \
+            gateway(aiohttp_client, tmp_path, sim) as gw:
+        calls: dict[str, int] = {"validate": 0, "columnar": 0}
+        svc = con.service
+        validate, columnar = svc.validate, svc.history.columnar
+
+        async def counted_validate(*a: Any, **kw: Any) -> Any:
+            calls["validate"] += 1
+            return await validate(*a, **kw)
+
+        async def counted_columnar(*a: Any, **kw: Any) -> Any:
+            calls["columnar"] += 1
+            return await columnar(*a, **kw)
+
+        svc.validate = counted_validate  # type: ignore[method-assign]
+        svc.history.columnar = counted_columnar  # type: ignore[method-assign]
+
+        def day(d: int) -> dict[str, Any]:
+            return {"symbol": "AAPL", "timeframe": "1m",
+                    "start": f"2025-11-{d:02d}T00:00:00Z",
+                    "end": f"2025-11-{d + 1:02d}T00:00:00Z"}
+
+        cold = [gw.post("/data/historical", json=day(d)) for d in (10, 11, 12)]
+        answers = await asyncio.gather(*cold)
+        assert all(r.status == 200 for r in answers)
+        assert calls == {"validate": 1, "columnar": 3}  # classified once for all three
+        before = sim.state()["stats"]["requests"]["reqHistoricalData"]
+        r = await (await gw.post("/data/historical", json=day(13))).json()
+        assert r["success"] is True and r["rows"] == 390
+        assert calls == {"validate": 1, "columnar": 4}
+        assert sim.state()["stats"]["requests"]["reqHistoricalData"] == before + 1
+        got = ktrdr_frame(r)
+        assert got.index[0] == pd.Timestamp("2025-11-13T14:30:00Z")
+
+
+def test_a_bar_may_start_only_inside_the_session() -> None:
+    from ibhost.gateway.ktrdr import bar_may_start_at
+
+    stock = {"timeZone": "US/Eastern", "liquidHours": "20251210:0930-20251210:1600"}
+    at = dt.datetime
+    assert not bar_may_start_at(stock, at(2025, 11, 14, 0, 0, tzinfo=dt.UTC))  # 19:00 ET
+    assert bar_may_start_at(stock, at(2025, 11, 14, 15, 0, tzinfo=dt.UTC))  # 10:00 ET
+    assert not bar_may_start_at(stock, at(2025, 11, 15, 15, 0, tzinfo=dt.UTC))  # Saturday
+    fx = {"timeZone": "US/Eastern", "liquidHours": "20251210:1715-20251211:1700"}
+    assert bar_may_start_at(fx, at(2025, 11, 14, 0, 0, tzinfo=dt.UTC))  # overnight
+    assert bar_may_start_at({}, at(2025, 11, 15, 0, 0, tzinfo=dt.UTC))  # unknown: yes

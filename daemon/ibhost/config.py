@@ -156,6 +156,7 @@ class PacingConfig:
 class ConnectorConfig:
     socket: str = "run/connector.sock"
     log_level: str = "INFO"
+    cache_max_age: float = 3600.0  # seconds option chains and contract details are kept
 
 
 @dataclass(frozen=True)
@@ -272,7 +273,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "queue_max": _positive(int), "open_start": _positive(int),
         "open_max": _positive(int), "memory_file": str, "keyless_share": _fraction,
     },
-    "connector": {"socket": str, "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR")},
+    "connector": {"socket": str, "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
+                  "cache_max_age": _positive(float)},
     "gateway": {
         "host": str, "port": _listen_port, "api_key": str, "key_file": str,
         "reads_need_key": _bool, "max_body": _positive(int),

@@ -299,6 +299,8 @@ class Response:
     def __init__(self, conn: _Conn, head: h11.Response, read: Callable[[], Awaitable[bytes]]
                  ) -> None:
         self.status = head.status_code
+        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                        for k, v in head.headers}
         self._conn = conn
         self._read = read
         self.complete = False
@@ -491,11 +493,13 @@ class UnixClient:
         read_timeout: float | None = None,
         deadline: float | None = None,
         headers: dict[str, str] | None = None,
+        answer_headers: dict[str, str] | None = None,
     ) -> Any:
-        """Call ``url``; return the decoded JSON, raise IbhostError for 4xx/5xx."""
+        """Call ``url``; return the decoded JSON, raise IbhostError for 4xx/5xx.
+        ``answer_headers`` receives the answer's headers (names in lower case)."""
         raw = await self.request_bytes(method, url, json_body=json_body, params=params,
                                        read_timeout=read_timeout, deadline=deadline,
-                                       headers=headers)
+                                       headers=headers, answer_headers=answer_headers)
         try:
             return json.loads(raw) if raw else None
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -527,12 +531,15 @@ class UnixClient:
         read_timeout: float | None = None,
         deadline: float | None = None,
         headers: dict[str, str] | None = None,
+        answer_headers: dict[str, str] | None = None,
     ) -> bytes:
         """Call ``url`` and return the answer's bytes as they are (to relay them);
         an error status raises the IbhostError its body names."""
         async with self._call(method, url, read_timeout, deadline, json_body=json_body,
                               params=params, headers=headers) as resp:
             raw = await resp.read()
+        if answer_headers is not None:
+            answer_headers.update(resp.headers)
         if resp.status >= 400:
             raise self._failure(resp.status, raw)
         return raw

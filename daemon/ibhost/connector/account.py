@@ -14,6 +14,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IbhostError
+from .pacing import BACKGROUND, INTERACTIVE
 
 if TYPE_CHECKING:
     from .service import Service
@@ -59,13 +60,24 @@ class AccountRequests:
             raise IbhostError("unavailable", "IB has not reported the managed accounts yet")
         return session.diag.accounts[0]
 
-    async def summary(self) -> list[dict[str, Any]]:
-        """Every tag IB reports, from the library's live copy (requested once)."""
-        ib = self.svc.ib
+    async def warm(self) -> None:
+        """Subscribe to the summary at background priority once a connection is
+        ready, so that callers read the library's copy without waiting on IB."""
+        await self._load(BACKGROUND)
+
+    async def _load(self, priority: int) -> None:
         async with self._summary_lock:
             if not self._summary_loaded:
-                await self.svc._call("account summary", ib.accountSummaryAsync)
+                await self.svc._call("account summary", self.svc.ib.accountSummaryAsync,
+                                     priority=priority)
                 self._summary_loaded = True
+
+    async def summary(self) -> list[dict[str, Any]]:
+        """Every tag IB reports, from the library's live copy (IB pushes changes to
+        the subscription made once per connection)."""
+        ib = self.svc.ib
+        if not self._summary_loaded:
+            await self._load(INTERACTIVE)
         self.svc.session.require_ready()
         return [{"account": v.account, "tag": v.tag, "value": _value(v.value),
                  "currency": v.currency} for v in ib.wrapper.acctSummary.values()]

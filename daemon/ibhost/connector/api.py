@@ -1,7 +1,10 @@
 """The connector's control socket: HTTP/1.1 + JSON on ``run/connector.sock``.
 
-/health answers from memory and never waits on IB; everything else goes through
-the service (and so the pacing scheduler). Errors are JSON from the catalogue.
+/health answers from memory and never waits on IB; positions, portfolio, account
+summary, open orders and executions are read from the connection's synchronised
+state, option chains and contract details from a cache (each such answer carries
+``X-Ibhost-State-Age``); everything else goes through the service and so the
+pacing scheduler. Errors are JSON from the catalogue.
 """
 
 from __future__ import annotations
@@ -236,9 +239,28 @@ async def _stream_bars(request: web.Request, parts: Any) -> web.StreamResponse:
     return resp
 
 
+AGE_HEADER = "X-Ibhost-State-Age"  # seconds since IB last sent what the answer holds
+
+
+def aged(data: Any, age: float) -> web.Response:
+    """An answer read from the connection's state or a cache, with its age."""
+    return web.json_response(data, headers={AGE_HEADER: f"{age:.1f}"})
+
+
+def _max_age(q: Any) -> float | None:
+    return opt_float(q, "maxAge", minimum=0, maximum=86400 * 7)
+
+
+def _ask_ib(q: Any) -> bool:
+    """``source=ib``: ask IB rather than read the connection's state."""
+    return opt_str(q, "source", "local", choices=("local", "ib")) == "ib"
+
+
 async def validate(request: web.Request) -> web.Response:
     body = await json_body(request)
-    return web.json_response(await request.app[SERVICE_KEY].validate(parse_spec(body)))
+    details, age = await request.app[SERVICE_KEY].validate(
+        parse_spec(body), _max_age(request.query))
+    return aged(details, age)
 
 
 async def head_timestamp(request: web.Request) -> web.Response:
@@ -253,8 +275,12 @@ async def head_timestamp(request: web.Request) -> web.Response:
 
 
 async def option_chain(request: web.Request) -> web.Response:
-    spec = parse_spec(dict(request.query), query=True)
-    return web.json_response(await request.app[SERVICE_KEY].option_chain(spec))
+    q = dict(request.query)
+    max_age = _max_age(q)
+    q.pop("maxAge", None)
+    chain, age = await request.app[SERVICE_KEY].option_chain(parse_spec(q, query=True),
+                                                             max_age)
+    return aged(chain, age)
 
 
 async def snapshot(request: web.Request) -> web.Response:
@@ -332,7 +358,10 @@ async def order_by_ref(request: web.Request) -> web.Response:
 
 
 async def open_orders(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[SERVICE_KEY].open_orders())
+    svc = request.app[SERVICE_KEY]
+    if _ask_ib(request.query):
+        return aged(await svc.all_open_orders(), 0.0)
+    return aged(svc.open_orders(), svc.ages.age("orders"))
 
 
 async def executions(request: web.Request) -> web.Response:
@@ -343,22 +372,28 @@ async def executions(request: web.Request) -> web.Response:
     if days is not None:  # "the last N days" by IB's clock, not this machine's
         since = max(since, svc.now() - dt.timedelta(days=days)) if since else \
             svc.now() - dt.timedelta(days=days)
-    return web.json_response(await svc.executions(
+    ask_ib = _ask_ib(q)
+    fills = await svc.executions(
         symbol=opt_str(q, "symbol", upper=True), sec_type=opt_str(q, "secType", upper=True),
         side=opt_str(q, "side", upper=True, choices=("", "BUY", "SELL")),
-        since=since, client_id=opt_int(q, "clientId", 0)))
+        since=since, client_id=opt_int(q, "clientId", 0), ask_ib=ask_ib)
+    return aged(fills, 0.0 if ask_ib else svc.ages.age("executions"))
 
 
 async def positions(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[SERVICE_KEY].positions())
+    svc = request.app[SERVICE_KEY]
+    return aged(svc.positions(), svc.ages.age("positions"))
 
 
 async def account_summary(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[SERVICE_KEY].account.summary())
+    svc = request.app[SERVICE_KEY]
+    rows = await svc.account.summary()
+    return aged(rows, svc.ages.age("summary"))
 
 
 async def portfolio(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SERVICE_KEY].account.portfolio())
+    svc = request.app[SERVICE_KEY]
+    return aged(svc.account.portfolio(), svc.ages.age("portfolio"))
 
 
 async def pnl(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import datetime as dt
 import logging
 import math
@@ -18,10 +19,12 @@ from typing import Any, TypeVar
 
 from ..errors import IbhostError, bad_request, from_ib
 from .account import AccountRequests
+from .cache import AgedCache
 from .contracts import ContractSpec, ambiguous, describe_details, to_contract
 from .historical import HistoricalRequests
-from .pacing import INTERACTIVE, PaceKey, Scheduler
-from .session import Session
+from .localstate import StateAges
+from .pacing import BACKGROUND, INTERACTIVE, PaceKey, Scheduler
+from .session import USABLE, Session, State
 from .values import JOB, _num, _utc, time_left
 
 log = logging.getLogger("ibhost.connector.service")
@@ -44,12 +47,20 @@ class Service:
         self.ib = session.ib
         self.now = clock
         self.timeout = session.ibcfg.request_timeout
-        self._contracts: dict[tuple[Any, ...], Any] = {}
-        self._resolving: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
-        self._details: dict[int, Any] = {}
+        max_age = session.cfg.connector.cache_max_age
+        # contract details per spec, and option-chain parameters per underlying: both
+        # change a few times a day at most, and are lost with the connection's data
+        self.contract_cache: AgedCache[list[Any]] = AgedCache("contracts", max_age)
+        self.chain_cache: AgedCache[dict[str, Any]] = AgedCache("chains", max_age)
+        self._details: dict[int, Any] = {}  # conId -> details: long names, minimum ticks
         self.subs: dict[int, HeldSubscription] = {}
         self._md_type = 1
         session.on_resubscribe.append(self.resubscribe)
+        session.on_resubscribe.append(self.forget_cached)
+        self.ages = StateAges(self.ib)
+        session.listeners.append(self._on_state)
+        self._names_asked: set[int] = set()  # conIds whose long name is being looked up
+        self._background: set[asyncio.Task[Any]] = set()
         # every message that leaves counts against IB's 50 per second (the scheduler's
         # grants, cancels, heartbeats, the library's own); the library's throttle stays
         # as a backstop at IB's own limit for what is not paced (re-subscriptions after
@@ -144,51 +155,74 @@ class Service:
 
     # --- contracts ---------------------------------------------------------------------
 
-    async def details(self, spec: ContractSpec) -> list[Any]:
+    def _on_state(self, old: State, new: State, reason: str) -> None:
+        if new in USABLE and old not in USABLE:  # the library has just synchronised
+            self.ages.synced()
+            self._names_asked.clear()
+            self.in_background(self.account.warm())
+            self.in_background(self._look_up_names())
+
+    def in_background(self, coro: Any) -> None:
+        """Run ``coro`` as the connector's own background job (not a caller's)."""
+        async def run() -> None:
+            JOB.set("ibhost/background")
+            try:
+                await coro
+            except IbhostError as e:
+                log.info("background request failed: %s", e.message)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def forget_cached(self) -> None:
+        """A new connection, or 1101 (data lost): IB is asked again."""
+        self.contract_cache.clear()
+        self.chain_cache.clear()
+
+    async def details(self, spec: ContractSpec, priority: int = INTERACTIVE) -> list[Any]:
         contract = to_contract(self.lib, spec)
         result: list[Any] = await self._call(
-            "contract details", lambda: self.ib.reqContractDetailsAsync(contract))
+            "contract details", lambda: self.ib.reqContractDetailsAsync(contract),
+            priority=priority)
         if not result:
             raise IbhostError("not_found", f"no contract matches {spec.symbol or spec.conId}",
                               field="symbol", ib_code=200)
         return result
 
-    async def resolve(self, spec: ContractSpec) -> Any:
-        """Exactly one qualified contract (cached for the life of the process)."""
-        key = spec.key()
-        hit = self._contracts.get(key)
-        if hit is not None:
-            return hit
-        pending = self._resolving.get(key)
-        if pending is not None:  # concurrent requests for one contract share one lookup
-            return await asyncio.shield(pending)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._resolving[key] = fut
-        try:
-            details = await self.details(spec)
-            if len(details) > 1:
-                raise ambiguous(spec, details)
-            c = details[0].contract
-            if spec.exchange and spec.exchange != c.exchange:
-                c.exchange = spec.exchange
-            self._contracts[key] = c
-            self._details[c.conId] = details[0]
-            fut.set_result(c)
-            return c
-        except BaseException as e:
-            fut.set_exception(e if isinstance(e, Exception) else
-                              IbhostError("unavailable", "lookup cancelled"))
-            fut.exception()  # retrieved: the waiters re-raise it
-            raise
-        finally:
-            self._resolving.pop(key, None)
+    async def cached_details(self, spec: ContractSpec,
+                             max_age: float | None = None) -> tuple[list[Any], float]:
+        """Contract details from the cache (``connector.cache_max_age``), and their age.
+        A unique contract is also kept under the spec that names it by conId (the
+        one KTRDR's and the bridge's paths send next), so that asks IB nothing more."""
+        found, age = await self.contract_cache.get(
+            spec.key(), lambda prio: self.details(spec, prio), max_age)
+        if len(found) == 1:
+            c = found[0].contract
+            self._details[c.conId] = found[0]
+            exact = ContractSpec(secType=c.secType, exchange=spec.exchange or c.exchange,
+                                 currency=c.currency, conId=c.conId).key()
+            if exact != spec.key() and exact not in self.contract_cache:
+                self.contract_cache.put(exact, found)
+        return found, age
 
-    async def validate(self, spec: ContractSpec) -> dict[str, Any]:
-        details = await self.details(spec)
+    async def resolve(self, spec: ContractSpec) -> Any:
+        """Exactly one qualified contract (from the contract cache)."""
+        details, _ = await self.cached_details(spec)
         if len(details) > 1:
             raise ambiguous(spec, details)
-        self._details[details[0].contract.conId] = details[0]
-        return describe_details(details[0])
+        c = details[0].contract
+        if spec.exchange and spec.exchange != c.exchange:
+            c = copy.copy(c)  # the cached details keep IB's own
+            c.exchange = spec.exchange
+        return c
+
+    async def validate(self, spec: ContractSpec,
+                       max_age: float | None = None) -> tuple[dict[str, Any], float]:
+        details, age = await self.cached_details(spec, max_age)
+        if len(details) > 1:
+            raise ambiguous(spec, details)
+        return describe_details(details[0]), age
 
     # --- historical --------------------------------------------------------------------
 
@@ -206,17 +240,28 @@ class Service:
 
     # --- options and market data -----------------------------------------------------
 
-    async def option_chain(self, spec: ContractSpec) -> dict[str, Any]:
+    async def option_chain(self, spec: ContractSpec,
+                           max_age: float | None = None) -> tuple[dict[str, Any], float]:
+        """Option-chain parameters (reqSecDefOptParams) and their age: they change a
+        few times a day, so they are kept (``connector.cache_max_age``)."""
         und = await self.resolve(spec)
-        chains = await self._call(
-            "option chain",
-            lambda: self.ib.reqSecDefOptParamsAsync(und.symbol, "", und.secType, und.conId))
-        if not chains:
-            raise IbhostError("not_found", f"no option chain for {und.symbol}", field="symbol")
-        return {"underlying": {"conId": und.conId, "symbol": und.symbol, "secType": und.secType},
-                "chains": [{"exchange": ch.exchange, "tradingClass": ch.tradingClass,
-                            "multiplier": ch.multiplier, "expirations": sorted(ch.expirations),
-                            "strikes": sorted(ch.strikes)} for ch in chains]}
+
+        async def fetch(priority: int) -> dict[str, Any]:
+            chains = await self._call(
+                "option chain",
+                lambda: self.ib.reqSecDefOptParamsAsync(und.symbol, "", und.secType,
+                                                        und.conId), priority=priority)
+            if not chains:
+                raise IbhostError("not_found", f"no option chain for {und.symbol}",
+                                  field="symbol")
+            return {"underlying": {"conId": und.conId, "symbol": und.symbol,
+                                   "secType": und.secType},
+                    "chains": [{"exchange": ch.exchange, "tradingClass": ch.tradingClass,
+                                "multiplier": ch.multiplier,
+                                "expirations": sorted(ch.expirations),
+                                "strikes": sorted(ch.strikes)} for ch in chains]}
+
+        return await self.chain_cache.get(und.conId, fetch, max_age)
 
     async def _set_md_type(self, md_type: int) -> None:
         if md_type != self._md_type:
@@ -488,17 +533,42 @@ class Service:
             await asyncio.sleep(0.02)
         return self._trade_dict(trade)
 
-    async def open_orders(self) -> list[dict[str, Any]]:
+    def open_orders(self) -> list[dict[str, Any]]:
+        """This connection's open orders, from the library: IB keeps their status
+        current by pushes, so no request goes to IB. (Orders of other clients are not
+        pushed to this one; ``all_open_orders`` asks IB for them.)"""
+        self.session.require_ready()
+        cid = self.session.diag.clientId
+        return [self._trade_dict(t) for t in self.ib.openTrades()
+                if cid == 0 or t.order.clientId == cid]
+
+    async def all_open_orders(self) -> list[dict[str, Any]]:
+        """Every client's open orders, asked of IB (reqAllOpenOrders)."""
         trades = await self._call("open orders", self.ib.reqAllOpenOrdersAsync)
         return [self._trade_dict(t) for t in trades]
 
     async def executions(self, *, symbol: str = "", sec_type: str = "", side: str = "",
-                         since: dt.datetime | None = None, client_id: int = 0
-                         ) -> list[dict[str, Any]]:
-        f = self.lib.ExecutionFilter(
-            clientId=client_id, symbol=symbol, secType=sec_type, side=side,
-            time=since.astimezone(dt.UTC).strftime("%Y%m%d-%H:%M:%S") if since else "")
-        fills = await self._call("executions", lambda: self.ib.reqExecutionsAsync(f))
+                         since: dt.datetime | None = None, client_id: int = 0,
+                         ask_ib: bool = False) -> list[dict[str, Any]]:
+        """Executions matching IB's filter fields. From the library unless ``ask_ib``:
+        its sync at connect asked IB for every execution IB keeps (an empty filter:
+        whatever any filter could match, from before the connect too), and IB pushes
+        each new one of this client since. Only other clients' later fills need IB."""
+        if ask_ib:
+            f = self.lib.ExecutionFilter(
+                clientId=client_id, symbol=symbol, secType=sec_type, side=side,
+                time=since.astimezone(dt.UTC).strftime("%Y%m%d-%H:%M:%S") if since else "")
+            fills = await self._call("executions", lambda: self.ib.reqExecutionsAsync(f))
+        else:
+            self.session.require_ready()
+            # IB's filter: side BUY/SELL matches BOT/SLD; time is "at or after"
+            wanted = {"BUY": "BOT", "SELL": "SLD"}.get(side, side)
+            fills = [fl for fl in self.ib.fills()
+                     if (not symbol or fl.contract.symbol == symbol)
+                     and (not sec_type or fl.contract.secType == sec_type)
+                     and (not wanted or fl.execution.side == wanted)
+                     and (not client_id or fl.execution.clientId == client_id)
+                     and (since is None or _utc(fl.execution.time) >= since)]
         # commission reports attach to the library's own fill records, keyed by execId
         known = {fl.execution.execId: fl.commissionReport for fl in self.ib.fills()}
         out = []
@@ -519,17 +589,15 @@ class Service:
             })
         return out
 
-    async def positions(self) -> list[dict[str, Any]]:
-        pos = await self._call("positions", self.ib.reqPositionsAsync)
-        for p in pos:  # long names of stock positions, looked up once per contract
-            c = p.contract
-            if p.position and c.secType == "STK" and c.conId not in self._details:
-                try:
-                    cds = await self.details(ContractSpec(conId=c.conId, secType="STK",
-                                                          exchange="", currency=""))
-                    self._details[c.conId] = cds[0]
-                except IbhostError as e:
-                    log.info("no details for position conId %s: %s", c.conId, e.message)
+    def positions(self) -> list[dict[str, Any]]:
+        """The library's positions (IB pushes every change after the sync): no request
+        goes to IB. A stock's long name comes from its contract details once known;
+        unknown ones are looked up in the background for the next answer."""
+        self.session.require_ready()
+        pos = [p for p in self.ib.positions() if p.position]
+        if any(p.contract.secType == "STK" and p.contract.conId not in self._details
+               and p.contract.conId not in self._names_asked for p in pos):
+            self.in_background(self._look_up_names())
         return [{"account": p.account, "conId": p.contract.conId, "symbol": p.contract.symbol,
                  "secType": p.contract.secType, "currency": p.contract.currency,
                  "localSymbol": p.contract.localSymbol, "position": p.position,
@@ -539,7 +607,24 @@ class Service:
                      p.contract.lastTradeDateOrContractMonth or None,
                  "multiplier": _num(p.contract.multiplier),
                  "longName": self.long_name(p.contract.conId)}
-                for p in pos if p.position]
+                for p in pos]
+
+    async def _look_up_names(self) -> None:
+        """Contract details (long names) of stock positions not yet known, at
+        background priority, once per conId and connection."""
+        for p in list(self.ib.positions()):
+            c = p.contract
+            if not p.position or c.secType != "STK" or c.conId in self._details or \
+                    c.conId in self._names_asked:
+                continue
+            self._names_asked.add(c.conId)
+            try:
+                cds = await self.details(ContractSpec(conId=c.conId, secType="STK",
+                                                      exchange="", currency=""),
+                                         priority=BACKGROUND)
+                self._details[c.conId] = cds[0]
+            except IbhostError as e:
+                log.info("no details for position conId %s: %s", c.conId, e.message)
 
     def long_name(self, con_id: int) -> str | None:
         """The contract's long name, when its details were already looked up."""

@@ -15,7 +15,7 @@ from ..errors import IbhostError, bad_header, code_for_http_status
 from ..ipc import IpcError, UnixClient
 from . import openapi
 from .auth import Authenticator, is_loopback, load_keys
-from .common import Route, as_error
+from .common import AGE_HEADER, AGE_KEY, Route, as_error
 from .cors import ORIGINS_KEY, allow_origin, preflight
 from .health import HealthWatcher
 from .idempotency import IdempotencyStore
@@ -214,11 +214,20 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     await app[IDEMPOTENCY_KEY].close()
 
 
+async def state_age(request: web.Request, response: web.StreamResponse) -> None:
+    """An answer read from the connection's state or a cache says how old it is
+    (a header, so every family's body keeps its shape)."""
+    age = request.get(AGE_KEY)
+    if age is not None and response.status < 400:
+        response.headers[AGE_HEADER] = f"{age:.1f}"
+
+
 def init_app(cfg: Config) -> web.Application:
     app = web.Application(middlewares=[observe, check_headers, check_host, preflight],
                           client_max_size=cfg.gateway.max_body)
     app[ORIGINS_KEY] = frozenset(cfg.gateway.cors_origins)
     app.on_response_prepare.append(allow_origin)
+    app.on_response_prepare.append(state_age)
     app[SEGMENTS_KEY] = _segment_families(ROUTES)
     app[HOSTS_KEY] = ({*LOOPBACK_NAMES, cfg.gateway.host.lower(),
                        *(h.lower() for h in cfg.gateway.allowed_hosts)}

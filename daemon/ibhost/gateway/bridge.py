@@ -121,8 +121,10 @@ async def market_data_batch(request: web.Request) -> web.Response:
 
 async def _chain(request: web.Request, symbol: str) -> dict[str, Any]:
     st = _stock(symbol)
-    chain = await connector(request, "GET", "/option-chain", params={
-        "symbol": st["symbol"], "secType": st["secType"], "exchange": st["exchange"]})
+    params = {"symbol": st["symbol"], "secType": st["secType"], "exchange": st["exchange"]}
+    if "maxAge" in request.query:  # the oldest cached answer the caller accepts
+        params["maxAge"] = request.query["maxAge"]
+    chain = await connector(request, "GET", "/option-chain", params=params)
     chains = chain["chains"]
     target = next((c for c in chains if (c.get("tradingClass") or "").upper() ==
                    symbol.upper()), None) or next(

@@ -130,13 +130,33 @@ def _catalogue_errors() -> Iterator[None]:
         raise err from None
 
 
+AGE_HEADER = "X-Ibhost-State-Age"
+AGE_KEY = "state_age"  # the request's oldest connector answer read from state or cache
+
+
+def note_age(request: web.Request, answer_headers: Mapping[str, str]) -> None:
+    """Keep the age of a connector answer read from the connection's state or a cache
+    (the oldest, when a route combines several), for the response's AGE_HEADER."""
+    raw = answer_headers.get(AGE_HEADER.lower())
+    if raw is None:
+        return
+    try:
+        age = float(raw)
+    except ValueError:
+        return
+    request[AGE_KEY] = max(age, request.get(AGE_KEY, 0.0))
+
+
 async def connector(request: web.Request, method: str, path: str, *,
                     body: Any = None, params: dict[str, Any] | None = None) -> Any:
     """One call on connector.sock, held to the caller's deadline."""
+    answer: dict[str, str] = {}
     with _catalogue_errors():
-        return await request.app[CONNECTOR_KEY].request(
+        result = await request.app[CONNECTOR_KEY].request(
             method, path, json_body=body, params=params, deadline=deadline_of(request),
-            headers={JOB_HEADER: job_of(request)})
+            headers={JOB_HEADER: job_of(request)}, answer_headers=answer)
+    note_age(request, answer)
+    return result
 
 
 async def connector_bytes(request: web.Request, path: str, body: Any) -> bytes:

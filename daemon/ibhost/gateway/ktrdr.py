@@ -12,18 +12,20 @@ says which.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import orjson
 from aiohttp import web
 
 from ..errors import IbhostError, bad_request
 from ..symbols import CURRENCIES, INSTRUMENT_TYPES, forex_pair, normalize, resolve
 from ..validate import opt_datetime, opt_str, req_str
-from .common import TIMEFRAMES, Route, auth, connector, request_body
+from .common import TIMEFRAMES, Route, auth, connector, connector_bytes, request_body
 
 # the timeframes KTRDR's provider accepts (IbDataProvider._validate_timeframe)
 KTRDR_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "2h", "3h", "4h", "1d", "1w", "1M")
@@ -69,21 +71,36 @@ def instrument_type_of(q: Any) -> str | None:
 
 async def classify(request: web.Request, symbol: str,
                    instrument_type: str | None = None) -> Known:
-    known: dict[tuple[str, str], Known] = request.app[KNOWN_KEY]
+    """The symbol's contract, classified once an hour; concurrent requests for one
+    symbol share one classification (KTRDR sends a day's segments at once)."""
+    known: dict[tuple[str, str], Known | asyncio.Future[Known]] = request.app[KNOWN_KEY]
     key = (normalize(symbol), (instrument_type or "").upper())
     hit = known.get(key)
+    if isinstance(hit, asyncio.Future):
+        return await asyncio.shield(hit)
     if hit is not None and time.time() - hit.at < CACHE_SECONDS:
         return hit
+    pending: asyncio.Future[Known] = asyncio.get_running_loop().create_future()
+    known[key] = pending
+
     async def validate(spec: dict[str, Any]) -> dict[str, Any]:
         d: dict[str, Any] = await connector(request, "POST", "/validate", body=spec)
         return d
 
-    resolved = await resolve(symbol, instrument_type, validate)
-    if resolved is not None:
-        found = Known(resolved[0], resolved[1], time.time())
-        known[key] = found
-        return found
-    raise NotFound(symbol)
+    try:
+        resolved = await resolve(symbol, instrument_type, validate)
+        if resolved is None:
+            raise NotFound(symbol)
+    except BaseException as e:
+        known.pop(key, None)
+        pending.set_exception(e if isinstance(e, Exception) else
+                              IbhostError("unavailable", "classification cancelled"))
+        pending.exception()  # retrieved: the waiters re-raise it
+        raise
+    found = Known(resolved[0], resolved[1], time.time())
+    known[key] = found
+    pending.set_result(found)
+    return found
 
 
 # IB's time-zone names are old tz-database links; KTRDR's trading hours (and its gap
@@ -118,6 +135,36 @@ def _hours(d: dict[str, Any]) -> dict[str, Any]:
     return {"timezone": iana_zone(d.get("timeZone")),
             "regular_hours": {"start": start, "end": end, "name": "Regular"},
             "extended_hours": [], "trading_days": [0, 1, 2, 3, 4], "holidays": []}
+
+
+def _session(d: dict[str, Any]) -> tuple[str, str] | None:
+    """The regular session's open and close (``HHMM``, the contract's time zone) from
+    IB's liquid hours; None when they cannot be read."""
+    for seg in str(d.get("liquidHours") or "").split(";"):
+        if "-" in seg and "CLOSED" not in seg:
+            a, _, b = seg.partition("-")
+            a, b = a.rpartition(":")[2], b.rpartition(":")[2]
+            if len(a) == 4 and len(b) == 4 and a.isdigit() and b.isdigit():
+                return a, b
+    return None
+
+
+def bar_may_start_at(d: dict[str, Any], t: dt.datetime) -> bool:
+    """Could a regular-hours bar start at ``t``? False only when ``t`` falls on a
+    weekend or outside the session IB's liquid hours give (a half day or a holiday
+    only makes this say yes where no bar comes)."""
+    session = _session(d)
+    if session is None:
+        return True
+    try:
+        local = t.astimezone(ZoneInfo(iana_zone(d.get("timeZone"))))
+    except (KeyError, ValueError):  # an unknown zone: no way to tell
+        return True
+    if local.weekday() >= 5:
+        return False
+    hhmm = local.strftime("%H%M")
+    start, end = session
+    return start <= hhmm < end if start < end else (hhmm >= start or hhmm < end)
 
 
 def _contract_dict(d: dict[str, Any]) -> dict[str, Any]:
@@ -250,17 +297,15 @@ async def head_timestamp(request: web.Request) -> web.Response:
         return _fail(e.message, timestamp=None)
 
 
-def _pandas_iso(ts: str) -> str:
-    """'2025-11-17T14:30:00+00:00' -> '2025-11-17T14:30:00.000Z', as to_json writes it."""
-    return ts[:19] + ".000Z"
-
-
-def bars_json(bars: list[dict[str, Any]]) -> str:
-    """The bars as ``DataFrame.to_json(orient="index", date_format="iso")`` would write
-    them (index = UTC bar start; open, high, low, close, volume)."""
-    return json.dumps({_pandas_iso(b["timestamp"]): {
-        "open": b["open"], "high": b["high"], "low": b["low"], "close": b["close"],
-        "volume": b["volume"]} for b in bars}, separators=(",", ":"))
+def bars_json(cols: dict[str, list[Any]]) -> bytes:
+    """The connector's columnar bars as ``DataFrame.to_json(orient="index",
+    date_format="iso")`` would write them (index = UTC bar start, written
+    '2025-11-17T14:30:00.000Z'; open, high, low, close, volume)."""
+    return orjson.dumps({t[:19] + ".000Z": {"open": o, "high": h, "low": lo, "close": c,
+                                             "volume": v}
+                         for t, o, h, lo, c, v in zip(
+                             cols["timestamp"], cols["open"], cols["high"], cols["low"],
+                             cols["close"], cols["volume"], strict=True)})
 
 
 async def historical(request: web.Request) -> web.Response:
@@ -294,19 +339,24 @@ async def historical(request: web.Request) -> web.Response:
                 return _fail(f"Data not available before {head.isoformat()}. Requested "
                              f"start: {start.isoformat()}. Head timestamp: "
                              f"{head.isoformat()}", data=None, rows=None)
-        # KTRDR's end is inclusive (index <= end): ask for one second more
-        result = await connector(request, "POST", "/historical", body={
+        # KTRDR's end is inclusive (index <= end): one second more when a bar can
+        # start at ``end`` (a day from midnight to midnight then stays one IB request
+        # for 1-minute bars, not two); the columnar answer is read with orjson
+        if bar_may_start_at(k.details, end):
+            end += dt.timedelta(seconds=1)
+        raw = await connector_bytes(request, "/historical", {
             **k.spec, "barSize": TIMEFRAMES[timeframe],
             "whatToShow": "BID" if k.spec["secType"] == "CASH" else "TRADES",
-            "useRTH": True, "start": start.isoformat(),
-            "end": (end + dt.timedelta(seconds=1)).isoformat()})
+            "useRTH": True, "start": start.isoformat(), "end": end.isoformat(),
+            "columns": True})
     except IbhostError as e:
         return _fail(e.message, data=None, rows=None)
-    bars = result["bars"]
-    if not bars:
-        return web.json_response({"success": True, "data": "{}", "error": None, "rows": 0})
-    return web.json_response({"success": True, "data": bars_json(bars), "error": None,
-                              "rows": len(bars)})
+    result = orjson.loads(raw)
+    rows = result["count"]
+    data = bars_json(result["data"]) if rows else b"{}"
+    return web.Response(body=orjson.dumps({"success": True, "data": data.decode(),
+                                           "error": None, "rows": rows}),
+                        content_type="application/json")
 
 
 ROUTES: tuple[Route, ...] = (

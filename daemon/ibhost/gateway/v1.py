@@ -296,7 +296,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/options/chain", option_chain),
     Route("POST", "/v1/market/snapshot", snapshot),
     Route("POST", "/v1/orders", place_order),
-    Route("GET", "/v1/orders", _relay("/orders")),
+    Route("GET", "/v1/orders", _relay("/orders", query=True)),
     Route("DELETE", "/v1/orders/{orderId}", cancel_order),
     Route("GET", "/v1/executions", _relay("/executions", query=True)),
     Route("GET", "/v1/positions", _relay("/positions")),

@@ -1,0 +1,143 @@
+"""One day of 1-minute bars at N concurrent clients, through the KTRDR path
+(``POST /data/historical``) and v1 (``POST /v1/data/historical``), same stack, same run.
+
+    PYTHONPATH=daemon python3 bench/bench_ktrdr.py [--clients 10] [--rounds 6]
+
+An in-process stack (simulator, connector, gateway in one event loop; the
+simulator's pacing windows shrunk so that only ibhost is measured). Each
+request asks for another day or symbol, so no answer comes from a cache; each
+path is warmed with one request per symbol first (the KTRDR path's symbol
+classification included). Prints p50/p99 per path and the ratio to v1, and the
+connector calls each path made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ibhost import config
+from ibhost.connector.main import Connector
+from ibhost.connector.session import State
+from ibhost.gateway.app import init_app
+from ibhost.sim import Simulator
+
+SYMBOLS = ["AAPL", "MSFT", "AMZN", "TSLA", "NVDA", "SPY", "QQQ"]
+KEY = "bench-key-0123456789abcdef"
+START = dt.datetime(2025, 11, 20, 15, 0, tzinfo=dt.UTC)
+DAYS = [d for d in (dt.date(2025, 9, 1) + dt.timedelta(days=i) for i in range(75))
+        if d.weekday() < 5 and d not in (dt.date(2025, 9, 1), dt.date(2025, 11, 27))]
+
+
+def counted(fn: Any, name: str, calls: Counter[str]) -> Any:
+    async def wrapper(*a: Any, **kw: Any) -> Any:
+        calls[name] += 1
+        return await fn(*a, **kw)
+
+    return wrapper
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+async def run(clients: int, rounds: int) -> int:
+    sim = Simulator("127.0.0.1", 0, seed=7, pacing_scale=1e-6, start_time=START)
+    await sim.start()
+    home = Path(tempfile.mkdtemp(prefix="ibhost-bench-ktrdr-"))
+    cfg = config.load(home=home, env={}, overrides={
+        "ib.port": sim.port, "pacing.scale": 1e-6, "ib.settle_delay": 0.1,
+        "gateway.api_key": KEY})  # a caller with a key: not held to the keyless share
+    con = Connector(cfg)
+    await con.start()
+    await con.session.wait_state(State.READY, timeout=15)
+    runner = web.AppRunner(init_app(cfg))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    url = f"http://127.0.0.1:{port}"
+    calls: Counter[str] = Counter()
+    svc = con.service
+    for obj, name in ((svc, "validate"), (svc, "details"), (svc.history, "historical"),
+                      (svc.history, "columnar")):
+        setattr(obj, name, counted(getattr(obj, name), name, calls))
+    work = iter(range(10**9))
+
+    def pick() -> tuple[str, dt.date]:
+        i = next(work)
+        return SYMBOLS[i % len(SYMBOLS)], DAYS[(i // len(SYMBOLS)) % len(DAYS)]
+
+    def ktrdr(s: str, d: dt.date) -> tuple[str, dict[str, Any]]:
+        # as KTRDR's provider asks for a day: midnight to midnight, end inclusive
+        return "/data/historical", {"symbol": s, "timeframe": "1m",
+                                    "start": f"{d}T00:00:00Z",
+                                    "end": f"{d + dt.timedelta(days=1)}T00:00:00Z"}
+
+    def v1(s: str, d: dt.date) -> tuple[str, dict[str, Any]]:
+        return "/v1/data/historical", {"symbol": s, "barSize": "1 min",
+                                       "start": f"{d}T13:30:00Z", "end": f"{d}T20:00:00Z"}
+
+    results: dict[str, dict[str, Any]] = {}
+    async with aiohttp.ClientSession(headers={"X-API-Key": KEY}) as http:
+        async def one(build: Any) -> float:
+            path, body = build(*pick())
+            t0 = time.perf_counter()
+            async with http.post(url + path, json=body) as r:
+                raw = await r.read()
+                assert r.status == 200, raw[:300]
+                assert b'"success": false' not in raw and b'"success":false' not in raw, \
+                    raw[:300]
+            return time.perf_counter() - t0
+
+        for name, build in (("v1", v1), ("ktrdr", ktrdr), ("v1 again", v1)):
+            if build is v1:  # warm: the simulator computes a symbol's data once
+                for _ in SYMBOLS:
+                    await one(build)
+            # the KTRDR path starts cold, as it does after each hour
+            calls.clear()
+            samples: list[float] = []
+
+            async def client(b: Any = build, out: list[float] = samples) -> None:
+                for _ in range(rounds):
+                    out.append(await one(b))
+
+            await asyncio.gather(*(client() for _ in range(clients)))
+            results[name] = {"p50": pct(samples, 0.5), "p99": pct(samples, 0.99),
+                             "n": len(samples), "calls": dict(calls)}
+    base = results["v1"]
+    print(f"one day of 1-minute bars (390), {clients} clients x {rounds} requests")
+    for name, r in results.items():
+        print(f"{name:9} p50 {r['p50'] * 1000:8.1f} ms  p99 {r['p99'] * 1000:8.1f} ms  "
+              f"(x{r['p50'] / base['p50']:.2f} / x{r['p99'] / base['p99']:.2f} of v1)  "
+              f"n={r['n']}  connector calls {r['calls']}")
+    st = con.scheduler.stats
+    print(f"pacing: granted {st.granted}, delayed by rule {st.delayed}, open limit "
+          f"{con.scheduler.open.limit:.1f}")
+    await runner.cleanup()
+    await con.stop()
+    await sim.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clients", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=6)
+    a = p.parse_args(argv)
+    return asyncio.run(run(a.clients, a.rounds))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
