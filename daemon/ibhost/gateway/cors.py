@@ -22,7 +22,8 @@ ORIGINS_KEY = web.AppKey("cors_origins", frozenset)
 # request id, the replay markers, Retry-After and the pagination of answers)
 ALLOW_HEADERS = "Content-Type, X-API-Key, Idempotency-Key, X-Timeout, X-Request-ID, " \
                 "Last-Event-ID"
-EXPOSE_HEADERS = "X-Request-ID, Idempotent-Replayed, Idempotent-Stale, Retry-After"
+EXPOSE_HEADERS = "X-Request-ID, Idempotent-Replayed, Idempotent-Stale, Retry-After, " \
+                 "X-Ibhost-State-Age"
 MAX_AGE = "600"
 
 
