@@ -71,8 +71,10 @@ def test_supervisord_conf_parses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     for p in progs.values():
         assert p.autorestart and p.stopasgroup and p.killasgroup and p.startsecs >= 1
         assert p.exitcodes == [0] and p.stopwaitsecs >= 5
+        assert p.umask == 0o077  # supervisord's own umask is not applied under -n
         assert p.stdout_logfile.startswith(str(tmp_path / "log"))
         assert p.stdout_logfile_maxbytes > 0 and p.stdout_logfile_backups > 0
+    assert [p.umask for p in groups["events"].process_configs] == [0o077]
     assert opts.server_configs[0]["file"] == str(tmp_path / "run" / "supervisor.sock")
     assert opts.server_configs[0]["chmod"] == 0o700
 
