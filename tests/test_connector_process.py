@@ -50,6 +50,7 @@ async def test_connector_process_serves_and_stops_on_sigterm(sim: Simulator,
     home.mkdir()
     (home / "ibhost.toml").write_text(f"[ib]\nport = {sim.port}\nsettle_delay = 0.1\n")
     env = {**os.environ, "IBHOST_HOME": str(home), "IBHOST_IB_CLIENT_ID_START": "7"}
+    env.pop("PROMETHEUS_DISABLE_CREATED_SERIES", None)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ibhost.cli", "connector", "--set", "connector.log_level=WARNING",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -66,6 +67,10 @@ async def test_connector_process_serves_and_stops_on_sigterm(sim: Simulator,
                 break
             await asyncio.sleep(0.1)
         assert h["status"] == "ok" and h["clientId"] == 7  # env overrides the default
+        # a program started by `ibhost` exports no `_created` series
+        metrics = await client.request_text("GET", "/metrics")
+        assert "ibhost_connector_request_duration_seconds" in metrics
+        assert "_created" not in metrics
         await client.close()
     finally:
         proc.send_signal(signal.SIGTERM)

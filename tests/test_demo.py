@@ -146,3 +146,26 @@ def test_demo_home_too_long_for_unix_sockets_is_a_clear_error(tmp_path: Path) ->
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2
     assert "too long for the Unix sockets" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_demo_stops_when_its_reader_leaves_after_the_last_line(tmp_short: Path) -> None:
+    """`ibhost demo | head -3`: the third line is in the last block the demo prints,
+    so no write of its fails; it still sees the reader go and stops everything."""
+    tmp_path = tmp_short
+    r, w = os.pipe()
+    p = _demo(tmp_path, "--http-port", str(_time_wait_port()), stdout=w)
+    os.close(w)
+    with os.fdopen(r, "rb") as reader:
+        lines = [reader.readline().decode() for _ in range(3)]
+        home = Path(lines[0].split("home ", 1)[1].split(" ")[0].strip())
+        assert "events listener" in lines[1] and "gap-filler" in lines[1], lines
+        assert lines[2] == "\n", lines  # the ready block begins with a blank line
+        time.sleep(1)  # the block is written whole before the reader goes
+    assert p.stderr is not None
+    err = p.communicate(timeout=90)[1].decode()
+    assert "Traceback" not in err, err
+    assert "standard output closed" in err
+    assert p.returncode == 0
+    assert _wait_gone(str(home)) == [], "the simulator or the tree outlived the demo"
+    assert not home.exists()

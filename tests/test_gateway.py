@@ -313,6 +313,40 @@ async def test_reads_can_require_a_key(sim: Simulator, tmp_path: Path,
         assert (await gw.get("/ping")).status == 200  # liveness stays open
 
 
+async def test_metrics_take_the_key_as_a_bearer_token(sim: Simulator, tmp_path: Path,
+                                                     aiohttp_client: Any) -> None:
+    """With reads_need_key, Prometheus scrapes /metrics with ``Authorization: Bearer``
+    (the only way its scrape config sends a key); other routes still want X-API-Key."""
+    async with running_connector(tmp_path, sim), gateway(
+            aiohttp_client, tmp_path, sim, gateway__reads_need_key=True) as gw:
+        assert (await gw.get("/metrics")).status == 401
+        assert (await gw.get("/metrics", headers={"Authorization": f"Basic {KEY}"})).status \
+            == 401
+        bad = {"Authorization": "Bearer made-up-key-0123456789"}
+        assert (await gw.get("/metrics", headers=bad)).status == 403
+        for headers in ({"Authorization": f"Bearer {KEY}"}, {"authorization": f"bearer {KEY}"},
+                        H):
+            r = await gw.get("/metrics", headers=headers)
+            assert r.status == 200, headers
+            text = await r.text()
+            assert 'ibhost_up{program="connector"} 1.0' in text
+        r = await gw.post("/v1/data/validate", json={"symbol": "AAPL"},
+                          headers={"Authorization": f"Bearer {KEY}"})
+        assert r.status == 401
+        await gw.post("/v1/orders", json={}, headers=H)  # an order route's series
+        text = await (await gw.get("/metrics", headers={"Authorization": f"Bearer {KEY}"})).text()
+        assert 'route="/v1/orders"' in text  # a valid bearer key is a trusted caller
+
+
+async def test_metrics_have_no_created_series(stack: Any) -> None:
+    await stack.get("/ping")
+    text = await (await stack.get("/metrics", headers=H)).text()
+    assert "ibhost_gateway_request_duration_seconds_count" in text
+    assert "ibhost_connector_pacing_wait_seconds_count" in text
+    created = [line for line in text.splitlines() if "_created" in line]
+    assert created == []
+
+
 def test_non_loopback_bind_needs_a_key(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "ibhost.cli", "gateway", "--home",
                           str(tmp_path), "--bind", "0.0.0.0"], capture_output=True, text=True,

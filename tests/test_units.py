@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import plistlib
+import re
 import shutil
 import subprocess
 import sys
@@ -70,8 +71,10 @@ def test_supervisord_conf_parses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     for p in progs.values():
         assert p.autorestart and p.stopasgroup and p.killasgroup and p.startsecs >= 1
         assert p.exitcodes == [0] and p.stopwaitsecs >= 5
+        assert p.umask == 0o077  # supervisord's own umask is not applied under -n
         assert p.stdout_logfile.startswith(str(tmp_path / "log"))
         assert p.stdout_logfile_maxbytes > 0 and p.stdout_logfile_backups > 0
+    assert [p.umask for p in groups["events"].process_configs] == [0o077]
     assert opts.server_configs[0]["file"] == str(tmp_path / "run" / "supervisor.sock")
     assert opts.server_configs[0]["chmod"] == 0o700
 
@@ -89,10 +92,38 @@ def test_alert_rules_with_promtool() -> None:
     assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
 
 
+def test_every_alert_is_listed_in_the_metrics_readme() -> None:
+    names = re.findall(r"(?m)^\s*- alert: (\w+)$", (ROOT / "metrics" / "alerts.yml").read_text())
+    readme = (ROOT / "metrics" / "README.md").read_text()
+    assert len(names) >= 7 and [n for n in names if n not in readme] == []
+    words = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    count = words[len(names)] if len(names) < len(words) else str(len(names))
+    assert f"{count} alerts" in readme
+
+
+def test_prometheus_config_with_promtool(tmp_path: Path) -> None:
+    """The scrape example is valid as shipped and with its bearer-key lines uncommented."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian package 'prometheus'; .ci/run "
+                    "installs it where apt-get works)")
+    text = (ROOT / "metrics" / "prometheus.yml").read_text()
+    keyed = re.sub(r"(?m)^    # (authorization:|  type: Bearer|  credentials_file: )",
+                   r"    \1", text)
+    assert "\n    authorization:\n      type: Bearer\n      credentials_file: ibhost.key\n" \
+        in keyed
+    shutil.copy(ROOT / "metrics" / "alerts.yml", tmp_path / "alerts.yml")
+    (tmp_path / "ibhost.key").write_text("test-key-0123456789abcdef\n")
+    for name, body in (("shipped.yml", text), ("keyed.yml", keyed)):
+        (tmp_path / name).write_text(body)
+        res = subprocess.run([promtool, "check", "config", name], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stdout + res.stderr
+
+
 def test_dashboard_queries_name_real_metrics() -> None:
     dash = json.loads((ROOT / "metrics" / "grafana" / "ibhost-dashboard.json").read_text())
     documented = (ROOT / "docs" / "metrics.md").read_text()
-    import re
 
     for panel in dash["panels"]:
         for target in panel["targets"]:

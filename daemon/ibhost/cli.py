@@ -26,6 +26,7 @@ COMMANDS = {
     "demo": "ibhost.demo",
     "ctl": "ibhost.ctl",
     "bench": "ibhost.benchcmd",
+    "config": "ibhost.configcmd",
 }
 
 
@@ -45,6 +46,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # before any program imports prometheus_client (it reads this once, at import): no
+    # `_created` series in any program's metrics (see ibhost/metrics.py)
+    os.environ.setdefault("PROMETHEUS_DISABLE_CREATED_SERIES", "True")
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
     try:

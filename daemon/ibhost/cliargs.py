@@ -25,6 +25,12 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
+    return config_mod.load(home=args.home, config_file=args.config,
+                           overrides=overrides_from_args(args))
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``--set`` items and the shortcut flags, as ``{"section.key": value}``."""
     overrides: dict[str, Any] = config_mod.parse_set(args.set)
     if args.host is not None:
         overrides["ib.host"] = args.host
@@ -32,4 +38,4 @@ def config_from_args(args: argparse.Namespace) -> Config:
         overrides["ib.port"] = args.port
     if args.client_id is not None:
         overrides["ib.client_id_start"] = args.client_id
-    return config_mod.load(home=args.home, config_file=args.config, overrides=overrides)
+    return overrides

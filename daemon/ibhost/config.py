@@ -8,225 +8,209 @@ flags are ``--set section.key=value`` plus a few shortcuts. ``IBHOST_HOME`` /
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from .configkinds import (
+    BOOL,
+    FRACTION,
+    INT_NON_NEGATIVE,
+    INT_POSITIVE,
+    LISTEN_PORT,
+    LOG_LEVEL,
+    NUM_NON_NEGATIVE,
+    NUM_POSITIVE,
+    NUMBERS,
+    PORT,
+    STRINGS,
+    TEXT,
+    UPPER_STRINGS,
+    WINDOWS,
+    Kind,
+    choice,
+)
+
+T = TypeVar("T")
 
 
-def _bool(v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    s = str(v).strip().lower()
-    if s in ("1", "true", "yes", "on"):
-        return True
-    if s in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {v!r}")
-
-
-def _floats(v: Any) -> tuple[float, ...]:
-    items = v if isinstance(v, list | tuple) else str(v).split(",")
-    out = tuple(float(x) for x in items)
-    if not out or any(x < 0 for x in out):
-        raise ValueError("must be a non-empty list of non-negative numbers")
-    return out
-
-
-def _upper_list(v: Any) -> tuple[str, ...]:
-    items = v if isinstance(v, list | tuple) else str(v).split(",")
-    return tuple(str(x).strip().upper() for x in items if str(x).strip())
-
-
-def _str_list(v: Any) -> tuple[str, ...]:
-    items = v if isinstance(v, list | tuple) else str(v).split(",")
-    return tuple(str(x).strip() for x in items if str(x).strip())
-
-
-def _windows(v: Any) -> tuple[str, ...]:
-    from .watchdog.maintenance import parse_window
-
-    items = v if isinstance(v, list | tuple) else [x for x in str(v).split(";") if x.strip()]
-    for item in items:
-        parse_window(str(item))  # raises ValueError naming the problem
-    return tuple(str(x).strip() for x in items)
-
-
-def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def conv(v: Any) -> Any:
-        x = kind(v)
-        if x <= 0:
-            raise ValueError("must be positive")
-        return x
-
-    return conv
-
-
-def _non_negative(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def conv(v: Any) -> Any:
-        x = kind(v)
-        if x < 0:
-            raise ValueError("must not be negative")
-        return x
-
-    return conv
-
-
-def _fraction(v: Any) -> float:
-    x = float(v)
-    if not 0 < x <= 1:  # also NaN
-        raise ValueError("must be above 0 and at most 1")
-    return x
-
-
-def _choice(*options: str) -> Callable[[Any], str]:
-    def conv(v: Any) -> str:
-        s = str(v)
-        if s not in options:
-            raise ValueError(f"must be one of {', '.join(options)}")
-        return s
-
-    return conv
-
-
-def _listen_port(v: Any) -> int:
-    p = int(v)
-    if not 0 <= p < 65536:
-        raise ValueError("must be a TCP port (0 picks a free one)")
-    return p
-
-
-def _port(v: Any) -> int:
-    p = int(v)
-    if not 0 < p < 65536:
-        raise ValueError("must be a TCP port (1-65535)")
-    return p
+def setting(default: T, kind: Kind, doc: str) -> T:
+    """One key: its default, how it is read and a one-line description (the example
+    file and ``ibhost config`` are generated from these, so they cannot drift)."""
+    return field(default=default, metadata={"kind": kind, "doc": doc})
 
 
 @dataclass(frozen=True)
 class IBConfig:
-    host: str = "127.0.0.1"
-    port: int = 4002
-    backend: str = "ib_async"
-    client_id_start: int = 1
-    client_id_max: int = 50
-    ids_per_attempt: int = 3
-    client_id_retry_delay: float = 1.5
-    connect_timeout: float = 10.0
-    settle_delay: float = 0.5
-    backoff: tuple[float, ...] = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-    backoff_jitter: float = 0.1
-    probe_interval: float = 1.0
-    heartbeat_interval: float = 5.0
-    heartbeat_timeout: float = 5.0
-    heartbeat_misses: int = 2
-    # a request outstanding with nothing received for this long: probe at once
-    stall_after: float = 2.0
-    request_timeout: float = 60.0
-    account: str = ""
+    host: str = setting("127.0.0.1", TEXT, "IB Gateway / TWS host")
+    port: int = setting(4002, PORT, "4002 paper gateway, 4001 live gateway, 7497/7496 TWS")
+    backend: str = setting("ib_async", choice("ib_async", "ib_insync"), "API library")
+    client_id_start: int = setting(1, INT_NON_NEGATIVE, "first client id tried")
+    client_id_max: int = setting(50, INT_NON_NEGATIVE,
+                                 "client ids wrap back to the start after this one")
+    ids_per_attempt: int = setting(3, INT_POSITIVE,
+                                   "client ids tried per attempt (error 326: id in use)")
+    client_id_retry_delay: float = setting(1.5, NUM_NON_NEGATIVE,
+                                           "seconds between two client ids")
+    connect_timeout: float = setting(10.0, NUM_POSITIVE, "seconds to connect and sync")
+    settle_delay: float = setting(0.5, NUM_NON_NEGATIVE,
+                                  "seconds to wait after sync before serving")
+    backoff: tuple[float, ...] = setting((5.0, 10.0, 30.0, 60.0, 120.0, 300.0), NUMBERS,
+                                         "seconds between failed attempts, the last repeats")
+    backoff_jitter: float = setting(0.1, NUM_NON_NEGATIVE,
+                                    "random fraction added to each backoff")
+    probe_interval: float = setting(1.0, NUM_POSITIVE,
+                                    "seconds between TCP probes of the port while down")
+    heartbeat_interval: float = setting(5.0, NUM_POSITIVE, "seconds between heartbeats")
+    heartbeat_timeout: float = setting(5.0, NUM_POSITIVE,
+                                       "seconds a heartbeat may take to be answered")
+    heartbeat_misses: int = setting(2, INT_POSITIVE,
+                                    "missed heartbeats in a row that mean the socket is dead")
+    stall_after: float = setting(2.0, NUM_POSITIVE, "a request outstanding this long with "
+                                 "nothing received: heartbeat at once")
+    request_timeout: float = setting(60.0, NUM_POSITIVE, "seconds one IB request may take")
+    account: str = setting("", TEXT, "orders go to this account when set")
 
 
 @dataclass(frozen=True)
 class PacingConfig:
-    identical_window: float = 15.0
-    burst_window: float = 2.0
-    burst_max: int = 5
-    window: float = 600.0
-    window_max: int = 60
+    identical_window: float = setting(15.0, NUM_NON_NEGATIVE,
+                                      "seconds before an identical small-bar request repeats")
+    burst_window: float = setting(2.0, NUM_NON_NEGATIVE,
+                                  "seconds of the per-contract burst rule")
+    burst_max: int = setting(5, INT_POSITIVE, "small-bar requests per contract per burst")
+    window: float = setting(600.0, NUM_NON_NEGATIVE, "seconds of the rolling window")
+    window_max: int = setting(60, INT_POSITIVE, "small-bar requests per rolling window")
     # IB allows 50 messages in any second, judged on arrival: at most this many in
     # any 1.05 s, counting every message sent (requests, cancels, heartbeats, the
     # library's own), grants evenly spaced
-    messages_per_second: int = 49
-    scale: float = 1.0
-    margin: float = 0.2
-    queue_max: int = 1000
+    messages_per_second: int = setting(49, INT_POSITIVE,
+                                       "messages to IB per 1.05 s (IB allows 50 a second)")
+    scale: float = setting(1.0, NUM_POSITIVE,
+                           "multiply every window (tests against a scaled simulator)")
+    margin: float = setting(0.2, NUM_NON_NEGATIVE, "seconds added to every window")
+    queue_max: int = setting(1000, INT_POSITIVE, "requests waiting before new ones are refused")
     # 1-minute bars and larger: open requests at once (AIMD between 1 and open_max;
     # IB allows 50 open and answers more slowly under load)
-    open_start: int = 4
-    open_max: int = 8
-    # the most of the 10-minute window and of the message rate that callers without
-    # an API key (one bucket) may hold; callers with a key may use it all
-    keyless_share: float = 0.25
-    memory_file: str = "data/pacing.state"  # hard-rule history kept across restarts
+    open_start: int = setting(4, INT_POSITIVE, "1-minute bars and larger: open requests at "
+                              "first")
+    open_max: int = setting(8, INT_POSITIVE, "1-minute bars and larger: open requests at most")
+    keyless_share: float = setting(0.25, FRACTION, "the most of the window and message rate "
+                                   "callers without an API key may hold")
+    memory_file: str = setting("data/pacing.state", TEXT,
+                               "hard-rule history kept across restarts (relative to home)")
 
 
 @dataclass(frozen=True)
 class ConnectorConfig:
-    socket: str = "run/connector.sock"
-    log_level: str = "INFO"
-    cache_max_age: float = 3600.0  # seconds option chains and contract details are kept
+    socket: str = setting("run/connector.sock", TEXT, "control socket (relative to home)")
+    log_level: str = setting("INFO", LOG_LEVEL, "log level")
+    cache_max_age: float = setting(3600.0, NUM_POSITIVE,
+                                   "seconds option chains and contract details are kept")
 
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    host: str = "127.0.0.1"
-    port: int = 5001
-    api_key: str = ""  # comma-separated keys; prefer IBHOST_GATEWAY_API_KEY or key_file
-    key_file: str = ""  # one key per line
-    reads_need_key: bool = False
-    max_body: int = 1 << 20
-    connector_timeout: float = 120.0
-    health_timeout: float = 0.8
-    idempotency_file: str = "data/idempotency.sqlite3"
-    idempotency_keep: float = 7 * 86400.0  # seconds a key replays its first answer
-    idempotency_max_keys: int = 100_000  # the oldest keys go first beyond this
-    allowed_hosts: tuple[str, ...] = ()  # Host names besides loopback ones (DNS rebinding)
-    cors_origins: tuple[str, ...] = ()  # browser origins that may read answers (CORS)
-    header_timeout: float = 10.0  # seconds from a request's first byte to its last header
-    body_timeout: float = 30.0  # seconds to read a request's body
-    keepalive_timeout: float = 30.0  # seconds an idle connection is kept open
-    max_connections_per_client: int = 256  # open connections per client address
-    log_level: str = "INFO"
+    host: str = setting("127.0.0.1", TEXT, "HTTP listen address")
+    port: int = setting(5001, LISTEN_PORT, "HTTP listen port")
+    api_key: str = setting("", TEXT, "comma-separated API keys; prefer "
+                           "IBHOST_GATEWAY_API_KEY or key_file")
+    key_file: str = setting("", TEXT, "file with one API key per line")
+    reads_need_key: bool = setting(False, BOOL, "reads (and /metrics) need an API key too")
+    max_body: int = setting(1 << 20, INT_POSITIVE, "largest request body, bytes")
+    connector_timeout: float = setting(120.0, NUM_POSITIVE,
+                                       "seconds to wait for the connector on a request")
+    health_timeout: float = setting(0.8, NUM_POSITIVE,
+                                    "seconds to wait for the connector's health")
+    idempotency_file: str = setting("data/idempotency.sqlite3", TEXT,
+                                    "idempotent-order store (relative to home)")
+    idempotency_keep: float = setting(7 * 86400.0, NUM_POSITIVE,
+                                      "seconds a key replays its first answer")
+    idempotency_max_keys: int = setting(100_000, INT_POSITIVE,
+                                        "idempotency keys kept; the oldest go first")
+    allowed_hosts: tuple[str, ...] = setting((), STRINGS, "Host names besides loopback "
+                                             "ones (DNS rebinding; behind a reverse proxy)")
+    cors_origins: tuple[str, ...] = setting((), STRINGS,
+                                            "browser origins that may read answers (CORS)")
+    header_timeout: float = setting(10.0, NUM_POSITIVE,
+                                    "seconds from a request's first byte to its last header")
+    body_timeout: float = setting(30.0, NUM_POSITIVE, "seconds to read a request's body")
+    keepalive_timeout: float = setting(30.0, NUM_POSITIVE,
+                                       "seconds an idle connection is kept open")
+    max_connections_per_client: int = setting(256, INT_POSITIVE,
+                                              "open connections per client address")
+    log_level: str = setting("INFO", LOG_LEVEL, "log level")
 
 
 @dataclass(frozen=True)
 class TradingConfig:
-    enabled: bool = False
-    max_quantity: float = 100.0
-    max_notional: float = 10_000.0
-    allowed_sec_types: tuple[str, ...] = ("STK",)
-    symbols: tuple[str, ...] = ()  # allow-list; empty allows every symbol
-    allow_market_options: bool = False
+    enabled: bool = setting(False, BOOL, "allow orders at all")
+    max_quantity: float = setting(100.0, NUM_POSITIVE, "largest quantity of one order")
+    max_notional: float = setting(10_000.0, NUM_POSITIVE, "largest value of one order")
+    allowed_sec_types: tuple[str, ...] = setting(("STK",), UPPER_STRINGS,
+                                                 "security types that may be traded")
+    symbols: tuple[str, ...] = setting((), UPPER_STRINGS,
+                                       "symbols that may be traded; empty allows every symbol")
+    allow_market_options: bool = setting(False, BOOL, "allow market orders for options")
 
 
 @dataclass(frozen=True)
 class GapfillConfig:
-    data_dir: str = "data/bars"  # {SYMBOL}_{timeframe}.csv; point it at KTRDR's data/
-    socket: str = "run/gapfill.sock"
-    interval: float = 300.0  # seconds between scans
-    files_per_cycle: int = 5  # round robin, so every file is reached
-    max_age_days: float = 30.0  # only this much of each file's end is read and filled
-    timeframes: tuple[str, ...] = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
-    extended_hours: tuple[str, ...] = ()  # files (SYMBOL_tf) judged on extended hours
-    state_file: str = "data/gapfill.json"  # no-data ranges and the round-robin cursor
-    log_level: str = "INFO"
+    data_dir: str = setting("data/bars", TEXT, "{SYMBOL}_{timeframe}.csv files (relative "
+                            "to home, or absolute: KTRDR's data/)")
+    socket: str = setting("run/gapfill.sock", TEXT, "control socket (relative to home)")
+    interval: float = setting(300.0, NUM_POSITIVE, "seconds between scans")
+    files_per_cycle: int = setting(5, INT_POSITIVE,
+                                   "files per scan, round robin so every file is reached")
+    max_age_days: float = setting(30.0, NUM_POSITIVE,
+                                  "days at each file's end that are read and filled")
+    timeframes: tuple[str, ...] = setting(("1m", "5m", "15m", "30m", "1h", "4h", "1d"),
+                                          STRINGS, "timeframes kept complete")
+    extended_hours: tuple[str, ...] = setting((), STRINGS, "files (SYMBOL_tf) judged on "
+                                              "extended hours, e.g. ES_1h")
+    state_file: str = setting("data/gapfill.json", TEXT, "no-data ranges and the "
+                              "round-robin cursor (relative to home)")
+    log_level: str = setting("INFO", LOG_LEVEL, "log level")
 
 
 @dataclass(frozen=True)
 class WatchdogConfig:
-    socket: str = "run/watchdog.sock"
-    probe_interval: float = 1.0
-    probe_timeout: float = 2.0
-    fail_threshold: int = 5  # consecutive failed probes before a restart
-    restart_cooldown: float = 30.0
-    jump_threshold: float = 5.0  # seconds of clock jump that mean the machine slept
-    region: str = "na"
-    maintenance: tuple[str, ...] = ()  # overrides the region's windows
-    maintenance_tz: str = ""
-    ibc_enabled: bool = False
-    ibc_host: str = "127.0.0.1"
-    ibc_port: int = 7462
-    ibc_farm_loss_after: float = 120.0
-    ibc_restart_after: float = 900.0
+    socket: str = setting("run/watchdog.sock", TEXT, "control socket (relative to home)")
+    probe_interval: float = setting(1.0, NUM_POSITIVE, "seconds between connector probes")
+    probe_timeout: float = setting(2.0, NUM_POSITIVE, "seconds one probe may take")
+    fail_threshold: int = setting(5, INT_POSITIVE,
+                                  "failed probes in a row before the connector is restarted")
+    restart_cooldown: float = setting(30.0, NUM_NON_NEGATIVE,
+                                      "seconds between two restarts of a program")
+    jump_threshold: float = setting(5.0, NUM_POSITIVE,
+                                    "seconds of clock jump that mean the machine slept")
+    region: str = setting("na", choice("na", "eu", "asia", "none"),
+                          "IB server region, for its maintenance windows")
+    maintenance: tuple[str, ...] = setting((), WINDOWS,
+                                           "maintenance windows; overrides the region's")
+    maintenance_tz: str = setting("", TEXT, "time zone of maintenance (default: the "
+                                  "region's)")
+    ibc_enabled: bool = setting(False, BOOL, "talk to IBC's command server")
+    ibc_host: str = setting("127.0.0.1", TEXT, "IBC command server host")
+    ibc_port: int = setting(7462, PORT, "IBC command server port")
+    ibc_farm_loss_after: float = setting(120.0, NUM_POSITIVE,
+                                         "seconds of farm loss before IBC is asked to act")
+    ibc_restart_after: float = setting(900.0, NUM_POSITIVE,
+                                       "seconds down before IBC restarts the gateway")
     # an IB outage that began inside a maintenance window and is still there this
     # long after the window ended (IB Gateway left at its login screen), or any
     # outage this long: logged as an error, counted, IBC RESTART, alert_command
-    outage_grace: float = 60.0
-    outage_alert_after: float = 600.0
-    alert_command: str = ""  # run (no shell) on an escalation, IBHOST_ALERT_* in its env
-    log_level: str = "INFO"
+    outage_grace: float = setting(60.0, NUM_NON_NEGATIVE, "seconds an outage may outlast "
+                                  "its maintenance window before escalating")
+    outage_alert_after: float = setting(600.0, NUM_POSITIVE,
+                                        "seconds of any outage before escalating")
+    alert_command: str = setting("", TEXT, "run (no shell) on an escalation, IBHOST_ALERT_* "
+                                 "in its environment")
+    log_level: str = setting("INFO", LOG_LEVEL, "log level")
 
 
 @dataclass(frozen=True)
@@ -253,65 +237,21 @@ class Config:
         return self.path(self.connector.socket)
 
 
-SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
-    "ib": {
-        "host": str, "port": _port, "backend": _choice("ib_async", "ib_insync"),
-        "client_id_start": _non_negative(int), "client_id_max": _non_negative(int),
-        "ids_per_attempt": _positive(int), "client_id_retry_delay": _non_negative(float),
-        "connect_timeout": _positive(float), "settle_delay": _non_negative(float),
-        "backoff": _floats, "backoff_jitter": _non_negative(float),
-        "probe_interval": _positive(float), "heartbeat_interval": _positive(float),
-        "heartbeat_timeout": _positive(float), "heartbeat_misses": _positive(int),
-        "stall_after": _positive(float),
-        "request_timeout": _positive(float), "account": str,
-    },
-    "pacing": {
-        "identical_window": _non_negative(float), "burst_window": _non_negative(float),
-        "burst_max": _positive(int), "window": _non_negative(float),
-        "window_max": _positive(int), "messages_per_second": _positive(int),
-        "scale": _positive(float), "margin": _non_negative(float),
-        "queue_max": _positive(int), "open_start": _positive(int),
-        "open_max": _positive(int), "memory_file": str, "keyless_share": _fraction,
-    },
-    "connector": {"socket": str, "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
-                  "cache_max_age": _positive(float)},
-    "gateway": {
-        "host": str, "port": _listen_port, "api_key": str, "key_file": str,
-        "reads_need_key": _bool, "max_body": _positive(int),
-        "connector_timeout": _positive(float), "health_timeout": _positive(float),
-        "idempotency_file": str, "idempotency_keep": _positive(float),
-        "idempotency_max_keys": _positive(int), "allowed_hosts": _str_list,
-        "cors_origins": _str_list,
-        "header_timeout": _positive(float), "body_timeout": _positive(float),
-        "keepalive_timeout": _positive(float), "max_connections_per_client": _positive(int),
-        "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
-    },
-    "trading": {
-        "enabled": _bool, "max_quantity": _positive(float), "max_notional": _positive(float),
-        "allowed_sec_types": _upper_list, "symbols": _upper_list,
-        "allow_market_options": _bool,
-    },
-    "gapfill": {
-        "data_dir": str, "socket": str, "interval": _positive(float),
-        "files_per_cycle": _positive(int), "max_age_days": _positive(float),
-        "timeframes": _str_list, "extended_hours": _str_list, "state_file": str,
-        "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
-    },
-    "watchdog": {
-        "socket": str, "probe_interval": _positive(float), "probe_timeout": _positive(float),
-        "fail_threshold": _positive(int), "restart_cooldown": _non_negative(float),
-        "jump_threshold": _positive(float), "region": _choice("na", "eu", "asia", "none"),
-        "maintenance": _windows, "maintenance_tz": str, "ibc_enabled": _bool,
-        "ibc_host": str, "ibc_port": _port, "ibc_farm_loss_after": _positive(float),
-        "ibc_restart_after": _positive(float), "outage_grace": _non_negative(float),
-        "outage_alert_after": _positive(float), "alert_command": str,
-        "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
-    },
+_SECTIONS: dict[str, type] = {
+    "ib": IBConfig, "pacing": PacingConfig, "connector": ConnectorConfig,
+    "gateway": GatewayConfig, "trading": TradingConfig, "watchdog": WatchdogConfig,
+    "gapfill": GapfillConfig,
 }
-_SECTIONS = {"ib": IBConfig, "pacing": PacingConfig, "connector": ConnectorConfig,
-             "gateway": GatewayConfig, "trading": TradingConfig, "watchdog": WatchdogConfig,
-             "gapfill": GapfillConfig}
+# section -> key -> kind, derived from the dataclasses above
+SCHEMA: dict[str, dict[str, Kind]] = {
+    name: {f.name: f.metadata["kind"] for f in fields(cls)} for name, cls in _SECTIONS.items()
+}
 SECRET_KEYS = {("gateway", "api_key")}
+
+
+def settings(section: str) -> list[Field[Any]]:
+    """The keys of one section, in declaration order (each with kind and doc)."""
+    return list(fields(_SECTIONS[section]))
 
 
 class ConfigError(ValueError):
@@ -320,17 +260,28 @@ class ConfigError(ValueError):
         self.key = key
 
 
-def _apply(values: dict[str, dict[str, Any]], section: str, key: str, raw: Any,
-           source: str) -> None:
+def _shown(section: str, key: str, raw: Any) -> str:
+    return "'***'" if (section, key) in SECRET_KEYS else repr(raw)
+
+
+def _apply(values: dict[str, dict[str, Any]], sources: dict[str, str], section: str,
+           key: str, raw: Any, source: str) -> None:
     if section not in SCHEMA:
         raise ConfigError(section, f"unknown section; known: {', '.join(SCHEMA)}", source)
-    conv = SCHEMA[section].get(key)
-    if conv is None:
-        raise ConfigError(f"{section}.{key}", "unknown key", source)
+    kind = SCHEMA[section].get(key)
+    if kind is None:
+        near = difflib.get_close_matches(key, SCHEMA[section], n=1)
+        hint = f"; did you mean {section}.{near[0]}?" if near else \
+            f"; known: {', '.join(SCHEMA[section])}"
+        raise ConfigError(f"{section}.{key}", f"unknown key{hint}", source)
     try:
-        values.setdefault(section, {})[key] = conv(raw)
+        values.setdefault(section, {})[key] = kind(raw)
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{section}.{key}", str(e), source) from None
+        reason = str(e) if section == "watchdog" and key == "maintenance" else ""
+        got = f"got {_shown(section, key, raw)}" + (f" ({reason})" if reason else "")
+        raise ConfigError(f"{section}.{key}", f"{got}, expected {kind.expected}",
+                          source) from None
+    sources[f"{section}.{key}"] = source
 
 
 def load(
@@ -341,8 +292,25 @@ def load(
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
     """Build the configuration from file, environment and flags (later wins)."""
+    return load_traced(home=home, config_file=config_file, env=env, overrides=overrides)[0]
+
+
+def load_traced(
+    *,
+    home: str | os.PathLike[str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[Config, dict[str, str]]:
+    """``load``, plus where each value came from: ``{"ib.port": "$IBHOST_IB_PORT"}``
+    (a file's path, ``$NAME``, ``--set key`` or ``--home``; keys absent are defaults)."""
     env = os.environ if env is None else env
     home_path = Path(home or env.get("IBHOST_HOME") or "~/.ibhost").expanduser().absolute()
+    sources: dict[str, str] = {}
+    if home:
+        sources["home"] = "--home"
+    elif env.get("IBHOST_HOME"):
+        sources["home"] = "$IBHOST_HOME"
     values: dict[str, dict[str, Any]] = {}
     cfg_path = Path(config_file) if config_file else home_path / "ibhost.toml"
     if config_file and not cfg_path.exists():
@@ -356,29 +324,30 @@ def load(
             if not isinstance(table, dict):
                 raise ConfigError(section, "must be a table", str(cfg_path))
             for key, raw in table.items():
-                _apply(values, section, key, raw, str(cfg_path))
-    for name, raw in env.items():
+                _apply(values, sources, section, key, raw, str(cfg_path))
+    for name, raw in sorted(env.items()):
         if not name.startswith("IBHOST_") or name == "IBHOST_HOME":
             continue
         rest = name[len("IBHOST_"):].lower()
         section, _, key = rest.partition("_")
         if section in SCHEMA:
-            _apply(values, section, key, raw, f"${name}")
+            _apply(values, sources, section, key, raw, f"${name}")
     for dotted, raw in (overrides or {}).items():
         section, _, key = dotted.partition(".")
-        _apply(values, section, key, raw, f"--set {dotted}")
+        _apply(values, sources, section, key, raw, f"--set {dotted}")
     cfg = Config(home=home_path)
     for section in _SECTIONS:
         base = getattr(cfg, section)
         cfg = replace(cfg, **{section: replace(base, **values.get(section, {}))})
     _check(cfg)
-    return cfg
+    return cfg, sources
 
 
 def _check(cfg: Config) -> None:
     ib = cfg.ib
     if ib.client_id_max < ib.client_id_start:
-        raise ConfigError("ib.client_id_max", "must be >= ib.client_id_start", "config")
+        raise ConfigError("ib.client_id_max", f"got {ib.client_id_max}, expected an integer "
+                          f"at least ib.client_id_start ({ib.client_id_start})", "config")
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import os
 import secrets
+import select
 import shutil
 import signal
 import socket
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -81,6 +83,30 @@ class Output:
                   file=sys.stderr, flush=True)
             self.stop.set()
 
+    def reader_gone(self) -> bool:
+        """Has stdout's reader gone without a write of ours failing yet? (``| head -3``
+        can take the last line the demo prints and leave it waiting forever.) poll()
+        reports POLLERR on a pipe's write end once no reader is left."""
+        try:
+            if not stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode):
+                return False
+            poller = select.poll()
+            poller.register(sys.stdout.fileno(), 0)
+            return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+        except (OSError, ValueError, AttributeError):  # no poll() on this platform
+            return False
+
+    async def watch(self, interval: float = 0.5) -> None:
+        """Stop everything when stdout's reader goes away, even with nothing to write."""
+        while not self.stop.is_set() and not self.closed:
+            if self.reader_gone():
+                self.say("")  # fails with EPIPE: reported and stopped the one way
+                if not self.closed:
+                    self.closed = True
+                    self.stop.set()
+                return
+            await asyncio.sleep(interval)
+
 
 def write_config(home: Path, sim_port: int, http_port: int, api_key: str) -> None:
     (home / "ibhost.toml").write_text(
@@ -136,6 +162,7 @@ async def _demo(args: argparse.Namespace, home: Path) -> int:
     stop = stop_signals()  # before announcing readiness
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, stop.set)
     out = Output(stop)
+    watcher = asyncio.get_running_loop().create_task(out.watch())
     prepare_home(home)
     conf = supervisord_conf()
     sim_port = _free_port(args.sim_port) if args.sim_port else _free_port(0)
@@ -158,8 +185,8 @@ async def _demo(args: argparse.Namespace, home: Path) -> int:
     if moved:
         out.say(f"ibhost demo: port {args.http_port} is taken; the gateway listens on "
                 f"{http_port} instead")
-    out.say("starting the simulator and the supervised tree (connector, watchdog, "
-            "gateway)...")
+    out.say("starting the simulator and the supervised tree (connector, gap-filler, "
+            "watchdog, gateway, events listener)...")
     code = 0
     try:
         if not await _wait_ready(url, args.timeout, [sim, sup], stop):
@@ -189,6 +216,7 @@ ready. The IB connection runs against the simulator on 127.0.0.1:{sim_port}.
 Ctrl-C stops everything.""")
             await wait_for_stop_signal(stop)
     finally:
+        watcher.cancel()
         out.say("\nstopping...")
         await stop_supervisord(sup)
         if sim.returncode is None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram, generate_latest
+
+from ..metrics import new_registry
 
 ERROR_KINDS = ("corrupt", "io", "connector", "pacing")
 
 
 class GapfillMetrics:
     def __init__(self) -> None:
-        r = self.registry = CollectorRegistry()
+        r = self.registry = new_registry()
         self.gaps_found = Counter("ibhost_gapfill_gaps_found_total",
                                   "runs of missing bars found in bar files", registry=r)
         self.gaps_filled = Counter("ibhost_gapfill_gaps_filled_total",

@@ -138,7 +138,8 @@ async def check_host(request: web.Request, handler: Handler) -> web.StreamRespon
 # Every request header the gateway reads. aiohttp decodes header bytes as UTF-8 with
 # surrogateescape, so a byte like 0xff arrives as a lone surrogate that fails later
 # (str.encode, sqlite, logging): refuse it here, naming the header.
-READ_HEADERS = ("Host", "X-API-Key", "Idempotency-Key", "X-Timeout", "Accept")
+READ_HEADERS = ("Host", "X-API-Key", "Authorization", "Idempotency-Key", "X-Timeout",
+                "Accept")
 
 
 def _utf8(value: str) -> bool:

@@ -45,15 +45,31 @@ def contract(m: Mapping[str, Any]) -> dict[str, Any]:
     return {k: m[k] for k in CONTRACT_FIELDS if k in m and m[k] is not None}
 
 
+# Paths that also take the key as ``Authorization: Bearer <key>``: Prometheus's scrape
+# config can send that header (authorization.credentials_file) but no custom one
+BEARER_PATHS = frozenset({"/metrics"})
+
+
+def given_key(request: web.Request) -> str | None:
+    """The API key a request carries: its X-API-Key header, or on BEARER_PATHS an
+    ``Authorization: Bearer`` token (X-API-Key wins when both are sent)."""
+    key = request.headers.get("X-API-Key")
+    if key is None and request.path in BEARER_PATHS:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            key = token.strip()
+    return key
+
+
 def auth(request: web.Request, *, trading: bool = False, always: bool = False) -> None:
     """Raise 401/403 unless the request may proceed (``always``: a key is needed for
     reads too whenever keys are configured, as the wheel-strat bridge does)."""
     a = request.app[AUTH_KEY]
     try:
         if always and a.configured and not trading:
-            a.check(request.headers.get("X-API-Key"), trading=True)
+            a.check(given_key(request), trading=True)
         else:
-            a.check(request.headers.get("X-API-Key"), trading=trading)
+            a.check(given_key(request), trading=trading)
     except IbhostError as e:
         reason = ("no_key_configured" if e.extra.get("guard") == "api_key" else
                   "missing" if e.code == "unauthorized" else "invalid")
@@ -67,8 +83,7 @@ def caller_of(request: web.Request) -> str:
     """``key-<digest>`` for a valid API key, else KEYLESS (worked out once a request)."""
     caller: str | None = request.get("caller")
     if caller is None:
-        caller = request["caller"] = request.app[AUTH_KEY].caller(
-            request.headers.get("X-API-Key"))
+        caller = request["caller"] = request.app[AUTH_KEY].caller(given_key(request))
     return caller
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import re
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram, generate_latest
 
 from ..ipc import UnixClient
+from ..metrics import new_registry
 
 GUARDS = ("trading_disabled", "sec_type", "symbol_allowlist", "market_order_on_option",
           "max_quantity", "max_notional", "api_key")
@@ -40,7 +41,7 @@ class GatewayMetrics:
         self.programs = programs
         self.requests_total = 0  # plain counts for /health/detailed
         self.errors_total = 0
-        r = self.registry = CollectorRegistry()
+        r = self.registry = new_registry()
         self.request_seconds = Histogram(
             "ibhost_gateway_request_duration_seconds", "HTTP request latency",
             ["route", "method", "status"],

@@ -6,11 +6,12 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..ipc import Handler, Reply, Request, json_reply
+from ..metrics import new_registry
 from ..validate import opt_str
 from .core import Watchdog
 
@@ -73,7 +74,7 @@ def read_events(path: Path) -> dict[str, int]:
 
 def routes(wd: Watchdog, events: Path) -> dict[tuple[str, str], Handler]:
     """watchdog.sock's route table."""
-    registry = CollectorRegistry()
+    registry = new_registry()
     registry.register(WatchdogCollector(wd, events))
 
     async def status(request: Request) -> Reply:
