@@ -30,6 +30,9 @@ class Limits:
     header_timeout: float  # seconds from a request's first byte to the end of its headers
     per_client: int  # open connections per client address
     linger: float = 1.0  # seconds a refused connection waits for the client to read
+    # refused connections left lingering at once: beyond these a refusal is cut at
+    # once, or a flood faster than the linger would hold a descriptor each
+    lingering_max: int = 64
 
 
 def raw_response(status: int, reason: str, error: dict[str, Any],
@@ -49,6 +52,7 @@ class ConnectionGuard:
     def __init__(self, limits: Limits, dropped: Any = None) -> None:
         self.limits = limits
         self.open: Counter[str] = Counter()
+        self.lingering = 0  # refused connections waiting for their client to read
         self._dropped = dropped  # a prometheus Counter labelled by reason, or None
 
     def admit(self, address: str) -> bool:
@@ -100,6 +104,7 @@ class _Guard(asyncio.Protocol):
         self._address: str | None = None
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._lingers = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -112,6 +117,11 @@ class _Guard(asyncio.Protocol):
             transport.write(self._guard.refusal(address))
             if transport.can_write_eof():
                 transport.write_eof()
+            if self._guard.lingering >= self._guard.limits.lingering_max:
+                transport.abort()  # a flood: its descriptors go now, not in a second
+                return
+            self._guard.lingering += 1
+            self._lingers = True
             self._timer = asyncio.get_running_loop().call_later(
                 self._guard.limits.linger, transport.abort)
             return
@@ -158,6 +168,9 @@ class _Guard(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._lingers:
+            self._lingers = False
+            self._guard.lingering -= 1
         if self._address is not None:
             self._guard.release(self._address)
             self._address = None
