@@ -138,8 +138,9 @@ async def test_idle_half_open_confirmed_at_once(sim: Simulator, tmp_path: Path) 
                                  ib__stall_after=2.0) as (con, client):
         probes = _probes(con)
         # idle: nothing of the connector's own (the account summary it subscribes to
-        # at connect) still waits on IB when the gateway freezes
-        await wait_until(lambda: not con.session.outstanding(), timeout=10)
+        # at connect, queued in the pacer or sent) still waits on IB when it freezes
+        await wait_until(lambda: not con.service.background_busy
+                         and not con.session.outstanding(), timeout=10)
         sim.freeze()
         probes.clear()
         await asyncio.wait_for(probes.wait(), 10)

@@ -162,6 +162,11 @@ class Service:
             self.in_background(self.account.warm())
             self.in_background(self._look_up_names())
 
+    @property
+    def background_busy(self) -> bool:
+        """Is a job of the connector's own (account summary, names) still running?"""
+        return bool(self._background)
+
     def in_background(self, coro: Any) -> None:
         """Run ``coro`` as the connector's own background job (not a caller's)."""
         async def run() -> None:
