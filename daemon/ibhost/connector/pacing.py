@@ -172,11 +172,16 @@ class Bucket:
                 return max(self.span - (now - t), 0.001)
         return 0.001  # unreachable: the entries sum to ``used``
 
-    def restamp(self, old: float, new: float) -> None:
+    def restamp(self, old: float, new: float, amount: int) -> None:
+        """The newest entry (old, amount) happened at ``new`` instead."""
         for i in range(len(self.entries) - 1, -1, -1):
-            if self.entries[i][0] == old:
-                self.entries[i] = (new, self.entries[i][1])
+            if self.entries[i] == (old, amount):
+                self.entries[i] = (new, amount)
                 return
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.used = 0
 
 
 def _tuple(x: Any) -> Any:
@@ -208,7 +213,7 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._sent_identical: dict[Hashable, float] = {}
         self._burst: dict[Hashable, deque[float]] = {}
-        self._window: deque[tuple[float, int]] = deque()
+        self._window = Bucket(self.window)  # IB's 60 per 10 minutes, every caller
         # the keyless bucket's share of the hard window and of the message rate
         self.keyless_window = max(1, int(cfg.window_max * cfg.keyless_share))
         self.keyless_messages = max(1, int(cfg.messages_per_second * cfg.keyless_share))
@@ -238,7 +243,7 @@ class Scheduler:
 
     def window_used(self) -> int:
         self._expire(self.clock())
-        return sum(w for _, w in self._window)
+        return self._window.used
 
     def poke(self) -> None:
         """Look at the waiting requests again now (a test's clock has moved)."""
@@ -428,8 +433,7 @@ class Scheduler:
             self._messages.popleft()
         while self._reserved and now - self._reserved[0] >= self.second:
             self._reserved.popleft()  # granted but never sent (answered from a cache)
-        while self._window and now - self._window[0][0] >= self.window:
-            self._window.popleft()
+        self._window.expire(now)
         self._keyless_window.expire(now)
         self._keyless_sent.expire(now)
         for k in [k for k, t in self._sent_identical.items() if now - t >= self.identical_window]:
@@ -470,15 +474,9 @@ class Scheduler:
                 burst.popleft()
             if len(burst) >= self.cfg.burst_max:
                 return self.burst_window - (now - burst[0]), "burst"
-        used = sum(w for _, w in self._window)
-        if used + key.weight > self.cfg.window_max and self._window:
-            # wait until enough weight has left the window
-            need = used + key.weight - self.cfg.window_max
-            freed = 0
-            for t, w in self._window:
-                freed += w
-                if freed >= need:
-                    return self.window - (now - t), "window"
+        wait = self._window.wait(now, key.weight, self.cfg.window_max)
+        if wait > 0:  # until enough weight has left the window
+            return wait, "window"
         if keyless:
             wait = self._keyless_window.wait(now, key.weight, self.keyless_window)
             if wait > 0:
@@ -501,7 +499,7 @@ class Scheduler:
             return
         self._sent_identical[key.identical] = now
         self._burst.setdefault(key.contract, deque()).append(now)
-        self._window.append((now, key.weight))
+        self._window.add(now, key.weight)
         if keyless:
             self._keyless_window.add(now, key.weight)
         self._save(now)
@@ -515,12 +513,9 @@ class Scheduler:
                 if burst[i] == granted_at:
                     burst[i] = sent_at
                     break
-        for i in range(len(self._window) - 1, -1, -1):
-            if self._window[i] == (granted_at, key.weight):
-                self._window[i] = (sent_at, key.weight)
-                break
+        self._window.restamp(granted_at, sent_at, key.weight)
         if caller_of(job) == KEYLESS:
-            self._keyless_window.restamp(granted_at, sent_at)
+            self._keyless_window.restamp(granted_at, sent_at, key.weight)
 
     # --- memory across restarts --------------------------------------------------------
 
@@ -533,13 +528,13 @@ class Scheduler:
         state = {
             "identical": [[k, t + shift] for k, t in self._sent_identical.items()],
             "burst": [[k, [t + shift for t in ts]] for k, ts in self._burst.items() if ts],
-            "window": [[t + shift, w] for t, w in self._window],
+            "window": [[t + shift, w] for t, w in self._window.entries],
             "keyless": [[t + shift, w] for t, w in self._keyless_window.entries],
         }
         try:
             if not self._memory.write(json.dumps(state).encode()):
                 log.warning("pacing memory too large to save (%d in the window)",
-                            len(self._window))
+                            len(self._window.entries))
         except (OSError, TypeError, ValueError) as e:
             log.warning("cannot save pacing memory to %s: %s", self.state_path, e)
 
@@ -564,7 +559,7 @@ class Scheduler:
             for k, ts in state.get("burst", []):
                 self._burst[_tuple(k)] = deque(t + shift for t in ts)
             for t, w in state.get("window", []):
-                self._window.append((t + shift, int(w)))
+                self._window.add(t + shift, int(w))
             for t, w in state.get("keyless", []):
                 self._keyless_window.add(t + shift, int(w))
         except (TypeError, ValueError) as e:
@@ -572,8 +567,8 @@ class Scheduler:
             self._sent_identical.clear()
             self._burst.clear()
             self._window.clear()
-            self._keyless_window = Bucket(self.window)
+            self._keyless_window.clear()
             return
         self._expire(self.clock())
         log.info("pacing memory restored: %d identical, %d in the 10-minute window",
-                 len(self._sent_identical), sum(w for _, w in self._window))
+                 len(self._sent_identical), self._window.used)
