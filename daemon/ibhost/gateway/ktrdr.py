@@ -122,21 +122,6 @@ def iana_zone(ib_zone: str | None) -> str:
     return IANA_ZONES.get(ib_zone or "UTC", ib_zone or "UTC")
 
 
-def _hours(d: dict[str, Any]) -> dict[str, Any]:
-    """KTRDR's trading-hours block, filled from IB's liquid hours where it can be."""
-    start, end = "09:30", "16:00"
-    for seg in str(d.get("liquidHours") or "").split(";"):
-        if "-" in seg and "CLOSED" not in seg:
-            a, _, b = seg.partition("-")
-            a, b = a.rpartition(":")[2], b.rpartition(":")[2]
-            if len(a) == 4 and len(b) == 4:
-                start, end = f"{a[:2]}:{a[2:]}", f"{b[:2]}:{b[2:]}"
-                break
-    return {"timezone": iana_zone(d.get("timeZone")),
-            "regular_hours": {"start": start, "end": end, "name": "Regular"},
-            "extended_hours": [], "trading_days": [0, 1, 2, 3, 4], "holidays": []}
-
-
 def _session(d: dict[str, Any]) -> tuple[str, str] | None:
     """The regular session's open and close (``HHMM``, the contract's time zone) from
     IB's liquid hours; None when they cannot be read."""
@@ -147,6 +132,15 @@ def _session(d: dict[str, Any]) -> tuple[str, str] | None:
             if len(a) == 4 and len(b) == 4 and a.isdigit() and b.isdigit():
                 return a, b
     return None
+
+
+def _hours(d: dict[str, Any]) -> dict[str, Any]:
+    """KTRDR's trading-hours block, filled from IB's liquid hours where it can be."""
+    a, b = _session(d) or ("0930", "1600")
+    return {"timezone": iana_zone(d.get("timeZone")),
+            "regular_hours": {"start": f"{a[:2]}:{a[2:]}", "end": f"{b[:2]}:{b[2:]}",
+                              "name": "Regular"},
+            "extended_hours": [], "trading_days": [0, 1, 2, 3, 4], "holidays": []}
 
 
 def bar_may_start_at(d: dict[str, Any], t: dt.datetime) -> bool:

@@ -48,6 +48,12 @@ async def ping(request: web.Request) -> web.Response:
                               "time": now})
 
 
+def reason_for(request: web.Request, h: dict[str, Any]) -> str:
+    """The health reason as this caller may read it: the connector's own words (they
+    may name IB's host and port) with a key, fixed words without one."""
+    return str(h["reason"] if trusted(request) else public(h)["reason"])
+
+
 def health_body(request: web.Request, h: dict[str, Any]) -> dict[str, Any]:
     """One body with the fields KTRDR's provider, the wheel-strat clients and ibhost's
     own tools read; ``healthy``/``connected``/``ready`` are true only while IB is usable.
@@ -76,7 +82,7 @@ def health_body(request: web.Request, h: dict[str, Any]) -> dict[str, Any]:
         h.get("checkedAt"),
     }
     if not trusted(request):
-        body["reason"] = public(h)["reason"]
+        body["reason"] = reason_for(request, h)
         for k in KEYED_HEALTH_FIELDS:
             del body[k]
     return body
@@ -104,8 +110,7 @@ async def ktrdr_health(request: web.Request) -> web.Response:
         "ib_status": {"connected": ready, "connection_count": 1 if ready else 0},
         "connection_info": {"service_running": True,
                             "last_check": _iso(h.get("checkedAt")) or now},
-        "error": None if ready else (h["reason"] if trusted(request) else
-                                     public(h)["reason"])})
+        "error": None if ready else reason_for(request, h)})
 
 
 async def livez(request: web.Request) -> web.Response:
@@ -115,8 +120,8 @@ async def livez(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     h = request.app[HEALTH_KEY].cached()
     ready = h["status"] in ("ok", "degraded")
-    reason = h["reason"] if trusted(request) else public(h)["reason"]
-    return web.json_response({"status": h["status"], "reason": reason, "ready": ready},
+    return web.json_response({"status": h["status"], "reason": reason_for(request, h),
+                              "ready": ready},
                              status=200 if ready else 503)
 
 
