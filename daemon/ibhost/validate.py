@@ -208,13 +208,19 @@ def opt_datetime(m: Mapping[str, Any], name: str) -> dt.datetime | None:
         return None
     if not isinstance(v, str) or len(v) > 40:
         raise bad_request(name, "must be an ISO 8601 date/time string")
+    t = parse_iso(name, v.strip())
+    if t.year < 1970 or t.year > 2100:
+        raise bad_request(name, "is out of range (1970-2100)")
+    return t
+
+
+def parse_iso(name: str, text: str) -> dt.datetime:
+    """ISO 8601 text (UTC unless an offset is given), or a 400 naming the field."""
     try:
-        t = dt.datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise bad_request(name, "must be an ISO 8601 date/time like "
                                 "2025-11-20T14:30:00Z") from None
-    if t.year < 1970 or t.year > 2100:
-        raise bad_request(name, "is out of range (1970-2100)")
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 

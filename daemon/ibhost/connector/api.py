@@ -370,8 +370,8 @@ async def executions(request: web.Request) -> web.Response:
     since = opt_datetime(q, "since")
     days = opt_float(q, "lookbackDays", minimum=0, maximum=3650)
     if days is not None:  # "the last N days" by IB's clock, not this machine's
-        since = max(since, svc.now() - dt.timedelta(days=days)) if since else \
-            svc.now() - dt.timedelta(days=days)
+        floor = svc.now() - dt.timedelta(days=days)
+        since = floor if since is None else max(since, floor)
     ask_ib = _ask_ib(q)
     fills = await svc.executions(
         symbol=opt_str(q, "symbol", upper=True), sec_type=opt_str(q, "secType", upper=True),

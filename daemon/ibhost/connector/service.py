@@ -575,7 +575,9 @@ class Service:
                      and (not client_id or fl.execution.clientId == client_id)
                      and (since is None or _utc(fl.execution.time) >= since)]
         # commission reports attach to the library's own fill records, keyed by execId
-        known = {fl.execution.execId: fl.commissionReport for fl in self.ib.fills()}
+        # (fills read from the library are those records already)
+        known = {fl.execution.execId: fl.commissionReport
+                 for fl in self.ib.fills()} if ask_ib else {}
         out = []
         for fl in fills:
             e, c = fl.execution, fl.contract

@@ -28,6 +28,7 @@ from ..validate import (
     opt_float,
     opt_int,
     opt_str,
+    parse_iso,
     req_str,
     symbol_ok,
 )
@@ -396,15 +397,10 @@ async def executions(request: web.Request) -> web.Response:
 def _since(raw: str) -> dict[str, str]:
     """``since`` as the connector takes it: a date-time; one before 1970 asks for
     everything (no lower bound), one after 2100 for nothing after it."""
-    try:
-        t = dt.datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
-    except ValueError:
-        t = None
-    if t is None:
-        raise bad_request("since", "must be an ISO 8601 date-time like "
+    if not raw:
+        raise bad_request("since", "must be an ISO 8601 date/time like "
                                    "2025-11-20T14:30:00Z")
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
+    t = parse_iso("since", raw)
     if t.year < 1970:
         return {}
     if t.year > 2100:
