@@ -49,9 +49,18 @@ async def test_gateway_restart_ready_within_3s_of_listening(sim: Simulator,
         assert st["reconnectFailures"] >= 1
 
 
+async def _idle(con: Connector) -> None:
+    """Wait until nothing of the connector's own (the account summary it subscribes to
+    at connect, queued in the pacer or sent) still waits on IB: a probe that fails
+    while it does is rightly a stall, not an idle miss."""
+    await wait_until(lambda: not con.service.background_busy
+                     and not con.session.outstanding(), timeout=10)
+
+
 async def test_frozen_gateway_reconnects_after_heartbeat_misses(sim: Simulator,
                                                               tmp_path: Path) -> None:
     async with running_connector(tmp_path, sim) as (con, client):
+        await _idle(con)
         sim.freeze()
         await con.session.wait_state(State.DOWN, State.CONNECTING, timeout=5)
         d = con.session.diag
@@ -137,10 +146,7 @@ async def test_idle_half_open_confirmed_at_once(sim: Simulator, tmp_path: Path) 
                                  ib__heartbeat_timeout=0.5, ib__heartbeat_misses=2,
                                  ib__stall_after=2.0) as (con, client):
         probes = _probes(con)
-        # idle: nothing of the connector's own (the account summary it subscribes to
-        # at connect, queued in the pacer or sent) still waits on IB when it freezes
-        await wait_until(lambda: not con.service.background_busy
-                         and not con.session.outstanding(), timeout=10)
+        await _idle(con)
         sim.freeze()
         probes.clear()
         await asyncio.wait_for(probes.wait(), 10)
