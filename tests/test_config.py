@@ -34,7 +34,7 @@ def test_example_names_every_key_and_parses_back_to_the_defaults(tmp_path: Path)
 
 def test_schema_is_derived_from_the_dataclasses() -> None:
     assert set(config.SCHEMA) == {"ib", "pacing", "connector", "gateway", "trading",
-                                  "watchdog", "gapfill"}
+                                  "watchdog", "gapfill", "streams"}
     for section, table in config.SCHEMA.items():
         assert list(table) == [f.name for f in config.settings(section)]
 

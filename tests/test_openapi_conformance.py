@@ -34,6 +34,9 @@ CROSS_FIELD = {
 KTRDR = ("/data/historical", "/data/validate", "/data/head-timestamp",
          "/data/symbol-info/{symbol}")
 
+# answers that never end (tests/test_streams.py covers them)
+STREAMS = ("/v1/stream", "/v1/stream/ws")
+
 # 503 (IB or a program not ready) and 504 (the caller's deadline passed) are states
 # of what the gateway stands in front of, documented for every operation; 500 is a bug
 CONFIG = """
@@ -41,6 +44,10 @@ CONFIG = """
 enabled = true
 not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "503", "504"]
 """ + "".join(f"""
+[[operations]]
+include-path = "{path}"
+enabled = false
+""" for path in STREAMS) + "".join(f"""
 [[operations]]
 include-path = "{path}"
 checks.negative_data_rejection.enabled = false

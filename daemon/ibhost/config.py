@@ -214,6 +214,29 @@ class WatchdogConfig:
 
 
 @dataclass(frozen=True)
+class StreamsConfig:
+    market_data_lines: int = setting(100, INT_POSITIVE, "IB market-data lines of the "
+                                     "account (100 unless bought or earned more)")
+    snapshot_lines: int = setting(10, INT_NON_NEGATIVE, "lines kept free for snapshots; "
+                                  "quote streams may use the rest")
+    linger: float = setting(5.0, NUM_NON_NEGATIVE, "seconds a stream stays at IB after "
+                            "its last consumer left")
+    stale_after: float = setting(60.0, NUM_NON_NEGATIVE, "seconds without an update, "
+                                 "market open, before a stream is re-requested (0: never)")
+    journal_file: str = setting("data/orders.journal", TEXT, "order events, each with a "
+                                "sequence number, for consumers that resume")
+    journal_keep: int = setting(10_000, INT_POSITIVE, "order events kept in the journal")
+    consumer_queue: int = setting(1000, INT_POSITIVE, "events a consumer may have unread "
+                                  "(quotes conflate) before it is closed")
+    max_consumers_per_key: int = setting(100, INT_POSITIVE, "open streams per API key "
+                                         "(or per keyless caller)")
+    max_subscriptions: int = setting(200, INT_POSITIVE, "subscriptions of one stream")
+    max_consumers: int = setting(2000, INT_POSITIVE, "open streams in all")
+    heartbeat: float = setting(15.0, NUM_POSITIVE, "seconds between keep-alives on an "
+                               "idle stream")
+
+
+@dataclass(frozen=True)
 class Config:
     home: Path = field(default_factory=lambda: Path("~/.ibhost").expanduser())
     ib: IBConfig = field(default_factory=IBConfig)
@@ -223,6 +246,7 @@ class Config:
     trading: TradingConfig = field(default_factory=TradingConfig)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
     gapfill: GapfillConfig = field(default_factory=GapfillConfig)
+    streams: StreamsConfig = field(default_factory=StreamsConfig)
 
     def path(self, rel: str) -> Path:
         p = Path(rel).expanduser()
@@ -240,7 +264,7 @@ class Config:
 _SECTIONS: dict[str, type] = {
     "ib": IBConfig, "pacing": PacingConfig, "connector": ConnectorConfig,
     "gateway": GatewayConfig, "trading": TradingConfig, "watchdog": WatchdogConfig,
-    "gapfill": GapfillConfig,
+    "gapfill": GapfillConfig, "streams": StreamsConfig,
 }
 # section -> key -> kind, derived from the dataclasses above
 SCHEMA: dict[str, dict[str, Kind]] = {

@@ -20,6 +20,8 @@ CODES: dict[str, tuple[int, str]] = {
     "payload_too_large": (413, "the request body is over the configured limit"),
     "misdirected": (421, "the Host header is not a name of this gateway"),
     "pacing": (429, "IB pacing limits: the request was refused or the queue is full (IB 162)"),
+    "line_budget": (429, "the market-data line budget is used up; the answer names what "
+                        "holds the lines"),
     "subscription_required": (403, "market data needs a subscription (IB 354/10089)"),
     "competing_session": (409, "market data unavailable: the user is logged in elsewhere "
                                "(IB 10197)"),

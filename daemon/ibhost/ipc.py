@@ -568,3 +568,21 @@ class UnixClient:
                         yield json.loads(raw)
             if buf.strip():
                 yield json.loads(buf)
+
+
+async def raw_lines(client: UnixClient, url: str, *,
+                    headers: dict[str, str] | None = None) -> AsyncGenerator[bytes]:
+    """GET ``url`` for a never-ending NDJSON answer (a stream channel) and yield each
+    line undecoded, with no read timeout; an error status raises before the first."""
+    async with client._call("GET", url, None, None, headers=headers) as resp:
+        if resp.status >= 400:
+            raise client._failure(resp.status, await resp.read())
+        buf = b""
+        async for data in resp.chunks():
+            buf += data
+            if b"\n" not in data:
+                continue
+            *done, buf = buf.split(b"\n")
+            for raw in done:
+                if raw:
+                    yield raw

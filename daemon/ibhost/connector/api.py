@@ -42,6 +42,7 @@ from .metrics import ConnectorMetrics, route_label
 from .pacing import PRIORITIES, Scheduler
 from .service import Service
 from .session import Session, State
+from .streams import StreamHub
 from .values import DEADLINE, JOB
 
 log = logging.getLogger("ibhost.connector.api")
@@ -52,10 +53,12 @@ SCHEDULER_KEY = web.AppKey("scheduler", Scheduler)
 CONFIG_KEY = web.AppKey("config", Config)
 STARTED_KEY = web.AppKey("started", float)
 METRICS_KEY = web.AppKey("metrics", ConnectorMetrics)
+STREAMS_KEY = web.AppKey("streams", StreamHub)
 
 GENERIC_TICKS = (100, 101, 104, 106, 165, 221, 225, 233, 236, 258, 293, 294, 295, 375, 411)
 ORDER_TYPES = ("MKT", "LMT", "STP", "STP LMT")
 TIFS = ("DAY", "GTC", "IOC", "OPG", "GTD", "FOK")
+CHANNEL_IDLE = 5.0  # seconds: the longest a stream channel stays silent
 
 
 @web.middleware
@@ -403,6 +406,93 @@ async def pnl(request: web.Request) -> web.Response:
         opt_int(q, "conId", 0, minimum=0)))
 
 
+# --- live streams -------------------------------------------------------------------
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    """The stream channel: NDJSON, a hello line, then (with ``since``) the journalled
+    order events after that sequence number, then every update as it happens."""
+    hub = request.app[STREAMS_KEY]
+    since = opt_int(request.query, "since", -1, minimum=-1)
+    ch = hub.open_channel()
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
+                                       "Cache-Control": "no-store"})
+    try:
+        await resp.prepare(request)
+        await resp.write(hub.hello(ch) + b"\n")
+        replayed = since
+        if since >= 0:
+            batch = []
+            for seq, line in hub.journal_since(since):
+                batch.append(line)
+                replayed = seq
+            if batch:
+                await resp.write(b"\n".join(batch) + b"\n")
+        q = ch.queue
+        while not ch.closed:
+            if q.empty():
+                ch.wake.clear()
+                try:  # a line at least every CHANNEL_IDLE: the reader knows we live
+                    await asyncio.wait_for(ch.wake.wait(), CHANNEL_IDLE)
+                except TimeoutError:
+                    await resp.write(b'{"type":"idle"}\n')
+                continue
+            out = []
+            while not q.empty() and len(out) < 1000:
+                seq, line = q.get_nowait()
+                if seq and seq <= replayed:
+                    continue  # already sent from the journal
+                out.append(line)
+            if out:
+                await resp.write(b"\n".join(out) + b"\n")
+        await resp.write(orjson.dumps({"type": "closed", "reason": ch.closed}) + b"\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        hub.close_channel(ch)
+    return resp
+
+
+async def stream_hold(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    channel = req_str(body, "channel")
+    kind = opt_str(body, "kind", "quote", choices=("quote", "bars"))
+    spec = parse_spec(body)
+    params = {"generic": int_list(body, "genericTicks", GENERIC_TICKS),
+              "barSize": opt_str(body, "barSize", "1 min"),
+              "whatToShow": opt_str(body, "whatToShow", "TRADES", upper=True),
+              "useRTH": opt_bool(body, "useRTH", False)}
+    return web.json_response(await request.app[STREAMS_KEY].hold(channel, kind, spec, params),
+                             status=201)
+
+
+async def stream_release(request: web.Request) -> web.Response:
+    channel = opt_str(request.query, "channel")
+    key = request.match_info["key"]
+    request.app[STREAMS_KEY].release(channel, key)
+    return web.json_response({"ok": True, "key": key})
+
+
+async def streams_list(request: web.Request) -> web.Response:
+    hub = request.app[STREAMS_KEY]
+    return web.json_response({"streams": hub.describe(), "lines": hub.lines(),
+                              "channels": len(hub.channels), "orderSeq": hub.journal.seq})
+
+
+async def order_events(request: web.Request) -> web.Response:
+    """Journalled order events after ``since`` (at most ``limit``), oldest first."""
+    hub = request.app[STREAMS_KEY]
+    since = opt_int(request.query, "since", 0, minimum=0)
+    limit = opt_int(request.query, "limit", 1000, minimum=1, maximum=10_000)
+    out = []
+    for _, line in hub.journal_since(since):
+        out.append(line)
+        if len(out) >= limit:
+            break
+    body = b'{"firstSeq":%d,"seq":%d,"events":[%s]}' % (
+        hub.journal.first, hub.journal.seq, b",".join(out))
+    return web.Response(body=body, content_type="application/json")
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS_KEY].exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -431,10 +521,15 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/portfolio", portfolio)
     r.add_get("/account-summary", account_summary)
     r.add_get("/pnl", pnl)
+    r.add_get("/stream", stream)
+    r.add_get("/streams", streams_list)
+    r.add_post("/streams", stream_hold)
+    r.add_delete("/streams/{key}", stream_release)
+    r.add_get("/order-events", order_events)
 
 
 def init_app(cfg: Config, session: Session, scheduler: Scheduler,
-             service: Service) -> web.Application:
+             service: Service, streams: StreamHub | None = None) -> web.Application:
     app = web.Application(middlewares=[metrics_middleware, errors_middleware,
                                        deadline_middleware],
                           client_max_size=1 << 20)
@@ -442,6 +537,7 @@ def init_app(cfg: Config, session: Session, scheduler: Scheduler,
     app[SESSION_KEY] = session
     app[SCHEDULER_KEY] = scheduler
     app[SERVICE_KEY] = service
+    app[STREAMS_KEY] = streams if streams is not None else StreamHub(service, cfg)
     app[STARTED_KEY] = time.monotonic()
     app[METRICS_KEY] = ConnectorMetrics(session, scheduler)
     setup_routes(app)

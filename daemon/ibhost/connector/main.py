@@ -21,6 +21,7 @@ from .api import init_app
 from .pacing import Scheduler
 from .service import Service
 from .session import Session
+from .streams import StreamHub
 
 log = logging.getLogger("ibhost.connector")
 
@@ -37,7 +38,9 @@ class Connector:
             memory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.scheduler = Scheduler(cfg.pacing, state_path=memory)
         self.service = Service(self.session, self.scheduler, clock=self.session.clock.now_dt)
-        self.app: web.Application = init_app(cfg, self.session, self.scheduler, self.service)
+        self.streams = StreamHub(self.service, cfg)
+        self.app: web.Application = init_app(cfg, self.session, self.scheduler, self.service,
+                                             self.streams)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -48,12 +51,14 @@ class Connector:
         self.cfg.connector_socket.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._runner = await serve_unix(self.app, self.socket_path)
         self.session.start()
+        self.streams.start()
         log.info("connector serving %s; IB at %s:%s (%s)", self.socket_path,
                  self.cfg.ib.host, self.cfg.ib.port, self.backend.name)
         return self
 
     async def stop(self) -> None:
         """Disconnect from IB first, then close the socket."""
+        await self.streams.stop()
         await self.session.stop()
         self.scheduler.close()
         if self._runner is not None:

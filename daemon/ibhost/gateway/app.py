@@ -13,7 +13,7 @@ from aiohttp import web
 from ..config import Config
 from ..errors import IbhostError, bad_header, code_for_http_status
 from ..ipc import IpcError, UnixClient
-from . import openapi
+from . import openapi, streams
 from .auth import Authenticator, is_loopback, load_keys
 from .common import AGE_HEADER, AGE_KEY, Route, as_error
 from .cors import ORIGINS_KEY, allow_origin, preflight
@@ -264,4 +264,5 @@ def init_app(cfg: Config) -> web.Application:
     app.router.add_get("/docs", openapi.docs_handler)
     app.router.add_get("/redoc", openapi.docs_handler)  # FastAPI's second docs path
     app.cleanup_ctx.append(_clients)
+    streams.install(app, cfg)
     return app

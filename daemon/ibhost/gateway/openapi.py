@@ -337,6 +337,19 @@ def _op(summary: str, ok: dict[str, Any] | None = None, *, body: str | None = No
     return op
 
 
+STREAM_Q = [
+    _param("quotes", {"type": "string", "description": "symbols, comma-separated"}),
+    _param("bars", {"type": "string", "description": "symbols, comma-separated"}),
+    _param("barSize", {"type": "string", "default": "1 min"}),
+    _param("whatToShow", {"type": "string", "enum": ["TRADES", "MIDPOINT", "BID", "ASK"]}),
+    _param("useRTH", {"type": "boolean"}),
+    _param("secType", {"type": "string"}),
+    _param("orders", {"type": "boolean", "description": "order events (needs a key)"}),
+    _param("since", {"type": "integer", "minimum": 0}),
+    _param("Last-Event-ID", {"type": "string", "pattern": "^[0-9]{1,18}$"}, where="header"),
+]
+
+
 def _contract_query(*extra: dict[str, Any]) -> list[dict[str, Any]]:
     return [_param("symbol", SYMBOL, required=True),
             _param("secType", {"type": "string", "enum": SEC_TYPES}),
@@ -462,6 +475,24 @@ SPEC: dict[str, Any] = {
                                PNL, params=[*ACCOUNT_Q, _param("conId", {
                                    "type": "integer", "minimum": 0,
                                    "maximum": 2147483647, "description": "0: the account"})])},
+        "/v1/stream": {"get": _op(
+            "live events as Server-Sent Events", params=STREAM_Q, status="200",
+            content={"text/event-stream": {"schema": {"type": "string"}}},
+            extra="One event stream: quotes (conflated, the newest per contract), "
+                  "live-updating bars (complete bars never dropped), status events "
+                  "(stale / resumed with the gap) and, with orders=true and an API key, "
+                  "order events whose SSE id is their sequence number: reconnect with "
+                  "Last-Event-ID to get what was missed. 429 line_budget when the "
+                  "market-data line budget is used up. See docs/streams.md.")},
+        "/v1/stream/ws": {"get": _op(
+            "live events over a WebSocket", status="101",
+            content={"application/json": {"schema": OBJ}},
+            extra="Send {op: subscribe, quotes: [...], bars: [...], orders: true, "
+                  "since: N} and {op: unsubscribe, keys: [...]}; events arrive as JSON "
+                  "text frames (one object, or an array of several). A browser origin "
+                  "not in gateway.cors_origins is refused (403).")},
+        "/v1/streams": {"get": _op("streams held at IB for consumers, and the "
+                                   "market-data line budget", OBJ)},
         "/v1/system/ib-status": {"get": _op("IB connection status", IB_STATUS)},
         "/v1/system/system-status": {"get": _op("status of every program", SYSTEM_STATUS)},
         "/v1/gapfill/status": {"get": _op("the gap-filler: last and next scan, per file "

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..validate import opt_bool
-from . import bridge, ktrdr, v1
+from . import bridge, ktrdr, streams, v1
 from .common import Route, auth, trusted
 from .health import public
 from .keys import CONFIG_KEY, HEALTH_KEY, METRICS_KEY, STARTED_KEY
@@ -174,4 +174,11 @@ SHARED: tuple[Route, ...] = (
     Route("GET", "/metrics", metrics),
 )
 
-ROUTES: tuple[Route, ...] = SHARED + v1.ROUTES + ktrdr.ROUTES + bridge.ROUTES
+STREAMS: tuple[Route, ...] = (
+    Route("GET", "/v1/stream", streams.sse),
+    Route("GET", "/v1/stream/ws", streams.websocket),
+    Route("GET", "/v1/streams", streams.streams_status),
+)
+
+ROUTES: tuple[Route, ...] = (SHARED + v1.ROUTES + STREAMS + ktrdr.ROUTES
+                             + bridge.ROUTES)

@@ -1,0 +1,610 @@
+"""Live streams to containers: Server-Sent Events and WebSocket, fanned out here.
+
+The gateway keeps one stream channel open to the connector (``GET /stream`` on
+connector.sock) and holds there one subscription per stream key while at least one
+consumer wants it. Each consumer has its own bounded queue: quotes and partial bars
+conflate (the latest per stream wins, counted), complete bars, status and order
+events are never dropped; a consumer that falls ``streams.consumer_queue`` events
+behind is closed with the reason. Events are relayed as the connector encoded them.
+
+Order events carry the journal's sequence number: SSE sends it as the event id, so
+a consumer that comes back with ``Last-Event-ID`` (or ``since``) gets what it missed,
+from the connector's journal, even after this gateway was killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+from prometheus_client import Counter, Gauge, Histogram
+
+from ..config import Config
+from ..errors import IbhostError, bad_request
+from ..ipc import KEYLESS, IpcError, UnixClient, raw_lines
+from .common import auth, caller_of
+from .cors import ORIGINS_KEY
+from .keys import CONFIG_KEY, METRICS_KEY
+
+log = logging.getLogger("ibhost.gateway.streams")
+
+CONFLATED = frozenset({"quote", "barUpdate"})
+STREAM_TYPES = ("quote", "bar", "barUpdate", "status")
+CONTRACT_KEYS = ("symbol", "secType", "exchange", "primaryExchange", "currency", "conId",
+                 "localSymbol", "lastTradeDateOrContractMonth", "strike", "right",
+                 "multiplier", "tradingClass")
+BAR_KEYS = ("barSize", "whatToShow", "useRTH")
+
+
+class Consumer:
+    """One SSE or WebSocket client: what it holds and what it has not read yet."""
+
+    def __init__(self, caller: str, limit: int, orders: bool = False) -> None:
+        self.caller = caller
+        self.limit = limit
+        self.orders = orders
+        self.keys: set[str] = set()
+        self.latest: dict[str, tuple[str, bytes]] = {}  # conflated: key -> newest
+        self.pending: deque[tuple[str, int, bytes]] = deque()  # (type, seq, line)
+        self.wake = asyncio.Event()
+        self.closed: str | None = None
+        self.conflated = 0
+        self.after_seq = -1  # order events at or below this were sent from the journal
+        self.created = time.monotonic()
+
+    def push(self, typ: str, key: str, seq: int, line: bytes) -> bool:
+        """Queue one event; False when the consumer had to be closed (too far behind)."""
+        if self.closed:
+            return False
+        if typ in CONFLATED:
+            if key in self.latest:
+                self.conflated += 1
+            self.latest[key] = (typ, line)
+        else:
+            if typ == "order" and seq <= self.after_seq:
+                return True
+            self.pending.append((typ, seq, line))
+            if len(self.pending) > self.limit:
+                self.close(f"too slow: more than {self.limit} events unread "
+                           f"(streams.consumer_queue)")
+                return False
+        self.wake.set()
+        return True
+
+    def close(self, reason: str) -> None:
+        if self.closed is None:
+            self.closed = reason
+        self.wake.set()
+
+    def drain(self) -> list[tuple[str, int, bytes]]:
+        out = list(self.pending)
+        self.pending.clear()
+        if self.latest:
+            out += [(typ, 0, line) for typ, line in self.latest.values()]
+            self.latest.clear()
+        self.wake.clear()
+        return out
+
+
+class StreamMetrics:
+    def __init__(self, registry: Any) -> None:
+        r = registry
+        self.consumers = Gauge("ibhost_stream_consumers", "open stream consumers",
+                               ["transport"], registry=r)
+        self.streams = Gauge("ibhost_stream_keys", "streams held at the connector for "
+                             "this gateway's consumers", registry=r)
+        self.events_in = Counter("ibhost_stream_events_in_total", "events received from "
+                                 "the connector", ["type"], registry=r)
+        self.events_out = Counter("ibhost_stream_events_out_total", "events sent to "
+                                  "consumers", ["type"], registry=r)
+        self.conflated = Counter("ibhost_stream_conflated_total", "quote and partial-bar "
+                                 "events replaced by a newer one before a consumer read "
+                                 "them", registry=r)
+        self.closed = Counter("ibhost_stream_consumers_closed_total", "consumers closed "
+                              "by the gateway", ["reason"], registry=r)
+        self.lag = Histogram("ibhost_stream_consumer_lag_events", "events waiting for a "
+                             "consumer when it was woken",
+                             buckets=(0, 1, 2, 5, 10, 50, 100, 500, 1000), registry=r)
+        self.upstream = Gauge("ibhost_stream_channel_up", "1 while the stream channel to "
+                              "the connector is open", registry=r)
+        for t in ("quote", "bar", "barUpdate", "status", "order"):
+            self.events_in.labels(t)
+            self.events_out.labels(t)
+        for t in ("sse", "websocket"):
+            self.consumers.labels(t)
+        for reason in ("slow", "limit"):
+            self.closed.labels(reason)
+
+
+class Broker:
+    """The one stream channel to the connector, and the consumers fed from it."""
+
+    def __init__(self, cfg: Config, metrics_registry: Any) -> None:
+        s = cfg.streams
+        self.cfg = s
+        self.client = UnixClient(str(cfg.connector_socket), connect_timeout=2.0,
+                                 read_timeout=20.0)
+        self.rpc = UnixClient(str(cfg.connector_socket), connect_timeout=2.0,
+                              read_timeout=cfg.gateway.connector_timeout)
+        self.channel: str | None = None
+        self.ready = asyncio.Event()
+        self.by_key: dict[str, set[Consumer]] = {}
+        self.order_consumers: set[Consumer] = set()
+        self.consumers: set[Consumer] = set()
+        self.seq = 0  # the newest order event seen
+        self.m = StreamMetrics(metrics_registry)
+        self._task: asyncio.Task[None] | None = None
+        self._specs: dict[str, dict[str, Any]] = {}  # stream key -> what to hold again
+
+    # --- the channel -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for c in list(self.consumers):
+            c.close("the gateway is stopping")
+        await self.client.close()
+        await self.rpc.close()
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await self._read_channel()
+                backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except (IpcError, IbhostError, ConnectionError, ValueError) as e:
+                log.debug("stream channel: %s", e)
+            except Exception:
+                log.exception("stream channel failed")
+            self.channel = None
+            self.ready.clear()
+            self.m.upstream.set(0)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _read_channel(self) -> None:
+        url = f"/stream?since={self.seq}" if self.seq else "/stream"
+        async for line in raw_lines(self.client, url):
+            ev = orjson.loads(line)
+            typ = ev.get("type")
+            if typ == "hello":
+                await self._hello(ev)
+            elif typ == "order":
+                seq = int(ev["seq"])
+                if seq <= self.seq:
+                    continue
+                self.seq = seq
+                self.m.events_in.labels("order").inc()
+                for c in list(self.order_consumers):
+                    self._push(c, "order", "", seq, line)
+            elif typ in STREAM_TYPES:
+                self.m.events_in.labels(typ).inc()
+                for c in list(self.by_key.get(ev.get("key", ""), ())):
+                    self._push(c, typ, ev["key"], 0, line)
+            elif typ == "closed":
+                raise ConnectionError(f"connector closed the channel: {ev.get('reason')}")
+
+    async def _hello(self, ev: dict[str, Any]) -> None:
+        self.channel = ev["channel"]
+        if not self.seq:
+            self.seq = int(ev.get("seq") or 0)
+        self.m.upstream.set(1)
+        # a new channel (a connector restart, or this gateway reconnecting): hold
+        # again everything consumers still want
+        for key in list(self.by_key):
+            try:
+                await self._hold_key(key)
+            except IbhostError as e:
+                log.warning("stream %s could not be held again: %s", key, e)
+                for c in list(self.by_key.get(key, ())):
+                    self._push(c, "status", key, 0, orjson.dumps(
+                        {"type": "status", "key": key, "state": "failed",
+                         "cause": e.code, "message": e.message}))
+        self.ready.set()
+
+    async def _hold_key(self, key: str) -> dict[str, Any]:
+        spec = self._specs[key]
+        return await self.rpc.request("POST", "/streams",
+                                      json_body={**spec, "channel": self.channel})
+
+    def _push(self, c: Consumer, typ: str, key: str, seq: int, line: bytes) -> None:
+        if not c.push(typ, key, seq, line):
+            self.m.closed.labels("slow").inc()
+            self.remove(c)
+
+    # --- consumers ---------------------------------------------------------------------
+
+    def add(self, c: Consumer, transport: str) -> None:
+        s = self.cfg
+        if len(self.consumers) >= s.max_consumers:
+            self.m.closed.labels("limit").inc()
+            raise IbhostError("pacing", f"{s.max_consumers} streams are open, the most "
+                              f"this gateway serves (streams.max_consumers)")
+        mine = sum(1 for x in self.consumers if x.caller == c.caller)
+        if mine >= s.max_consumers_per_key:
+            self.m.closed.labels("limit").inc()
+            who = "this API key" if c.caller != KEYLESS else "callers without a key"
+            raise IbhostError("pacing", f"{mine} streams are open for {who}, the most "
+                              f"allowed (streams.max_consumers_per_key)")
+        self.consumers.add(c)
+        c.transport = transport  # type: ignore[attr-defined]
+        self.m.consumers.labels(transport).inc()
+
+    def remove(self, c: Consumer) -> None:
+        if c not in self.consumers:
+            return
+        self.consumers.discard(c)
+        self.order_consumers.discard(c)
+        self.m.consumers.labels(getattr(c, "transport", "sse")).dec()
+        for key in list(c.keys):
+            self._drop_key(c, key)
+
+    async def subscribe(self, c: Consumer, kind: str, body: dict[str, Any]
+                        ) -> dict[str, Any]:
+        """Hold the stream ``body`` describes for ``c``; the connector's answer (its key,
+        the contract, the newest value) or its error (400, 404, 429 line_budget)."""
+        if len(c.keys) >= self.cfg.max_subscriptions:
+            raise IbhostError("pacing", f"a stream holds at most "
+                              f"{self.cfg.max_subscriptions} subscriptions "
+                              f"(streams.max_subscriptions)")
+        try:
+            await asyncio.wait_for(self.ready.wait(), 10.0)
+        except TimeoutError:
+            raise IbhostError("unavailable", "the connector's stream channel is not "
+                              "open") from None
+        spec = {k: body[k] for k in (*CONTRACT_KEYS, *BAR_KEYS, "genericTicks")
+                if k in body and body[k] is not None}
+        spec["kind"] = kind
+        answer = await self.rpc.request("POST", "/streams",
+                                        json_body={**spec, "channel": self.channel})
+        key = answer["key"]
+        self._specs[key] = spec
+        if c.closed or c not in self.consumers:
+            self._maybe_release(key)
+            return answer
+        c.keys.add(key)
+        self.by_key.setdefault(key, set()).add(c)
+        self.m.streams.set(len(self.by_key))
+        return answer
+
+    def unsubscribe(self, c: Consumer, key: str) -> bool:
+        if key not in c.keys:
+            return False
+        self._drop_key(c, key)
+        return True
+
+    def _drop_key(self, c: Consumer, key: str) -> None:
+        c.keys.discard(key)
+        c.latest.pop(key, None)
+        holders = self.by_key.get(key)
+        if holders is not None:
+            holders.discard(c)
+        self._maybe_release(key)
+
+    def _maybe_release(self, key: str) -> None:
+        if self.by_key.get(key):
+            return
+        self.by_key.pop(key, None)
+        self.m.streams.set(len(self.by_key))
+        channel = self.channel
+        if channel is None:
+            return
+
+        async def release() -> None:
+            with contextlib.suppress(IpcError, IbhostError):
+                await self.rpc.request("DELETE", f"/streams/{_quote(key)}?channel={channel}")
+
+        asyncio.get_running_loop().create_task(release())
+
+    async def resume_orders(self, c: Consumer, since: int) -> list[bytes]:
+        """Journalled order events after ``since``, for a consumer that comes back;
+        later ones arrive live (no event twice)."""
+        self.order_consumers.add(c)
+        c.orders = True
+        out: list[bytes] = []
+        while True:
+            raw = await self.rpc.request_bytes("GET", f"/order-events?since={since}"
+                                                      f"&limit=1000")
+            page = orjson.loads(raw)
+            for ev in page["events"]:
+                out.append(orjson.dumps(ev))
+                since = ev["seq"]
+            if len(page["events"]) < 1000:
+                break
+        c.after_seq = since
+        # events that arrived live while the journal was read are dropped as repeats
+        c.pending = deque(e for e in c.pending if not (e[0] == "order" and e[1] <= since))
+        return out
+
+
+def _quote(key: str) -> str:
+    import urllib.parse
+
+    return urllib.parse.quote(key, safe="")
+
+
+BROKER_KEY = web.AppKey("streams", Broker)
+
+
+# --- request parsing --------------------------------------------------------------------
+
+def _symbols(raw: str, field: str) -> list[str]:
+    out = [s.strip().upper() for s in raw.split(",") if s.strip()]
+    if len(out) > 200:
+        raise bad_request(field, "at most 200 symbols")
+    return out
+
+
+def _flag(q: Any, name: str) -> bool:
+    v = q.get(name)
+    if v is None:
+        return False
+    if v.lower() in ("1", "true", "yes", "on", ""):
+        return True
+    if v.lower() in ("0", "false", "no", "off"):
+        return False
+    raise bad_request(name, "must be true or false")
+
+
+def _since(request: web.Request) -> int | None:
+    raw = request.headers.get("Last-Event-ID") or request.query.get("since")
+    if raw is None or raw == "":
+        return None
+    field = "Last-Event-ID" if request.headers.get("Last-Event-ID") else "since"
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise bad_request(field, "must be an order event's sequence number (an integer)")
+    return int(raw)
+
+
+def _wants(request: web.Request) -> list[tuple[str, dict[str, Any]]]:
+    q = request.query
+    wants: list[tuple[str, dict[str, Any]]] = []
+    sec = q.get("secType")
+    for sym in _symbols(q.get("quotes", ""), "quotes"):
+        wants.append(("quote", {"symbol": sym, **({"secType": sec} if sec else {})}))
+    bar_size = q.get("barSize") or "1 min"
+    for sym in _symbols(q.get("bars", ""), "bars"):
+        wants.append(("bars", {"symbol": sym, "barSize": bar_size,
+                               "whatToShow": q.get("whatToShow") or "TRADES",
+                               "useRTH": _flag(q, "useRTH"),
+                               **({"secType": sec} if sec else {})}))
+    return wants
+
+
+# --- Server-Sent Events -----------------------------------------------------------------
+
+def _sse(typ: str, seq: int, line: bytes) -> bytes:
+    head = b"id: %d\n" % seq if typ == "order" else b""
+    return head + b"event: " + typ.encode() + b"\ndata: " + line + b"\n\n"
+
+
+async def sse(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/stream?quotes=AAPL,MSFT&bars=AAPL&barSize=1 min&orders=true``: one
+    event stream. Order events need an API key; ``Last-Event-ID`` resumes them."""
+    broker = request.app[BROKER_KEY]
+    orders = _flag(request.query, "orders")
+    since = _since(request)
+    if orders or since is not None:
+        auth(request, trading=True)  # order events always need a key
+    else:
+        auth(request)
+    wants = _wants(request)
+    if not wants and not orders:
+        raise bad_request("quotes", "name at least one stream: quotes=, bars= or "
+                          "orders=true")
+    cfg = request.app[CONFIG_KEY].streams
+    c = Consumer(caller_of(request), cfg.consumer_queue, orders)
+    broker.add(c, "sse")
+    try:
+        held = [await broker.subscribe(c, kind, body) for kind, body in wants]
+        replay: list[bytes] = []
+        if orders:
+            replay = await broker.resume_orders(c, since if since is not None
+                                                else broker.seq)
+        resp = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no"})
+        await resp.prepare(request)
+        first = [b"retry: 2000\n\n", _sse("subscribed", 0, orjson.dumps(
+            {"type": "subscribed", "streams": [_summary(h) for h in held],
+             "orders": orders, "seq": broker.seq}))]
+        first += [_sse("order", orjson.loads(e)["seq"], e) for e in replay]
+        first += [_sse(h["last"]["type"], 0, orjson.dumps(h["last"]))
+                  for h in held if h.get("last")]
+        await resp.write(b"".join(first))
+        await _pump(c, broker, cfg.heartbeat, lambda b: resp.write(b), _sse_batch,
+                    b": keep-alive\n\n")
+        if c.closed and c.closed != "client gone":
+            await resp.write(_sse("closed", 0, orjson.dumps({"type": "closed",
+                                                              "reason": c.closed})))
+        return resp
+    except (ConnectionResetError, asyncio.CancelledError):
+        c.close("client gone")
+        raise
+    finally:
+        broker.remove(c)
+
+
+def _sse_batch(items: list[tuple[str, int, bytes]]) -> bytes:
+    return b"".join(_sse(t, s, line) for t, s, line in items)
+
+
+def _summary(h: dict[str, Any]) -> dict[str, Any]:
+    return {k: h.get(k) for k in ("key", "kind", "conId", "symbol", "secType",
+                                  "localSymbol", "barSize", "whatToShow", "useRTH")
+            if h.get(k) is not None}
+
+
+async def _pump(c: Consumer, broker: Broker, heartbeat: float, write: Any, fmt: Any,
+                idle: bytes | None) -> None:
+    m = broker.m
+    while not c.closed:
+        try:
+            await asyncio.wait_for(c.wake.wait(), heartbeat)
+        except TimeoutError:
+            if idle is not None:
+                await write(idle)
+            continue
+        items = c.drain()
+        if not items:
+            continue
+        m.lag.observe(len(items))
+        if c.conflated:
+            m.conflated.inc(c.conflated)
+            c.conflated = 0
+        for t, _, _ in items:
+            m.events_out.labels(t).inc()
+        await write(fmt(items))
+
+
+# --- WebSocket --------------------------------------------------------------------------
+
+def _origin_ok(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser
+    if origin in request.app[ORIGINS_KEY]:
+        return True
+    host = request.headers.get("Host", "")
+    return origin in (f"http://{host}", f"https://{host}")
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/stream/ws``: one socket, many subscriptions. Send
+    ``{"op": "subscribe", "quotes": ["AAPL"], "bars": [...], "orders": true}``,
+    ``{"op": "unsubscribe", "keys": [...]}``; events arrive as JSON text frames."""
+    if not _origin_ok(request):
+        raise IbhostError("forbidden", f"origin {request.headers.get('Origin')!r} is not "
+                          "in gateway.cors_origins", field="Origin")
+    auth(request)
+    broker = request.app[BROKER_KEY]
+    cfg = request.app[CONFIG_KEY].streams
+    c = Consumer(caller_of(request), cfg.consumer_queue)
+    broker.add(c, "websocket")
+    ws = web.WebSocketResponse(heartbeat=cfg.heartbeat, max_msg_size=1 << 16)
+    try:
+        await ws.prepare(request)
+
+        async def send(b: bytes) -> None:
+            await ws.send_str(b.decode())
+
+        def fmt(items: list[tuple[str, int, bytes]]) -> bytes:
+            return b"\n".join(line for _, _, line in items) if len(items) == 1 else \
+                b"[" + b",".join(line for _, _, line in items) + b"]"
+
+        pump = asyncio.get_running_loop().create_task(
+            _pump(c, broker, cfg.heartbeat, send, fmt, None))
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                reply = await _ws_command(request, broker, c, msg.data)
+                await ws.send_str(orjson.dumps(reply).decode())
+                if c.closed:
+                    break
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+                await pump
+        if c.closed and not ws.closed:
+            await ws.send_str(orjson.dumps({"type": "closed", "reason": c.closed}).decode())
+            await ws.close(code=1008 if "slow" in c.closed else 1000,
+                           message=c.closed[:120].encode())
+        return ws
+    finally:
+        broker.remove(c)
+
+
+async def _ws_command(request: web.Request, broker: Broker, c: Consumer, text: str
+                      ) -> dict[str, Any]:
+    try:
+        try:
+            cmd = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise bad_request("body", "each message must be a JSON object") from None
+        if not isinstance(cmd, dict):
+            raise bad_request("body", "each message must be a JSON object")
+        op = cmd.get("op")
+        if op == "subscribe":
+            return await _ws_subscribe(request, broker, c, cmd)
+        if op == "unsubscribe":
+            keys = cmd.get("keys")
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                raise bad_request("keys", "must be a list of stream keys")
+            return {"type": "unsubscribed",
+                    "keys": [k for k in keys if broker.unsubscribe(c, k)]}
+        raise bad_request("op", "must be subscribe or unsubscribe")
+    except IbhostError as e:
+        return {"type": "error", **e.to_dict()["error"]}
+
+
+async def _ws_subscribe(request: web.Request, broker: Broker, c: Consumer,
+                        cmd: dict[str, Any]) -> dict[str, Any]:
+    wants: list[tuple[str, dict[str, Any]]] = []
+    for field, kind in (("quotes", "quote"), ("bars", "bars")):
+        items = cmd.get(field) or []
+        if not isinstance(items, list):
+            raise bad_request(field, "must be a list of symbols or contract objects")
+        for it in items:
+            if isinstance(it, str):
+                wants.append((kind, {"symbol": it.upper()}))
+            elif isinstance(it, dict):
+                wants.append((kind, it))
+            else:
+                raise bad_request(field, "must be a list of symbols or contract objects")
+    orders = cmd.get("orders")
+    if orders is not None and not isinstance(orders, bool):
+        raise bad_request("orders", "must be true or false")
+    since = cmd.get("since")
+    if since is not None and (not isinstance(since, int) or isinstance(since, bool)
+                              or since < 0):
+        raise bad_request("since", "must be an order event's sequence number")
+    held = [await broker.subscribe(c, kind, body) for kind, body in wants]
+    replay: list[bytes] = []
+    if orders:
+        auth(request, trading=True)
+        replay = await broker.resume_orders(c, since if since is not None else broker.seq)
+    for h in held:
+        if h.get("last"):
+            c.push(h["last"]["type"], h["key"], 0, orjson.dumps(h["last"]))
+    # the missed order events go before any that arrived live meanwhile (all later)
+    c.pending.extendleft(("order", 0, e) for e in reversed(replay))
+    c.wake.set()
+    return {"type": "subscribed", "streams": [_summary(h) for h in held],
+            "orders": bool(c.orders), "seq": broker.seq}
+
+
+async def streams_status(request: web.Request) -> web.Response:
+    """What is held at the connector, for whom, and the line budget."""
+    auth(request)
+    broker = request.app[BROKER_KEY]
+    answer = await broker.rpc.request("GET", "/streams")
+    answer["consumers"] = len(broker.consumers)
+    answer["channelOpen"] = broker.ready.is_set()
+    return web.json_response(answer)
+
+
+async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
+    broker = app[BROKER_KEY]
+    broker.start()
+    yield
+    await broker.stop()
+
+
+def install(app: web.Application, cfg: Config) -> None:
+    app[BROKER_KEY] = Broker(cfg, app[METRICS_KEY].registry)
+    app.cleanup_ctx.append(broker_ctx)

@@ -1,0 +1,276 @@
+"""Live streams over the one IB connection: shared subscriptions, the line budget,
+recovery after IB's faults, bars across a reconnect, order events that are never
+lost. A real connector on the simulator over TCP, the real gateway, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ibhost.connector.main import Connector
+from ibhost.gateway.streams import BROKER_KEY
+from ibhost.sim import Simulator
+
+from .connector_fixtures import running_connector, wait_until
+from .test_gateway import KEY, gateway
+
+H = {"X-API-Key": KEY}
+
+
+class Sse:
+    """Reads one Server-Sent Events answer: (event, id, data) as they come."""
+
+    def __init__(self, resp: Any) -> None:
+        self.resp = resp
+        self.events: list[tuple[str, int | None, dict[str, Any]]] = []
+        self._task = asyncio.get_running_loop().create_task(self._read())
+        self.done = False
+
+    async def _read(self) -> None:
+        event, eid, data = "message", None, b""
+        try:
+            while True:
+                line = await self.resp.content.readline()
+                if not line:
+                    break
+                line = line.rstrip(b"\n")
+                if not line:
+                    if data:
+                        self.events.append((event, eid, orjson.loads(data)))
+                    event, eid, data = "message", None, b""
+                elif line.startswith(b"event: "):
+                    event = line[7:].decode()
+                elif line.startswith(b"id: "):
+                    eid = int(line[4:])
+                elif line.startswith(b"data: "):
+                    data = line[6:]
+        finally:
+            self.done = True
+
+    def of(self, event: str) -> list[dict[str, Any]]:
+        return [d for e, _, d in self.events if e == event]
+
+    async def wait(self, pred: Any, timeout: float = 10.0) -> None:
+        await wait_until(lambda: pred(self), timeout)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+        self.resp.close()
+
+
+@contextlib.asynccontextmanager
+async def stack(aiohttp_client: Any, home: Path, sim: Simulator, **overrides: Any
+                ) -> AsyncIterator[tuple[Connector, Any]]:
+    settings = {"streams__linger": 0.3, **overrides}
+    async with running_connector(home, sim, **settings) as (con, _client), \
+            gateway(aiohttp_client, home, sim, trading__enabled=True,
+                    trading__allowed_sec_types="STK", **settings) as gw:
+        yield con, gw
+
+
+async def sse(gw: Any, query: str, headers: dict[str, str] | None = None) -> Sse:
+    resp = await gw.get(f"/v1/stream?{query}", headers=headers or {})
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    return Sse(resp)
+
+
+def md_requests(sim: Simulator) -> tuple[int, int]:
+    req = sim.state()["stats"]["requests"]
+    return req.get("reqMktData", 0), req.get("cancelMktData", 0)
+
+
+async def test_two_consumers_share_one_subscription_and_the_last_leaving_cancels_it(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    async with stack(aiohttp_client, tmp_path, sim) as (con, gw):
+        await wait_until(lambda: gw.app[BROKER_KEY].ready.is_set(), 10)
+        before = md_requests(sim)
+        a = await sse(gw, "quotes=AAPL")
+        ws = await gw.ws_connect("/v1/stream/ws")
+        await ws.send_str('{"op": "subscribe", "quotes": ["AAPL"]}')
+        got_ws: list[dict[str, Any]] = []
+
+        async def read_ws() -> None:
+            async for msg in ws:
+                data = orjson.loads(msg.data)
+                got_ws.extend(data if isinstance(data, list) else [data])
+
+        reader = asyncio.get_running_loop().create_task(read_ws())
+        await a.wait(lambda s: len(s.of("quote")) >= 3)
+        await wait_until(lambda: sum(e["type"] == "quote" for e in got_ws) >= 3, 10)
+        assert next(e for e in got_ws if e["type"] == "subscribed")["streams"][0][
+            "symbol"] == "AAPL"
+        # one subscription at IB for both consumers
+        assert md_requests(sim)[0] - before[0] == 1
+        assert [c["subscriptions"] for c in sim.state()["clients"]] == [1]
+        # one consumer leaving never stops the other's stream
+        await a.close()
+        n = sum(e["type"] == "quote" for e in got_ws)
+        await asyncio.sleep(0.8)  # past the linger
+        assert md_requests(sim)[1] == before[1]
+        await wait_until(lambda: sum(e["type"] == "quote" for e in got_ws) >= n + 3, 10)
+        # the last one leaving cancels it at IB, after the linger
+        await ws.close()
+        reader.cancel()
+        await wait_until(lambda: md_requests(sim)[1] - before[1] == 1, 10)
+        await wait_until(lambda: [c["subscriptions"] for c in sim.state()["clients"]] == [0],
+                         5)
+        status = await (await gw.get("/v1/streams")).json()
+        assert status["streams"] == [] and status["lines"]["used"] == 0
+
+
+async def test_unsubscribe_by_one_websocket_consumer_keeps_the_other(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    async with stack(aiohttp_client, tmp_path, sim) as (con, gw):
+        one = await gw.ws_connect("/v1/stream/ws")
+        two = await gw.ws_connect("/v1/stream/ws")
+        for ws in (one, two):
+            await ws.send_str('{"op": "subscribe", "quotes": ["MSFT"]}')
+            reply = orjson.loads((await ws.receive()).data)
+            assert reply["type"] == "subscribed", reply
+        key = reply["streams"][0]["key"]
+        await one.send_str(orjson.dumps({"op": "unsubscribe", "keys": [key]}).decode())
+        await asyncio.sleep(0.8)
+        quotes = 0
+        while quotes < 3:
+            data = orjson.loads((await asyncio.wait_for(two.receive(), 5)).data)
+            for e in data if isinstance(data, list) else [data]:
+                quotes += e["type"] == "quote"
+        assert md_requests(sim)[1] == 0  # still held for the second consumer
+        # bad input: a clear error naming the field, the socket stays open
+        await two.send_str('{"op": "subscribe", "quotes": "MSFT"}')
+        while True:
+            data = orjson.loads((await asyncio.wait_for(two.receive(), 5)).data)
+            if isinstance(data, dict) and data["type"] == "error":
+                break
+        assert data["code"] == "bad_request" and data["field"] == "quotes"
+        await one.close()
+        await two.close()
+
+
+async def test_the_line_budget_refuses_with_429_and_ib_never_sends_101(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    async with stack(aiohttp_client, tmp_path, sim, streams__market_data_lines=5,
+                     streams__snapshot_lines=2) as (con, gw):
+        held = [await sse(gw, f"quotes={s}") for s in ("AAPL", "MSFT", "SPY")]
+        for s in held:
+            await s.wait(lambda x: len(x.of("subscribed")) == 1)
+        r = await gw.get("/v1/stream?quotes=QQQ")
+        assert r.status == 429
+        err = (await r.json())["error"]
+        assert err["code"] == "line_budget"
+        assert "3 of 3 lines" in err["message"] and "streams.market_data_lines" in \
+            err["message"]
+        assert err["budget"] == 3 and err["used"] == 3
+        # an unknown symbol is a 404 naming it, not a 500
+        r = await gw.get("/v1/stream?quotes=NOSUCHSYM")
+        assert r.status == 404, await r.text()
+        for s in held:
+            await s.close()
+        assert "101" not in sim.state()["stats"]["errors_sent"]
+        # once the lines are free again, the refused one is served
+        await wait_until(lambda: con.streams.lines()["used"] == 0, 5)
+        ok = await sse(gw, "quotes=QQQ")
+        await ok.wait(lambda x: len(x.of("quote")) >= 1)
+        await ok.close()
+
+
+async def test_quotes_resume_after_1101_and_a_farm_blip_with_status_events(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    async with stack(aiohttp_client, tmp_path, sim) as (con, gw):
+        s = await sse(gw, "quotes=AAPL")
+        await s.wait(lambda x: len(x.of("quote")) >= 2)
+        sim.connectivity_lost(restore="1101", after=0.5)
+        await s.wait(lambda x: any(e["state"] == "resumed" for e in x.of("status")), 5)
+        stale = [e for e in s.of("status") if e["state"] == "stale"]
+        assert stale and stale[0]["cause"] == "connectivity_lost"
+        resumed = next(e for e in s.of("status") if e["state"] == "resumed")
+        assert resumed["gapSeconds"] >= 0.4
+        n = len(s.of("quote"))
+        await s.wait(lambda x: len(x.of("quote")) >= n + 2, 5)
+        # a market-data farm blip: stale, then re-requested on 2104 and resumed
+        sim.farm_broken(2103, after=0.5)
+        await s.wait(lambda x: sum(e["state"] == "resumed" for e in x.of("status")) >= 2, 5)
+        causes = [e["cause"] for e in s.of("status") if e["state"] == "stale"]
+        assert causes[-1] == "farm_market_data"
+        assert con.streams.resubscriptions.get("farm") == 1
+        await s.close()
+
+
+async def test_quotes_resume_after_a_simulator_restart(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    async with stack(aiohttp_client, tmp_path, sim) as (con, gw):
+        s = await sse(gw, "quotes=AAPL")
+        await s.wait(lambda x: len(x.of("quote")) >= 2)
+        loop = asyncio.get_running_loop()
+        await sim.restart(downtime=0.5)
+        t0 = loop.time()
+        await s.wait(lambda x: any(e["state"] == "resumed" for e in x.of("status")), 10)
+        assert loop.time() - t0 < 5.0
+        assert [e["cause"] for e in s.of("status")][:2] == ["disconnected", "disconnected"]
+        n = len(s.of("quote"))
+        await s.wait(lambda x: len(x.of("quote")) >= n + 2, 5)
+        await s.close()
+
+
+async def test_live_bars_across_a_reconnect_have_no_duplicate_and_no_gap(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    start = dt.datetime(2025, 12, 10, 15, 30, 20, tzinfo=dt.UTC)
+    sim.set_time(start)
+    async with stack(aiohttp_client, tmp_path, sim) as (con, gw):
+        s = await sse(gw, "bars=AAPL&barSize=1%20min")
+        await s.wait(lambda x: len(x.of("bar")) >= 1)
+        first = s.of("bar")[0]
+        assert first["time"] == "2025-12-10T15:29:00+00:00"  # the last complete one
+        # the connection drops; four minutes pass before it is back
+        sim.set_time(start + dt.timedelta(minutes=4))
+        sim.drop()
+        await s.wait(lambda x: any(e["state"] == "resumed" for e in x.of("status")), 10)
+        await s.wait(lambda x: len(x.of("bar")) >= 5, 10)
+        times = [dt.datetime.fromisoformat(b["time"]) for b in s.of("bar")]
+        assert times == [times[0] + dt.timedelta(minutes=i) for i in range(len(times))], times
+        assert times[-1] == dt.datetime(2025, 12, 10, 15, 33, tzinfo=dt.UTC)
+        await s.close()
+
+
+async def test_order_events_resume_from_last_event_id_on_a_new_gateway(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    async with running_connector(tmp_path, sim, streams__linger=0.3) as (con, _):
+        async with gateway(aiohttp_client, tmp_path, sim, trading__enabled=True) as gw:
+            s = await sse(gw, "orders=true", H)
+            await s.wait(lambda x: len(x.of("subscribed")) == 1)
+            r = await gw.post("/v1/orders", headers=H, json={
+                "symbol": "AAPL", "action": "BUY", "quantity": 1, "orderType": "MKT"})
+            assert r.status in (200, 201), await r.text()
+            await s.wait(lambda x: any(e["event"] == "commission" for e in x.of("order")))
+            seen = [eid for e, eid, _ in s.events if e == "order"]
+            assert seen == sorted(seen) and len(set(seen)) == len(seen)
+            await s.close()
+            # while nobody listens: another order
+            r = await gw.post("/v1/orders", headers=H, json={
+                "symbol": "MSFT", "action": "BUY", "quantity": 2, "orderType": "MKT"})
+            assert r.status in (200, 201)
+            await wait_until(lambda: con.streams.journal.seq >= seen[-1] + 3, 10)
+        # a new gateway (the old one is gone): resume from the last id seen
+        async with gateway(aiohttp_client, tmp_path, sim, trading__enabled=True) as gw2:
+            s2 = await sse(gw2, "orders=true", {**H, "Last-Event-ID": str(seen[-1])})
+            await s2.wait(lambda x: any(e["event"] == "commission" for e in x.of("order")))
+            ids = [eid for e, eid, _ in s2.events if e == "order"]
+            assert ids[0] == seen[-1] + 1 and ids == list(range(ids[0], ids[-1] + 1))
+            assert {e["symbol"] for e in s2.of("order")} == {"MSFT"}
+            # order events need a key
+            r = await gw2.get("/v1/stream?orders=true")
+            assert r.status == 401
+            bad = await gw2.get("/v1/stream?orders=true", headers={**H,
+                                                                   "Last-Event-ID": "x"})
+            assert bad.status == 400 and (await bad.json())["error"]["field"] == \
+                "Last-Event-ID"
+            await s2.close()
