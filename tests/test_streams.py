@@ -170,6 +170,11 @@ async def test_the_line_budget_refuses_with_429_and_ib_never_sends_101(
         assert "3 of 3 lines" in err["message"] and "streams.market_data_lines" in \
             err["message"]
         assert err["budget"] == 3 and err["used"] == 3
+        text = await (await gw.get("/metrics", headers=H)).text()
+        for line in ("ibhost_stream_lines_used 3.0", "ibhost_stream_line_budget 3.0",
+                     "ibhost_stream_refused_total 1.0", 'ibhost_stream_consumers{'
+                     'transport="sse"} 3.0', 'ibhost_stream_subscriptions{kind="quote"} 3.0'):
+            assert line in text, line
         # an unknown symbol is a 404 naming it, not a 500
         r = await gw.get("/v1/stream?quotes=NOSUCHSYM")
         assert r.status == 404, await r.text()

@@ -540,6 +540,7 @@ def init_app(cfg: Config, session: Session, scheduler: Scheduler,
     app[STREAMS_KEY] = streams if streams is not None else StreamHub(service, cfg)
     app[STARTED_KEY] = time.monotonic()
     app[METRICS_KEY] = ConnectorMetrics(session, scheduler)
+    app[METRICS_KEY].registry.register(app[STREAMS_KEY].collector)  # type: ignore[arg-type]
     setup_routes(app)
     return app
 
