@@ -42,7 +42,7 @@ from .metrics import ConnectorMetrics, route_label
 from .pacing import PRIORITIES, Scheduler
 from .service import Service
 from .session import Session, State
-from .streams import StreamHub
+from .streams import REST, StreamHub
 from .values import DEADLINE, JOB
 
 log = logging.getLogger("ibhost.connector.api")
@@ -181,7 +181,7 @@ async def status(request: web.Request) -> web.Response:
             "throttled": st.throttled, "openLimit": round(sched.open.limit, 2),
             "open": sched.open.open,
         },
-        "subscriptions": len(request.app[SERVICE_KEY].subs),
+        "subscriptions": len(request.app[STREAMS_KEY].subs),
         "historicalJobs": list(request.app[SERVICE_KEY].history.jobs.values()),
         "config": describe(request.app[CONFIG_KEY]),
     })
@@ -298,21 +298,37 @@ async def snapshot(request: web.Request) -> web.Response:
 
 
 async def subscribe(request: web.Request) -> web.Response:
+    """A quote subscription held until DELETE (the same one a stream of it uses)."""
     body = await json_body(request)
     spec = parse_spec(body)
     generic = int_list(body, "genericTicks", GENERIC_TICKS)
-    return web.json_response(await request.app[SERVICE_KEY].subscribe(spec, generic),
-                             status=201)
+    hub = request.app[STREAMS_KEY]
+    held = await hub.hold(REST, "quote", spec, {"generic": generic})
+    return web.json_response(_held(request, hub.subs[held["key"]]), status=201)
+
+
+def _held(request: web.Request, sub: Any) -> dict[str, Any]:
+    d = request.app[SERVICE_KEY]._ticker_dict(sub.handle)
+    d["resubscribed"] = sub.resubscribed
+    d["key"] = sub.key
+    return d
+
+
+def _rest_held(request: web.Request) -> list[Any]:
+    return [s for s in request.app[STREAMS_KEY].subs.values() if REST in s.holders]
 
 
 async def subscriptions(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE_KEY]
-    return web.json_response([svc.subscription_dict(c) for c in svc.subs])
+    return web.json_response([_held(request, s) for s in _rest_held(request)])
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
     con_id = opt_int(request.match_info, "conId", 0, minimum=1)
-    await request.app[SERVICE_KEY].unsubscribe(con_id)
+    mine = [s for s in _rest_held(request) if s.contract.conId == con_id]
+    if not mine:
+        raise IbhostError("not_found", f"no subscription for conId {con_id}")
+    for s in mine:
+        request.app[STREAMS_KEY].release(REST, s.key)
     return web.json_response({"ok": True, "conId": con_id})
 
 

@@ -14,7 +14,6 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import IbhostError, bad_request, from_ib
@@ -30,14 +29,6 @@ from .values import JOB, _num, _utc, time_left
 log = logging.getLogger("ibhost.connector.service")
 T = TypeVar("T")
 IB_MESSAGES_PER_SECOND = 50
-@dataclass
-class HeldSubscription:
-    contract: Any
-    generic: str
-    ticker: Any
-    resubscribed: int = 0
-
-
 class Service:
     def __init__(self, session: Session, scheduler: Scheduler, *,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
@@ -53,9 +44,7 @@ class Service:
         self.contract_cache: AgedCache[list[Any]] = AgedCache("contracts", max_age)
         self.chain_cache: AgedCache[dict[str, Any]] = AgedCache("chains", max_age)
         self._details: dict[int, Any] = {}  # conId -> details: long names, minimum ticks
-        self.subs: dict[int, HeldSubscription] = {}
         self._md_type = 1
-        session.on_resubscribe.append(self.resubscribe)
         session.on_resubscribe.append(self.forget_cached)
         self.ages = StateAges(self.ib)
         session.listeners.append(self._on_state)
@@ -349,48 +338,6 @@ class Service:
             "putOpenInterest": _count(t.putOpenInterest),
             "callVolume": _count(t.callVolume), "putVolume": _count(t.putVolume),
         }
-
-    # --- held subscriptions ------------------------------------------------------------
-
-    async def subscribe(self, spec: ContractSpec, generic: list[int]) -> dict[str, Any]:
-        c = await self.resolve(spec)
-        if c.conId in self.subs:
-            return self.subscription_dict(c.conId)
-        gen = ",".join(str(g) for g in generic)
-        ticker = await self._call("subscribe", self._req_mkt(c, gen))
-        self.subs[c.conId] = HeldSubscription(c, gen, ticker)
-        return self.subscription_dict(c.conId)
-
-    def _req_mkt(self, c: Any, gen: str) -> Callable[[], Awaitable[Any]]:
-        async def go() -> Any:
-            return self.ib.reqMktData(c, gen, False, False)
-
-        return go
-
-    async def unsubscribe(self, con_id: int) -> None:
-        sub = self.subs.pop(con_id, None)
-        if sub is None:
-            raise IbhostError("not_found", f"no subscription for conId {con_id}")
-        if self.session.usable:
-            self.ib.cancelMktData(sub.contract)
-
-    def subscription_dict(self, con_id: int) -> dict[str, Any]:
-        sub = self.subs[con_id]
-        d = self._ticker_dict(sub.ticker)
-        d["resubscribed"] = sub.resubscribed
-        return d
-
-    async def resubscribe(self) -> None:
-        """Re-request every held subscription (after 1101 or a reconnect)."""
-        for sub in self.subs.values():
-            try:
-                self.ib.cancelMktData(sub.contract)
-            except Exception:  # the old ticker may belong to a dropped session
-                log.debug("cancel before resubscribe failed", exc_info=True)
-            sub.ticker = self.ib.reqMktData(sub.contract, sub.generic, False, False)
-            sub.resubscribed += 1
-        if self.subs:
-            log.info("re-requested %s market-data subscription(s)", len(self.subs))
 
     # --- orders ------------------------------------------------------------------------
 

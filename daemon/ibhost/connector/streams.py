@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ibhost.connector.streams")
 
 KINDS = ("quote", "bars")
+REST = "rest"  # the holder of subscriptions made with POST /subscriptions
 BROKEN_FARMS = {2103: "market_data", 2105: "historical", 2157: "secdef"}
 FARM_OK = {2104: "market_data", 2106: "historical", 2158: "secdef"}
 CHANNEL_QUEUE = 100_000  # lines a channel may have unsent before it is closed
@@ -265,7 +266,7 @@ class StreamHub:
 
     async def hold(self, channel: str, kind: str, spec: ContractSpec,
                    params: dict[str, Any]) -> dict[str, Any]:
-        if channel not in self.channels and channel != "rest":
+        if channel not in self.channels and channel != REST:
             raise IbhostError("not_found", f"no stream channel {channel!r} (open GET "
                               f"/stream first)", field="channel")
         if kind not in KINDS:
@@ -290,7 +291,7 @@ class StreamHub:
                     self._starting.pop(key, None)
             else:
                 sub = await asyncio.shield(starting)
-        if channel != "rest" and channel not in self.channels:  # gone while starting
+        if channel != REST and channel not in self.channels:  # gone while starting
             if not sub.holders:
                 self._release(sub, channel)
             raise IbhostError("not_found", f"stream channel {channel!r} closed",
