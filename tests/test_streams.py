@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from ibhost.connector.main import Connector
 from ibhost.gateway.streams import BROKER_KEY
@@ -279,3 +280,67 @@ async def test_order_events_resume_from_last_event_id_on_a_new_gateway(
             assert bad.status == 400 and (await bad.json())["error"]["field"] == \
                 "Last-Event-ID"
             await s2.close()
+
+
+async def test_python_client_streams_and_resumes_across_a_gateway_restart(
+        sim: Simulator, tmp_path: Path) -> None:
+    from ibhost.client import AsyncIBHostClient, IBHostClient, IBHostError
+    from ibhost.gateway.main import Gateway
+
+    from .connector_fixtures import make_config
+
+    async with running_connector(tmp_path, sim, streams__linger=0.3) as (con, client):
+        cfg = make_config(tmp_path, sim, gateway__port=0, gateway__api_key=KEY,
+                          trading__enabled=True, streams__linger=0.3)
+        gw = await Gateway(cfg).start()
+        port = gw.port
+        url = f"http://127.0.0.1:{port}"
+        async with AsyncIBHostClient(url, api_key=KEY, backoff=0.1) as c:
+            quotes = []
+            async for q in c.quotes(["AAPL", "MSFT"]):
+                quotes.append(q)
+                if {x["symbol"] for x in quotes} == {"AAPL", "MSFT"}:
+                    break
+            with pytest.raises(IBHostError) as bad:
+                async for _ in c.quotes("NOSUCHSYM"):
+                    pass
+            assert bad.value.status == 404
+
+            events: list[dict[str, Any]] = []
+
+            async def follow() -> None:
+                async for ev in c.order_events():
+                    events.append(ev)
+
+            task = asyncio.get_running_loop().create_task(follow())
+            await wait_until(lambda: gw.app[BROKER_KEY].order_consumers, 10)
+            await c.place_order("AAPL", "BUY", 1, orderType="MKT",
+                                idempotency_key="stream-1")
+            await wait_until(lambda: any(e["event"] == "commission" for e in events), 10)
+            first = max(e["seq"] for e in events)
+            # the gateway goes away; an order is filled meanwhile; a new one comes up
+            await gw.stop()
+            placed = await client.request("POST", "/orders", json_body={
+                "symbol": "MSFT", "action": "BUY", "quantity": 1, "orderType": "MKT"})
+            assert placed["status"] in ("Filled", "Submitted", "PreSubmitted"), placed
+            await wait_until(lambda: con.streams.journal.seq >= first + 3, 10)
+            gw = await Gateway(make_config(tmp_path, sim, gateway__port=port,
+                                           gateway__api_key=KEY, trading__enabled=True,
+                                           streams__linger=0.3)).start()
+            await wait_until(lambda: any(e["event"] == "commission" and
+                                         e["symbol"] == "MSFT" for e in events), 15)
+            task.cancel()
+            seqs = [e["seq"] for e in events]
+            assert seqs == list(range(seqs[0], seqs[-1] + 1))  # each once, none missed
+        # the synchronous client, in a thread
+        def two_quotes() -> list[dict[str, Any]]:
+            out = []
+            for q in IBHostClient(url).quotes("SPY"):
+                out.append(q)
+                if len(out) == 2:
+                    return out
+            return out
+
+        got = await asyncio.to_thread(two_quotes)
+        assert [q["symbol"] for q in got] == ["SPY", "SPY"]
+        await gw.stop()

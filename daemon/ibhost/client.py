@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -314,6 +314,73 @@ class _Policy:
         return method != "DELETE"
 
 
+class _Sse:
+    """Server-Sent Events, line by line: an event dict when one is complete."""
+
+    def __init__(self) -> None:
+        self.event, self.data = "message", ""
+        self.last_id: int | None = None
+
+    def feed(self, line: str) -> dict[str, Any] | None:
+        line = line.rstrip("\r\n")
+        if line == "":
+            if not self.data:
+                return None
+            ev: dict[str, Any] = json.loads(self.data)
+            self.event, self.data = "message", ""
+            return ev
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            self.event = value
+        elif name == "data":
+            self.data += value
+        elif name == "id" and value.isdigit():
+            self.last_id = int(value)
+        return None
+
+
+def _stream_params(quotes: Any, bars: Any, bar_size: str, orders: bool,
+                   **extra: Any) -> dict[str, str]:
+    def names(x: Any) -> str:
+        return ",".join([x] if isinstance(x, str) else list(x))
+
+    p = {"quotes": names(quotes), "bars": names(bars), "barSize": bar_size,
+         "orders": "true" if orders else ""}
+    p.update({k: str(v) for k, v in extra.items() if v is not None})
+    return {k: v for k, v in p.items() if v}
+
+
+class _Resume:
+    """Reconnects a stream: backoff after a failure, reset once events flow again;
+    order events resume after the last sequence number seen."""
+
+    def __init__(self, policy: _Policy, since: int | None) -> None:
+        self.policy = policy
+        self.since = since
+        self.attempt = 0
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        h = {"Accept": "text/event-stream"}
+        if api_key:
+            h["X-API-Key"] = api_key
+        if self.since is not None:
+            h["Last-Event-ID"] = str(self.since)
+        return h
+
+    def seen(self, ev: dict[str, Any]) -> None:
+        self.attempt = 0
+        if ev.get("type") == "order" and isinstance(ev.get("seq"), int):
+            self.since = ev["seq"]
+
+    def delay(self) -> float:
+        d = self.policy.delay(self.attempt)
+        self.attempt += 1
+        return d
+
+
 class AsyncIBHostClient:
     def __init__(self, base_url: str | None = None, *, api_key: str | None = None,
                  timeout: float = 120.0, retries: int = 3, backoff: float = 0.5,
@@ -412,6 +479,66 @@ class AsyncIBHostClient:
     async def validate_symbol(self, symbol: str, **kw: Any) -> dict[str, Any]:
         return dict(await self.call(Api.validate(symbol, **kw)))
 
+    # --- live streams (GET /v1/stream, Server-Sent Events) ----------------------------
+
+    async def events(self, *, quotes: Any = (), bars: Any = (), bar_size: str = "1 min",
+                     orders: bool = False, since: int | None = None,
+                     reconnect: bool = True, **extra: Any) -> AsyncIterator[dict[str, Any]]:
+        """Every event of one stream as a dict (``type``: subscribed, quote, bar,
+        barUpdate, status, order, closed), reconnecting by itself after a failure
+        and resuming order events after the last one seen. A 4xx (an unknown symbol,
+        the line budget, a missing key) raises ``IBHostError``."""
+        params = _stream_params(quotes, bars, bar_size, orders, **extra)
+        resume = _Resume(self.policy, since)
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=self.timeout)
+        no_limit = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+        while True:
+            try:
+                async with self._http.get(self.base_url + "/v1/stream", params=params,
+                                          headers=resume.headers(self.api_key),
+                                          timeout=no_limit) as r:
+                    if r.status >= 400:
+                        err = _error_from(r.status, await r.text())
+                        if r.status not in RETRY_STATUSES:
+                            raise err
+                    else:
+                        parser = _Sse()
+                        async for raw in r.content:
+                            ev = parser.feed(raw.decode())
+                            if ev is not None:
+                                resume.seen(ev)
+                                yield ev
+            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                if not reconnect:
+                    raise IBHostError(0, "connection_error", str(e) or type(e).__name__
+                                      ) from e
+            if not reconnect:
+                return
+            await asyncio.sleep(resume.delay())
+
+    async def quotes(self, symbols: Any, **kw: Any) -> AsyncIterator[dict[str, Any]]:
+        """``async for q in client.quotes(["AAPL", "MSFT"])``: quote events only (use
+        ``events`` to see stale/resumed status too)."""
+        async for ev in self.events(quotes=symbols, **kw):
+            if ev.get("type") == "quote":
+                yield ev
+
+    async def bars(self, symbols: Any, bar_size: str = "1 min", **kw: Any
+                   ) -> AsyncIterator[dict[str, Any]]:
+        """Complete live-updating bars, each once, across reconnects."""
+        async for ev in self.events(bars=symbols, bar_size=bar_size, **kw):
+            if ev.get("type") == "bar":
+                yield ev
+
+    async def order_events(self, since: int | None = None, **kw: Any
+                           ) -> AsyncIterator[dict[str, Any]]:
+        """Order status, executions and commissions, each once and in order, resuming
+        after ``since`` (a sequence number) and after every reconnect."""
+        async for ev in self.events(orders=True, since=since, **kw):
+            if ev.get("type") == "order":
+                yield ev
+
     async def head_timestamp(self, symbol: str, **kw: Any) -> dt.datetime:
         ts: dt.datetime = await self.call(Api.head_timestamp(symbol, **kw))
         return ts
@@ -500,6 +627,46 @@ class IBHostClient:
             return result
         except IBHostError as e:
             return _health_of(e)
+
+    def events(self, *, quotes: Any = (), bars: Any = (), bar_size: str = "1 min",
+               orders: bool = False, since: int | None = None, reconnect: bool = True,
+               **extra: Any) -> Iterator[dict[str, Any]]:
+        """``AsyncIBHostClient.events``, as a plain iterator."""
+        params = _stream_params(quotes, bars, bar_size, orders, **extra)
+        url = self.base_url + "/v1/stream?" + urllib.parse.urlencode(params)
+        resume = _Resume(self.policy, since)
+        while True:
+            req = urllib.request.Request(url, headers=resume.headers(self.api_key))
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    parser = _Sse()
+                    for raw in r:
+                        ev = parser.feed(raw.decode())
+                        if ev is not None:
+                            resume.seen(ev)
+                            yield ev
+            except urllib.error.HTTPError as e:
+                err = _error_from(e.code, e.read().decode(errors="replace"))
+                if e.code not in RETRY_STATUSES or not reconnect:
+                    raise err from None
+            except (urllib.error.URLError, OSError, TimeoutError) as e:
+                if not reconnect:
+                    raise IBHostError(0, "connection_error", str(e)) from e
+            if not reconnect:
+                return
+            time.sleep(resume.delay())
+
+    def quotes(self, symbols: Any, **kw: Any) -> Iterator[dict[str, Any]]:
+        return (ev for ev in self.events(quotes=symbols, **kw) if ev.get("type") == "quote")
+
+    def bars(self, symbols: Any, bar_size: str = "1 min", **kw: Any
+             ) -> Iterator[dict[str, Any]]:
+        return (ev for ev in self.events(bars=symbols, bar_size=bar_size, **kw)
+                if ev.get("type") == "bar")
+
+    def order_events(self, since: int | None = None, **kw: Any) -> Iterator[dict[str, Any]]:
+        return (ev for ev in self.events(orders=True, since=since, **kw)
+                if ev.get("type") == "order")
 
     def fetch_historical_data(self, symbol: str, timeframe: str,
                               start: dt.datetime | dt.date | str,

@@ -506,24 +506,26 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             return b"\n".join(line for _, _, line in items) if len(items) == 1 else \
                 b"[" + b",".join(line for _, _, line in items) + b"]"
 
-        pump = asyncio.get_running_loop().create_task(
-            _pump(c, broker, cfg.heartbeat, send, fmt, None))
+        async def pump() -> None:
+            await _pump(c, broker, cfg.heartbeat, send, fmt, None)
+            if c.closed and not ws.closed:  # closed here: say why, then end the socket
+                with contextlib.suppress(ConnectionResetError):
+                    await ws.send_str(orjson.dumps({"type": "closed",
+                                                    "reason": c.closed}).decode())
+                await ws.close(code=1008 if "slow" in c.closed else 1001,
+                               message=c.closed[:120].encode())
+
+        task = asyncio.get_running_loop().create_task(pump())
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
                     continue
                 reply = await _ws_command(request, broker, c, msg.data)
                 await ws.send_str(orjson.dumps(reply).decode())
-                if c.closed:
-                    break
         finally:
-            pump.cancel()
+            c.close("client gone")
             with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
-                await pump
-        if c.closed and not ws.closed:
-            await ws.send_str(orjson.dumps({"type": "closed", "reason": c.closed}).decode())
-            await ws.close(code=1008 if "slow" in c.closed else 1000,
-                           message=c.closed[:120].encode())
+                await task
         return ws
     finally:
         broker.remove(c)
@@ -605,6 +607,13 @@ async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
     await broker.stop()
 
 
+async def close_consumers(app: web.Application) -> None:
+    """On shutdown: end every stream (the server waits for open answers to end)."""
+    for c in list(app[BROKER_KEY].consumers):
+        c.close("the gateway is stopping")
+
+
 def install(app: web.Application, cfg: Config) -> None:
     app[BROKER_KEY] = Broker(cfg, app[METRICS_KEY].registry)
     app.cleanup_ctx.append(broker_ctx)
+    app.on_shutdown.append(close_consumers)
