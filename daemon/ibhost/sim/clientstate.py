@@ -14,10 +14,19 @@ class Subscription:
     req_id: int
     listing: Listing
     generic: set[int]
-    kind: str = "mkt"  # "mkt" | "bars"
+    kind: str = "mkt"  # see KINDS
     bar_size: int = 0
-    what: str = ""
+    what: str = ""  # whatToShow (bars), or the tick-by-tick type ("Last", "BidAsk" ...)
     rth: bool = False
+    next_bar: int = 0  # real-time bars: start of the next bar to send (epoch seconds)
+    last_sent: tuple[float, ...] = ()  # tick-by-tick: the values last sent
+    ignore_size: bool = False  # tick-by-tick BidAsk: size-only changes are not sent
+
+
+# What a live subscription is: reqMktData, keepUpToDate bars, reqRealTimeBars,
+# reqTickByTickData. All but keepUpToDate take a market-data line.
+KINDS = ("mkt", "bars", "rtb", "tbt")
+LINE_KINDS = frozenset({"mkt", "rtb", "tbt"})
 
 
 @dataclass

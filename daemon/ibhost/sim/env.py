@@ -62,9 +62,13 @@ class Quotes(Prices, Protocol):
     """The market-data farm: subscriptions, entitlements and its faults."""
 
     stats: Stats
+    pacer: HistoricalPacer  # real-time bars follow the small-bar pacing rules
     competing_session: bool
     no_subscription: dict[str, int]
     farms: dict[str, bool]
+    max_lines: int  # the user's market-data lines, shared by every API client
+
+    def ready_sessions(self) -> Sequence[Client]: ...
 
 
 class Streams(Quotes, Protocol):
@@ -76,8 +80,6 @@ class Streams(Quotes, Protocol):
 
     @property
     def frozen(self) -> bool: ...
-
-    def ready_sessions(self) -> Sequence[Client]: ...
 
 
 class Gateway(Book, Hmds, Quotes, Protocol):

@@ -1,8 +1,12 @@
 """The live feeds: what the simulator pushes without being asked again.
 
 One loop (``run``) wakes every ``tick_interval`` and streams quotes to reqMktData
-subscribers and bar updates to keepUpToDate subscribers, as IB's farms do; nothing
-flows while the simulator is frozen or IB is unreachable (1100).
+subscribers, ticks to tick-by-tick subscribers, a 5-second bar to real-time bar
+subscribers each time one closes, and bar updates to keepUpToDate subscribers, as
+IB's farms do. Nothing flows while the simulator is frozen or IB is unreachable
+(1100); live market data stops while the market-data farm (usfarm) is broken and
+keepUpToDate bars while the HMDS farm (ushmds) is, and resume with the OK notice.
+What was missed meanwhile is not sent afterwards.
 """
 
 from __future__ import annotations
@@ -15,10 +19,21 @@ import numpy as np
 from .clientstate import Client, Subscription
 from .env import Prices, Streams
 from .market import format_bar_date
-from .messages import tick_generic, tick_option, tick_price, tick_size, tick_string
+from .messages import (
+    exec_exchange,
+    tick_generic,
+    tick_option,
+    tick_price,
+    tick_size,
+    tick_string,
+)
 from .protocol import Out
 
 log = logging.getLogger("ibhost.sim.feeds")
+
+
+RT_BAR = 5  # seconds; IB's only real-time bar size
+RT_CATCH_UP = 12  # bars sent at most at once, after the simulated clock jumps
 
 
 async def run(env: Streams) -> None:
@@ -31,17 +46,71 @@ async def run(env: Streams) -> None:
             continue
         now = env.now()
         every = max(1, round(env.bar_update_interval / env.tick_interval))
+        market_ok = env.farms["usfarm"] and not env.competing_session
         for s in env.ready_sessions():
             for sub in list(s.st.subs.values()):
                 try:
-                    if sub.kind == "mkt" and env.farms["usfarm"] and \
-                            not env.competing_session:
+                    if sub.kind == "bars":
+                        if n % every == 0 and env.farms["ushmds"]:
+                            send_bar_update(env, s, sub, now)
+                    elif not market_ok:
+                        if sub.kind == "rtb":  # bars missed meanwhile are never sent
+                            sub.next_bar = max(sub.next_bar, bar_start(now))
+                    elif sub.kind == "mkt":
                         send_ticks(env, s, sub, now, False,
                                    sub.listing.symbol in env.no_subscription)
-                    elif sub.kind == "bars" and n % every == 0:
-                        send_bar_update(env, s, sub, now)
+                    elif sub.kind == "rtb":
+                        send_real_time_bars(env, s, sub, now)
+                    elif sub.kind == "tbt":
+                        send_tick_by_tick(env, s, sub, now)
                 except Exception:
                     log.exception("streaming to client %s failed", s.st.client_id)
+
+
+def bar_start(now: float) -> int:
+    """Start of the 5-second real-time bar in progress at ``now``."""
+    return int(now) // RT_BAR * RT_BAR
+
+
+def send_real_time_bars(env: Prices, s: Client, sub: Subscription, now: float) -> None:
+    """Every bar that closed since the last one sent: ``50,3,reqId,time,o,h,l,c,volume,
+    wap,count`` (ib_async ``decoder.py`` realtimeBar). Only TRADES bars carry volume,
+    WAP and count; the others send -1."""
+    current = bar_start(now)
+    first = max(sub.next_bar, current - RT_CATCH_UP * RT_BAR)
+    if first >= current:
+        return
+    sub.next_bar = current
+    # the same price path as the quotes and historical 5-second bars; with useRTH,
+    # no bars outside regular hours
+    for b in env.market.bars(sub.listing, first, current, RT_BAR, sub.what, sub.rth):
+        trades = sub.what == "TRADES"
+        s.send([Out.REAL_TIME_BARS, 3, sub.req_id, b.start, b.open, b.high, b.low, b.close,
+                b.volume if trades else -1, b.wap if trades else -1,
+                b.count if trades else -1])
+
+
+def send_tick_by_tick(env: Prices, s: Client, sub: Subscription, now: float) -> None:
+    """One tick when the value changed: ``99,reqId,tickType,time,...`` (ib_async
+    ``decoder.py`` tickByTick)."""
+    q = env.market.quote(sub.listing, now)
+    t = int(now)
+    rid = sub.req_id
+    if sub.what in ("Last", "AllLast"):
+        values: tuple[float, ...] = (q.last,)
+        msg = [Out.TICK_BY_TICK, rid, 1 if sub.what == "Last" else 2, t, q.last,
+               q.last_size, 0, exec_exchange(sub.listing), ""]
+    elif sub.what == "BidAsk":
+        values = (q.bid, q.ask) if sub.ignore_size else (q.bid, q.ask, q.bid_size,
+                                                         q.ask_size)
+        msg = [Out.TICK_BY_TICK, rid, 3, t, q.bid, q.ask, q.bid_size, q.ask_size, 0]
+    else:
+        mid = round((q.bid + q.ask) / 2, 8)
+        values = (mid,)
+        msg = [Out.TICK_BY_TICK, rid, 4, t, mid]
+    if values != sub.last_sent:
+        sub.last_sent = values
+        s.send(msg)
 
 
 LIVE_TO_DELAYED = {1: 66, 2: 67, 4: 68, 6: 72, 7: 73, 9: 75, 14: 76, 0: 69, 3: 70, 5: 71,

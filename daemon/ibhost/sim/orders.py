@@ -125,6 +125,19 @@ def _fill_price(env: Book, order: SimOrder) -> float | None:
     return touch if ok else None
 
 
+def fill_now(env: Book, order: SimOrder) -> None:
+    """Fill ``order`` whole at the touch, or at its limit if the touch is beyond it (the
+    market came through the limit), with no client told: they learn of it by asking."""
+    q = env.market.quote(order.listing, env.now())
+    buy = order.action == "BUY"
+    price = q.ask if buy else q.bid
+    if order.lmtPrice is not None and (price > order.lmtPrice if buy else
+                                       price < order.lmtPrice):
+        price = order.lmtPrice
+    env.broker.fill(order, price, env.now_dt())
+    publish_portfolio(env, order.listing.conId)
+
+
 def evaluate_order(env: Book, s: Client, order: SimOrder) -> None:
     price = _fill_price(env, order)
     if price is None:

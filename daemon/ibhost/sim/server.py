@@ -15,13 +15,22 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .clientstate import LINE_KINDS
 from .feeds import run as run_feeds
 from .handlers import HANDLERS
 from .hours import warm_up
+from .lines import DEFAULT_LINES
 from .market import Market
 from .notices import FARMS, TEXT_1100, TEXT_1101, TEXT_1102, TEXT_1300, TEXT_2110, TEXT_10197
+from .orders import fill_now
 from .pacing import HistoricalPacer, SoftThrottle
-from .report import clients_report, executions_report, orders_report, positions_report
+from .report import (
+    clients_report,
+    executions_report,
+    market_data_report,
+    orders_report,
+    positions_report,
+)
 from .session import Session
 from .state import Broker
 from .stats import Stats
@@ -44,6 +53,7 @@ class Simulator:
         clock: Callable[[], float] = time.monotonic,
         start_time: dt.datetime | None = None,
         pacing: str = "ib",
+        max_lines: int = DEFAULT_LINES,
     ) -> None:
         self.host = host
         self.port = port
@@ -57,6 +67,9 @@ class Simulator:
         self.tick_interval = tick_interval
         self.bar_update_interval = 5.0  # keepUpToDate bars, like IB's ~5 s updates
         self.pacing_scale = pacing_scale
+        if max_lines < 1:
+            raise ValueError("max_lines must be at least 1")
+        self.max_lines = max_lines  # the user's market-data lines, for every client
         self.universe = Universe(self.now)
         self.market = Market(self.universe, seed)
         self.broker = Broker(account=account)
@@ -225,6 +238,25 @@ class Simulator:
         else:
             await self._listen()
 
+    async def fill_while_down(self, order_id: int | None = None,
+                              client_id: int | None = None, downtime: float = 0.0) -> int:
+        """Drop every API connection (refusing new ones for ``downtime`` seconds), then
+        fill the open orders chosen (all, one client's, or one order id) at the current
+        price, or at its limit if the market is not there: the fill a client finds only
+        after it reconnects, in reqCompletedOrders, reqExecutions (with its commission
+        report) and reqPositions, once. Returns how many orders filled."""
+        orders = [o for o in self.broker.open_orders(client_id)
+                  if order_id is None or o.orderId == order_id]
+        if not orders:
+            raise ValueError("no open order matches")
+        if downtime > 0:
+            await self.close_port(downtime)
+        else:
+            self.drop()
+        for order in orders:
+            fill_now(self, order)
+        return len(orders)
+
     def delay_ready(self, seconds: float) -> None:
         """Hold managedAccounts/nextValidId back for ``seconds`` on new connections."""
         self.ready_delay = max(0.0, seconds)
@@ -240,7 +272,7 @@ class Simulator:
         self.connectivity = "ok"
         if code == "1101":
             for s in self.ready_sessions():
-                for rid in [k for k, v in s.st.subs.items() if v.kind == "mkt"]:
+                for rid in [k for k, v in s.st.subs.items() if v.kind in LINE_KINDS]:
                     del s.st.subs[rid]
             self.broadcast_error(1101, TEXT_1101)
         else:
@@ -278,7 +310,7 @@ class Simulator:
         if on:
             for s in self.ready_sessions():
                 for rid, sub in list(s.st.subs.items()):
-                    if sub.kind == "mkt":
+                    if sub.kind in LINE_KINDS:
                         s.error(rid, 10197, TEXT_10197)
 
     def port_reset(self) -> None:
@@ -329,6 +361,7 @@ class Simulator:
             "competing_session": self.competing_session,
             "forced_pacing_left": self.forced_pacing,
             "no_subscription": dict(self.no_subscription),
+            "market_data": market_data_report(self.ready_sessions(), self.max_lines),
             "clients": clients_report(self.sessions),
             "account": b.account,
             "orders": orders_report(b),
