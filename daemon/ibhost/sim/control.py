@@ -98,6 +98,14 @@ FAULTS: tuple[Fault, ...] = (
           lambda s, p: s.set_no_subscription(p["symbol"], p["code"] or None)),
     Fault("set-time", "move the simulated clock to TIME (ISO 8601, UTC unless an offset)",
           (Param("time", str, required=True),), lambda s, p: s.set_time(_when(p["time"]))),
+    Fault("fill-while-down", "drop every API connection (refusing new ones for DOWNTIME "
+          "seconds), then fill open orders at the current price; clients see the fill only "
+          "after reconnecting",
+          (Param("order_id", int, None, help="fill only this order id (default: every open "
+                 "order)"),
+           Param("client_id", int, None, help="fill only this client's orders"),
+           Param("downtime", float, 0.0, help="seconds the port stays closed (0: just drop)")),
+          lambda s, p: s.fill_while_down(p["order_id"], p["client_id"], p["downtime"])),
     Fault("reset-stats", "forget the request and violation counters", (),
           lambda s, p: s.reset_stats()),
 )

@@ -36,6 +36,9 @@ def add_parser(sub: Any) -> None:
                    help="hold nextValidId/managedAccounts back this many seconds")
     p.add_argument("--tick-interval", type=float, default=0.5,
                    help="seconds between streamed quotes (0.5)")
+    p.add_argument("--market-data-lines", type=int, default=100, metavar="N",
+                   help="the user's market-data lines, shared by every client (100, IB's "
+                        "minimum); beyond them reqMktData gets error 101")
     p.add_argument("--missing", action="append", default=[], metavar="SYM=START/END",
                    help="no bars for SYM in this UTC range (repeatable)")
     p.add_argument("--no-subscription", action="append", default=[], metavar="SYM[=CODE]",
@@ -79,9 +82,14 @@ async def _serve(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"ibhost sim: --start-time: {e}", file=sys.stderr)
         return 2
-    sim = Simulator(args.host, args.port, seed=args.seed, pacing_scale=args.pacing_scale,
-                    pacing=args.pacing,
-                    account=args.account, tick_interval=args.tick_interval, start_time=start)
+    try:
+        sim = Simulator(args.host, args.port, seed=args.seed, pacing_scale=args.pacing_scale,
+                        pacing=args.pacing, account=args.account,
+                        tick_interval=args.tick_interval, start_time=start,
+                        max_lines=args.market_data_lines)
+    except ValueError as e:
+        print(f"ibhost sim: {e}", file=sys.stderr)
+        return 2
     sim.delay_ready(args.ready_delay)
     try:
         for item in args.missing:

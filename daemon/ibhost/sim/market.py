@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from . import hours
+from .hours import bar_windows, is_open
 from .prices import F64, PriceModel, black_scholes, expiry_epoch, implied_vol, round_tick
 from .universe import Listing, Universe
 
@@ -110,7 +110,7 @@ class Market:
         self, lst: Listing, start: int, end: int, bar: int, rth: bool
     ) -> list[tuple[int, int, str]]:
         """(from, to, label) windows for bars whose start falls in [start, end)."""
-        return hours.bar_windows(lst.hours, start, end, bar, rth)
+        return bar_windows(lst.hours, start, end, bar, rth)
 
     def bars(
         self, lst: Listing, start: int, end: int, bar: int, what: str, rth: bool
@@ -163,7 +163,7 @@ class Market:
             frac_day = (b - a) / 23400.0
             vol = np.floor(lst.daily_volume * frac_day * (0.5 + u3))
             if not rth and lst.hours == "equity":
-                in_rth = np.array([hours.is_open("equity", int(x), True) for x in a]) \
+                in_rth = np.array([is_open("equity", int(x), True) for x in a]) \
                     if bar < DAY else np.ones_like(a, dtype=bool)
                 vol = np.where(in_rth, vol, np.floor(vol * 0.05))
             wap = np.round((h + low + c) / 3, 4)

@@ -184,7 +184,7 @@ def completed_order(version: int, o: SimOrder) -> Msg:
     return msg
 
 
-def _exec_exchange(lst: Listing) -> str:
+def exec_exchange(lst: Listing) -> str:
     if lst.secType == "STK":
         return {"NASDAQ": "ISLAND"}.get(lst.primaryExchange, lst.primaryExchange)
     if lst.secType == "OPT":
@@ -199,8 +199,8 @@ def exec_details(version: int, req_id: int, ex: Execution, tz: str = "US/Eastern
 
     when = ex.time.astimezone(ZoneInfo(tz)).strftime("%Y%m%d %H:%M:%S ") + tz
     msg: Msg = [
-        Out.EXECUTION_DATA, req_id, o.orderId, *_c11(lst, _exec_exchange(lst)), ex.execId,
-        when, o.account, _exec_exchange(lst), "BOT" if o.action == "BUY" else "SLD",
+        Out.EXECUTION_DATA, req_id, o.orderId, *_c11(lst, exec_exchange(lst)), ex.execId,
+        when, o.account, exec_exchange(lst), "BOT" if o.action == "BUY" else "SLD",
         ex.shares, ex.price, o.permId, o.clientId, 0, ex.cumQty, ex.avgPrice, o.orderRef,
         "", "", "", 2,
     ]

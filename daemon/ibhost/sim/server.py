@@ -11,82 +11,32 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from . import hours
+from .clientstate import LINE_KINDS
+from .feeds import run as run_feeds
+from .handlers import HANDLERS
+from .hours import warm_up
+from .lines import DEFAULT_LINES
 from .market import Market
+from .notices import FARMS, TEXT_1100, TEXT_1101, TEXT_1102, TEXT_1300, TEXT_2110, TEXT_10197
+from .orders import fill_now
 from .pacing import HistoricalPacer, SoftThrottle
+from .report import (
+    clients_report,
+    executions_report,
+    market_data_report,
+    orders_report,
+    positions_report,
+)
 from .session import Session
 from .state import Broker
+from .stats import Stats
 from .universe import Universe
 
 log = logging.getLogger("ibhost.sim")
-
-FARMS = {
-    # code broken -> (farm, broken text, ok code, ok text)
-    2103: ("usfarm", "Market data farm connection is broken:usfarm",
-           2104, "Market data farm connection is OK:usfarm"),
-    2105: ("ushmds", "HMDS data farm connection is broken:ushmds",
-           2106, "HMDS data farm connection is OK:ushmds"),
-    2157: ("secdefil", "Sec-def data farm connection is broken:secdefil",
-           2158, "Sec-def data farm connection is OK:secdefil"),
-}
-TEXT_1100 = "Connectivity between IB and Trader Workstation has been lost."
-TEXT_1101 = "Connectivity between IB and Trader Workstation has been restored - data lost."
-TEXT_1102 = ("Connectivity between IB and Trader Workstation has been restored - data "
-             "maintained. All data farms are connected: usfarm; ushmds; secdefil.")
-TEXT_2110 = ("Connectivity between Trader Workstation and server is broken. "
-             "It will be restored automatically.")
-TEXT_1300 = ("TWS socket port has been reset and this connection is being dropped. "
-             "Please reconnect on the new socket port : {port}")
-TEXT_10197 = "No market data during competing live session"
-
-
-@dataclass
-class Stats:
-    requests: Counter[str] = field(default_factory=Counter)
-    errors_sent: Counter[int] = field(default_factory=Counter)
-    violations: list[dict[str, Any]] = field(default_factory=list)
-    clashes: list[int] = field(default_factory=list)
-    requests_before_ready: int = 0
-    connections_total: int = 0
-    restarts: int = 0
-    historical_served: int = 0
-    historical_cancelled: int = 0
-
-    def count_request(self, name: str) -> None:
-        self.requests[name] += 1
-
-    def count_error(self, code: int) -> None:
-        self.errors_sent[code] += 1
-
-    def violation(self, rule: str, client_id: int, req_id: int) -> None:
-        self.violations.append({
-            "rule": rule, "clientId": client_id, "reqId": req_id,
-            "at": dt.datetime.now(dt.UTC).isoformat(),  # real time, for logs
-        })
-
-    def clash(self, client_id: int) -> None:
-        self.clashes.append(client_id)
-
-    def as_dict(self) -> dict[str, Any]:
-        by_rule: Counter[str] = Counter(v["rule"] for v in self.violations)
-        return {
-            "requests": dict(self.requests),
-            "errors_sent": {str(k): v for k, v in self.errors_sent.items()},
-            "violations": list(self.violations),
-            "violations_by_rule": dict(by_rule),
-            "clashes": list(self.clashes),
-            "requests_before_ready": self.requests_before_ready,
-            "connections_total": self.connections_total,
-            "restarts": self.restarts,
-            "historical_served": self.historical_served,
-            "historical_cancelled": self.historical_cancelled,
-        }
 
 
 class Simulator:
@@ -103,6 +53,7 @@ class Simulator:
         clock: Callable[[], float] = time.monotonic,
         start_time: dt.datetime | None = None,
         pacing: str = "ib",
+        max_lines: int = DEFAULT_LINES,
     ) -> None:
         self.host = host
         self.port = port
@@ -116,6 +67,9 @@ class Simulator:
         self.tick_interval = tick_interval
         self.bar_update_interval = 5.0  # keepUpToDate bars, like IB's ~5 s updates
         self.pacing_scale = pacing_scale
+        if max_lines < 1:
+            raise ValueError("max_lines must be at least 1")
+        self.max_lines = max_lines  # the user's market-data lines, for every client
         self.universe = Universe(self.now)
         self.market = Market(self.universe, seed)
         self.broker = Broker(account=account)
@@ -156,8 +110,8 @@ class Simulator:
 
     async def start(self) -> Simulator:
         await self._listen()
-        self._spawn(self._ticker())
-        threading.Thread(target=hours.warm_up, name="calendar-warmup", daemon=True).start()
+        self._spawn(run_feeds(self))
+        threading.Thread(target=warm_up, name="calendar-warmup", daemon=True).start()
         log.info("simulator listening on %s:%s", self.host, self.port)
         return self
 
@@ -171,7 +125,7 @@ class Simulator:
 
     def _new_session(self) -> Session:
         self.stats.connections_total += 1
-        return Session(self)
+        return Session(self, HANDLERS)
 
     async def stop(self) -> None:
         for t in list(self._tasks):
@@ -284,6 +238,25 @@ class Simulator:
         else:
             await self._listen()
 
+    async def fill_while_down(self, order_id: int | None = None,
+                              client_id: int | None = None, downtime: float = 0.0) -> int:
+        """Drop every API connection (refusing new ones for ``downtime`` seconds), then
+        fill the open orders chosen (all, one client's, or one order id) at the current
+        price, or at its limit if the market is not there: the fill a client finds only
+        after it reconnects, in reqCompletedOrders, reqExecutions (with its commission
+        report) and reqPositions, once. Returns how many orders filled."""
+        orders = [o for o in self.broker.open_orders(client_id)
+                  if order_id is None or o.orderId == order_id]
+        if not orders:
+            raise ValueError("no open order matches")
+        if downtime > 0:
+            await self.close_port(downtime)
+        else:
+            self.drop()
+        for order in orders:
+            fill_now(self, order)
+        return len(orders)
+
     def delay_ready(self, seconds: float) -> None:
         """Hold managedAccounts/nextValidId back for ``seconds`` on new connections."""
         self.ready_delay = max(0.0, seconds)
@@ -299,7 +272,7 @@ class Simulator:
         self.connectivity = "ok"
         if code == "1101":
             for s in self.ready_sessions():
-                for rid in [k for k, v in s.st.subs.items() if v.kind == "mkt"]:
+                for rid in [k for k, v in s.st.subs.items() if v.kind in LINE_KINDS]:
                     del s.st.subs[rid]
             self.broadcast_error(1101, TEXT_1101)
         else:
@@ -337,7 +310,7 @@ class Simulator:
         if on:
             for s in self.ready_sessions():
                 for rid, sub in list(s.st.subs.items()):
-                    if sub.kind == "mkt":
+                    if sub.kind in LINE_KINDS:
                         s.error(rid, 10197, TEXT_10197)
 
     def port_reset(self) -> None:
@@ -388,64 +361,15 @@ class Simulator:
             "competing_session": self.competing_session,
             "forced_pacing_left": self.forced_pacing,
             "no_subscription": dict(self.no_subscription),
-            "clients": sorted(
-                ({"clientId": s.st.client_id, "peer": s.peer, "version": s.st.version,
-                  "ready": s.st.ready, "subscriptions": len(s.st.subs),
-                  "openHistorical": len(s.st.open_hist)}
-                 for s in self.sessions if s.st.client_id >= 0 and not s.closed),
-                key=lambda c: c["clientId"],
-            ),
+            "market_data": market_data_report(self.ready_sessions(), self.max_lines),
+            "clients": clients_report(self.sessions),
             "account": b.account,
-            "orders": [
-                {"orderId": o.orderId, "clientId": o.clientId, "permId": o.permId,
-                 "symbol": o.listing.symbol, "localSymbol": o.listing.localSymbol,
-                 "secType": o.listing.secType, "action": o.action,
-                 "totalQuantity": o.totalQuantity, "orderType": o.orderType,
-                 "lmtPrice": o.lmtPrice, "auxPrice": o.auxPrice, "status": o.status,
-                 "filled": o.filled, "avgFillPrice": o.avgFillPrice, "orderRef": o.orderRef}
-                for o in b.orders.values()
-            ],
-            "executions": [
-                {"execId": e.execId, "orderId": e.order.orderId, "clientId": e.order.clientId,
-                 "symbol": e.order.listing.symbol, "side": e.order.action, "shares": e.shares,
-                 "price": e.price, "orderRef": e.order.orderRef, "time": e.time.isoformat()}
-                for e in b.executions
-            ],
-            "positions": {
-                p.listing.localSymbol: p.position for p in b.positions.values() if p.position
-            },
+            "orders": orders_report(b),
+            "executions": executions_report(b),
+            "positions": positions_report(b),
             "cash": round(b.cash, 2),
             "stats": self.stats.as_dict(),
         }
 
     def reset_stats(self) -> None:
         self.stats = Stats()
-
-    # --- streaming ---------------------------------------------------------------------
-
-    async def _ticker(self) -> None:
-        n = 0
-        while True:
-            await asyncio.sleep(self.tick_interval)
-            n += 1
-            if self.frozen or self.connectivity != "ok":
-                continue
-            now = self.now()
-            every = max(1, round(self.bar_update_interval / self.tick_interval))
-            for s in self.ready_sessions():
-                for sub in list(s.st.subs.values()):
-                    try:
-                        if sub.kind == "mkt" and self.farms["usfarm"] and \
-                                not self.competing_session:
-                            self._stream_quote(s, sub, now)
-                        elif sub.kind == "bars" and n % every == 0:
-                            from .handlers import send_bar_update
-
-                            send_bar_update(self, s, sub, now)
-                    except Exception:
-                        log.exception("streaming to client %s failed", s.st.client_id)
-
-    def _stream_quote(self, s: Session, sub: Any, now: float) -> None:
-        from .handlers import send_ticks
-
-        send_ticks(self, s, sub, now, False, sub.listing.symbol in self.no_subscription)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, cast
 
-from . import messages as m
+from .clientstate import SessionState
+from .env import Gateway
+from .messages import error as error_message
 from .pacing import RATE_TEXT, MessageRate
 from .protocol import (
     HEADER,
@@ -25,44 +26,30 @@ from .protocol import (
     frame_raw,
     parse_version_range,
 )
-from .universe import Listing
-
-if TYPE_CHECKING:
-    from .server import Simulator
+from .table import HandlerEntry
 
 log = logging.getLogger("ibhost.sim.session")
 
 
-@dataclass
-class Subscription:
-    req_id: int
-    listing: Listing
-    generic: set[int]
-    kind: str = "mkt"  # "mkt" | "bars"
-    bar_size: int = 0
-    what: str = ""
-    rth: bool = False
+class Host(Gateway, Protocol):
+    """What a connection needs of the simulator beyond what its handlers use."""
 
+    clock: Callable[[], float]
+    sessions: set[Session]
+    slow_ms: float
+    ready_delay: float
+    max_clients: int
 
-@dataclass
-class SessionState:
-    client_id: int = -1
-    version: int = 0
-    ready: bool = False
-    md_type: int = 1
-    positions_sub: bool = False
-    account_sub: bool = False
-    account_multi: set[int] = field(default_factory=set)
-    account_summary: dict[int, tuple[str, ...]] = field(default_factory=dict)
-    pnl: set[int] = field(default_factory=set)
-    pnl_single: dict[int, int] = field(default_factory=dict)
-    open_hist: dict[int, asyncio.Task[None]] = field(default_factory=dict)
-    subs: dict[int, Subscription] = field(default_factory=dict)
+    @property
+    def frozen(self) -> bool: ...
+
+    def farm_notices(self) -> list[tuple[int, str]]: ...
 
 
 class Session(asyncio.Protocol):
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: Host, handlers: Mapping[int, HandlerEntry]) -> None:
         self.sim = sim
+        self.handlers = handlers
         self.st = SessionState()
         self.transport: asyncio.Transport | None = None
         self.reader = FrameReader()
@@ -126,7 +113,7 @@ class Session(asyncio.Protocol):
             self.sim.stats.count_error(int(fields[3]))
 
     def error(self, req_id: int, code: int, text: str) -> None:
-        self.send(m.error(self.st.version, req_id, code, text))
+        self.send(error_message(self.st.version, req_id, code, text))
 
     def close(self) -> None:
         for task in list(self.st.open_hist.values()):
@@ -171,9 +158,7 @@ class Session(asyncio.Protocol):
         if not self.st.ready:
             self.sim.stats.requests_before_ready += 1
             await self.ready_event.wait()
-        from .handlers import HANDLERS
-
-        handler = HANDLERS.get(msg_id)
+        handler = self.handlers.get(msg_id)
         self.sim.stats.count_request(handler.name if handler else f"unknown_{msg_id}")
         if handler is None:
             log.info("%s: unsupported message id %s ignored", self.peer, msg_id)
@@ -197,7 +182,7 @@ class Session(asyncio.Protocol):
         # IB: error 100 and, in practice, the connection is dropped.
         self.sim.stats.violation("message_rate", self.st.client_id, -1)
         if not self.sim.frozen and self.transport is not None:
-            self.transport.write(frame(m.error(self.st.version, -1, 100,
+            self.transport.write(frame(error_message(self.st.version, -1, 100,
                                                RATE_TEXT.format(n=over))))
             self.sim.stats.count_error(100)
         self.close()
@@ -256,5 +241,3 @@ class Session(asyncio.Protocol):
         for code, text in self.sim.farm_notices():
             self.error(-1, code, text)
 
-
-Handler = Callable[["Simulator", Session, list[str]], Awaitable[None]]
