@@ -159,6 +159,8 @@ async def test_unsubscribe_by_one_websocket_consumer_keeps_the_other(
 
 async def test_the_line_budget_refuses_with_429_and_ib_never_sends_101(
         sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    # the simulator, as IB, allows 3 lines: a fourth quote stream at IB would be a 101
+    sim.max_lines = 3
     async with stack(aiohttp_client, tmp_path, sim, streams__market_data_lines=5,
                      streams__snapshot_lines=2) as (con, gw):
         held = [await sse(gw, f"quotes={s}") for s in ("AAPL", "MSFT", "SPY")]
@@ -344,3 +346,37 @@ async def test_python_client_streams_and_resumes_across_a_gateway_restart(
         got = await asyncio.to_thread(two_quotes)
         assert [q["symbol"] for q in got] == ["SPY", "SPY"]
         await gw.stop()
+
+
+async def test_an_order_filled_while_the_connection_is_down_reaches_a_consumer_once(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    async with stack(aiohttp_client, tmp_path, sim) as (con, gw):
+        s = await sse(gw, "orders=true", H)
+        await s.wait(lambda x: len(x.of("subscribed")) == 1)
+        r = await gw.post("/v1/orders", headers=H, json={
+            "symbol": "AAPL", "action": "BUY", "quantity": 5, "orderType": "LMT",
+            "limitPrice": 1.0})
+        assert r.status == 201, await r.text()
+        order = await r.json()
+        await s.wait(lambda x: any(e["event"] == "status" and e["status"] == "Submitted"
+                                   for e in x.of("order")))
+        filled = await sim.fill_while_down(order_id=order["orderId"], downtime=1.0)
+        assert filled == 1
+        await s.wait(lambda x: any(e["event"] == "commission" for e in x.of("order")), 15)
+        await asyncio.sleep(1.0)  # nothing more is coming
+        mine = [e for e in s.of("order") if e["permId"] == order["permId"]]
+        execs = [e for e in mine if e["event"] == "execution"]
+        assert len(execs) == 1 and execs[0]["reconciled"] is True
+        assert execs[0]["shares"] == 5 and execs[0]["symbol"] == "AAPL"
+        assert len([e for e in mine if e["event"] == "commission"]) == 1
+        ids = [eid for e, eid, _ in s.events if e == "order"]
+        assert ids == list(range(ids[0], ids[-1] + 1))
+        # the connector restarting does not publish it again: the journal knows it
+        seq = con.streams.journal.seq
+        since = con.session.diag.connectedSince
+        sim.drop()
+        await wait_until(lambda: con.session.diag.connectedSince != since
+                         and con.session.usable, 10)
+        await asyncio.sleep(0.5)
+        assert con.streams.journal.seq == seq
+        await s.close()

@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -147,6 +148,22 @@ class StreamCollector:
                                   "budget", value=h.refused)
         yield GaugeMetricFamily("ibhost_stream_order_seq", "sequence number of the newest "
                                 "order event", value=h.journal.seq)
+
+
+class _FillOnly:
+    """A fill whose order IB no longer lists (another client's, or closed before the
+    connection was back): the order fields that the execution itself carries."""
+
+    def __init__(self, fill: Any) -> None:
+        e = fill.execution
+        self.contract = fill.contract
+        self.order = SimpleNamespace(orderId=e.orderId, permId=e.permId,
+                                     clientId=e.clientId, orderRef=e.orderRef,
+                                     action="BUY" if e.side == "BOT" else "SELL",
+                                     totalQuantity=None, orderType=None)
+        self.orderStatus = SimpleNamespace(status="Filled" if e.cumQty else "",
+                                           permId=e.permId, filled=e.cumQty,
+                                           remaining=None, avgFillPrice=e.avgPrice)
 
 
 def _iso(t: Any) -> str | None:
@@ -613,9 +630,7 @@ class StreamHub:
         before = self.journal.seq
         trades = {t.order.permId: t for t in self.ib.trades() if t.order.permId}
         for fill in sorted(self.ib.fills(), key=lambda f: f.time):
-            trade = trades.get(fill.execution.permId)
-            if trade is None:
-                continue
+            trade = trades.get(fill.execution.permId) or _FillOnly(fill)
             self._on_exec(trade, fill, reconciled=True)
             rep = fill.commissionReport
             if rep is not None and rep.execId:
