@@ -380,3 +380,107 @@ async def test_an_order_filled_while_the_connection_is_down_reaches_a_consumer_o
         await asyncio.sleep(0.5)
         assert con.streams.journal.seq == seq
         await s.close()
+
+
+async def test_a_consumer_that_reads_nothing_never_delays_another_and_is_closed_with_a_reason(
+        sim: Simulator, tmp_path: Path) -> None:
+    import socket
+    import time
+
+    from ibhost.gateway.main import Gateway
+
+    from .connector_fixtures import make_config
+
+    symbols = "AAPL,MSFT,SPY,QQQ,IBM,NVDA,AMZN,GOOGL,META,TSLA"
+    async with running_connector(tmp_path, sim, streams__linger=0.3) as (con, client):
+        cfg = make_config(tmp_path, sim, gateway__port=0, gateway__api_key=KEY,
+                          trading__enabled=True, streams__consumer_queue=20)
+        gw = await Gateway(cfg).start()
+        try:
+            # the stuck consumer: a tiny receive buffer, and it never reads
+            stuck = socket.socket()
+            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+            stuck.connect(("127.0.0.1", gw.port))
+            stuck.sendall(f"GET /v1/stream?quotes={symbols}&orders=true HTTP/1.1\r\n"
+                          f"Host: 127.0.0.1\r\nX-API-Key: {KEY}\r\n\r\n".encode())
+            # ... and the gateway's side of it a small send buffer (the kernel would
+            # otherwise grow it to megabytes on loopback before the gateway felt it)
+            port = stuck.getsockname()[1]
+            await wait_until(lambda: any(
+                h.transport.get_extra_info("peername")[1] == port
+                for h in gw.runner.server.connections if h.transport), 5)
+            for h in gw.runner.server.connections:
+                if h.transport and h.transport.get_extra_info("peername")[1] == port:
+                    h.transport.get_extra_info("socket").setsockopt(
+                        socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            # the fast consumer, on the same symbols
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            writer.write(f"GET /v1/stream?quotes={symbols} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         f"\r\n".encode())
+            arrivals: list[float] = []
+
+            async def read_fast() -> None:
+                while True:
+                    line = await reader.readline()
+                    if not line:
+                        return
+                    if line.startswith(b"event: quote"):
+                        arrivals.append(time.monotonic())
+
+            fast = asyncio.get_running_loop().create_task(read_fast())
+            broker = gw.app[BROKER_KEY]
+            await wait_until(lambda: len(broker.consumers) == 2 and len(arrivals) > 20, 10)
+            # the stuck one's socket fills; its quotes conflate, nothing is dropped
+            stuck_c = next(c for c in broker.consumers if c.orders)
+            last = (-1, time.monotonic())
+
+            def blocked() -> bool:  # nothing handed over for a second, quotes waiting
+                nonlocal last
+                if stuck_c.drained != last[0]:
+                    last = (stuck_c.drained, time.monotonic())
+                return bool(stuck_c.latest) and time.monotonic() - last[1] > 1.0
+
+            await wait_until(blocked, 30)
+            assert len(stuck_c.pending) == 0  # quotes only so far: conflated, not queued
+            # order events are never dropped: past 20 unread, the consumer is closed
+            n = 0
+            while not stuck_c.closed:
+                await client.request("POST", "/orders", json_body={
+                    "symbol": "AAPL", "action": "BUY", "quantity": 1, "orderType": "LMT",
+                    "limitPrice": 1.0})
+                n += 1
+                assert n < 40
+            assert "too slow" in stuck_c.closed and "streams.consumer_queue" in \
+                stuck_c.closed
+            assert stuck_c not in broker.consumers
+            # meanwhile the fast consumer was never held up
+            t0 = time.monotonic()
+            await wait_until(lambda: len([t for t in arrivals if t > t0]) > 20, 5)
+            gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+            assert max(gaps) < 1.0, max(gaps)
+            # the stuck one, reading at last, is told why
+            stuck.setblocking(False)
+            loop = asyncio.get_running_loop()
+            data = b""
+            with contextlib.suppress(ConnectionError):
+                while b"event: closed" not in data:
+                    chunk = await asyncio.wait_for(loop.sock_recv(stuck, 65536), 5)
+                    if not chunk:
+                        break
+                    data += chunk
+            assert b"event: closed" in data and b"too slow" in data
+            text = await gw_metrics(gw.port)
+            assert 'ibhost_stream_consumers_closed_total{reason="slow"} 1.0' in text
+            fast.cancel()
+            writer.close()
+            stuck.close()
+        finally:
+            await gw.stop()
+
+
+async def gw_metrics(port: int) -> str:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/metrics",
+                                                   headers=H) as r:
+        return await r.text()

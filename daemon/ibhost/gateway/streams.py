@@ -56,8 +56,10 @@ class Consumer:
         self.wake = asyncio.Event()
         self.closed: str | None = None
         self.conflated = 0
+        self.drained = 0  # events handed to the transport
         self.after_seq = -1  # order events at or below this were sent from the journal
         self.created = time.monotonic()
+        self.on_slow: Any = None  # called once when closed for being too slow
 
     def push(self, typ: str, key: str, seq: int, line: bytes) -> bool:
         """Queue one event; False when the consumer had to be closed (too far behind)."""
@@ -74,6 +76,8 @@ class Consumer:
             if len(self.pending) > self.limit:
                 self.close(f"too slow: more than {self.limit} events unread "
                            f"(streams.consumer_queue)")
+                if self.on_slow is not None:
+                    self.on_slow()
                 return False
         self.wake.set()
         return True
@@ -84,6 +88,7 @@ class Consumer:
         self.wake.set()
 
     def drain(self) -> list[tuple[str, int, bytes]]:
+        self.drained += len(self.pending) + len(self.latest)
         out = list(self.pending)
         self.pending.clear()
         if self.latest:
@@ -408,6 +413,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
                           "orders=true")
     cfg = request.app[CONFIG_KEY].streams
     c = Consumer(caller_of(request), cfg.consumer_queue, orders)
+    c.on_slow = _abort_later(request)
     broker.add(c, "sse")
     try:
         held = [await broker.subscribe(c, kind, body) for kind, body in wants]
@@ -418,6 +424,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={
             "Content-Type": "text/event-stream", "Cache-Control": "no-store",
             "X-Accel-Buffering": "no"})
+        resp.force_close()  # a stream's connection is never reused for another request
         await resp.prepare(request)
         first = [b"retry: 2000\n\n", _sse("subscribed", 0, orjson.dumps(
             {"type": "subscribed", "streams": [_summary(h) for h in held],
@@ -437,6 +444,20 @@ async def sse(request: web.Request) -> web.StreamResponse:
         raise
     finally:
         broker.remove(c)
+
+
+SLOW_GRACE = 5.0  # seconds a consumer closed for being slow has to read why
+
+
+def _abort_later(request: web.Request) -> Any:
+    """A consumer closed for being too slow is told why when it next reads; one that
+    still reads nothing ``SLOW_GRACE`` seconds later loses its connection."""
+    def abort() -> None:
+        t = request.transport
+        if t is not None and not t.is_closing():
+            t.abort()
+
+    return lambda: asyncio.get_running_loop().call_later(SLOW_GRACE, abort)
 
 
 def _sse_batch(items: list[tuple[str, int, bytes]]) -> bytes:
@@ -494,6 +515,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     broker = request.app[BROKER_KEY]
     cfg = request.app[CONFIG_KEY].streams
     c = Consumer(caller_of(request), cfg.consumer_queue)
+    c.on_slow = _abort_later(request)
     broker.add(c, "websocket")
     ws = web.WebSocketResponse(heartbeat=cfg.heartbeat, max_msg_size=1 << 16)
     try:
