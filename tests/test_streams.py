@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -456,7 +457,7 @@ async def test_a_consumer_that_reads_nothing_never_delays_another_and_is_closed_
             # meanwhile the fast consumer was never held up
             t0 = time.monotonic()
             await wait_until(lambda: len([t for t in arrivals if t > t0]) > 20, 5)
-            gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+            gaps = [b - a for a, b in itertools.pairwise(arrivals)]
             assert max(gaps) < 1.0, max(gaps)
             # the stuck one, reading at last, is told why
             stuck.setblocking(False)
