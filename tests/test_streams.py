@@ -485,3 +485,38 @@ async def gw_metrics(port: int) -> str:
     async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/metrics",
                                                    headers=H) as r:
         return await r.text()
+
+
+async def test_a_silent_stream_in_market_hours_is_marked_stale_and_re_requested(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    async with stack(aiohttp_client, tmp_path, sim, streams__stale_after=1.0) as (con, gw):
+        s = await sse(gw, "quotes=AAPL")
+        await s.wait(lambda x: len(x.of("quote")) >= 2)
+        before = md_requests(sim)[0]
+        sim.farms["usfarm"] = False  # quotes stop, and IB says nothing
+        await s.wait(lambda x: any(e["state"] == "stale" for e in x.of("status")), 5)
+        assert s.of("status")[0]["cause"] == "silent"
+        await wait_until(lambda: md_requests(sim)[0] > before, 5)  # asked again
+        sim.farms["usfarm"] = True
+        await s.wait(lambda x: any(e["state"] == "resumed" for e in x.of("status")), 5)
+        assert con.streams.resubscriptions["silent"] >= 1
+        text = await (await gw.get("/metrics", headers=H)).text()
+        assert 'ibhost_stream_resubscriptions_total{cause="silent"}' in text
+        await s.close()
+
+
+async def test_a_websocket_from_an_origin_not_allowed_is_refused(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    import aiohttp
+
+    async with stack(aiohttp_client, tmp_path, sim,
+                     gateway__cors_origins="http://localhost:8081") as (con, gw):
+        with contextlib.suppress(aiohttp.WSServerHandshakeError):
+            await gw.ws_connect("/v1/stream/ws", headers={"Origin": "https://evil.example"})
+            raise AssertionError("the handshake was accepted")
+        r = await gw.get("/v1/stream/ws", headers={"Origin": "https://evil.example"})
+        assert r.status == 403 and (await r.json())["error"]["field"] == "Origin"
+        ok = await gw.ws_connect("/v1/stream/ws", headers={"Origin": "http://localhost:8081"})
+        await ok.send_str('{"op": "subscribe", "quotes": ["AAPL"]}')
+        assert orjson.loads((await ok.receive()).data)["type"] == "subscribed"
+        await ok.close()
