@@ -520,3 +520,27 @@ async def test_a_websocket_from_an_origin_not_allowed_is_refused(
         await ok.send_str('{"op": "subscribe", "quotes": ["AAPL"]}')
         assert orjson.loads((await ok.receive()).data)["type"] == "subscribed"
         await ok.close()
+
+
+async def test_real_time_bars_and_tick_by_tick_streams_within_ibs_limits(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    async with stack(aiohttp_client, tmp_path, sim) as (con, gw):
+        s = await sse(gw, "realtimeBars=AAPL&ticks=MSFT&tickType=BidAsk")
+        await s.wait(lambda x: len(x.of("bar")) >= 1 and len(x.of("tick")) >= 3, 20)
+        b0 = s.of("bar")[0]
+        assert b0["barSize"] == "5 secs" and b0["symbol"] == "AAPL"
+        assert dt.datetime.fromisoformat(b0["time"]).second % 5 == 0
+        assert b0["low"] <= b0["open"] <= b0["high"] and b0["count"] > 0
+        tick = s.of("tick")[0]
+        assert tick["symbol"] == "MSFT" and tick["bidPrice"] < tick["askPrice"]
+        md = sim.state()["market_data"]
+        assert md["tick_by_tick_used"] == 1 and md["lines_used"] == 2
+        # IB allows 3 tick-by-tick streams with 100 lines: the fourth is refused here
+        more = [await sse(gw, f"ticks={sym}") for sym in ("AAPL", "SPY")]
+        r = await gw.get("/v1/stream?ticks=QQQ")
+        assert r.status == 429
+        err = (await r.json())["error"]
+        assert err["code"] == "line_budget" and "tick-by-tick" in err["message"]
+        assert "10190" not in sim.state()["stats"]["errors_sent"]
+        for x in [s, *more]:
+            await x.close()

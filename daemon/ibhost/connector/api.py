@@ -42,7 +42,8 @@ from .metrics import ConnectorMetrics, route_label
 from .pacing import PRIORITIES, Scheduler
 from .service import Service
 from .session import Session, State
-from .streams import REST, StreamHub
+from .streams import KINDS as STREAM_KINDS
+from .streams import REST, TICK_TYPES, StreamHub
 from .values import DEADLINE, JOB
 
 log = logging.getLogger("ibhost.connector.api")
@@ -471,12 +472,13 @@ async def stream(request: web.Request) -> web.StreamResponse:
 async def stream_hold(request: web.Request) -> web.Response:
     body = await json_body(request)
     channel = req_str(body, "channel")
-    kind = opt_str(body, "kind", "quote", choices=("quote", "bars"))
+    kind = opt_str(body, "kind", "quote", choices=STREAM_KINDS)
     spec = parse_spec(body)
     params = {"generic": int_list(body, "genericTicks", GENERIC_TICKS),
               "barSize": opt_str(body, "barSize", "1 min"),
               "whatToShow": opt_str(body, "whatToShow", "TRADES", upper=True),
-              "useRTH": opt_bool(body, "useRTH", False)}
+              "useRTH": opt_bool(body, "useRTH", False),
+              "tickType": opt_str(body, "tickType", "Last", choices=TICK_TYPES)}
     return web.json_response(await request.app[STREAMS_KEY].hold(channel, kind, spec, params),
                              status=201)
 

@@ -51,10 +51,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ibhost.connector.streams")
 
-KINDS = ("quote", "bars")
+KINDS = ("quote", "bars", "rtbars", "ticks")
+LINE_KINDS = ("quote", "rtbars", "ticks")  # each holds a market-data line at IB
+TICK_TYPES = ("Last", "AllLast", "BidAsk", "MidPoint")
 REST = "rest"  # the holder of subscriptions made with POST /subscriptions
 BROKEN_FARMS = {2103: "market_data", 2105: "historical", 2157: "secdef"}
 FARM_OK = {2104: "market_data", 2106: "historical", 2158: "secdef"}
+_FARM_KINDS = {"market_data": ("quote", "rtbars", "ticks"), "historical": ("bars",)}
 CHANNEL_QUEUE = 100_000  # lines a channel may have unsent before it is closed
 _MARKET_KIND = {"STK": "equity", "OPT": "equity", "ETF": "equity", "IND": "equity",
                 "FUT": "future", "FOP": "future", "CASH": "fx"}
@@ -67,7 +70,7 @@ class LiveSub:
     contract: Any
     params: dict[str, Any]
     holders: set[str] = field(default_factory=set)
-    handle: Any = None  # the ib_async Ticker or BarDataList
+    handle: Any = None  # the ib_async Ticker, BarDataList or RealTimeBarList
     started: float = field(default_factory=time.monotonic)
     last_update: float = field(default_factory=time.monotonic)
     updates: int = 0
@@ -193,15 +196,17 @@ class StreamHub:
         s = cfg.streams
         self.linger = s.linger
         self.budget = s.market_data_lines - s.snapshot_lines
+        # IB: simultaneous tick-by-tick streams as market depth, 1 per 100 lines, 3..60
+        self.tick_cap = max(3, min(60, s.market_data_lines // 100))
         self.stale_after = s.stale_after
         self.channels: dict[str, Channel] = {}
         self.subs: dict[str, LiveSub] = {}
         self._starting: dict[str, asyncio.Future[LiveSub]] = {}
-        self._by_handle: dict[int, LiveSub] = {}
+        self._by_handle: dict[int, list[LiveSub]] = {}  # one Ticker may serve two
         self._broken_farms: set[str] = set()
         self.journal = OrderJournal(Path(cfg.path(s.journal_file)), keep=s.journal_keep)
         # counters for /metrics
-        self.updates_in: dict[str, int] = {"quote": 0, "bar": 0, "order": 0}
+        self.updates_in: dict[str, int] = {"quote": 0, "bar": 0, "tick": 0, "order": 0}
         self.published = 0
         self.resubscriptions: dict[str, int] = {}
         self.refused = 0
@@ -272,12 +277,18 @@ class StreamHub:
     # --- holds -------------------------------------------------------------------------
 
     def lines(self) -> dict[str, Any]:
-        used = sum(1 for s in self.subs.values() if s.kind == "quote")
-        return {"used": used, "budget": self.budget}
+        used = sum(1 for s in self.subs.values() if s.kind in LINE_KINDS)
+        ticks = sum(1 for s in self.subs.values() if s.kind == "ticks")
+        return {"used": used, "budget": self.budget, "tickByTick": ticks,
+                "tickByTickMax": self.tick_cap}
 
     def _key(self, kind: str, c: Any, params: dict[str, Any]) -> str:
         if kind == "quote":
             return f"quote:{c.conId}:{params['generic']}"
+        if kind == "rtbars":
+            return f"rtbars:{c.conId}:{params['whatToShow']}:{int(params['useRTH'])}"
+        if kind == "ticks":
+            return f"ticks:{c.conId}:{params['tickType']}"
         return (f"bars:{c.conId}:{params['barSize']}:{params['whatToShow']}:"
                 f"{int(params['useRTH'])}")
 
@@ -322,6 +333,16 @@ class StreamHub:
     def _params(self, kind: str, p: dict[str, Any]) -> dict[str, Any]:
         if kind == "quote":
             return {"generic": ",".join(str(g) for g in p.get("generic") or ())}
+        if kind == "ticks":
+            tick_type = str(p.get("tickType") or "Last")
+            if tick_type not in TICK_TYPES:
+                raise bad_request("tickType", f"must be one of {', '.join(TICK_TYPES)}")
+            return {"tickType": tick_type}
+        what = str(p.get("whatToShow") or "TRADES").upper()
+        if kind == "rtbars":
+            if what not in ("TRADES", "MIDPOINT", "BID", "ASK"):
+                raise bad_request("whatToShow", "must be TRADES, MIDPOINT, BID or ASK")
+            return {"barSize": "5 secs", "whatToShow": what, "useRTH": bool(p.get("useRTH"))}
         bar_size = str(p.get("barSize") or "1 min")
         bar = ibrules.bar_seconds(bar_size)
         if bar is None or bar < 60:
@@ -333,15 +354,24 @@ class StreamHub:
         return {"barSize": bar_size, "whatToShow": what, "useRTH": bool(p.get("useRTH"))}
 
     async def _start(self, key: str, kind: str, c: Any, params: dict[str, Any]) -> LiveSub:
-        if kind == "quote":
+        if kind in LINE_KINDS:
             lines = self.lines()
+            if kind == "ticks" and lines["tickByTick"] >= self.tick_cap:
+                self.refused += 1
+                raise IbhostError(
+                    "line_budget", f"tick-by-tick streams are at IB's limit of "
+                    f"{self.tick_cap} (1 per 100 market-data lines, at least 3): "
+                    + ", ".join(x.key for x in self.subs.values() if x.kind == "ticks"),
+                    extra={"budget": self.tick_cap, "used": lines["tickByTick"],
+                           "holders": [x.key for x in self.subs.values()
+                                       if x.kind == "ticks"]})
             if lines["used"] >= self.budget:
                 self.refused += 1
                 held = sorted(self.subs.values(), key=lambda s: -len(s.holders))
                 raise IbhostError(
                     "line_budget",
                     f"market-data line budget reached: {lines['used']} of "
-                    f"{self.budget} lines hold quote streams (streams.market_data_lines "
+                    f"{self.budget} lines hold live streams (streams.market_data_lines "
                     f"less streams.snapshot_lines); most held: "
                     + ", ".join(f"{s.contract.symbol} ({len(s.holders)})"
                                 for s in held[:5]),
@@ -359,6 +389,21 @@ class StreamHub:
                 return self.ib.reqMktData(c, p["generic"], False, False)
 
             sub.handle = await self.svc._call(f"stream quote {c.symbol}", go)
+        elif sub.kind == "ticks":
+            async def ticks() -> Any:
+                return self.ib.reqTickByTickData(c, p["tickType"], 0, False)
+
+            sub.handle = await self.svc._call(f"stream ticks {c.symbol}", ticks)
+        elif sub.kind == "rtbars":
+            # IB counts real-time bars as small bars: its hard pacing rules apply
+            key = PaceKey(("stream-rtbars", sub.key, time.monotonic()),
+                          (c.conId, c.exchange, p["whatToShow"]), 1, hard=True)
+
+            async def rtbars() -> Any:
+                return self.ib.reqRealTimeBars(c, 5, p["whatToShow"], p["useRTH"])
+
+            sub.handle = await self.svc._call(f"stream real-time bars {c.symbol}", rtbars,
+                                              key=key)
         else:
             bar = ibrules.bar_seconds(p["barSize"]) or 60
             key = PaceKey(("stream-bars", sub.key, time.monotonic()),
@@ -374,7 +419,7 @@ class StreamHub:
             if sub.stale is not None:  # data again: say so before the seam's bars
                 self._fresh(sub)
             self._bars_arrived(sub, sub.handle)
-        self._by_handle[id(sub.handle)] = sub
+        self._by_handle.setdefault(id(sub.handle), []).append(sub)
         sub.last_update = time.monotonic()
 
     def release(self, channel: str, key: str) -> None:
@@ -399,9 +444,17 @@ class StreamHub:
         if sub.holders or self.subs.get(sub.key) is not sub:
             return
         del self.subs[sub.key]
-        self._by_handle.pop(id(sub.handle), None)
+        self._forget_handle(sub)
         self._cancel_at_ib(sub)
         log.info("stream %s cancelled at IB (no consumer left)", sub.key)
+
+    def _forget_handle(self, sub: LiveSub) -> None:
+        subs = self._by_handle.get(id(sub.handle))
+        if subs is not None:
+            if sub in subs:
+                subs.remove(sub)
+            if not subs:
+                del self._by_handle[id(sub.handle)]
 
     def _cancel_at_ib(self, sub: LiveSub) -> None:
         if not self.session.usable or sub.handle is None:
@@ -409,6 +462,10 @@ class StreamHub:
         try:
             if sub.kind == "quote":
                 self.ib.cancelMktData(sub.contract)
+            elif sub.kind == "ticks":
+                self.ib.cancelTickByTickData(sub.contract, sub.params["tickType"])
+            elif sub.kind == "rtbars":
+                self.ib.cancelRealTimeBars(sub.handle)
             else:
                 self.ib.cancelHistoricalData(sub.handle)
         except Exception:  # the handle may belong to a dropped connection
@@ -431,14 +488,20 @@ class StreamHub:
 
     def _on_tickers(self, tickers: Any) -> None:
         for t in tickers:
-            sub = self._by_handle.get(id(t))
-            if sub is None:
-                continue
-            self._fresh(sub)
-            self.updates_in["quote"] += 1
-            ev = self._quote(sub, t)
-            sub.last_event = ev
-            self._publish(ev)
+            for sub in self._by_handle.get(id(t), ()):
+                if sub.kind == "quote":
+                    self._fresh(sub)
+                    self.updates_in["quote"] += 1
+                    ev = self._quote(sub, t)
+                    sub.last_event = ev
+                    self._publish(ev)
+                elif t.tickByTicks:
+                    self._fresh(sub)
+                    for tick in t.tickByTicks:
+                        self.updates_in["tick"] += 1
+                        ev = self._tick(sub, tick)
+                        sub.last_event = ev
+                        self._publish(ev)
 
     def _quote(self, sub: LiveSub, t: Any) -> dict[str, Any]:
         c = sub.contract
@@ -452,6 +515,24 @@ class StreamHub:
             ev["greeks"] = {k: _num(getattr(g, k, None)) for k in (
                 "impliedVol", "delta", "gamma", "vega", "theta", "undPrice")}
         return ev
+
+    def _tick(self, sub: LiveSub, tick: Any) -> dict[str, Any]:
+        ev: dict[str, Any] = {"type": "tick", "key": sub.key, "conId": sub.contract.conId,
+                              "symbol": sub.contract.symbol,
+                              "tickType": sub.params["tickType"], "time": _iso(tick.time)}
+        for f in ("price", "size", "exchange", "bidPrice", "askPrice", "bidSize",
+                  "askSize", "midPoint"):
+            v = getattr(tick, f, None)
+            if v is not None:
+                ev[f] = v if isinstance(v, str) else _num(v)
+        return ev
+
+    def _rt_bar_event(self, sub: LiveSub, b: Any) -> dict[str, Any]:
+        return {"type": "bar", "key": sub.key, "conId": sub.contract.conId,
+                "symbol": sub.contract.symbol, "barSize": "5 secs", "time": _iso(b.time),
+                "open": b.open_, "high": b.high, "low": b.low, "close": b.close,
+                "volume": _num(b.volume), "wap": _num(b.wap), "count": b.count,
+                "complete": True}
 
     def _bar_event(self, sub: LiveSub, b: Any, complete: bool) -> dict[str, Any]:
         return {"type": "bar" if complete else "barUpdate", "key": sub.key,
@@ -482,10 +563,18 @@ class StreamHub:
         self._publish(ev)
 
     def _on_bar_update(self, bars: Any, has_new_bar: bool) -> None:
-        sub = self._by_handle.get(id(bars))
-        if sub is None:
+        subs = self._by_handle.get(id(bars))
+        if not subs:
             return
+        sub = subs[0]
         self._fresh(sub)
+        if sub.kind == "rtbars":
+            if bars:
+                ev = self._rt_bar_event(sub, bars[-1])
+                sub.last_event = ev
+                self.updates_in["bar"] += 1
+                self._publish(ev)
+            return
         if has_new_bar and len(bars) >= 2:
             for b in bars[:-1][-3:]:  # normally one; more after a pause
                 if sub.last_bar is None or b.date > sub.last_bar:
@@ -514,17 +603,15 @@ class StreamHub:
         elif code in BROKEN_FARMS:
             farm = BROKEN_FARMS[code]
             self._broken_farms.add(farm)
-            kind = "quote" if farm == "market_data" else "bars"
             if farm != "secdef":
-                self._mark_stale([s for s in self.subs.values() if s.kind == kind],
-                                 f"farm_{farm}")
+                self._mark_stale([s for s in self.subs.values()
+                                  if s.kind in _FARM_KINDS[farm]], f"farm_{farm}")
         elif code in FARM_OK and FARM_OK[code] in self._broken_farms:
             farm = FARM_OK[code]
             self._broken_farms.discard(farm)
             if farm != "secdef":
-                kind = "quote" if farm == "market_data" else "bars"
                 self._spawn(self.resubscribe(
-                    "farm", [s for s in self.subs.values() if s.kind == kind]))
+                    "farm", [s for s in self.subs.values() if s.kind in _FARM_KINDS[farm]]))
 
     async def _on_connected(self) -> None:
         """After every connect (and 1101): re-request every live subscription, then
@@ -542,7 +629,7 @@ class StreamHub:
         for sub in targets:
             if self.subs.get(sub.key) is not sub:
                 continue
-            self._by_handle.pop(id(sub.handle), None)
+            self._forget_handle(sub)
             self._cancel_at_ib(sub)
             sub.resubscribed += 1
             self.resubscriptions[cause] = self.resubscriptions.get(cause, 0) + 1

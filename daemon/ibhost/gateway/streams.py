@@ -36,11 +36,11 @@ from .keys import CONFIG_KEY, METRICS_KEY
 log = logging.getLogger("ibhost.gateway.streams")
 
 CONFLATED = frozenset({"quote", "barUpdate"})
-STREAM_TYPES = ("quote", "bar", "barUpdate", "status")
+STREAM_TYPES = ("quote", "bar", "barUpdate", "tick", "status")
 CONTRACT_KEYS = ("symbol", "secType", "exchange", "primaryExchange", "currency", "conId",
                  "localSymbol", "lastTradeDateOrContractMonth", "strike", "right",
                  "multiplier", "tradingClass")
-BAR_KEYS = ("barSize", "whatToShow", "useRTH")
+BAR_KEYS = ("barSize", "whatToShow", "useRTH", "tickType")
 
 
 class Consumer:
@@ -382,11 +382,18 @@ def _wants(request: web.Request) -> list[tuple[str, dict[str, Any]]]:
     for sym in _symbols(q.get("quotes", ""), "quotes"):
         wants.append(("quote", {"symbol": sym, **({"secType": sec} if sec else {})}))
     bar_size = q.get("barSize") or "1 min"
+    what = q.get("whatToShow") or "TRADES"
     for sym in _symbols(q.get("bars", ""), "bars"):
-        wants.append(("bars", {"symbol": sym, "barSize": bar_size,
-                               "whatToShow": q.get("whatToShow") or "TRADES",
+        wants.append(("bars", {"symbol": sym, "barSize": bar_size, "whatToShow": what,
                                "useRTH": _flag(q, "useRTH"),
                                **({"secType": sec} if sec else {})}))
+    for sym in _symbols(q.get("realtimeBars", ""), "realtimeBars"):
+        wants.append(("rtbars", {"symbol": sym, "whatToShow": what,
+                                 "useRTH": _flag(q, "useRTH"),
+                                 **({"secType": sec} if sec else {})}))
+    for sym in _symbols(q.get("ticks", ""), "ticks"):
+        wants.append(("ticks", {"symbol": sym, "tickType": q.get("tickType") or "Last",
+                                **({"secType": sec} if sec else {})}))
     return wants
 
 
@@ -409,8 +416,8 @@ async def sse(request: web.Request) -> web.StreamResponse:
         auth(request)
     wants = _wants(request)
     if not wants and not orders:
-        raise bad_request("quotes", "name at least one stream: quotes=, bars= or "
-                          "orders=true")
+        raise bad_request("quotes", "name at least one stream: quotes=, bars=, "
+                          "realtimeBars=, ticks= or orders=true")
     cfg = request.app[CONFIG_KEY].streams
     c = Consumer(caller_of(request), cfg.consumer_queue, orders)
     c.on_slow = _abort_later(request)
@@ -579,7 +586,8 @@ async def _ws_command(request: web.Request, broker: Broker, c: Consumer, text: s
 async def _ws_subscribe(request: web.Request, broker: Broker, c: Consumer,
                         cmd: dict[str, Any]) -> dict[str, Any]:
     wants: list[tuple[str, dict[str, Any]]] = []
-    for field, kind in (("quotes", "quote"), ("bars", "bars")):
+    for field, kind in (("quotes", "quote"), ("bars", "bars"), ("realtimeBars", "rtbars"),
+                        ("ticks", "ticks")):
         items = cmd.get(field) or []
         if not isinstance(items, list):
             raise bad_request(field, "must be a list of symbols or contract objects")
