@@ -151,10 +151,13 @@ scale = {SCALE}
 port = {http_port}
 api_key = "{KEY}"
 log_level = "WARNING"
+max_connections_per_client = 2048
 [connector]
 log_level = "WARNING"
 [trading]
 enabled = true
+[streams]
+max_consumers_per_key = 2000
 [watchdog]
 region = "none"
 """)
@@ -428,6 +431,64 @@ region = "none"
             len(before_state["stats"]["violations"]),
             "messages": sum(after["stats"]["requests"].values()) - before}
 
+    async def fanout(self) -> None:
+        """Live quotes to 1, 100 and 1,000 WebSocket consumers (bench/fanout.py, a
+        process of its own) against a direct ib_async ticker on the same simulator:
+        the added latency per quote, updates/s delivered, gateway memory per
+        consumer."""
+        from ib_async import Stock
+
+        ib = direct_ib()
+        await ib.connectAsync("127.0.0.1", self.sim_port, clientId=91)
+        [contract] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+        direct: dict[str, float] = {}
+
+        def num(x: Any) -> float | None:
+            return None if x is None or x != x else float(x)
+
+        def seen(tickers: Any) -> None:  # each quote, named as bench/fanout.py names it
+            now = time.time()
+            for t in tickers:
+                k = json.dumps([num(t.bid), num(t.ask), num(t.last), num(t.bidSize),
+                                num(t.askSize), num(t.volume)])
+                direct.setdefault(k, now)
+
+        ib.pendingTickersEvent += seen
+        ib.reqMktData(contract, "", False, False)
+        seconds = 8.0 if self.quick else 30.0
+        out: dict[str, Any] = {}
+        script = str(Path(__file__).with_name("fanout.py"))
+        try:
+            for n in (1, 100, 1000):
+                before = self.rss()["gateway"]
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, script, self.url, KEY, str(n), str(seconds), "AAPL",
+                    stdout=asyncio.subprocess.PIPE, limit=1 << 26)
+                assert proc.stdout is not None
+                await asyncio.wait_for(proc.stdout.readline(), 180)  # all subscribed
+                held = self.rss()["gateway"]
+                raw = await asyncio.wait_for(proc.stdout.readline(), seconds + 120)
+                await proc.wait()
+                res = json.loads(raw)
+                added = [(t - direct[k]) * 1000 for k, ts in res["arrivals"].items()
+                         if k in direct for t in ts]
+                delivered = sum(len(ts) for ts in res["arrivals"].values())
+                out[str(n)] = {
+                    "consumers": n, "connect_s": res["connect_s"],
+                    "added_p50_ms": round(pct(added, 0.5), 2),
+                    "added_p99_ms": round(pct(added, 0.99), 2),
+                    "quotes_delivered_per_s": round(delivered / seconds, 1),
+                    "frames": res["frames"], "samples": len(added),
+                    "unmatched": sum(len(ts) for k, ts in res["arrivals"].items()
+                                     if k not in direct),
+                    "gateway_kib_per_consumer": (round((held - before) * 1024 / n, 1)
+                                                 if n >= 100 else None)}
+                await asyncio.sleep(1.0)  # the last consumers' connections close
+        finally:
+            ib.disconnect()
+        out["direct_quotes_per_s"] = round(len(direct) / max(1.0, seconds * 3), 2)
+        self.results["fanout"] = out
+
     async def recovery(self) -> None:
         out: dict[str, Any] = {}
         await self.sim_fault("restart", downtime=0)
@@ -572,6 +633,20 @@ def markdown(r: dict[str, Any]) -> str:
             x = b[fmt]
             lines.append(f"| gateway {fmt} | {x['bars']} | {x['seconds']} | "
                          f"{x['bars_per_s']} | {x['vs_direct']:.2f} |")
+    f = r.get("fanout")
+    if f:
+        lines += ["", "## Live quotes fanned out (WebSocket) vs a direct ib_async ticker",
+                  "", "Each quote's arrival at every consumer minus its arrival at a "
+                  "direct ib_async client of the same simulator (wall clock, consumers in "
+                  "a process of their own).", "",
+                  "| consumers | added p50 / p99 ms | quotes delivered/s | connect s "
+                  "| gateway KiB per consumer |", "|---|---|---|---|---|"]
+        for n in ("1", "100", "1000"):
+            x = f.get(n)
+            if x:
+                lines.append(f"| {n} | {x['added_p50_ms']:+} / {x['added_p99_ms']:+} | "
+                             f"{x['quotes_delivered_per_s']} | {x['connect_s']} | "
+                             f"{x['gateway_kib_per_consumer'] or '-'} |")
     for title, key in (("RSS (MiB) at ready", "rss_ready"),
                        ("RSS (MiB) right after the bar run", "rss_right_after_bars"),
                        ("RSS (MiB) 3 s after the bar run", "rss_after_bars"),
@@ -599,6 +674,8 @@ async def run(quick: bool) -> dict[str, Any]:
         b.results["rss_after_bars"] = b.rss()
         print("message rate...", flush=True)
         await b.message_rate()
+        print("fan-out...", flush=True)
+        await b.fanout()
         print("recovery...", flush=True)
         await b.recovery()
     finally:

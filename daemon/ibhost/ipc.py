@@ -570,10 +570,11 @@ class UnixClient:
                 yield json.loads(buf)
 
 
-async def raw_lines(client: UnixClient, url: str, *,
-                    headers: dict[str, str] | None = None) -> AsyncGenerator[bytes]:
-    """GET ``url`` for a never-ending NDJSON answer (a stream channel) and yield each
-    line undecoded, with no read timeout; an error status raises before the first."""
+async def raw_line_batches(client: UnixClient, url: str, *,
+                           headers: dict[str, str] | None = None
+                           ) -> AsyncGenerator[list[bytes]]:
+    """GET ``url`` for a never-ending NDJSON answer (a stream channel) and yield the
+    complete lines of each read, undecoded; an error status raises before the first."""
     async with client._call("GET", url, None, None, headers=headers) as resp:
         if resp.status >= 400:
             raise client._failure(resp.status, await resp.read())
@@ -583,6 +584,6 @@ async def raw_lines(client: UnixClient, url: str, *,
             if b"\n" not in data:
                 continue
             *done, buf = buf.split(b"\n")
-            for raw in done:
-                if raw:
-                    yield raw
+            lines = [raw for raw in done if raw]
+            if lines:
+                yield lines

@@ -28,7 +28,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from ..config import Config
 from ..errors import IbhostError, bad_request
-from ..ipc import KEYLESS, IpcError, UnixClient, raw_lines
+from ..ipc import KEYLESS, IpcError, UnixClient, raw_line_batches
 from .common import auth, caller_of
 from .cors import ORIGINS_KEY
 from .keys import CONFIG_KEY, METRICS_KEY
@@ -43,8 +43,30 @@ CONTRACT_KEYS = ("symbol", "secType", "exchange", "primaryExchange", "currency",
 BAR_KEYS = ("barSize", "whatToShow", "useRTH", "tickType")
 
 
+DIRECT_MAX = 64 * 1024  # bytes unsent in a consumer's socket before it goes on a queue
+
+
+def ws_frame(payload: bytes) -> bytes:
+    """One unmasked, uncompressed WebSocket text frame (the same bytes for every
+    consumer: it is built once per event)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 1 << 16:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
+def sse_chunk(body: bytes, chunked: bool) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(body), body) if chunked else body
+
+
 class Consumer:
-    """One SSE or WebSocket client: what it holds and what it has not read yet."""
+    """One SSE or WebSocket client: what it holds and what it has not read yet.
+
+    While it keeps up, events are written straight to its socket, each encoded once
+    for all consumers (``Broker._push``); when its socket has ``DIRECT_MAX`` bytes
+    unsent, they queue here and its own task writes them as it drains."""
 
     def __init__(self, caller: str, limit: int, orders: bool = False) -> None:
         self.caller = caller
@@ -60,6 +82,11 @@ class Consumer:
         self.after_seq = -1  # order events at or below this were sent from the journal
         self.created = time.monotonic()
         self.on_slow: Any = None  # called once when closed for being too slow
+        self.transport: Any = None  # set once the stream is open: direct writes
+        self.wire = ""  # "ws", "sse" (chunked) or "sse-raw"
+        self.via = "sse"  # the transport label for metrics
+        self.out: list[bytes] = []  # direct writes of the current batch
+        self.sending = False  # its own task is writing queued events
 
     def push(self, typ: str, key: str, seq: int, line: bytes) -> bool:
         """Queue one event; False when the consumer had to be closed (too far behind)."""
@@ -86,6 +113,12 @@ class Consumer:
         if self.closed is None:
             self.closed = reason
         self.wake.set()
+
+    def direct(self) -> bool:
+        t = self.transport
+        return (t is not None and not self.pending and not self.latest and not self.sending
+                and not self.closed and not t.is_closing()
+                and t.get_write_buffer_size() < DIRECT_MAX)
 
     def drain(self) -> list[tuple[str, int, bytes]]:
         self.drained += len(self.pending) + len(self.latest)
@@ -147,6 +180,7 @@ class Broker:
         self.m = StreamMetrics(metrics_registry)
         self._task: asyncio.Task[None] | None = None
         self._specs: dict[str, dict[str, Any]] = {}  # stream key -> what to hold again
+        self._dirty: set[Consumer] = set()  # consumers with direct writes to flush
 
     # --- the channel -------------------------------------------------------------------
 
@@ -183,25 +217,42 @@ class Broker:
 
     async def _read_channel(self) -> None:
         url = f"/stream?since={self.seq}" if self.seq else "/stream"
-        async for line in raw_lines(self.client, url):
-            ev = orjson.loads(line)
-            typ = ev.get("type")
-            if typ == "hello":
-                await self._hello(ev)
-            elif typ == "order":
-                seq = int(ev["seq"])
-                if seq <= self.seq:
-                    continue
-                self.seq = seq
-                self.m.events_in.labels("order").inc()
-                for c in list(self.order_consumers):
-                    self._push(c, "order", "", seq, line)
-            elif typ in STREAM_TYPES:
-                self.m.events_in.labels(typ).inc()
-                for c in list(self.by_key.get(ev.get("key", ""), ())):
-                    self._push(c, typ, ev["key"], 0, line)
-            elif typ == "closed":
-                raise ConnectionError(f"connector closed the channel: {ev.get('reason')}")
+        async for lines in raw_line_batches(self.client, url):
+            try:
+                for line in lines:
+                    await self._dispatch(line)
+            finally:
+                self._flush()
+
+    def _flush(self) -> None:
+        """Write what each keeping-up consumer got from one read: one send each."""
+        dirty, self._dirty = self._dirty, set()
+        for c in dirty:
+            data, c.out = b"".join(c.out), []
+            if c.transport is not None and not c.transport.is_closing():
+                c.transport.write(data)
+
+    async def _dispatch(self, line: bytes) -> None:
+        ev = orjson.loads(line)
+        typ = ev.get("type")
+        if typ == "hello":
+            await self._hello(ev)
+        elif typ == "order":
+            seq = int(ev["seq"])
+            if seq <= self.seq:
+                return
+            self.seq = seq
+            self.m.events_in.labels("order").inc()
+            frames: dict[str, bytes] = {}
+            for c in list(self.order_consumers):
+                self._push(c, "order", "", seq, line, frames)
+        elif typ in STREAM_TYPES:
+            self.m.events_in.labels(typ).inc()
+            frames = {}
+            for c in list(self.by_key.get(ev.get("key", ""), ())):
+                self._push(c, typ, ev["key"], 0, line, frames)
+        elif typ == "closed":
+            raise ConnectionError(f"connector closed the channel: {ev.get('reason')}")
 
     async def _hello(self, ev: dict[str, Any]) -> None:
         self.channel = ev["channel"]
@@ -226,7 +277,19 @@ class Broker:
         return await self.rpc.request("POST", "/streams",
                                       json_body={**spec, "channel": self.channel})
 
-    def _push(self, c: Consumer, typ: str, key: str, seq: int, line: bytes) -> None:
+    def _push(self, c: Consumer, typ: str, key: str, seq: int, line: bytes,
+              frames: dict[str, bytes] | None = None) -> None:
+        if frames is not None and c.direct():
+            if typ == "order" and seq <= c.after_seq:
+                return
+            data = frames.get(c.wire)
+            if data is None:
+                data = frames[c.wire] = _encode(c.wire, typ, seq, line)
+            c.out.append(data)
+            c.drained += 1
+            self._dirty.add(c)
+            self.m.events_out.labels(typ).inc()
+            return
         if not c.push(typ, key, seq, line):
             self.m.closed.labels("slow").inc()
             self.remove(c)
@@ -246,7 +309,7 @@ class Broker:
             raise IbhostError("pacing", f"{mine} streams are open for {who}, the most "
                               f"allowed (streams.max_consumers_per_key)")
         self.consumers.add(c)
-        c.transport = transport  # type: ignore[attr-defined]
+        c.via = transport
         self.m.consumers.labels(transport).inc()
 
     def remove(self, c: Consumer) -> None:
@@ -254,7 +317,7 @@ class Broker:
             return
         self.consumers.discard(c)
         self.order_consumers.discard(c)
-        self.m.consumers.labels(getattr(c, "transport", "sse")).dec()
+        self.m.consumers.labels(c.via).dec()
         for key in list(c.keys):
             self._drop_key(c, key)
 
@@ -334,6 +397,12 @@ class Broker:
         # events that arrived live while the journal was read are dropped as repeats
         c.pending = deque(e for e in c.pending if not (e[0] == "order" and e[1] <= since))
         return out
+
+
+def _encode(wire: str, typ: str, seq: int, line: bytes) -> bytes:
+    if wire == "ws":
+        return ws_frame(line)
+    return sse_chunk(_sse(typ, seq, line), wire == "sse")
 
 
 def _quote(key: str) -> str:
@@ -440,6 +509,8 @@ async def sse(request: web.Request) -> web.StreamResponse:
         first += [_sse(h["last"]["type"], 0, orjson.dumps(h["last"]))
                   for h in held if h.get("last")]
         await resp.write(b"".join(first))
+        c.wire = "sse" if resp.headers.get("Transfer-Encoding") == "chunked" else "sse-raw"
+        c.transport = request.transport
         await _pump(c, broker, cfg.heartbeat, lambda b: resp.write(b), _sse_batch,
                     b": keep-alive\n\n")
         if c.closed and c.closed != "client gone":
@@ -496,7 +567,11 @@ async def _pump(c: Consumer, broker: Broker, heartbeat: float, write: Any, fmt: 
             c.conflated = 0
         for t, _, _ in items:
             m.events_out.labels(t).inc()
-        await write(fmt(items))
+        c.sending = True  # no direct write may overtake these
+        try:
+            await write(fmt(items))
+        finally:
+            c.sending = False
 
 
 # --- WebSocket --------------------------------------------------------------------------
@@ -524,9 +599,13 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     c = Consumer(caller_of(request), cfg.consumer_queue)
     c.on_slow = _abort_later(request)
     broker.add(c, "websocket")
-    ws = web.WebSocketResponse(heartbeat=cfg.heartbeat, max_msg_size=1 << 16)
+    # no compression: each event's frame is built once and written to every socket
+    ws = web.WebSocketResponse(heartbeat=cfg.heartbeat, max_msg_size=1 << 16,
+                               compress=False)
     try:
         await ws.prepare(request)
+        c.wire = "ws"
+        c.transport = request.transport
 
         async def send(b: bytes) -> None:
             await ws.send_str(b.decode())
