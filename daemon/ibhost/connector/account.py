@@ -10,22 +10,14 @@ library's live copy.
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IbhostError
 from .pacing import BACKGROUND, INTERACTIVE
+from .values import _num
 
 if TYPE_CHECKING:
     from .service import Service
-
-
-def _num(x: Any) -> float | None:
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) or abs(f) > 1e300 else f
 
 
 def _value(v: str) -> float | str:

@@ -263,8 +263,15 @@ def from_ib(raw: Any) -> Columns:
     return {"t": [int(_utc(b.date).timestamp()) for b in raw],
             "open": [b.open for b in raw], "high": [b.high for b in raw],
             "low": [b.low for b in raw], "close": [b.close for b in raw],
-            "volume": [_num(b.volume) or 0.0 for b in raw],
-            "wap": [_num(b.average) for b in raw], "count": [b.barCount for b in raw]}
+            "volume": [_bar_value(b.volume) or 0.0 for b in raw],
+            "wap": [_bar_value(b.average) for b in raw], "count": [b.barCount for b in raw]}
+
+
+def _bar_value(x: Any) -> float | None:
+    """A bar's volume or WAP: IB sends -1 for both where the bar has no trades
+    (MIDPOINT, BID, ASK bars), which the library hands on as it came."""
+    f = _num(x)
+    return None if f == -1.0 else f
 
 
 def select(cols: Columns, lo: float, hi: float) -> Columns:

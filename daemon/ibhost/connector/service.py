@@ -25,7 +25,7 @@ from .historical import HistoricalRequests
 from .localstate import StateAges
 from .pacing import BACKGROUND, INTERACTIVE, PaceKey, Scheduler
 from .session import USABLE, Session, State
-from .values import JOB, _num, _utc, time_left
+from .values import JOB, _greek, _num, _quote, _utc, time_left
 
 log = logging.getLogger("ibhost.connector.service")
 T = TypeVar("T")
@@ -312,7 +312,7 @@ class Service:
 
     @staticmethod
     def _complete(t: Any, generic: list[int]) -> bool:
-        need = [t.last if _num(t.last) is not None else t.close]
+        need = [t.last if _quote(t.last) is not None else t.close]
         if 104 in generic:
             need.append(t.histVolatility)
         if 106 in generic:
@@ -331,13 +331,13 @@ class Service:
             sources += [t.lastGreeks, t.bidGreeks, t.askGreeks]
         g = next((x for x in sources if x is not None), None)
         greeks = None if g is None else {
-            k: _num(getattr(g, k))
+            k: _greek(k, getattr(g, k))
             for k in ("impliedVol", "delta", "gamma", "vega", "theta", "optPrice", "undPrice")}
         mdt = int(t.marketDataType or 1)
         return {
             "conId": c.conId if c else None, "symbol": c.symbol if c else None,
             "time": t.time.isoformat() if t.time else None,
-            "bid": _num(t.bid), "ask": _num(t.ask), "last": _num(t.last),
+            "bid": _quote(t.bid), "ask": _quote(t.ask), "last": _quote(t.last),
             "bidSize": _num(t.bidSize), "askSize": _num(t.askSize),
             "lastSize": _num(t.lastSize), "volume": _num(t.volume), "open": _num(t.open),
             "high": _num(t.high), "low": _num(t.low), "close": _num(t.close),
