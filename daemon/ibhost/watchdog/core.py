@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Config
+from ..connector.client import ConnectorClient
 from ..ipc import IpcError, UnixClient
 from ..proc import cancel_and_wait
 from .clock import SleepDetector
@@ -125,8 +126,9 @@ class Watchdog:
         self.supervisor = supervisor or Supervisor()
         self.detector = detector or SleepDetector(w.jump_threshold)
         self.schedule = Schedule(w.region, w.maintenance, w.maintenance_tz)
-        self.connector = UnixClient(str(cfg.connector_socket), connect_timeout=w.probe_timeout,
-                                    read_timeout=w.probe_timeout)
+        self.connector = ConnectorClient(str(cfg.connector_socket),
+                                         connect_timeout=w.probe_timeout,
+                                         read_timeout=w.probe_timeout)
         self.gateway = UnixClient(f"http://{cfg.gateway.host}:{cfg.gateway.port}",
                                   tcp=(cfg.gateway.host, cfg.gateway.port),
                                   connect_timeout=w.probe_timeout, read_timeout=w.probe_timeout)
@@ -148,7 +150,7 @@ class Watchdog:
     # --- probes ------------------------------------------------------------------------
 
     async def _probe_connector(self) -> None:
-        self.connector_health = await self.connector.request("GET", "/health")
+        self.connector_health = await self.connector.health()
 
     async def _probe_gapfill(self) -> None:
         await self.gapfill.request("GET", "/health")
@@ -165,8 +167,7 @@ class Watchdog:
         entry: dict[str, Any] = {"at": self.wall(), "source": source, "reconnect": None}
         log.warning("wake (%s): asking the connector to reconnect", source)
         try:
-            await self.connector.request("POST", "/reconnect",
-                                         json_body={"reason": f"wake: {source}"})
+            await self.connector.reconnect(f"wake: {source}")
             entry["reconnect"] = "requested"
         except Exception as e:  # the connector may itself be restarting
             entry["reconnect"] = f"failed: {e}"
