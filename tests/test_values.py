@@ -72,7 +72,7 @@ def test_a_realized_loss_of_one_dollar_survives_the_portfolio_answer() -> None:
     svc = SimpleNamespace(session=SimpleNamespace(require_ready=lambda: None),
                           ib=SimpleNamespace(portfolio=lambda: [p]))
     req = AccountRequests.__new__(AccountRequests)
-    req.svc = svc  # type: ignore[assignment]
+    req.calls = svc  # type: ignore[assignment]
     [row] = req.portfolio()
     assert row["realizedPNL"] == -1.0 and row["marketPrice"] == -1.0
     assert row["unrealizedPNL"] is None
