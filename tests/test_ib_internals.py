@@ -68,6 +68,13 @@ def test_signature(name: str) -> None:
                for p in rest), f"{name} has new required parameters: {rest}"
 
 
+@pytest.mark.parametrize("name", ["IB", "Contract", "Order", "ExecutionFilter",
+                                  "RequestError", "BarDataList"])
+def test_the_names_the_connector_takes_from_the_library(name: str) -> None:
+    """backend.py's seam: the connector reaches these as ``Backend.lib.<name>``."""
+    assert hasattr(load("ib_async").lib, name), f"ib_async.{name} is gone"
+
+
 def test_the_installed_version_is_in_the_pinned_range() -> None:
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     req = next(Requirement(d) for d in deps if Requirement(d).name == "ib_async")
