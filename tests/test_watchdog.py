@@ -113,6 +113,18 @@ def test_restart_raises_other_faults() -> None:
     assert rpc.calls == ["signalProcess", "stopProcess"]
 
 
+def test_the_watchdog_loads_supervisors_xmlrpc_only_to_restart() -> None:
+    """Fault codes come from supervisor.xmlrpc, imported when a restart is made: the
+    watchdog's start stays light."""
+    code = ("import sys\nimport ibhost.watchdog.main, ibhost.watchdog.core\n"
+            "print(sorted(m for m in ('supervisor.xmlrpc', 'xmlrpc.client') "
+            "if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
 def _unused_port() -> int:
     """A port nothing listens on now (bound, then closed): never the default 5001,
     which another ibhost on this machine may hold."""
