@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "daemon"))
+from ibhost.connector.client import ConnectorClient
 from ibhost.ipc import UnixClient
 from ibhost.sim.pacing import SoftThrottle
 
@@ -63,13 +64,13 @@ async def main(scale: float, rounds: int) -> None:
     assert gw.stdout is not None
     url = "http://127.0.0.1:" + re.search(  # type: ignore[union-attr]
         r":(\d+)$", (await gw.stdout.readline()).decode().strip()).group(1)
-    client = UnixClient(os.path.join(home, "run", "connector.sock"))
+    client = ConnectorClient(os.path.join(home, "run", "connector.sock"))
     ctl = UnixClient(control)
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600))
     try:
         for _ in range(400):
             try:
-                if (await client.request("GET", "/health"))["status"] == "ok":
+                if (await client.health())["status"] == "ok":
                     break
             except Exception:
                 pass
@@ -97,7 +98,7 @@ async def main(scale: float, rounds: int) -> None:
             await asyncio.sleep(0.2 * scale * 10)
         elapsed, rows, requests = await job
         state: dict[str, Any] = await ctl.request("GET", "/state")
-        status = await client.request("GET", "/status")
+        status = await client.status()
         bound = SoftThrottle(scale).lower_bound(requests, 390)
         print(f"one year of 1-minute AAPL through the gateway (CSV, streamed); simulator "
               f"times x{scale}")

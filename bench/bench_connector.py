@@ -28,7 +28,7 @@ import aiohttp
 from ib_async import IB, Stock
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from ibhost.ipc import UnixClient
+from ibhost.connector.client import ConnectorClient
 
 PY = [sys.executable, "-m", "ibhost.cli"]
 
@@ -71,13 +71,13 @@ async def main(rounds: int) -> None:
     gw_url = "http://127.0.0.1:" + re.search(  # type: ignore[union-attr]
         r":(\d+)$", (await gw.stdout.readline()).decode().strip()).group(1)
     sock = os.path.join(home, "run", "connector.sock")
-    client = UnixClient(sock)
+    client = ConnectorClient(sock)
     http = aiohttp.ClientSession()
     ib = IB()
     try:
         for _ in range(200):
             try:
-                if (await client.request("GET", "/health"))["status"] == "ok":
+                if (await client.health())["status"] == "ok":
                     break
             except Exception:
                 pass
@@ -100,7 +100,7 @@ async def main(rounds: int) -> None:
             assert bars
 
         async def conn_hist(i: int) -> None:
-            r = await client.request("POST", "/historical", json_body={
+            r = await client.historical({
                 "symbol": "AAPL", "barSize": "1 min", "duration": "86400 S",
                 "end": end_of(i + 100)[1]})
             assert r["bars"]
@@ -127,19 +127,19 @@ async def main(rounds: int) -> None:
             await ib.reqContractDetailsAsync(Stock("MSFT", "SMART", "USD"))
 
         async def conn_validate(i: int) -> None:
-            await client.request("POST", "/validate", json_body={"symbol": "MSFT"})
+            await client.validate({"symbol": "MSFT"})
 
         async def direct_time(i: int) -> None:
             await ib.reqCurrentTimeAsync()
 
         async def conn_health(i: int) -> None:
-            await client.request("GET", "/health")
+            await client.health()
 
         async def direct_snap(i: int) -> None:
             await ib.reqTickersAsync(aapl)
 
         async def conn_snap(i: int) -> None:
-            await client.request("POST", "/snapshot", json_body={"symbol": "AAPL"})
+            await client.snapshot({"symbol": "AAPL"})
 
         rows = [
             ("historical 86400 S x 1 min", direct_hist, conn_hist, gw_hist),

@@ -42,6 +42,7 @@ from typing import Any
 import aiohttp
 
 from ibhost import tree
+from ibhost.connector.client import ConnectorClient
 from ibhost.ipc import UnixClient
 
 PY = [sys.executable, "-m", "ibhost.cli"]
@@ -120,7 +121,7 @@ class Bench:
         self.sim_port = 0
         self.url = ""
         self.http: aiohttp.ClientSession | None = None
-        self.connector: UnixClient | None = None
+        self.connector: ConnectorClient | None = None
         self.simctl: UnixClient | None = None
         self.results: dict[str, Any] = {"quick": quick, "machine": machine(),
                                         "direct_interval_s": DIRECT_INTERVAL,
@@ -164,8 +165,8 @@ region = "none"
         self.url = f"http://127.0.0.1:{http_port}"
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600),
                                           headers={"X-API-Key": KEY})
-        self.connector = UnixClient(str(self.home / "run" / "connector.sock"),
-                                    read_timeout=600)
+        self.connector = ConnectorClient(str(self.home / "run" / "connector.sock"),
+                                         read_timeout=600)
         self.simctl = UnixClient(str(sock))
         t0 = time.monotonic()
         self.sup = await tree.start_supervisord(self.home)
@@ -257,7 +258,7 @@ region = "none"
 
         async def c_validate() -> Any:
             s, _ = pick()
-            return await con.request("POST", "/validate", json_body={"symbol": s})
+            return await con.validate({"symbol": s})
 
         async def g_validate() -> Any:
             s, _ = pick()
@@ -269,7 +270,7 @@ region = "none"
 
         async def c_head() -> Any:
             s, _ = pick()
-            return await con.request("GET", "/head-timestamp", params={"symbol": s})
+            return await con.head_timestamp({"symbol": s})
 
         async def g_head() -> Any:
             s, _ = pick()
@@ -284,7 +285,7 @@ region = "none"
 
         async def c_bars() -> Any:
             s, d = pick()
-            return await con.request("POST", "/historical", json_body={
+            return await con.historical({
                 "symbol": s, "barSize": "1 min", "duration": "1 D", "end": iso_end(d)})
 
         async def g_bars() -> Any:
@@ -298,7 +299,7 @@ region = "none"
 
         async def c_snap() -> Any:
             s, _ = pick()
-            return await con.request("POST", "/snapshot", json_body={"symbol": s})
+            return await con.snapshot({"symbol": s})
 
         async def g_snap() -> Any:
             s, _ = pick()
@@ -411,8 +412,8 @@ region = "none"
         async def caller(i: int) -> None:
             while time.monotonic() < stop:
                 # maxAge=0: past the contract cache, so every call is a message to IB
-                await con.request("POST", "/validate", params={"maxAge": "0"},
-                                  json_body={"symbol": SYMBOLS[i % len(SYMBOLS)]})
+                await con.validate({"symbol": SYMBOLS[i % len(SYMBOLS)]},
+                                   params={"maxAge": "0"})
 
         async def measure() -> float:
             await asyncio.sleep(1.0)  # every caller waiting
@@ -500,8 +501,7 @@ region = "none"
         assert self.connector is not None
         await self.sim_fault("freeze")
         t0 = time.monotonic()
-        pending = asyncio.ensure_future(self.connector.request(
-            "POST", "/validate", json_body={"symbol": "IBM"}))
+        pending = asyncio.ensure_future(self.connector.validate({"symbol": "IBM"}))
         out["freeze_detected_s"] = round(await self.wait_health("ok", 30, negate=True), 2)
         with contextlib.suppress(Exception):
             await pending

@@ -75,7 +75,7 @@ async def test_options_and_head(gw: Any) -> None:
     ("GET", "/data/nope", 404, {"detail": "Not Found"}),
     ("GET", "/data/historical", 405, {"detail": "Method Not Allowed"}),
     ("GET", "/market-data/AAPL/more", 404, {"error": "Not Found", "code": "not_found"}),
-    ("GET", "/order", 405, {"error": "Method Not Allowed", "code": "bad_request"}),
+    ("GET", "/order", 405, {"error": "Method Not Allowed", "code": "method_not_allowed"}),
 ])
 async def test_errors_before_any_handler_are_in_the_family_shape(
         gw: Any, method: str, path: str, status: int, body: dict[str, Any]) -> None:

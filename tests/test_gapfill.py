@@ -20,10 +20,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from ibhost.connector.client import ConnectorClient
 from ibhost.gapfill import store
 from ibhost.gapfill.api import routes
 from ibhost.gapfill.core import GapFiller
-from ibhost.ipc import UnixClient, serve_routes
+from ibhost.ipc import serve_routes
 from ibhost.sim import Simulator
 from ibhost.sim.universe import Query
 
@@ -71,7 +72,7 @@ async def filler(sim: Simulator, home: Path, **over: Any) -> AsyncIterator[GapFi
     sim.set_time(NOW)
     async with running_connector(home, sim):
         cfg = make_config(home, sim, **over)
-        client = UnixClient(str(cfg.connector_socket), read_timeout=60)
+        client = ConnectorClient(str(cfg.connector_socket), read_timeout=60)
         f = GapFiller(cfg, client, clock=sim.now)
         f.dir.mkdir(parents=True, exist_ok=True)
         try:

@@ -112,7 +112,7 @@ async def test_route_server_speaks_http_to_any_client(
     answer = await raw(sock, b"DELETE /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 405") and b"Allow: GET, POST" in head
-    assert json.loads(body)["error"]["code"] == "bad_request"
+    assert json.loads(body)["error"]["code"] == "method_not_allowed"
     answer = await raw(sock, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
                              b"Connection: close\r\n\r\n{nope")
     assert answer.startswith(b"HTTP/1.1 400")

@@ -9,19 +9,22 @@ import json
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client import CollectorRegistry
+from supervisor.xmlrpc import Faults
 
 from ibhost.connector.session import State
 from ibhost.sim import Simulator
 from ibhost.watchdog.api import WatchdogCollector
 from ibhost.watchdog.clock import SleepDetector
-from ibhost.watchdog.core import Watchdog
+from ibhost.watchdog.core import Supervisor, Watchdog
 from ibhost.watchdog.maintenance import Schedule, parse_window
 
 from .connector_fixtures import make_config, running_connector, wait_until
@@ -66,6 +69,60 @@ class FakeSupervisor:
 
     async def restart(self, name: str) -> None:
         self.restarted.append(name)
+
+
+class FaultingRpc:
+    """supervisord's XML-RPC namespace, raising the given faults per method."""
+
+    def __init__(self, **faults: int) -> None:
+        self.faults = faults
+        self.calls: list[str] = []
+
+    def __getattr__(self, method: str) -> Any:
+        def call(*args: Any) -> bool:
+            self.calls.append(method)
+            if method in self.faults:
+                raise xmlrpc.client.Fault(self.faults[method], method)
+            return True
+        return call
+
+
+@pytest.mark.parametrize(("faults", "calls"), [
+    # supervisord answers signalProcess with BAD_SIGNAL (11) when the process cannot be
+    # signalled, NOT_RUNNING (70) when it is not running: the restart goes on
+    ({"signalProcess": Faults.BAD_SIGNAL}, ["signalProcess", "stopProcess", "startProcess"]),
+    ({"signalProcess": Faults.NOT_RUNNING, "stopProcess": Faults.NOT_RUNNING,
+      "startProcess": Faults.ALREADY_STARTED},
+     ["signalProcess", "stopProcess", "startProcess"]),
+])
+def test_restart_branches_on_supervisors_own_fault_codes(faults: dict[str, int],
+                                                        calls: list[str]) -> None:
+    rpc = FaultingRpc(**faults)
+    sup = Supervisor({})
+    sup._rpc = lambda: SimpleNamespace(supervisor=rpc)  # type: ignore[method-assign]
+    sup._restart("ibhost:connector")
+    assert rpc.calls == calls
+
+
+def test_restart_raises_other_faults() -> None:
+    rpc = FaultingRpc(stopProcess=Faults.BAD_NAME)
+    sup = Supervisor({})
+    sup._rpc = lambda: SimpleNamespace(supervisor=rpc)  # type: ignore[method-assign]
+    with pytest.raises(xmlrpc.client.Fault):
+        sup._restart("ibhost:nope")
+    assert rpc.calls == ["signalProcess", "stopProcess"]
+
+
+def test_the_watchdog_loads_supervisors_xmlrpc_only_to_restart() -> None:
+    """Fault codes come from supervisor.xmlrpc, imported when a restart is made: the
+    watchdog's start stays light."""
+    code = ("import sys\nimport ibhost.watchdog.main, ibhost.watchdog.core\n"
+            "print(sorted(m for m in ('supervisor.xmlrpc', 'xmlrpc.client') "
+            "if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
 
 
 def _unused_port() -> int:

@@ -34,6 +34,7 @@ from .configkinds import (
     Kind,
     choice,
 )
+from .windows import REGIONS
 
 T = TypeVar("T")
 
@@ -188,7 +189,7 @@ class WatchdogConfig:
                                       "seconds between two restarts of a program")
     jump_threshold: float = setting(5.0, NUM_POSITIVE,
                                     "seconds of clock jump that mean the machine slept")
-    region: str = setting("na", choice("na", "eu", "asia", "none"),
+    region: str = setting("na", choice(*REGIONS),
                           "IB server region, for its maintenance windows")
     maintenance: tuple[str, ...] = setting((), WINDOWS,
                                            "maintenance windows; overrides the region's")

@@ -2,7 +2,7 @@
 
 A converter raises ``ValueError`` with a short reason; config.py turns it into one
 ``ConfigError`` naming the key, the value given and ``expected`` (never Python's own
-``invalid literal for int()``). A leaf module: it imports nothing of ibhost's at load.
+``invalid literal for int()``). It imports only the leaf ``windows`` of ibhost's.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from .windows import parse_window
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,6 @@ def _strings(v: Any) -> tuple[str, ...]:
 
 
 def _windows(v: Any) -> tuple[str, ...]:
-    from .watchdog.maintenance import parse_window
-
     items = _strings(_items(v, ";"))
     for item in items:
         parse_window(item)  # raises ValueError naming the problem

@@ -7,9 +7,11 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import config as config_mod
+from .connector.client import ConnectorClient
 from .errors import IbhostError
 from .ipc import IpcError, UnixClient
 from .tree import PROGRAMS, Supervisor, programs
@@ -37,13 +39,19 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-async def _get(client: UnixClient, method: str, path: str, body: Any = None) -> Any:
+async def _ask(client: ConnectorClient | UnixClient,
+               call: Callable[[], Awaitable[Any]]) -> Any:
+    """One call's answer, or {"error": ...}; the client is closed after it."""
     try:
-        return await client.request(method, path, json_body=body)
+        return await call()
     except (IpcError, IbhostError) as e:
         return {"error": str(e)}
     finally:
         await client.close()
+
+
+async def _get(client: UnixClient, method: str, path: str, body: Any = None) -> Any:
+    return await _ask(client, lambda: client.request(method, path, json_body=body))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,20 +60,20 @@ def run(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as e:
         print(f"ibhost ctl: configuration error: {e}", file=sys.stderr)
         return 2
-    con = UnixClient(str(cfg.connector_socket), connect_timeout=2, read_timeout=5)
+    con = ConnectorClient(str(cfg.connector_socket), connect_timeout=2, read_timeout=5)
     wd = UnixClient(str(cfg.path(cfg.watchdog.socket)), connect_timeout=2, read_timeout=5)
     out: Any
     if args.ctl == "status":
-        out = {"connector": asyncio.run(_get(con, "GET", "/health")),
+        out = {"connector": asyncio.run(_ask(con, con.health)),
                "watchdog": asyncio.run(_get(wd, "GET", "/status"))}
         out["programs"] = programs(cfg.home)
     elif args.ctl == "reconnect":
-        out = asyncio.run(_get(con, "POST", "/reconnect", {"reason": args.reason}))
+        out = asyncio.run(_ask(con, lambda: con.reconnect(args.reason)))
     elif args.ctl == "wake":
         out = asyncio.run(_get(wd, "POST", "/wake", {"source": args.source}))
         if "error" in out:  # no watchdog: reconnect directly
             out = {"watchdog": out["error"], "connector": asyncio.run(
-                _get(con, "POST", "/reconnect", {"reason": f"wake: {args.source}"}))}
+                _ask(con, lambda: con.reconnect(f"wake: {args.source}")))}
     elif args.ctl == "scan":
         gf = UnixClient(str(cfg.path(cfg.gapfill.socket)), connect_timeout=2,
                         read_timeout=cfg.gateway.connector_timeout)

@@ -14,6 +14,8 @@ CODES: dict[str, tuple[int, str]] = {
     "unauthorized": (401, "an API key is required"),
     "forbidden": (403, "not allowed (trading off, a guard refused, or the key is wrong)"),
     "not_found": (404, "no such contract, order or route (IB 200)"),
+    "method_not_allowed": (405, "the route does not take this method (Allow names those "
+                                "it takes)"),
     "ambiguous": (409, "more than one contract matches; add fields to narrow it (IB 200)"),
     "conflict": (409, "the request conflicts with the current state"),
     "request_timeout": (408, "the request's headers or body did not arrive in time"),
@@ -146,5 +148,5 @@ def from_ib(ib_code: int, message: str) -> IbhostError:
 
 def code_for_http_status(status: int) -> str:
     """The catalogue code for an HTTP error aiohttp raised itself (no route, ...)."""
-    return {404: "not_found", 405: "bad_request", 413: "payload_too_large"}.get(
+    return {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
         status, "bad_request")

@@ -10,22 +10,12 @@ library's live copy.
 from __future__ import annotations
 
 import asyncio
-import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import IbhostError
+from .calls import IbCalls
 from .pacing import BACKGROUND, INTERACTIVE
-
-if TYPE_CHECKING:
-    from .service import Service
-
-
-def _num(x: Any) -> float | None:
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) or abs(f) > 1e300 else f
+from .values import _num
 
 
 def _value(v: str) -> float | str:
@@ -34,13 +24,13 @@ def _value(v: str) -> float | str:
 
 
 class AccountRequests:
-    def __init__(self, service: Service) -> None:
-        self.svc = service
+    def __init__(self, calls: IbCalls) -> None:
+        self.calls = calls
         self._summary_lock = asyncio.Lock()
         self._summary_loaded = False
         # the library allows one PnL subscription per (account, model[, conId]) at a time
         self._pnl_lock = asyncio.Lock()
-        service.session.on_resubscribe.append(self._forget_summary)
+        calls.session.on_resubscribe.append(self._forget_summary)
 
     def _forget_summary(self) -> None:
         """A new connection (or 1101) starts without IB's summary subscription."""
@@ -48,7 +38,7 @@ class AccountRequests:
 
     def account(self, given: str = "") -> str:
         """The account to ask about: the given one, the configured one, or the first managed."""
-        session = self.svc.session
+        session = self.calls.session
         if given:
             if session.diag.accounts and given not in session.diag.accounts:
                 raise IbhostError("not_found", "account: no such account in this login",
@@ -68,25 +58,25 @@ class AccountRequests:
     async def _load(self, priority: int) -> None:
         async with self._summary_lock:
             if not self._summary_loaded:
-                await self.svc._call("account summary", self.svc.ib.accountSummaryAsync,
+                await self.calls.call("account summary", self.calls.ib.accountSummaryAsync,
                                      priority=priority)
                 self._summary_loaded = True
 
     async def summary(self) -> list[dict[str, Any]]:
         """Every tag IB reports, from the library's live copy (IB pushes changes to
         the subscription made once per connection)."""
-        ib = self.svc.ib
+        ib = self.calls.ib
         if not self._summary_loaded:
             await self._load(INTERACTIVE)
-        self.svc.session.require_ready()
+        self.calls.session.require_ready()
         return [{"account": v.account, "tag": v.tag, "value": _value(v.value),
                  "currency": v.currency} for v in ib.wrapper.acctSummary.values()]
 
     def portfolio(self) -> list[dict[str, Any]]:
         """The library's live portfolio (IB pushes it after reqAccountUpdates at connect)."""
-        self.svc.session.require_ready()
+        self.calls.session.require_ready()
         out = []
-        for p in self.svc.ib.portfolio():
+        for p in self.calls.ib.portfolio():
             c = p.contract
             out.append({
                 "account": p.account, "conId": c.conId, "symbol": c.symbol,
@@ -103,7 +93,7 @@ class AccountRequests:
     async def pnl(self, account: str = "", model: str = "", con_id: int = 0,
                   wait: float = 3.0) -> dict[str, Any]:
         """Subscribe, wait for IB's first PnL message, cancel."""
-        ib = self.svc.ib
+        ib = self.calls.ib
         acct = self.account(account)
 
         async def once() -> Any:
@@ -116,14 +106,14 @@ class AccountRequests:
                     await asyncio.sleep(0.02)
                 return obj
             finally:
-                if self.svc.session.usable:
+                if self.calls.session.usable:
                     if con_id:
                         ib.cancelPnLSingle(acct, model, con_id)
                     else:
                         ib.cancelPnL(acct, model)
 
         async with self._pnl_lock:
-            obj = await self.svc._call("pnl", once, timeout=wait + 5.0)
+            obj = await self.calls.call("pnl", once, timeout=wait + 5.0)
         out: dict[str, Any] = {
             "account": acct, "modelCode": model,
             "dailyPnL": _num(obj.dailyPnL), "unrealizedPnL": _num(obj.unrealizedPnL),

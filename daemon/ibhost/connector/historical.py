@@ -16,19 +16,17 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import orjson
 
 from .. import ibrules
 from ..errors import IbhostError, bad_request
+from .calls import IbCalls
 from .contracts import ContractSpec
 from .pacing import INTERACTIVE, PaceKey
 from .values import _num, _utc, release_memory
-
-if TYPE_CHECKING:
-    from .service import Service
 
 log = logging.getLogger("ibhost.connector.historical")
 
@@ -43,8 +41,13 @@ def ib_end(t: dt.datetime) -> str:
 
 
 class HistoricalRequests:
-    def __init__(self, service: Service) -> None:
-        self.svc = service
+    def __init__(self, calls: IbCalls, resolve: Callable[[ContractSpec], Awaitable[Any]],
+                 now: Callable[[], dt.datetime]) -> None:
+        """``resolve``: the one qualified contract a spec names (the contract cache);
+        ``now``: the clock."""
+        self.calls = calls
+        self.resolve = resolve
+        self.now = now
         self.jobs: dict[str, dict[str, Any]] = {}  # running jobs, for /status
 
     async def historical(self, spec: ContractSpec, **kw: Any) -> dict[str, Any]:
@@ -82,16 +85,15 @@ class HistoricalRequests:
     ) -> AsyncIterator[Any]:
         """Yield the head, then the bars of each chunk as columns (``Columns``), in time
         order, each bar once."""
-        svc = self.svc
         bar = ibrules.bar_seconds(bar_size)
         if bar is None:
             raise bad_request("barSize", f"must be one of {', '.join(ibrules.BAR_SIZES)}")
         if what and what not in ibrules.WHAT_TO_SHOW:
             raise bad_request("whatToShow", f"must be one of {', '.join(ibrules.WHAT_TO_SHOW)}")
-        c = await svc.resolve(spec)
+        c = await self.resolve(spec)
         # IB has no TRADES for forex and CFDs: their natural default is MIDPOINT
         what = what or ("MIDPOINT" if c.secType in ("CASH", "CFD") else "TRADES")
-        end_t = end or svc.now()
+        end_t = end or self.now()
         job = job or uuid.uuid4().hex[:12]
         head = {"conId": c.conId, "symbol": c.symbol, "barSize": bar_size, "whatToShow": what,
                 "useRTH": use_rth}
@@ -124,7 +126,7 @@ class HistoricalRequests:
             raise bad_request("start", "give start (and optionally end) or duration")
         if start >= end_t:
             raise bad_request("start", "must be before end")
-        now = svc.now()
+        now = self.now()
         if end_t > now:  # there are no bars after now: never ask IB for them
             end_t = now
             if start >= end_t:
@@ -189,10 +191,10 @@ class HistoricalRequests:
                             use_rth: bool) -> Any:
         """reqHistoricalData that is cancelled at IB (cancelHistoricalData) when its
         caller goes away; the library's own async call leaves it open."""
-        svc = self.svc
-        ib = svc.ib
+        calls = self.calls
+        ib = calls.ib
         req_id = ib.client.getReqId()
-        bars = svc.lib.BarDataList()
+        bars = calls.lib.BarDataList()
         bars.reqId, bars.contract, bars.endDateTime = req_id, c, end
         bars.durationStr, bars.barSizeSetting, bars.whatToShow = duration, bar_size, what
         bars.useRTH, bars.formatDate, bars.keepUpToDate, bars.chartOptions = \
@@ -203,7 +205,7 @@ class HistoricalRequests:
         try:
             return await future
         except asyncio.CancelledError:
-            if svc.session.usable:
+            if calls.session.usable:
                 ib.client.cancelHistoricalData(req_id)
             ib.wrapper._endReq(req_id)
             raise
@@ -211,7 +213,6 @@ class HistoricalRequests:
     async def _once(self, c: Any, end: str, duration: str, bar_size: str, what: str,
                     use_rth: bool, priority: int, *, chunked: bool, job: str = "",
                     small: bool = True) -> Columns:
-        svc = self.svc
         bar = ibrules.bar_seconds(bar_size) or 0
         key = PaceKey(("hist", c.conId, c.exchange, end, duration, bar_size, what, use_rth),
                       (c.conId, c.exchange, what), 2 if what == "BID_ASK" else 1,
@@ -222,9 +223,9 @@ class HistoricalRequests:
                                                     use_rth))
 
         try:
-            return await svc._call_paced(f"historical {c.symbol} {bar_size} {end or 'now'}",
-                                         fetch, key=key, priority=priority, job=job,
-                                         small=small)
+            return await self.calls.call_paced(
+                f"historical {c.symbol} {bar_size} {end or 'now'}", fetch, key=key,
+                priority=priority, job=job, small=small)
         except IbhostError as e:
             if chunked and e.code == "no_data":
                 return from_ib([])  # a closed market inside a long range is not a failure
@@ -263,8 +264,15 @@ def from_ib(raw: Any) -> Columns:
     return {"t": [int(_utc(b.date).timestamp()) for b in raw],
             "open": [b.open for b in raw], "high": [b.high for b in raw],
             "low": [b.low for b in raw], "close": [b.close for b in raw],
-            "volume": [_num(b.volume) or 0.0 for b in raw],
-            "wap": [_num(b.average) for b in raw], "count": [b.barCount for b in raw]}
+            "volume": [_bar_value(b.volume) or 0.0 for b in raw],
+            "wap": [_bar_value(b.average) for b in raw], "count": [b.barCount for b in raw]}
+
+
+def _bar_value(x: Any) -> float | None:
+    """A bar's volume or WAP: IB sends -1 for both where the bar has no trades
+    (MIDPOINT, BID, ASK bars), which the library hands on as it came."""
+    f = _num(x)
+    return None if f == -1.0 else f
 
 
 def select(cols: Columns, lo: float, hi: float) -> Columns:

@@ -2,13 +2,13 @@
 
 Each request passes the pacing scheduler, runs under its own timeout (a timeout
 raises, it never returns an empty result), and turns IB errors into the error
-catalogue. Historical ranges longer than one IB request are chunked and stitched.
+catalogue (all three in ``calls.IbCalls``). Historical ranges longer than one IB
+request are chunked and stitched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import datetime as dt
 import logging
@@ -19,12 +19,13 @@ from typing import Any, TypeVar
 from ..errors import IbhostError, bad_request, from_ib
 from .account import AccountRequests
 from .cache import AgedCache
+from .calls import IbCalls
 from .contracts import ContractSpec, ambiguous, describe_details, to_contract
 from .historical import HistoricalRequests
 from .localstate import StateAges
 from .pacing import BACKGROUND, INTERACTIVE, PaceKey, Scheduler
 from .session import USABLE, Session, State
-from .values import JOB, _num, _utc, time_left
+from .values import JOB, _greek, _num, _quote, _utc
 
 log = logging.getLogger("ibhost.connector.service")
 T = TypeVar("T")
@@ -34,6 +35,11 @@ class Service:
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self.session = session
         self.scheduler = scheduler
+        # the one paced, time-limited, error-mapped path to IB, shared with the
+        # account and historical requests
+        self.calls = IbCalls(session, scheduler)
+        self._call = self.calls.call
+        self._call_paced = self.calls.call_paced
         self.lib = session.backend.lib
         self.ib = session.ib
         self.now = clock
@@ -64,83 +70,9 @@ class Service:
 
         conn.sendMsg = counted
         self.ib.client.MaxRequests = IB_MESSAGES_PER_SECOND
-        self.account = AccountRequests(self)
-        self.history = HistoricalRequests(self)
+        self.account = AccountRequests(self.calls)
+        self.history = HistoricalRequests(self.calls, self.resolve, lambda: self.now())
         self._placing: dict[str, asyncio.Future[dict[str, Any]]] = {}  # orderRef -> answer
-
-    # --- plumbing ----------------------------------------------------------------------
-
-    async def _call(self, what: str, fn: Callable[[], Awaitable[T]], *,
-                    key: PaceKey | None = None, priority: int = INTERACTIVE,
-                    timeout: float | None = None, job: str = "", small: bool = True,
-                    messages: int = 1) -> T:
-        """Pace, time-limit and error-map one IB request."""
-        self.session.require_ready()
-        limit = timeout or self.timeout
-        left = time_left()
-        if left is not None:
-            if left <= 0:
-                raise IbhostError("timeout", f"{what}: the caller's deadline has passed")
-            limit = min(limit, left)
-
-        async def guarded() -> T:
-            self.session.require_ready()
-            try:
-                return await asyncio.wait_for(self._unless_lost(fn()), limit)
-            except TimeoutError:
-                raise IbhostError("timeout", f"{what}: IB did not answer within "
-                                             f"{limit:g}s") from None
-            except self.lib.RequestError as e:
-                raise from_ib(e.code, e.message) from None
-            except ConnectionError as e:
-                raise IbhostError("unavailable", f"{what}: connection lost ({e})") from None
-
-        return await self.scheduler.run(guarded, key=key, priority=priority,
-                                        job=job or JOB.get(),
-                                        small=small, messages=messages)
-
-    async def _call_paced(self, what: str, fn: Callable[[], Awaitable[T]], *,
-                          key: PaceKey, priority: int = INTERACTIVE, job: str = "",
-                          small: bool = True, messages: int = 1) -> T:
-        """``_call`` for a historical-type request: on IB's pacing 162 (the scheduler
-        has shrunk its window, or IB counts differently than documented) it is asked
-        again after a backoff inside the caller's deadline (three times without one),
-        instead of failing the caller."""
-        backoff = 2.0 * self.scheduler.cfg.scale
-        retries = 0
-        while True:
-            try:
-                return await self._call(what, fn, key=key, priority=priority, job=job,
-                                        small=small, messages=messages)
-            except IbhostError as e:
-                left = time_left()
-                may_wait = left > backoff + 0.1 if left is not None else retries < 3
-                if e.code != "pacing" or not may_wait:
-                    raise
-                retries += 1
-                log.warning("pacing 162 on %s; retry %d in %.1fs", what, retries, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0 * max(self.scheduler.cfg.scale, 0.01))
-
-    async def _unless_lost(self, aw: Awaitable[T]) -> T:
-        """``aw``, or ConnectionError as soon as the connection it went out on is lost."""
-        session = self.session
-        lost = session.lost
-        task = asyncio.ensure_future(aw)
-        session.in_flight += 1
-        try:
-            if lost is None:
-                return await task
-            await asyncio.wait((task, lost), return_when=asyncio.FIRST_COMPLETED)
-            if not task.done():
-                raise ConnectionError(str(lost.exception() or "connection lost"))
-            return task.result()
-        finally:
-            session.in_flight -= 1
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
 
     # --- contracts ---------------------------------------------------------------------
 
@@ -301,7 +233,7 @@ class Service:
 
     @staticmethod
     def _complete(t: Any, generic: list[int]) -> bool:
-        need = [t.last if _num(t.last) is not None else t.close]
+        need = [t.last if _quote(t.last) is not None else t.close]
         if 104 in generic:
             need.append(t.histVolatility)
         if 106 in generic:
@@ -320,13 +252,13 @@ class Service:
             sources += [t.lastGreeks, t.bidGreeks, t.askGreeks]
         g = next((x for x in sources if x is not None), None)
         greeks = None if g is None else {
-            k: _num(getattr(g, k))
+            k: _greek(k, getattr(g, k))
             for k in ("impliedVol", "delta", "gamma", "vega", "theta", "optPrice", "undPrice")}
         mdt = int(t.marketDataType or 1)
         return {
             "conId": c.conId if c else None, "symbol": c.symbol if c else None,
             "time": t.time.isoformat() if t.time else None,
-            "bid": _num(t.bid), "ask": _num(t.ask), "last": _num(t.last),
+            "bid": _quote(t.bid), "ask": _quote(t.ask), "last": _quote(t.last),
             "bidSize": _num(t.bidSize), "askSize": _num(t.askSize),
             "lastSize": _num(t.lastSize), "volume": _num(t.volume), "open": _num(t.open),
             "high": _num(t.high), "low": _num(t.low), "close": _num(t.close),

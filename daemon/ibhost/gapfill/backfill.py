@@ -21,8 +21,9 @@ from typing import Any
 from .. import config as config_mod
 from ..cliargs import add_config_args, config_from_args
 from ..config import Config
+from ..connector.client import ConnectorClient
 from ..errors import IbhostError
-from ..ipc import IpcError, UnixClient
+from ..ipc import IpcError
 from ..proc import setup_logging
 from . import store
 from .core import GapFiller, expected_bars, history_body, runs
@@ -91,7 +92,7 @@ def _when(text: str) -> int:
 
 
 async def backfill(cfg: Config, symbol: str, tf: str, since: int, until: int, rth: bool,
-                   connector: UnixClient, tty: bool = False,
+                   connector: ConnectorClient, tty: bool = False,
                    batch: int = BATCH) -> dict[str, Any]:
     filler = GapFiller(cfg, connector)
     filler.dir.mkdir(parents=True, exist_ok=True)
@@ -108,8 +109,7 @@ async def backfill(cfg: Config, symbol: str, tf: str, since: int, until: int, rt
     report = Reporter(len(missing), tty)
     written = 0
     for a, b in runs(missing, expected):
-        lines = connector.lines("POST", "/historical", json_body={
-            **history_body(c, tf, rth, a, b + bar), "stream": True})
+        lines = connector.historical_lines(history_body(c, tf, rth, a, b + bar))
         got: dict[int, dict[str, Any]] = {}
         seen: set[int] = set()
         try:
@@ -155,10 +155,10 @@ def run(args: argparse.Namespace) -> int:
         cfg.gapfill.extended_hours
 
     async def go() -> int:
-        connector = UnixClient(str(cfg.connector_socket), connect_timeout=2.0,
-                               read_timeout=cfg.gateway.connector_timeout)
+        connector = ConnectorClient(str(cfg.connector_socket), connect_timeout=2.0,
+                                    read_timeout=cfg.gateway.connector_timeout)
         try:
-            h = await connector.request("GET", "/health")
+            h = await connector.health()
             if h.get("status") not in ("ok", "degraded"):
                 print(f"ibhost backfill: the connector is {h.get('status')}: "
                       f"{h.get('reason')}", file=sys.stderr)

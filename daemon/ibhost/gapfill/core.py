@@ -25,9 +25,10 @@ from typing import Any
 
 from .. import calendars, ibrules
 from ..config import Config
+from ..connector.client import ConnectorClient
 from ..errors import IbhostError
 from ..files import atomic_write
-from ..ipc import IpcError, UnixClient
+from ..ipc import IpcError
 from ..proc import cancel_and_wait
 from ..symbols import resolve
 from . import store
@@ -125,7 +126,7 @@ def runs(stamps: list[int], expected: list[int]) -> list[tuple[int, int]]:
 
 
 class GapFiller:
-    def __init__(self, cfg: Config, connector: UnixClient,
+    def __init__(self, cfg: Config, connector: ConnectorClient,
                  clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.g = cfg.gapfill
@@ -169,7 +170,7 @@ class GapFiller:
 
     async def ready(self) -> bool:
         try:
-            h = await self.connector.request("GET", "/health")
+            h = await self.connector.health()
         except (IpcError, IbhostError) as e:
             self.waiting_for = f"the connector is not answering ({e})"
             return False
@@ -185,9 +186,7 @@ class GapFiller:
         if hit is not None:
             return hit
         async def validate(spec: dict[str, Any]) -> dict[str, Any]:
-            d: dict[str, Any] = await self.connector.request("POST", "/validate",
-                                                             json_body=spec)
-            return d
+            return await self.connector.validate(spec)
 
         resolved = await resolve(symbol, None, validate)
         if resolved is not None:
@@ -293,8 +292,7 @@ class GapFiller:
 
     async def _fetch(self, c: dict[str, Any], tf: str, rth: bool, start: int,
                      end: int) -> dict[int, dict[str, Any]]:
-        r = await self.connector.request("POST", "/historical",
-                                         json_body=history_body(c, tf, rth, start, end))
+        r = await self.connector.historical(history_body(c, tf, rth, start, end))
         return {int(dt.datetime.fromisoformat(b["timestamp"]).timestamp()): b
                 for b in r["bars"]}
 

@@ -10,7 +10,8 @@ from typing import Any
 from .. import config as config_mod
 from ..cliargs import add_config_args, config_from_args
 from ..config import Config
-from ..ipc import UnixClient, serve_routes
+from ..connector.client import ConnectorClient
+from ..ipc import serve_routes
 from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
 from .api import routes
 from .core import GapFiller
@@ -36,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
 async def _main(cfg: Config) -> int:
     stop = stop_signals()  # before announcing readiness
     cfg.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    connector = UnixClient(str(cfg.connector_socket), connect_timeout=2.0,
-                           read_timeout=cfg.gateway.connector_timeout)
+    connector = ConnectorClient(str(cfg.connector_socket), connect_timeout=2.0,
+                                read_timeout=cfg.gateway.connector_timeout)
     filler = GapFiller(cfg, connector)
     sock = str(cfg.path(cfg.gapfill.socket))
     server = await serve_routes(routes(filler), sock)

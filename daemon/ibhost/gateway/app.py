@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from ..config import Config
+from ..connector.client import ConnectorClient
 from ..errors import IbhostError, bad_header, code_for_http_status
 from ..ipc import IpcError, UnixClient
 from . import openapi, streams
@@ -203,6 +204,13 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     return resp
 
 
+def _scrape(client: ConnectorClient | UnixClient) -> Callable[[float], Awaitable[str]]:
+    """A program's /metrics over its socket, within a timeout."""
+    if isinstance(client, ConnectorClient):
+        return lambda timeout: client.metrics(read_timeout=timeout)
+    return lambda timeout: client.request_text("GET", "/metrics", read_timeout=timeout)
+
+
 async def _clients(app: web.Application) -> AsyncIterator[None]:
     watcher = app[HEALTH_KEY]
     watcher.start()
@@ -237,9 +245,9 @@ def init_app(cfg: Config) -> web.Application:
     app[STARTED_KEY] = time.monotonic()
     app[AUTH_KEY] = Authenticator(load_keys(cfg), cfg.gateway.reads_need_key)
     sock = str(cfg.connector_socket)
-    app[CONNECTOR_KEY] = UnixClient(sock, read_timeout=cfg.gateway.connector_timeout)
-    health_client = UnixClient(sock, connect_timeout=cfg.gateway.health_timeout,
-                               read_timeout=cfg.gateway.health_timeout)
+    app[CONNECTOR_KEY] = ConnectorClient(sock, read_timeout=cfg.gateway.connector_timeout)
+    health_client = ConnectorClient(sock, connect_timeout=cfg.gateway.health_timeout,
+                                    read_timeout=cfg.gateway.health_timeout)
     app[HEALTH_KEY] = HealthWatcher(health_client, cfg.gateway.health_timeout)
     app[IDEMPOTENCY_KEY] = IdempotencyStore(cfg.path(cfg.gateway.idempotency_file),
                                             keep=cfg.gateway.idempotency_keep,
@@ -251,8 +259,9 @@ def init_app(cfg: Config) -> web.Application:
                          read_timeout=cfg.gateway.connector_timeout)
     app[GAPFILL_KEY] = gapfill
     app[METRICS_KEY] = GatewayMetrics([(r.method, r.path) for r in ROUTES],
-                                      {"connector": health_client, "watchdog": watchdog,
-                                       "gapfill": gapfill})
+                                      {"connector": _scrape(health_client),
+                                       "watchdog": _scrape(watchdog),
+                                       "gapfill": _scrape(gapfill)})
     app[FAMILIES_KEY] = {(r.method, r.path): r.family for r in ROUTES}
     app[KNOWN_KEY] = {}
     for r in ROUTES:  # every GET answers HEAD as well (the bridge's Flask did)

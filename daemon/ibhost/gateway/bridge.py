@@ -68,8 +68,7 @@ async def _tiered(request: web.Request, symbol: str) -> dict[str, Any] | None:
     """realtime, then frozen, then delayed: the first tier with a price."""
     for tier, md_type in TIERS:
         try:
-            q = await connector(request, "POST", "/snapshot",
-                                body={**_stock(symbol), "marketDataType": md_type})
+            q = await connector(request).snapshot({**_stock(symbol), "marketDataType": md_type})
         except IbhostError as e:
             if e.code in ("unavailable", "timeout", "bad_request"):
                 raise
@@ -125,7 +124,7 @@ async def _chain(request: web.Request, symbol: str) -> dict[str, Any]:
     params = {"symbol": st["symbol"], "secType": st["secType"], "exchange": st["exchange"]}
     if "maxAge" in request.query:  # the oldest cached answer the caller accepts
         params["maxAge"] = request.query["maxAge"]
-    chain = await connector(request, "GET", "/option-chain", params=params)
+    chain = await connector(request).option_chain(params)
     chains = chain["chains"]
     target = next((c for c in chains if (c.get("tradingClass") or "").upper() ==
                    symbol.upper()), None) or next(
@@ -251,9 +250,10 @@ async def option_quote_batch(request: web.Request) -> web.Response:
 
 
 async def _option_quote(request: web.Request, spec: dict[str, Any]) -> dict[str, Any]:
-    q, und = await asyncio.gather(
-        connector(request, "POST", "/snapshot", body={**spec, "marketDataType": 3}),
+    answers: list[Any] = await asyncio.gather(
+        connector(request).snapshot({**spec, "marketDataType": 3}),
         _tiered(request, spec["symbol"]), return_exceptions=True)
+    q, und = answers
     if isinstance(q, BaseException):
         raise q
     und_price = None
@@ -309,7 +309,7 @@ async def historical(request: web.Request) -> web.Response:
     end = _ib_end(body.get("endDateTime"))
     if end:
         fwd["end"] = end
-    result = await connector(request, "POST", "/historical", body=fwd)
+    result = await connector(request).historical(fwd)
     secs = ibrules.bar_seconds(bar_size) or 0
     return web.json_response({"symbol": body["symbol"], "bars": [
         {"date": _bar_date(b["timestamp"], secs >= 86400), "open": b["open"],
@@ -358,13 +358,13 @@ async def cancel_order(request: web.Request) -> web.Response:
     if not order_id and not perm_id:
         raise bad_request("orderId", "give orderId or permId")
     if not order_id:
-        open_orders = await connector(request, "GET", "/orders")
+        open_orders = await connector(request).open_orders()
         match = next((o for o in open_orders if o.get("permId") == perm_id), None)
         if match is None:
             raise IbhostError("not_found", f"no open order with permId {perm_id}",
                               field="permId")
         order_id = match["orderId"]
-    o = await connector(request, "DELETE", f"/orders/{order_id}")
+    o = await connector(request).cancel_order(order_id)
     return web.json_response({"orderId": o["orderId"], "permId": o.get("permId"),
                               "status": o["status"], "message": "cancel requested"})
 
@@ -385,7 +385,7 @@ async def executions(request: web.Request) -> web.Response:
     params = {"lookbackDays": str(days)}
     if "since" in request.query:
         params.update(_since(request.query["since"]))
-    fills = await connector(request, "GET", "/executions", params=params)
+    fills = await connector(request).executions(params)
     out = [{"execId": f["execId"], "symbol": f["symbol"], "side": f["side"],
             "shares": f["shares"], "price": f["price"], "avgPrice": f.get("avgPrice"),
             "cumQty": f.get("cumQty"), "commission": f.get("commission"),
@@ -410,7 +410,7 @@ def _since(raw: str) -> dict[str, str]:
 
 async def open_orders(request: web.Request) -> web.Response:
     auth(request, always=True)
-    trades = await connector(request, "GET", "/orders")
+    trades = await connector(request).open_orders()
     out = [{"orderId": t["orderId"], "permId": t.get("permId"), "status": t["status"],
             "action": t["action"], "orderType": t["orderType"], "lmtPrice": t["limitPrice"],
             "auxPrice": t["stopPrice"], "totalQuantity": t["quantity"],
@@ -424,7 +424,7 @@ async def open_orders(request: web.Request) -> web.Response:
 
 async def positions(request: web.Request) -> web.Response:
     auth(request, always=True)
-    pos = await connector(request, "GET", "/positions")
+    pos = await connector(request).positions()
     out = [{"account": p["account"], "symbol": p["symbol"], "quantity": p["position"],
             "avgCost": p["avgCost"], **_contract_fields(p),
             "companyName": p.get("longName") if p["secType"] in ("STK", "ETF") else None}
@@ -434,7 +434,7 @@ async def positions(request: web.Request) -> web.Response:
 
 async def portfolio(request: web.Request) -> web.Response:
     auth(request, always=True)
-    items = await connector(request, "GET", "/portfolio")
+    items = await connector(request).portfolio()
     out = [{"account": p["account"], "symbol": p["symbol"], "quantity": p["position"],
             "avgCost": p["averageCost"], "marketPrice": p["marketPrice"],
             "marketValue": p["marketValue"], "realizedPnl": p["realizedPNL"],
@@ -449,7 +449,7 @@ BASE_TAGS = ("NetLiquidation", "DailyPnL", "RealizedPnL", "UnrealizedPnL")
 
 async def account_summary(request: web.Request) -> web.Response:
     auth(request, always=True)
-    rows = await connector(request, "GET", "/account-summary")
+    rows = await connector(request).account_summary()
     out: dict[str, Any] = {}
     if rows:  # IB reports the account on every row, not as a summary tag
         out["AccountCode"] = str(rows[0]["account"])
@@ -467,7 +467,7 @@ async def account_summary(request: web.Request) -> web.Response:
 async def pnl(request: web.Request) -> web.Response:
     auth(request, always=True)
     q = request.query
-    p = await connector(request, "GET", "/pnl", params={
+    p = await connector(request).pnl({
         "account": opt_str(q, "account", to_ib=True),
         "model": opt_str(q, "model", to_ib=True)})
     return web.json_response({"dailyPnL": p["dailyPnL"], "unrealizedPnL": p["unrealizedPnL"],
@@ -480,7 +480,7 @@ async def pnl_single(request: web.Request) -> web.Response:
     if not q.get("conId"):
         raise bad_request("conId", "is required (missing-conId)")
     con_id = opt_int(q, "conId", 0, minimum=1)
-    p = await connector(request, "GET", "/pnl", params={
+    p = await connector(request).pnl({
         "account": opt_str(q, "account", to_ib=True),
         "model": opt_str(q, "model", to_ib=True), "conId": con_id})
     return web.json_response({"dailyPnL": p["dailyPnL"], "unrealizedPnL": p["unrealizedPnL"],

@@ -7,25 +7,24 @@ guards and errors below are the same for all of them.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from .. import ibrules
+from ..connector.client import ConnectorClient
 from ..errors import IbhostError, bad_request
 from ..ibrules import TIMEFRAMES
-from ..ipc import JOB_HEADER, KEYLESS, IpcError
+from ..ipc import KEYLESS, IpcError
 from ..validate import json_body
 from .keys import AUTH_KEY, CONFIG_KEY, CONNECTOR_KEY, METRICS_KEY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 __all__ = ["TIMEFRAMES", "Route", "as_error", "auth", "check_duration", "connector",
-           "connector_lines", "contract", "deadline_of", "request_body",
-           "trusted"]
+           "contract", "deadline_of", "request_body", "trusted"]
 
 CONTRACT_FIELDS = ("symbol", "secType", "exchange", "currency", "primaryExchange",
                    "lastTradeDateOrContractMonth", "expiry", "strike", "right", "multiplier",
@@ -134,15 +133,11 @@ def deadline_of(request: web.Request) -> float:
     return min(asked, limit)
 
 
-@contextlib.contextmanager
-def _catalogue_errors() -> Iterator[None]:
+def _catalogue_error(e: IpcError) -> IbhostError:
     """A transport failure on connector.sock is a catalogue error too."""
-    try:
-        yield
-    except IpcError as e:
-        err = as_error(e)
-        assert err is not None
-        raise err from None
+    err = as_error(e)
+    assert err is not None
+    return err
 
 
 AGE_HEADER = "X-Ibhost-State-Age"
@@ -162,38 +157,13 @@ def note_age(request: web.Request, answer_headers: Mapping[str, str]) -> None:
     request[AGE_KEY] = max(age, request.get(AGE_KEY, 0.0))
 
 
-async def connector(request: web.Request, method: str, path: str, *,
-                    body: Any = None, params: dict[str, Any] | None = None) -> Any:
-    """One call on connector.sock, held to the caller's deadline."""
-    answer: dict[str, str] = {}
-    with _catalogue_errors():
-        result = await request.app[CONNECTOR_KEY].request(
-            method, path, json_body=body, params=params, deadline=deadline_of(request),
-            headers={JOB_HEADER: job_of(request)}, answer_headers=answer)
-    note_age(request, answer)
-    return result
-
-
-async def connector_bytes(request: web.Request, path: str, body: Any) -> bytes:
-    """A connector answer's bytes, to relay without parsing them."""
-    with _catalogue_errors():
-        raw: bytes = await request.app[CONNECTOR_KEY].request_bytes(
-            "POST", path, json_body=body, deadline=deadline_of(request),
-            headers={JOB_HEADER: job_of(request)})
-        return raw
-
-
-async def connector_lines(request: web.Request, path: str, body: Any) -> AsyncGenerator[Any]:
-    """A streamed (NDJSON) connector answer, line by line, held to the deadline."""
-    lines = request.app[CONNECTOR_KEY].lines("POST", path, json_body=body,
-                                             deadline=deadline_of(request),
-                                             headers={JOB_HEADER: job_of(request)})
-    try:
-        with _catalogue_errors():
-            async for line in lines:
-                yield line
-    finally:
-        await lines.aclose()
+def connector(request: web.Request) -> ConnectorClient:
+    """connector.sock for this request: held to the caller's deadline, paced as the
+    caller's job, its answers' state ages kept, failures in the catalogue."""
+    return request.app[CONNECTOR_KEY].for_caller(
+        deadline=deadline_of(request), job=job_of(request),
+        on_answer=lambda headers: note_age(request, headers),
+        on_failure=_catalogue_error)
 
 
 def as_error(exc: BaseException) -> IbhostError | None:

@@ -12,8 +12,9 @@ import logging
 import time
 from typing import Any
 
+from ..connector.client import ConnectorClient
 from ..errors import IbhostError
-from ..ipc import IpcError, UnixClient
+from ..ipc import IpcError
 from ..proc import cancel_and_wait
 
 log = logging.getLogger("ibhost.gateway.health")
@@ -36,7 +37,8 @@ def public(h: dict[str, Any]) -> dict[str, Any]:
 
 
 class HealthWatcher:
-    def __init__(self, client: UnixClient, timeout: float, interval: float = 0.5) -> None:
+    def __init__(self, client: ConnectorClient, timeout: float,
+                 interval: float = 0.5) -> None:
         self.client = client
         self.timeout = timeout
         self.interval = interval
@@ -52,7 +54,7 @@ class HealthWatcher:
         self._inflight_since = time.monotonic()
         try:
             h = await asyncio.wait_for(
-                self.client.request("GET", "/health", read_timeout=self.timeout), self.timeout)
+                self.client.health(read_timeout=self.timeout), self.timeout)
             result = {"status": h.get("status", "down"), "reason": h.get("reason", ""),
                       "connector": h}
         except (TimeoutError, IpcError) as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..config import Config
+from ..connector.client import ConnectorClient
 from ..ipc import UnixClient
 from .auth import Authenticator
 from .health import HealthWatcher
@@ -13,7 +14,7 @@ from .metrics import GatewayMetrics
 
 CONFIG_KEY = web.AppKey("config", Config)
 AUTH_KEY = web.AppKey("auth", Authenticator)
-CONNECTOR_KEY = web.AppKey("connector", UnixClient)
+CONNECTOR_KEY = web.AppKey("connector", ConnectorClient)
 HEALTH_KEY = web.AppKey("health", HealthWatcher)
 IDEMPOTENCY_KEY = web.AppKey("idempotency", IdempotencyStore)
 METRICS_KEY = web.AppKey("metrics", GatewayMetrics)

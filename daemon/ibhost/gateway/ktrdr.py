@@ -25,7 +25,7 @@ from aiohttp import web
 from ..errors import IbhostError, bad_request
 from ..symbols import CURRENCIES, INSTRUMENT_TYPES, forex_pair, normalize, resolve
 from ..validate import opt_datetime, opt_str, req_str
-from .common import TIMEFRAMES, Route, auth, connector, connector_bytes, request_body
+from .common import TIMEFRAMES, Route, auth, connector, request_body
 
 # the timeframes KTRDR's provider accepts (IbDataProvider._validate_timeframe)
 KTRDR_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "2h", "3h", "4h", "1d", "1w", "1M")
@@ -84,7 +84,7 @@ async def classify(request: web.Request, symbol: str,
     known[key] = pending
 
     async def validate(spec: dict[str, Any]) -> dict[str, Any]:
-        d: dict[str, Any] = await connector(request, "POST", "/validate", body=spec)
+        d: dict[str, Any] = await connector(request).validate(spec)
         return d
 
     try:
@@ -199,7 +199,7 @@ async def head_of(request: web.Request, k: Known, timeframe: str | None) -> str 
     last: IbhostError | None = None
     for what in shows:
         try:
-            r = await connector(request, "GET", "/head-timestamp", params={
+            r = await connector(request).head_timestamp({
                 **{a: str(b) for a, b in k.spec.items()}, "whatToShow": what,
                 "useRTH": "false"})
         except IbhostError as e:
@@ -338,7 +338,7 @@ async def historical(request: web.Request) -> web.Response:
         # for 1-minute bars, not two); the columnar answer is read with orjson
         if bar_may_start_at(k.details, end):
             end += dt.timedelta(seconds=1)
-        raw = await connector_bytes(request, "/historical", {
+        raw = await connector(request).historical_bytes({
             **k.spec, "barSize": TIMEFRAMES[timeframe],
             "whatToShow": "BID" if k.spec["secType"] == "CASH" else "TRADES",
             "useRTH": True, "start": start.isoformat(), "end": end.isoformat(),

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import Counter, Gauge, Histogram, generate_latest
 
-from ..ipc import UnixClient
 from ..metrics import new_registry
 
 GUARDS = ("trading_disabled", "sec_type", "symbol_allowlist", "market_order_on_option",
@@ -37,7 +37,9 @@ DROPS = ("client_limit", "header_timeout")
 
 
 class GatewayMetrics:
-    def __init__(self, routes: list[tuple[str, str]], programs: dict[str, UnixClient]) -> None:
+    def __init__(self, routes: list[tuple[str, str]],
+                 programs: dict[str, Callable[[float], Awaitable[str]]]) -> None:
+        """``programs``: name -> a scrape of its /metrics, given a timeout."""
         self.programs = programs
         self.requests_total = 0  # plain counts for /health/detailed
         self.errors_total = 0
@@ -95,10 +97,9 @@ class GatewayMetrics:
             self.health.labels(h).set(1 if h == status else 0)
 
     async def exposition(self, timeout: float = 1.0) -> bytes:
-        async def scrape(name: str, client: UnixClient) -> bytes:
+        async def scrape(name: str, metrics: Callable[[float], Awaitable[str]]) -> bytes:
             try:
-                text = await asyncio.wait_for(
-                    client.request_text("GET", "/metrics", read_timeout=timeout), timeout)
+                text = await asyncio.wait_for(metrics(timeout), timeout)
                 self.up.labels(name).set(1)
                 return text.encode()
             except Exception:

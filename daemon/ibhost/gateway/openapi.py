@@ -98,9 +98,9 @@ STOCK_ONLY = {"type": "object", "required": ["symbol"],
 
 ERROR_BODY = obj(
     ("code", "message"),
-    # the catalogue's codes (one list: errors.CODES), and two aiohttp may name itself
-    code={"type": "string", "enum": [*CODES, "method_not_allowed",
-                                     "unsupported_media_type"]},
+    # the catalogue's codes (one list: errors.CODES); aiohttp's own 404, 405 and 413
+    # are answered with catalogue codes too (errors.code_for_http_status)
+    code={"type": "string", "enum": [*CODES]},
     message=STR, field=STR, ib_code=INT, guard=STR)
 ERROR = obj(("error",), error=ERROR_BODY)
 # the bridge's {"error": "<text>"}, with ibhost's code and field beside it

@@ -67,7 +67,7 @@ async def submit(request: web.Request, fwd: dict[str, Any], raw_key: str | None,
         fwd["orderRef"] = key  # carried to IB, so a connector restart still dedupes
 
     async def price_of() -> float | None:
-        snap = await connector(request, "POST", "/snapshot", body=contract(fwd))
+        snap = await connector(request).snapshot(contract(fwd))
         for k in ("ask", "last", "close", "bid"):
             if snap.get(k):
                 return float(snap[k])
@@ -80,7 +80,7 @@ async def submit(request: web.Request, fwd: dict[str, Any], raw_key: str | None,
             if "guard" in e.extra:
                 app[METRICS_KEY].guard_rejections.labels(e.extra["guard"]).inc()
             raise
-        result = await connector(request, "POST", "/orders", body=fwd)
+        result = await connector(request).place_order(fwd)
         return (200 if result.get("duplicate") else 201), result
 
     if key is None:
@@ -134,7 +134,7 @@ async def current(request: web.Request, key: str, prior: Entry) -> Outcome:
     if old.get("clientId") is not None:
         params["clientId"] = old["clientId"]
     try:
-        now = await connector(request, "GET", "/orders/by-ref", params=params)
+        now = await connector(request).order_by_ref(params)
     except IbhostError as e:  # not running, not connected to IB, or the order unknown
         log.info("replaying order %s as stored: %s", old.get("orderId"), e.code)
         return Outcome(prior.status, old, replayed=True, stale=True)

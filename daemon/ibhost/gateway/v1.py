@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from .. import __version__, ibrules
+from ..connector.client import ConnectorClient
 from ..errors import IbhostError, bad_request
 from ..ipc import IpcError
 from ..tree import programs
@@ -22,8 +24,6 @@ from .common import (
     auth,
     check_duration,
     connector,
-    connector_bytes,
-    connector_lines,
     contract,
     deadline_of,
     request_body,
@@ -70,9 +70,7 @@ async def detailed(request: web.Request) -> dict[str, Any]:
         if h["status"] not in ("ok", "degraded", "down") or h.get("connector") is None:
             return None
         try:
-            status: dict[str, Any] = await request.app[CONNECTOR_KEY].request(
-                "GET", "/status", read_timeout=limit)
-            return status
+            return await request.app[CONNECTOR_KEY].status(read_timeout=limit)
         except Exception as e:  # reported, not raised: this page must always answer
             return {"error": str(e)}
 
@@ -142,9 +140,9 @@ async def historical(request: web.Request) -> web.StreamResponse:
         if k in body:
             fwd[k] = body[k]
     if fmt == "json":  # columnar, built by the connector: relayed as bytes
-        raw = await connector_bytes(request, "/historical", {**fwd, "columns": True})
+        raw = await connector(request).historical_bytes({**fwd, "columns": True})
         return web.Response(body=raw, content_type="application/json")
-    lines = connector_lines(request, "/historical", {**fwd, "stream": True})
+    lines = connector(request).historical_lines(fwd)
     try:
         head = await anext(lines)  # errors before the first byte are ordinary answers
         return await formats.stream(request, head, lines, fmt,
@@ -156,20 +154,19 @@ async def historical(request: web.Request) -> web.StreamResponse:
 async def validate(request: web.Request) -> web.Response:
     auth(request)
     body = await request_body(request)
-    details = await connector(request, "POST", "/validate", body=contract(body))
+    details = await connector(request).validate(contract(body))
     return web.json_response({"success": True, "valid": True, **details})
 
 
 async def head_timestamp(request: web.Request) -> web.Response:
     auth(request)
     q = dict(request.query)
-    return web.json_response(await connector(request, "GET", "/head-timestamp", params=q))
+    return web.json_response(await connector(request).head_timestamp(q))
 
 
 async def option_chain(request: web.Request) -> web.Response:
     auth(request)
-    return web.json_response(await connector(request, "GET", "/option-chain",
-                                             params=dict(request.query)))
+    return web.json_response(await connector(request).option_chain(dict(request.query)))
 
 
 async def snapshot(request: web.Request) -> web.Response:
@@ -178,7 +175,7 @@ async def snapshot(request: web.Request) -> web.Response:
     extra: dict[str, Any] = {k: body[k] for k in ("genericTicks", "marketDataType", "wait")
                              if k in body}
     fwd = {**contract(body), **extra}
-    return web.json_response(await connector(request, "POST", "/snapshot", body=fwd))
+    return web.json_response(await connector(request).snapshot(fwd))
 
 
 # --- trading and account ---------------------------------------------------------------
@@ -197,18 +194,18 @@ async def cancel_order(request: web.Request) -> web.Response:
     order_id = request.match_info["orderId"]
     if not (order_id.isascii() and order_id.isdigit()) or len(order_id) > 10:
         raise bad_request("orderId", "must be a positive integer")
-    return web.json_response(await connector(request, "DELETE", f"/orders/{order_id}"))
+    return web.json_response(await connector(request).cancel_order(order_id))
 
 
-def _relay(path: str, *, query: bool = False) -> Any:
+def _relay(name: str, read: Callable[[ConnectorClient, dict[str, str]], Awaitable[Any]]
+           ) -> Any:
     """An account read that forwards to the connector as it is: once keys are
     configured, account data needs one (X-API-Key), whatever reads_need_key says."""
     async def handler(request: web.Request) -> web.Response:
         auth(request, always=True)
-        params = dict(request.query) if query else None
-        return web.json_response(await connector(request, "GET", path, params=params))
+        return web.json_response(await read(connector(request), dict(request.query)))
 
-    handler.__name__ = "relay_" + path.strip("/").replace("-", "_")
+    handler.__name__ = "relay_" + name
     return handler
 
 
@@ -296,13 +293,14 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/options/chain", option_chain),
     Route("POST", "/v1/market/snapshot", snapshot),
     Route("POST", "/v1/orders", place_order),
-    Route("GET", "/v1/orders", _relay("/orders", query=True)),
+    Route("GET", "/v1/orders", _relay("orders", lambda c, q: c.open_orders(q))),
     Route("DELETE", "/v1/orders/{orderId}", cancel_order),
-    Route("GET", "/v1/executions", _relay("/executions", query=True)),
-    Route("GET", "/v1/positions", _relay("/positions")),
-    Route("GET", "/v1/portfolio", _relay("/portfolio")),
-    Route("GET", "/v1/account/summary", _relay("/account-summary")),
-    Route("GET", "/v1/pnl", _relay("/pnl", query=True)),
+    Route("GET", "/v1/executions", _relay("executions", lambda c, q: c.executions(q))),
+    Route("GET", "/v1/positions", _relay("positions", lambda c, _: c.positions())),
+    Route("GET", "/v1/portfolio", _relay("portfolio", lambda c, _: c.portfolio())),
+    Route("GET", "/v1/account/summary",
+          _relay("account_summary", lambda c, _: c.account_summary())),
+    Route("GET", "/v1/pnl", _relay("pnl", lambda c, q: c.pnl(q))),
     Route("GET", "/v1/system/ib-status", ib_status),
     Route("GET", "/v1/system/system-status", system_status),
     Route("GET", "/v1/gapfill/status", gapfill_status),

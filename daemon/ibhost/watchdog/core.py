@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Config
+from ..connector.client import ConnectorClient
 from ..ipc import IpcError, UnixClient
 from ..proc import cancel_and_wait
 from .clock import SleepDetector
@@ -75,10 +76,6 @@ class Outage:
 class Supervisor:
     """supervisord's XML-RPC interface, called off the event loop."""
 
-    NOT_RUNNING = 70
-    ALREADY_STARTED = 60
-    BAD_SIGNAL = 85
-
     def __init__(self, env: Mapping[str, str] = os.environ) -> None:
         self.env = dict(env)
 
@@ -92,23 +89,27 @@ class Supervisor:
         return childutils.getRPCInterface(self.env)
 
     def _restart(self, name: str) -> None:
+        # supervisor's own fault codes, imported here: the XML-RPC client costs ~40 ms
+        # at import and is needed only when something must be restarted
         import xmlrpc.client
+
+        from supervisor.xmlrpc import Faults
 
         sup = self._rpc().supervisor
         try:
             sup.signalProcess(name, "CONT")  # a stopped (SIGSTOP) process can then exit
         except xmlrpc.client.Fault as f:
-            if f.faultCode not in (self.NOT_RUNNING, self.BAD_SIGNAL):
+            if f.faultCode not in (Faults.NOT_RUNNING, Faults.BAD_SIGNAL):
                 raise
         try:
             sup.stopProcess(name)
         except xmlrpc.client.Fault as f:
-            if f.faultCode != self.NOT_RUNNING:
+            if f.faultCode != Faults.NOT_RUNNING:
                 raise
         try:
             sup.startProcess(name)
         except xmlrpc.client.Fault as f:
-            if f.faultCode != self.ALREADY_STARTED:
+            if f.faultCode != Faults.ALREADY_STARTED:
                 raise
 
     async def restart(self, name: str) -> None:
@@ -125,8 +126,9 @@ class Watchdog:
         self.supervisor = supervisor or Supervisor()
         self.detector = detector or SleepDetector(w.jump_threshold)
         self.schedule = Schedule(w.region, w.maintenance, w.maintenance_tz)
-        self.connector = UnixClient(str(cfg.connector_socket), connect_timeout=w.probe_timeout,
-                                    read_timeout=w.probe_timeout)
+        self.connector = ConnectorClient(str(cfg.connector_socket),
+                                         connect_timeout=w.probe_timeout,
+                                         read_timeout=w.probe_timeout)
         self.gateway = UnixClient(f"http://{cfg.gateway.host}:{cfg.gateway.port}",
                                   tcp=(cfg.gateway.host, cfg.gateway.port),
                                   connect_timeout=w.probe_timeout, read_timeout=w.probe_timeout)
@@ -148,7 +150,7 @@ class Watchdog:
     # --- probes ------------------------------------------------------------------------
 
     async def _probe_connector(self) -> None:
-        self.connector_health = await self.connector.request("GET", "/health")
+        self.connector_health = await self.connector.health()
 
     async def _probe_gapfill(self) -> None:
         await self.gapfill.request("GET", "/health")
@@ -165,8 +167,7 @@ class Watchdog:
         entry: dict[str, Any] = {"at": self.wall(), "source": source, "reconnect": None}
         log.warning("wake (%s): asking the connector to reconnect", source)
         try:
-            await self.connector.request("POST", "/reconnect",
-                                         json_body={"reason": f"wake: {source}"})
+            await self.connector.reconnect(f"wake: {source}")
             entry["reconnect"] = "requested"
         except Exception as e:  # the connector may itself be restarting
             entry["reconnect"] = f"failed: {e}"

@@ -1,0 +1,86 @@
+"""IB's numbers: only IB's real "unset" markers become null; every other value survives."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import sys
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from ib_async.util import UNSET_DOUBLE
+
+from ibhost.connector import account, historical, service, values
+from ibhost.connector.account import AccountRequests
+from ibhost.connector.service import Service
+from ibhost.connector.values import _greek, _num, _quote
+
+
+def test_one_helper_for_every_request_module() -> None:
+    assert account._num is values._num and service._num is values._num
+    assert historical._num is values._num
+    assert values.UNSET_DOUBLE == UNSET_DOUBLE == sys.float_info.max
+
+
+@pytest.mark.parametrize("given", [-1.0, -1, "-1", "-1.00", Decimal("-1"), 0.0, -2.0, 3.5,
+                                   -1e12])
+def test_every_value_is_a_value(given: Any) -> None:
+    assert _num(given) == float(given)
+
+
+@pytest.mark.parametrize("given", [math.nan, UNSET_DOUBLE, -UNSET_DOUBLE, math.inf,
+                                   str(UNSET_DOUBLE), "1.7976931348623157E308", None, "",
+                                   "x"])
+def test_unset_markers_are_none(given: Any) -> None:
+    assert _num(given) is None
+
+
+def test_the_librarys_empty_quote_and_ibs_uncomputed_greeks() -> None:
+    assert _quote(-1.0) is None and _quote(-1.5) == -1.5 and _quote(math.nan) is None
+    assert _greek("delta", -2.0) is None and _greek("delta", -1.0) == -1.0
+    assert _greek("impliedVol", -1.0) is None and _greek("theta", -0.5) == -0.5
+
+
+def _fill(realized: float, commission: float) -> Any:
+    t = dt.datetime(2026, 11, 30, 15, tzinfo=dt.UTC)
+    e = SimpleNamespace(execId="e1", time=t, side="SLD", shares=1.0, price=10.0,
+                        avgPrice=10.0, cumQty=1.0, orderId=1, permId=2, clientId=1,
+                        orderRef="r", exchange="SMART")
+    c = SimpleNamespace(symbol="AAPL", conId=265598, secType="STK", localSymbol="AAPL",
+                        right="", strike=0.0, lastTradeDateOrContractMonth="",
+                        multiplier="")
+    cr = SimpleNamespace(execId="e1", commission=commission, realizedPNL=realized)
+    return SimpleNamespace(execution=e, contract=c, commissionReport=cr)
+
+
+async def test_a_realized_loss_of_one_dollar_survives_the_executions_answer() -> None:
+    ib = SimpleNamespace(fills=lambda: [_fill(-1.0, 1.0)])
+    svc = SimpleNamespace(session=SimpleNamespace(require_ready=lambda: None), ib=ib)
+    [ex] = await Service.executions(svc)  # type: ignore[arg-type]
+    assert ex["realizedPNL"] == -1.0 and ex["commission"] == 1.0
+
+
+def test_a_realized_loss_of_one_dollar_survives_the_portfolio_answer() -> None:
+    c = SimpleNamespace(conId=1, symbol="AAPL", secType="STK", currency="USD",
+                        localSymbol="AAPL", right="", strike=0.0,
+                        lastTradeDateOrContractMonth="", multiplier="")
+    p = SimpleNamespace(account="DU1", contract=c, position=1.0, marketPrice=-1.0,
+                        marketValue=-1.0, averageCost=0.0, unrealizedPNL=math.nan,
+                        realizedPNL=-1.0)
+    svc = SimpleNamespace(session=SimpleNamespace(require_ready=lambda: None),
+                          ib=SimpleNamespace(portfolio=lambda: [p]))
+    req = AccountRequests.__new__(AccountRequests)
+    req.calls = svc  # type: ignore[assignment]
+    [row] = req.portfolio()
+    assert row["realizedPNL"] == -1.0 and row["marketPrice"] == -1.0
+    assert row["unrealizedPNL"] is None
+
+
+def test_bars_without_trades_keep_their_volume_and_wap_markers() -> None:
+    t = dt.datetime(2026, 11, 30, 15, tzinfo=dt.UTC)
+    bar = SimpleNamespace(date=t, open=1.0, high=1.0, low=1.0, close=1.0, volume=-1.0,
+                          average=-1.0, barCount=-1)
+    cols = historical.from_ib([bar])
+    assert cols["volume"] == [0.0] and cols["wap"] == [None]
