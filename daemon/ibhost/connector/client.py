@@ -12,10 +12,11 @@ answers are returned as the connector sends them (decoded JSON, or bytes to rela
 from __future__ import annotations
 
 import copy
+import urllib.parse
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
-from ..ipc import JOB_HEADER, IpcError, UnixClient
+from ..ipc import JOB_HEADER, IpcError, UnixClient, raw_line_batches
 
 Json = dict[str, Any]
 Rows = list[dict[str, Any]]
@@ -45,6 +46,11 @@ ROUTES: dict[str, tuple[str, str]] = {
     "portfolio": ("GET", "/portfolio"),
     "account_summary": ("GET", "/account-summary"),
     "pnl": ("GET", "/pnl"),
+    "stream_batches": ("GET", "/stream"),
+    "streams": ("GET", "/streams"),
+    "hold_stream": ("POST", "/streams"),
+    "release_stream": ("DELETE", "/streams/{key}"),
+    "order_events": ("GET", "/order-events"),
 }
 
 
@@ -223,3 +229,37 @@ class ConnectorClient:
     async def pnl(self, params: Params | None = None) -> Json:
         result: Json = await self._json("GET", "/pnl", params=params)
         return result
+
+    # --- live streams ------------------------------------------------------------------
+
+    async def stream_batches(self, since: int = 0) -> AsyncGenerator[list[bytes]]:
+        """The stream channel (``GET /stream``): each read's NDJSON lines, undecoded,
+        for as long as it stays open; journalled order events after ``since`` first."""
+        url = f"/stream?since={since}" if since else "/stream"
+        try:
+            async for lines in raw_line_batches(self.ipc, url, headers=self._headers()):
+                yield lines
+        except IpcError as e:
+            raise self._failed(e) from None
+
+    async def streams(self) -> Json:
+        result: Json = await self._json("GET", "/streams")
+        return result
+
+    async def hold_stream(self, channel: str, spec: Json) -> Json:
+        result: Json = await self._json("POST", "/streams", body={**spec, "channel": channel})
+        return result
+
+    async def release_stream(self, channel: str, key: str) -> Json:
+        result: Json = await self._json("DELETE", f"/streams/{urllib.parse.quote(key, safe='')}",
+                                        params={"channel": channel})
+        return result
+
+    async def order_events(self, since: int, limit: int = 1000) -> bytes:
+        """The journal's order events after ``since``: ``{firstSeq, seq, events}``."""
+        try:
+            return await self.ipc.request_bytes(
+                "GET", "/order-events", params={"since": since, "limit": limit},
+                deadline=self.deadline, headers=self._headers())
+        except IpcError as e:
+            raise self._failed(e) from None

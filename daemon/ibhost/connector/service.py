@@ -13,7 +13,7 @@ import copy
 import datetime as dt
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import IbhostError, bad_request, from_ib

@@ -43,7 +43,7 @@ from .contracts import ContractSpec
 from .journal import OrderJournal, order_key
 from .pacing import PaceKey
 from .session import USABLE, State
-from .values import _num
+from .values import _greek, _num, _quote
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -506,13 +506,13 @@ class StreamHub:
     def _quote(self, sub: LiveSub, t: Any) -> dict[str, Any]:
         c = sub.contract
         ev = {"type": "quote", "key": sub.key, "conId": c.conId, "symbol": c.symbol,
-              "localSymbol": c.localSymbol, "bid": _num(t.bid), "ask": _num(t.ask),
-              "last": _num(t.last), "bidSize": _num(t.bidSize),
+              "localSymbol": c.localSymbol, "bid": _quote(t.bid), "ask": _quote(t.ask),
+              "last": _quote(t.last), "bidSize": _num(t.bidSize),
               "askSize": _num(t.askSize), "lastSize": _num(t.lastSize),
               "volume": _num(t.volume), "time": _iso(t.time)}
         g = t.modelGreeks
         if g is not None:
-            ev["greeks"] = {k: _num(getattr(g, k, None)) for k in (
+            ev["greeks"] = {k: _greek(k, getattr(g, k, None)) for k in (
                 "impliedVol", "delta", "gamma", "vega", "theta", "undPrice")}
         return ev
 

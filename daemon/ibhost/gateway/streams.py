@@ -27,8 +27,9 @@ from aiohttp import WSMsgType, web
 from prometheus_client import Counter, Gauge, Histogram
 
 from ..config import Config
+from ..connector.client import ConnectorClient
 from ..errors import IbhostError, bad_request
-from ..ipc import KEYLESS, IpcError, UnixClient, raw_line_batches
+from ..ipc import KEYLESS, IpcError
 from .common import auth, caller_of
 from .cors import ORIGINS_KEY
 from .keys import CONFIG_KEY, METRICS_KEY
@@ -167,10 +168,11 @@ class Broker:
     def __init__(self, cfg: Config, metrics_registry: Any) -> None:
         s = cfg.streams
         self.cfg = s
-        self.client = UnixClient(str(cfg.connector_socket), connect_timeout=2.0,
-                                 read_timeout=20.0)
-        self.rpc = UnixClient(str(cfg.connector_socket), connect_timeout=2.0,
-                              read_timeout=cfg.gateway.connector_timeout)
+        # the channel: a line at least every 5 s (the connector's idle line)
+        self.client = ConnectorClient(str(cfg.connector_socket), connect_timeout=2.0,
+                                      read_timeout=20.0)
+        self.rpc = ConnectorClient(str(cfg.connector_socket), connect_timeout=2.0,
+                                   read_timeout=cfg.gateway.connector_timeout)
         self.channel: str | None = None
         self.ready = asyncio.Event()
         self.by_key: dict[str, set[Consumer]] = {}
@@ -216,8 +218,7 @@ class Broker:
             backoff = min(backoff * 2, 2.0)
 
     async def _read_channel(self) -> None:
-        url = f"/stream?since={self.seq}" if self.seq else "/stream"
-        async for lines in raw_line_batches(self.client, url):
+        async for lines in self.client.stream_batches(self.seq):
             try:
                 for line in lines:
                     await self._dispatch(line)
@@ -273,9 +274,8 @@ class Broker:
         self.ready.set()
 
     async def _hold_key(self, key: str) -> dict[str, Any]:
-        spec = self._specs[key]
-        return await self.rpc.request("POST", "/streams",
-                                      json_body={**spec, "channel": self.channel})
+        assert self.channel is not None
+        return await self.rpc.hold_stream(self.channel, self._specs[key])
 
     def _push(self, c: Consumer, typ: str, key: str, seq: int, line: bytes,
               frames: dict[str, bytes] | None = None) -> None:
@@ -337,8 +337,8 @@ class Broker:
         spec = {k: body[k] for k in (*CONTRACT_KEYS, *BAR_KEYS, "genericTicks")
                 if k in body and body[k] is not None}
         spec["kind"] = kind
-        answer = await self.rpc.request("POST", "/streams",
-                                        json_body={**spec, "channel": self.channel})
+        assert self.channel is not None
+        answer = await self.rpc.hold_stream(self.channel, spec)
         key = answer["key"]
         self._specs[key] = spec
         if c.closed or c not in self.consumers:
@@ -374,7 +374,7 @@ class Broker:
 
         async def release() -> None:
             with contextlib.suppress(IpcError, IbhostError):
-                await self.rpc.request("DELETE", f"/streams/{_quote(key)}?channel={channel}")
+                await self.rpc.release_stream(channel, key)
 
         asyncio.get_running_loop().create_task(release())
 
@@ -385,9 +385,7 @@ class Broker:
         c.orders = True
         out: list[bytes] = []
         while True:
-            raw = await self.rpc.request_bytes("GET", f"/order-events?since={since}"
-                                                      f"&limit=1000")
-            page = orjson.loads(raw)
+            page = orjson.loads(await self.rpc.order_events(since, 1000))
             for ev in page["events"]:
                 out.append(orjson.dumps(ev))
                 since = ev["seq"]
@@ -403,12 +401,6 @@ def _encode(wire: str, typ: str, seq: int, line: bytes) -> bytes:
     if wire == "ws":
         return ws_frame(line)
     return sse_chunk(_sse(typ, seq, line), wire == "sse")
-
-
-def _quote(key: str) -> str:
-    import urllib.parse
-
-    return urllib.parse.quote(key, safe="")
 
 
 BROKER_KEY = web.AppKey("streams", Broker)
@@ -703,7 +695,7 @@ async def streams_status(request: web.Request) -> web.Response:
     """What is held at the connector, for whom, and the line budget."""
     auth(request)
     broker = request.app[BROKER_KEY]
-    answer = await broker.rpc.request("GET", "/streams")
+    answer = await broker.rpc.streams()
     answer["consumers"] = len(broker.consumers)
     answer["channelOpen"] = broker.ready.is_set()
     return web.json_response(answer)
