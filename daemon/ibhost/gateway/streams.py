@@ -183,6 +183,7 @@ class Broker:
         self._task: asyncio.Task[None] | None = None
         self._specs: dict[str, dict[str, Any]] = {}  # stream key -> what to hold again
         self._dirty: set[Consumer] = set()  # consumers with direct writes to flush
+        self._out: dict[str, int] = {}  # events written directly, by type, this read
 
     # --- the channel -------------------------------------------------------------------
 
@@ -228,6 +229,10 @@ class Broker:
     def _flush(self) -> None:
         """Write what each keeping-up consumer got from one read: one send each."""
         dirty, self._dirty = self._dirty, set()
+        if self._out:
+            for typ, n in self._out.items():
+                self.m.events_out.labels(typ).inc(n)
+            self._out = {}
         for c in dirty:
             data, c.out = b"".join(c.out), []
             if c.transport is not None and not c.transport.is_closing():
@@ -288,7 +293,7 @@ class Broker:
             c.out.append(data)
             c.drained += 1
             self._dirty.add(c)
-            self.m.events_out.labels(typ).inc()
+            self._out[typ] = self._out.get(typ, 0) + 1  # counted once per read
             return
         if not c.push(typ, key, seq, line):
             self.m.closed.labels("slow").inc()
