@@ -453,7 +453,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 except TimeoutError:
                     await resp.write(b'{"type":"idle"}\n')
                 continue
-            out = []
+            out: list[bytes] = []
             while not q.empty() and len(out) < 1000:
                 seq, line = q.get_nowait()
                 if seq and seq <= replayed:
@@ -558,7 +558,7 @@ def init_app(cfg: Config, session: Session, scheduler: Scheduler,
     app[STREAMS_KEY] = streams if streams is not None else StreamHub(service, cfg)
     app[STARTED_KEY] = time.monotonic()
     app[METRICS_KEY] = ConnectorMetrics(session, scheduler)
-    app[METRICS_KEY].registry.register(app[STREAMS_KEY].collector)  # type: ignore[arg-type]
+    app[METRICS_KEY].registry.register(app[STREAMS_KEY].collector)
     setup_routes(app)
     return app
 

@@ -624,7 +624,8 @@ class StreamHub:
         targets = list(self.subs.values()) if subs is None else subs
         if not targets:
             return
-        self._mark_stale(targets, cause)
+        if cause != "farm":  # after a farm's recovery a stream that flows is not stale
+            self._mark_stale(targets, cause)
         log.info("re-requesting %s live stream(s): %s", len(targets), cause)
         for sub in targets:
             if self.subs.get(sub.key) is not sub:

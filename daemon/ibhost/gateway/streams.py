@@ -37,6 +37,7 @@ from .keys import CONFIG_KEY, METRICS_KEY
 log = logging.getLogger("ibhost.gateway.streams")
 
 CONFLATED = frozenset({"quote", "barUpdate"})
+LATEST = frozenset({"quote", "bar", "tick"})  # kept per stream for a new consumer
 STREAM_TYPES = ("quote", "bar", "barUpdate", "tick", "status")
 CONTRACT_KEYS = ("symbol", "secType", "exchange", "primaryExchange", "currency", "conId",
                  "localSymbol", "lastTradeDateOrContractMonth", "strike", "right",
@@ -184,6 +185,9 @@ class Broker:
         self._specs: dict[str, dict[str, Any]] = {}  # stream key -> what to hold again
         self._dirty: set[Consumer] = set()  # consumers with direct writes to flush
         self._out: dict[str, int] = {}  # events written directly, by type, this read
+        self._spec_keys: dict[bytes, str] = {}  # a stream's description -> its key
+        self._answers: dict[str, dict[str, Any]] = {}  # key -> the connector's answer
+        self._last: dict[str, dict[str, Any]] = {}  # key -> newest quote, bar or tick
 
     # --- the channel -------------------------------------------------------------------
 
@@ -254,6 +258,8 @@ class Broker:
                 self._push(c, "order", "", seq, line, frames)
         elif typ in STREAM_TYPES:
             self.m.events_in.labels(typ).inc()
+            if typ in LATEST:
+                self._last[ev["key"]] = ev
             frames = {}
             for c in list(self.by_key.get(ev.get("key", ""), ())):
                 self._push(c, typ, ev["key"], 0, line, frames)
@@ -342,9 +348,19 @@ class Broker:
         spec = {k: body[k] for k in (*CONTRACT_KEYS, *BAR_KEYS, "genericTicks")
                 if k in body and body[k] is not None}
         spec["kind"] = kind
-        assert self.channel is not None
-        answer = await self.rpc.hold_stream(self.channel, spec)
-        key = answer["key"]
+        ck = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)
+        key = self._spec_keys.get(ck)
+        if key is not None and self.by_key.get(key):
+            # held already for another consumer: no round trip to the connector
+            answer = {**self._answers[key], "last": self._last.get(key)}
+        else:
+            assert self.channel is not None
+            answer = await self.rpc.hold_stream(self.channel, spec)
+            key = answer["key"]
+            self._spec_keys[ck] = key
+            self._answers[key] = {k: v for k, v in answer.items() if k != "last"}
+            if answer.get("last"):
+                self._last[key] = answer["last"]
         self._specs[key] = spec
         if c.closed or c not in self.consumers:
             self._maybe_release(key)
@@ -372,6 +388,9 @@ class Broker:
         if self.by_key.get(key):
             return
         self.by_key.pop(key, None)
+        self._answers.pop(key, None)
+        self._last.pop(key, None)
+        self._spec_keys = {k: v for k, v in self._spec_keys.items() if v != key}
         self.m.streams.set(len(self.by_key))
         channel = self.channel
         if channel is None:
@@ -488,6 +507,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
     c = Consumer(caller_of(request), cfg.consumer_queue, orders)
     c.on_slow = _abort_later(request)
     broker.add(c, "sse")
+    resp: web.StreamResponse | None = None
     try:
         held = [await broker.subscribe(c, kind, body) for kind, body in wants]
         replay: list[bytes] = []
@@ -514,7 +534,10 @@ async def sse(request: web.Request) -> web.StreamResponse:
             await resp.write(_sse("closed", 0, orjson.dumps({"type": "closed",
                                                               "reason": c.closed})))
         return resp
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:  # the consumer hung up: nothing to answer
+        c.close("client gone")
+        return resp if resp is not None else web.Response(status=204)
+    except asyncio.CancelledError:
         c.close("client gone")
         raise
     finally:
