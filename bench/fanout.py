@@ -128,12 +128,17 @@ def main(url: str, key: str, n: int, seconds: float, symbol: str) -> None:
     frames = 0
     for c in consumers:
         c.sock.close()
+        seen: set[str] = set()
         for t, payload in c.frames:
             frames += 1
             data = orjson.loads(payload)
             for ev in data if isinstance(data, list) else [data]:
-                if ev.get("type") == "quote":
-                    arrivals[json.dumps([ev.get(k) for k in QUOTE_KEY])].append(t)
+                if ev.get("type") != "quote":
+                    continue
+                k = json.dumps([ev.get(f) for f in QUOTE_KEY])
+                if k not in seen:  # a quote repeated unchanged: its first arrival
+                    seen.add(k)
+                    arrivals[k].append(t)
     print(json.dumps({"consumers": n, "connect_s": round(connect_s, 2), "frames": frames,
                       "arrivals": arrivals}), flush=True)
 
