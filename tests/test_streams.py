@@ -544,3 +544,27 @@ async def test_real_time_bars_and_tick_by_tick_streams_within_ibs_limits(
         assert "10190" not in sim.state()["stats"]["errors_sent"]
         for x in [s, *more]:
             await x.close()
+
+
+async def test_pnl_and_portfolio_streams_need_a_key_and_share_ibs_subscription(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    async with stack(aiohttp_client, tmp_path, sim) as (con, gw):
+        r = await gw.get("/v1/stream?pnl=account")
+        assert r.status == 401
+        s = await sse(gw, "pnl=account,AAPL&portfolio=true", H)
+        await s.wait(lambda x: {e.get("conId") for e in x.of("pnl")} >= {None, 265598}, 10)
+        acct = next(e for e in s.of("pnl") if "conId" not in e)
+        assert acct["account"] == sim.state()["account"] and "dailyPnL" in acct
+        r = await gw.post("/v1/orders", headers=H, json={
+            "symbol": "AAPL", "action": "BUY", "quantity": 3, "orderType": "MKT"})
+        assert r.status == 201
+        await s.wait(lambda x: any(e["symbol"] == "AAPL" and e["position"] >= 3
+                                   for e in x.of("position")), 10)
+        await s.wait(lambda x: len(x.of("accountValue")) > 0, 10)
+        # /v1/pnl answers from the held subscription: no second reqPnL at IB
+        before = sim.state()["stats"]["requests"].get("reqPnL", 0)
+        p = await (await gw.get("/v1/pnl", headers=H)).json()
+        assert p["account"] == acct["account"] and "dailyPnL" in p
+        assert sim.state()["stats"]["requests"].get("reqPnL", 0) == before == 1
+        await s.close()
+        await wait_until(lambda: sim.state()["stats"]["requests"].get("cancelPnL", 0) == 1, 5)

@@ -418,9 +418,14 @@ async def portfolio(request: web.Request) -> web.Response:
 
 async def pnl(request: web.Request) -> web.Response:
     q = request.query
-    return web.json_response(await request.app[SERVICE_KEY].account.pnl(
-        opt_str(q, "account", to_ib=True), opt_str(q, "model", to_ib=True),
-        opt_int(q, "conId", 0, minimum=0)))
+    svc = request.app[SERVICE_KEY]
+    account, model = opt_str(q, "account", to_ib=True), opt_str(q, "model", to_ib=True)
+    con_id = opt_int(q, "conId", 0, minimum=0)
+    held = request.app[STREAMS_KEY].held_pnl(svc.account.account(account), model, con_id)
+    if held is not None:  # a P&L stream holds IB's subscription: its newest answer
+        return web.json_response({k: v for k, v in held.items()
+                                  if k not in ("type", "key", "symbol")})
+    return web.json_response(await svc.account.pnl(account, model, con_id))
 
 
 # --- live streams -------------------------------------------------------------------
@@ -473,12 +478,17 @@ async def stream_hold(request: web.Request) -> web.Response:
     body = await json_body(request)
     channel = req_str(body, "channel")
     kind = opt_str(body, "kind", "quote", choices=STREAM_KINDS)
-    spec = parse_spec(body)
+    account_wide = kind == "pnl" and not any(body.get(f) for f in ("symbol", "conId",
+                                                                    "localSymbol"))
+    spec = None if account_wide else parse_spec(body)
     params = {"generic": int_list(body, "genericTicks", GENERIC_TICKS),
               "barSize": opt_str(body, "barSize", "1 min"),
               "whatToShow": opt_str(body, "whatToShow", "TRADES", upper=True),
               "useRTH": opt_bool(body, "useRTH", False),
-              "tickType": opt_str(body, "tickType", "Last", choices=TICK_TYPES)}
+              "tickType": opt_str(body, "tickType", "Last", choices=TICK_TYPES),
+              "account": opt_str(body, "account", to_ib=True),
+              "model": opt_str(body, "model", to_ib=True),
+              "conId": opt_int(body, "conId", 0, minimum=0)}
     return web.json_response(await request.app[STREAMS_KEY].hold(channel, kind, spec, params),
                              status=201)
 

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ibhost.connector.streams")
 
-KINDS = ("quote", "bars", "rtbars", "ticks")
+KINDS = ("quote", "bars", "rtbars", "ticks", "pnl")
 LINE_KINDS = ("quote", "rtbars", "ticks")  # each holds a market-data line at IB
 TICK_TYPES = ("Last", "AllLast", "BidAsk", "MidPoint")
 REST = "rest"  # the holder of subscriptions made with POST /subscriptions
@@ -153,6 +153,16 @@ class StreamCollector:
                                 "order event", value=h.journal.seq)
 
 
+class _AccountWide:
+    """The "contract" of an account-wide P&L stream."""
+
+    conId = 0
+    symbol = ""
+    secType = ""
+    localSymbol = ""
+    exchange = ""
+
+
 class _FillOnly:
     """A fill whose order IB no longer lists (another client's, or closed before the
     connection was back): the order fields that the execution itself carries."""
@@ -218,6 +228,10 @@ class StreamHub:
         ib.orderStatusEvent += self._on_order_status
         ib.execDetailsEvent += self._on_exec
         ib.commissionReportEvent += self._on_commission
+        ib.pnlEvent += self._on_pnl
+        ib.pnlSingleEvent += self._on_pnl
+        ib.positionEvent += self._on_position
+        ib.accountValueEvent += self._on_account_value
         self.session.on_resubscribe.append(self._on_connected)
         self.session.on_ib_code.append(self._on_code)
         self.session.listeners.append(self._on_state)
@@ -289,10 +303,12 @@ class StreamHub:
             return f"rtbars:{c.conId}:{params['whatToShow']}:{int(params['useRTH'])}"
         if kind == "ticks":
             return f"ticks:{c.conId}:{params['tickType']}"
+        if kind == "pnl":
+            return f"pnl:{params['account']}:{params['model']}:{params['conId']}"
         return (f"bars:{c.conId}:{params['barSize']}:{params['whatToShow']}:"
                 f"{int(params['useRTH'])}")
 
-    async def hold(self, channel: str, kind: str, spec: ContractSpec,
+    async def hold(self, channel: str, kind: str, spec: ContractSpec | None,
                    params: dict[str, Any]) -> dict[str, Any]:
         if channel not in self.channels and channel != REST:
             raise IbhostError("not_found", f"no stream channel {channel!r} (open GET "
@@ -300,7 +316,12 @@ class StreamHub:
         if kind not in KINDS:
             raise bad_request("kind", f"must be one of {', '.join(KINDS)}")
         params = self._params(kind, params)
-        c = await self.svc.resolve(spec)
+        if spec is None:  # an account-wide P&L stream
+            c: Any = _AccountWide()
+        else:
+            c = await self.svc.resolve(spec)
+            if kind == "pnl":
+                params["conId"] = c.conId
         key = self._key(kind, c, params)
         sub = self.subs.get(key)
         if sub is None:
@@ -333,6 +354,10 @@ class StreamHub:
     def _params(self, kind: str, p: dict[str, Any]) -> dict[str, Any]:
         if kind == "quote":
             return {"generic": ",".join(str(g) for g in p.get("generic") or ())}
+        if kind == "pnl":
+            con_id = int(p.get("conId") or 0)
+            return {"account": self.svc.account.account(str(p.get("account") or "")),
+                    "model": str(p.get("model") or ""), "conId": con_id}
         if kind == "ticks":
             tick_type = str(p.get("tickType") or "Last")
             if tick_type not in TICK_TYPES:
@@ -394,6 +419,17 @@ class StreamHub:
                 return self.ib.reqTickByTickData(c, p["tickType"], 0, False)
 
             sub.handle = await self.svc._call(f"stream ticks {c.symbol}", ticks)
+        elif sub.kind == "pnl":
+            acct, model, con_id = p["account"], p["model"], p["conId"]
+
+            async def pnl() -> Any:
+                return (self.ib.reqPnLSingle(acct, model, con_id) if con_id
+                        else self.ib.reqPnL(acct, model))
+
+            # one subscription per account and model at IB: /pnl's one-off asks take
+            # the same lock, and answer from this one while it is held
+            async with self.svc.account._pnl_lock:
+                sub.handle = await self.svc._call(f"stream pnl {acct}", pnl)
         elif sub.kind == "rtbars":
             # IB counts real-time bars as small bars: its hard pacing rules apply
             key = PaceKey(("stream-rtbars", sub.key, time.monotonic()),
@@ -421,6 +457,9 @@ class StreamHub:
             self._bars_arrived(sub, sub.handle)
         self._by_handle.setdefault(id(sub.handle), []).append(sub)
         sub.last_update = time.monotonic()
+        if sub.kind == "pnl" and (_num(sub.handle.dailyPnL) is not None
+                                  or _num(sub.handle.unrealizedPnL) is not None):
+            self._on_pnl(sub.handle)  # IB's first answer came before it was known here
 
     def release(self, channel: str, key: str) -> None:
         sub = self.subs.get(key)
@@ -466,6 +505,12 @@ class StreamHub:
                 self.ib.cancelTickByTickData(sub.contract, sub.params["tickType"])
             elif sub.kind == "rtbars":
                 self.ib.cancelRealTimeBars(sub.handle)
+            elif sub.kind == "pnl":
+                p = sub.params
+                if p["conId"]:
+                    self.ib.cancelPnLSingle(p["account"], p["model"], p["conId"])
+                else:
+                    self.ib.cancelPnL(p["account"], p["model"])
             else:
                 self.ib.cancelHistoricalData(sub.handle)
         except Exception:  # the handle may belong to a dropped connection
@@ -582,6 +627,44 @@ class StreamHub:
         if bars:
             self._publish(self._bar_event(sub, bars[-1], False))
 
+    # --- account: P&L, positions, account values -------------------------------------
+
+    def _on_pnl(self, obj: Any) -> None:
+        for sub in self._by_handle.get(id(obj), ()):
+            self._fresh(sub)
+            p = sub.params
+            ev: dict[str, Any] = {
+                "type": "pnl", "key": sub.key, "account": p["account"],
+                "modelCode": p["model"], "dailyPnL": _num(obj.dailyPnL),
+                "unrealizedPnL": _num(obj.unrealizedPnL),
+                "realizedPnL": _num(obj.realizedPnL)}
+            if p["conId"]:
+                ev.update(conId=p["conId"], symbol=sub.contract.symbol,
+                          position=_num(obj.position), value=_num(obj.value))
+            sub.last_event = ev
+            self.updates_in["pnl"] = self.updates_in.get("pnl", 0) + 1
+            self._publish(ev)
+
+    def held_pnl(self, account: str, model: str, con_id: int) -> dict[str, Any] | None:
+        """The newest P&L of a held P&L stream (so /pnl need not ask IB again)."""
+        sub = self.subs.get(f"pnl:{account}:{model}:{con_id}")
+        return None if sub is None else sub.last_event
+
+    def _on_position(self, pos: Any) -> None:
+        c = pos.contract
+        self.updates_in["account"] = self.updates_in.get("account", 0) + 1
+        self._publish({"type": "position", "key": f"position:{pos.account}:{c.conId}",
+                       "account": pos.account, "conId": c.conId, "symbol": c.symbol,
+                       "secType": c.secType, "localSymbol": c.localSymbol,
+                       "position": _num(pos.position), "avgCost": _num(pos.avgCost)})
+
+    def _on_account_value(self, v: Any) -> None:
+        self.updates_in["account"] = self.updates_in.get("account", 0) + 1
+        self._publish({"type": "accountValue",
+                       "key": f"account:{v.account}:{v.tag}:{v.currency}",
+                       "account": v.account, "tag": v.tag, "value": v.value,
+                       "currency": v.currency or None, "modelCode": v.modelCode or None})
+
     # --- staleness and resubscription ---------------------------------------------------
 
     def _mark_stale(self, subs: Any, cause: str) -> None:
@@ -653,6 +736,8 @@ class StreamHub:
                 self._spawn(self.resubscribe("silent", silent))
 
     def _market_open(self, sub: LiveSub) -> bool:
+        if sub.kind == "pnl":  # P&L moves when it moves: never silent-stale
+            return False
         kind = _MARKET_KIND.get(sub.contract.secType)
         if kind is None:
             return True

@@ -36,13 +36,14 @@ from .keys import CONFIG_KEY, METRICS_KEY
 
 log = logging.getLogger("ibhost.gateway.streams")
 
-CONFLATED = frozenset({"quote", "barUpdate"})
-LATEST = frozenset({"quote", "bar", "tick"})  # kept per stream for a new consumer
-STREAM_TYPES = ("quote", "bar", "barUpdate", "tick", "status")
+CONFLATED = frozenset({"quote", "barUpdate", "pnl", "position", "accountValue"})
+LATEST = frozenset({"quote", "bar", "tick", "pnl"})  # kept per stream for a new consumer
+ACCOUNT_TYPES = ("position", "accountValue")  # for every consumer of portfolio=true
+STREAM_TYPES = ("quote", "bar", "barUpdate", "tick", "pnl", "status")
 CONTRACT_KEYS = ("symbol", "secType", "exchange", "primaryExchange", "currency", "conId",
                  "localSymbol", "lastTradeDateOrContractMonth", "strike", "right",
                  "multiplier", "tradingClass")
-BAR_KEYS = ("barSize", "whatToShow", "useRTH", "tickType")
+BAR_KEYS = ("barSize", "whatToShow", "useRTH", "tickType", "account", "model")
 
 
 DIRECT_MAX = 64 * 1024  # bytes unsent in a consumer's socket before it goes on a queue
@@ -154,7 +155,8 @@ class StreamMetrics:
                              buckets=(0, 1, 2, 5, 10, 50, 100, 500, 1000), registry=r)
         self.upstream = Gauge("ibhost_stream_channel_up", "1 while the stream channel to "
                               "the connector is open", registry=r)
-        for t in ("quote", "bar", "barUpdate", "status", "order"):
+        for t in ("quote", "bar", "barUpdate", "tick", "pnl", "position", "accountValue",
+                  "status", "order"):
             self.events_in.labels(t)
             self.events_out.labels(t)
         for t in ("sse", "websocket"):
@@ -178,6 +180,7 @@ class Broker:
         self.ready = asyncio.Event()
         self.by_key: dict[str, set[Consumer]] = {}
         self.order_consumers: set[Consumer] = set()
+        self.account_consumers: set[Consumer] = set()
         self.consumers: set[Consumer] = set()
         self.seq = 0  # the newest order event seen
         self.m = StreamMetrics(metrics_registry)
@@ -256,6 +259,11 @@ class Broker:
             frames: dict[str, bytes] = {}
             for c in list(self.order_consumers):
                 self._push(c, "order", "", seq, line, frames)
+        elif typ in ACCOUNT_TYPES:
+            self.m.events_in.labels(typ).inc()
+            frames = {}
+            for c in list(self.account_consumers):
+                self._push(c, typ, ev["key"], 0, line, frames)
         elif typ in STREAM_TYPES:
             self.m.events_in.labels(typ).inc()
             if typ in LATEST:
@@ -328,6 +336,7 @@ class Broker:
             return
         self.consumers.discard(c)
         self.order_consumers.discard(c)
+        self.account_consumers.discard(c)
         self.m.consumers.labels(c.via).dec()
         for key in list(c.keys):
             self._drop_key(c, key)
@@ -479,7 +488,23 @@ def _wants(request: web.Request) -> list[tuple[str, dict[str, Any]]]:
     for sym in _symbols(q.get("ticks", ""), "ticks"):
         wants.append(("ticks", {"symbol": sym, "tickType": q.get("tickType") or "Last",
                                 **({"secType": sec} if sec else {})}))
+    acct = {"account": q["account"]} if q.get("account") else {}
+    for item in _symbols(q.get("pnl", ""), "pnl"):
+        wants.append(("pnl", _pnl_item(item, acct)))
     return wants
+
+
+def _pnl_item(item: Any, acct: dict[str, Any]) -> dict[str, Any]:
+    """``account`` (the account's P&L), a conId or a symbol (one position's)."""
+    if isinstance(item, int) and not isinstance(item, bool):
+        return {"conId": item, **acct}
+    if isinstance(item, str):
+        if item.upper() == "ACCOUNT":
+            return dict(acct)
+        if item.isdigit():
+            return {"conId": int(item), **acct}
+        return {"symbol": item.upper(), **acct}
+    raise bad_request("pnl", "items are 'account', a conId or a symbol")
 
 
 # --- Server-Sent Events -----------------------------------------------------------------
@@ -494,19 +519,22 @@ async def sse(request: web.Request) -> web.StreamResponse:
     event stream. Order events need an API key; ``Last-Event-ID`` resumes them."""
     broker = request.app[BROKER_KEY]
     orders = _flag(request.query, "orders")
+    portfolio = _flag(request.query, "portfolio")
     since = _since(request)
-    if orders or since is not None:
-        auth(request, trading=True)  # order events always need a key
+    wants = _wants(request)
+    if orders or portfolio or since is not None or any(k == "pnl" for k, _ in wants):
+        auth(request, trading=True)  # order, account and P&L events always need a key
     else:
         auth(request)
-    wants = _wants(request)
-    if not wants and not orders:
+    if not wants and not orders and not portfolio:
         raise bad_request("quotes", "name at least one stream: quotes=, bars=, "
-                          "realtimeBars=, ticks= or orders=true")
+                          "realtimeBars=, ticks=, pnl=, portfolio=true or orders=true")
     cfg = request.app[CONFIG_KEY].streams
     c = Consumer(caller_of(request), cfg.consumer_queue, orders)
     c.on_slow = _abort_later(request)
     broker.add(c, "sse")
+    if portfolio:
+        broker.account_consumers.add(c)
     resp: web.StreamResponse | None = None
     try:
         held = [await broker.subscribe(c, kind, body) for kind, body in wants]
@@ -686,12 +714,17 @@ async def _ws_subscribe(request: web.Request, broker: Broker, c: Consumer,
                         cmd: dict[str, Any]) -> dict[str, Any]:
     wants: list[tuple[str, dict[str, Any]]] = []
     for field, kind in (("quotes", "quote"), ("bars", "bars"), ("realtimeBars", "rtbars"),
-                        ("ticks", "ticks")):
+                        ("ticks", "ticks"), ("pnl", "pnl")):
         items = cmd.get(field) or []
         if not isinstance(items, list):
             raise bad_request(field, "must be a list of symbols or contract objects")
         for it in items:
-            if isinstance(it, str):
+            if kind == "pnl":
+                if isinstance(it, dict):
+                    wants.append((kind, it))
+                else:
+                    wants.append((kind, _pnl_item(it, {})))
+            elif isinstance(it, str):
                 wants.append((kind, {"symbol": it.upper()}))
             elif isinstance(it, dict):
                 wants.append((kind, it))
@@ -700,6 +733,13 @@ async def _ws_subscribe(request: web.Request, broker: Broker, c: Consumer,
     orders = cmd.get("orders")
     if orders is not None and not isinstance(orders, bool):
         raise bad_request("orders", "must be true or false")
+    portfolio = cmd.get("portfolio")
+    if portfolio is not None and not isinstance(portfolio, bool):
+        raise bad_request("portfolio", "must be true or false")
+    if portfolio or any(k == "pnl" for k, _ in wants):
+        auth(request, trading=True)  # account and P&L events always need a key
+    if portfolio:
+        broker.account_consumers.add(c)
     since = cmd.get("since")
     if since is not None and (not isinstance(since, int) or isinstance(since, bool)
                               or since < 0):
