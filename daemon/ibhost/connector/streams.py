@@ -216,7 +216,8 @@ class StreamHub:
         self._broken_farms: set[str] = set()
         self.journal = OrderJournal(Path(cfg.path(s.journal_file)), keep=s.journal_keep)
         # counters for /metrics
-        self.updates_in: dict[str, int] = {"quote": 0, "bar": 0, "tick": 0, "order": 0}
+        self.updates_in: dict[str, int] = {"quote": 0, "bar": 0, "tick": 0, "order": 0,
+                                           "pnl": 0, "account": 0}
         self.published = 0
         self.resubscriptions: dict[str, int] = {}
         self.refused = 0
