@@ -370,6 +370,9 @@ async def test_an_order_filled_while_the_connection_is_down_reaches_a_consumer_o
         assert len(execs) == 1 and execs[0]["reconciled"] is True
         assert execs[0]["shares"] == 5 and execs[0]["symbol"] == "AAPL"
         assert len([e for e in mine if e["event"] == "commission"]) == 1
+        # and /v1/executions shows the fill, once
+        fills = await (await gw.get("/v1/executions", headers=H)).json()
+        assert [f["execId"] for f in fills].count(execs[0]["execId"]) == 1
         ids = [eid for e, eid, _ in s.events if e == "order"]
         assert ids == list(range(ids[0], ids[-1] + 1))
         # the connector restarting does not publish it again: the journal knows it
@@ -568,3 +571,21 @@ async def test_pnl_and_portfolio_streams_need_a_key_and_share_ibs_subscription(
         assert sim.state()["stats"]["requests"].get("reqPnL", 0) == before == 1
         await s.close()
         await wait_until(lambda: sim.state()["stats"]["requests"].get("cancelPnL", 0) == 1, 5)
+
+
+async def test_streams_per_api_key_are_limited(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    async with stack(aiohttp_client, tmp_path, sim,
+                     streams__max_consumers_per_key=2) as (con, gw):
+        held = [await sse(gw, "quotes=AAPL", H) for _ in range(2)]
+        r = await gw.get("/v1/stream?quotes=AAPL", headers=H)
+        assert r.status == 429
+        err = (await r.json())["error"]
+        assert "streams.max_consumers_per_key" in err["message"]
+        # callers without a key are counted apart (one bucket for all of them)
+        other = await sse(gw, "quotes=AAPL")
+        await held[0].close()
+        await wait_until(lambda: len(gw.app[BROKER_KEY].consumers) == 2, 5)
+        again = await sse(gw, "quotes=AAPL", H)
+        for x in (held[1], other, again):
+            await x.close()

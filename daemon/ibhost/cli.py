@@ -26,6 +26,7 @@ COMMANDS = {
     "demo": "ibhost.demo",
     "ctl": "ibhost.ctl",
     "bench": "ibhost.benchcmd",
+    "soak": "ibhost.soak",
     "config": "ibhost.configcmd",
 }
 

@@ -1,0 +1,497 @@
+"""``ibhost soak --minutes N``: the whole tree on the simulator under mixed load, a
+fault every ``--fault-every`` seconds, and the invariants checked throughout.
+
+Load: historical bars (compared with the simulator's own truth for the same seed),
+symbol validation, head timestamps, snapshots, orders with an idempotency key
+(each sent twice: the second must answer the first's order) and without, health;
+a live quote stream and an order-event stream follow along. Faults, in a seeded
+random order: dropped connections, the port closed (a nightly reset), a gateway
+restart, a restart that waits for a login, 1100 then 1101 or 1102, market-data
+and historical farm blips, a frozen gateway, kill -9 of each program, a wake.
+
+Invariants, counted and printed as a table (exit 1 on any violation): no wrong
+data, no order doubled or lost, no 5xx other than 503/504 (IB or a program not
+ready: the truthful answer during a fault), no request hanging past its deadline,
+no pacing violation at the simulator, order events with no gap in their
+sequence, quotes flowing again within 20 s of every fault, no program's memory
+growing without bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import datetime as dt
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PY = [sys.executable, "-m", "ibhost.cli"]
+KEY = "soak-key-0123456789abcdef"
+SYMBOLS = ["AAPL", "MSFT", "SPY", "QQQ", "NVDA"]
+SIM_START = dt.datetime(2025, 12, 10, 14, 35, tzinfo=dt.UTC)  # a Wednesday, 09:35 ET
+SEED = 11
+DAYS = [d for d in (dt.date(2025, 11, 3) + dt.timedelta(days=i) for i in range(20))
+        if d.weekday() < 5 and d != dt.date(2025, 11, 27) and d != dt.date(2025, 11, 28)]
+PROGRAMS = ("connector", "gateway", "gapfill", "watchdog")
+DEADLINE = 30.0  # seconds each request may take (sent as ?timeout=)
+RESUME_WITHIN = 20.0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("soak", help="mixed load and random faults against the tree on the "
+                                    "simulator; checks the invariants (exit 1 on a violation)")
+    p.add_argument("--minutes", type=float, default=10.0, help="how long (10)")
+    p.add_argument("--fault-every", type=float, default=60.0,
+                   help="seconds between faults, on average (60)")
+    p.add_argument("--callers", type=int, default=6, help="concurrent callers (6)")
+    p.add_argument("--seed", type=int, default=1, help="the faults' and the load's order")
+    p.add_argument("--json", action="store_true", help="the result as JSON as well")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    soak = Soak(args.minutes * 60, args.fault_every, args.callers, args.seed)
+    result = asyncio.run(soak.main())
+    print(table(result))
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    return 1 if result["violations"] else 0
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    out = subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True,
+                         text=True)
+    return int(out.stdout.strip() or 0) / 1024
+
+
+class Soak:
+    def __init__(self, seconds: float, fault_every: float, callers: int, seed: int) -> None:
+        self.seconds = seconds
+        self.fault_every = fault_every
+        self.callers = callers
+        self.rng = random.Random(seed)
+        self.home = Path(tempfile.mkdtemp(prefix="ibs-"))
+        self.count: collections.Counter[str] = collections.Counter()
+        self.faults: collections.Counter[str] = collections.Counter()
+        self.violations: list[str] = []
+        self.sim: asyncio.subprocess.Process | None = None
+        self.sup: asyncio.subprocess.Process | None = None
+        self.url = ""
+        self.last_fault = 0.0
+        self.quote_times: list[float] = []
+        self.resume_waits: list[float] = []
+        self.order_seqs: list[int] = []
+        from .sim.market import Market
+        from .sim.universe import Universe
+
+        self.market = Market(Universe(lambda: SIM_START.timestamp()), SEED)
+        self.universe = self.market.universe
+
+    # --- the tree ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from . import tree
+        from .ipc import UnixClient
+
+        tree.prepare_home(self.home)
+        sock = self.home / "run" / "sim.sock"
+        self.sim = await asyncio.create_subprocess_exec(
+            *PY, "sim", "--port", "0", "--seed", str(SEED), "--control", str(sock),
+            "--pacing-scale", "0.01", "--log-level", "WARNING", "--tick-interval", "0.25",
+            "--start-time", SIM_START.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            stdout=asyncio.subprocess.PIPE, start_new_session=True)
+        assert self.sim.stdout is not None
+        line = (await self.sim.stdout.readline()).decode()
+        match = re.search(r":(\d+)", line)
+        assert match is not None, line
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        (self.home / "ibhost.toml").write_text(f"""
+[ib]
+port = {match.group(1)}
+settle_delay = 0.2
+[pacing]
+scale = 0.01
+[gateway]
+port = {port}
+api_key = "{KEY}"
+log_level = "WARNING"
+[connector]
+log_level = "WARNING"
+[trading]
+enabled = true
+max_notional = 100000000
+[watchdog]
+region = "none"
+restart_cooldown = 5
+""")
+        self.url = f"http://127.0.0.1:{port}"
+        self.simctl = UnixClient(str(sock))
+        self.sup = await tree.start_supervisord(self.home)
+        self.supervisor = tree.Supervisor(self.home)
+        await self.wait_ok(90)
+
+    async def stop(self) -> None:
+        from . import tree
+
+        if self.sup is not None:
+            await tree.stop_supervisord(self.sup)
+        if self.sim is not None and self.sim.returncode is None:
+            self.sim.send_signal(signal.SIGTERM)
+            await self.sim.wait()
+        await self.simctl.close()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    async def wait_ok(self, timeout: float) -> None:
+        import aiohttp
+
+        end = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < end:
+                try:
+                    async with http.get(self.url + "/v1/health?connect=true") as r:
+                        if (await r.json()).get("status") == "ok":
+                            return
+                except (aiohttp.ClientError, OSError, ValueError):
+                    pass
+                await asyncio.sleep(0.2)
+        raise RuntimeError("the tree did not become healthy")
+
+    def rss(self) -> dict[str, float]:
+        out = {}
+        for p in self.supervisor.processes():
+            if p["pid"]:
+                out[p["name"].split(":")[-1]] = round(rss_mib(p["pid"]), 1)
+        return out
+
+    async def sim_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = await self.simctl.request("GET", "/state")
+        return state
+
+    # --- load --------------------------------------------------------------------------
+
+    async def caller(self, http: Any, n: int) -> None:
+        rng = random.Random(self.rng.random())
+        kinds = ["bars"] * 4 + ["validate"] * 2 + ["head", "snapshot", "snapshot",
+                                                     "order_key", "order", "health"]
+        while time.monotonic() < self.end:
+            kind = rng.choice(kinds)
+            try:
+                await getattr(self, f"do_{kind}")(http, rng)
+            except _Unavailable:
+                self.count[f"{kind}.unavailable"] += 1
+                await asyncio.sleep(0.25)  # as a client would, before it asks again
+            except TimeoutError:
+                self.count[f"{kind}.hung"] += 1
+                self.violation(f"{kind}: no answer within {DEADLINE + 10:g}s")
+            self.count[kind] += 1
+
+    async def call(self, http: Any, method: str, path: str, body: Any = None,
+                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        import aiohttp
+
+        sep = "&" if "?" in path else "?"
+        try:
+            async with asyncio.timeout(DEADLINE + 10):
+                async with http.request(method, f"{self.url}{path}{sep}timeout={DEADLINE:g}",
+                                        json=body, headers={"X-API-Key": KEY,
+                                                            **(headers or {})}) as r:
+                    data = await r.read()
+                    status = r.status
+        except (aiohttp.ClientConnectionError, ConnectionError, OSError) as e:
+            raise _Unavailable(str(e)) from None
+        if status in (503, 504):
+            raise _Unavailable(str(status))
+        if status >= 500:
+            self.violation(f"{method} {path}: {status} {data[:200]!r}")
+            raise _Unavailable(str(status))
+        return status, json.loads(data) if data else None
+
+    async def do_bars(self, http: Any, rng: random.Random) -> None:
+        sym, day = rng.choice(SYMBOLS), rng.choice(DAYS)
+        start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+        st, body = await self.call(http, "POST", "/v1/data/historical", {
+            "symbol": sym, "timeframe": "5m", "start": start.isoformat(),
+            "end": (start + dt.timedelta(days=1)).isoformat()})
+        if st != 200:
+            self.violation(f"bars {sym} {day}: {st} {str(body)[:200]}")
+            return
+        from .sim.universe import Query
+
+        lst = self.universe.match(Query(symbol=sym, secType="STK", currency="USD"))[0]
+        truth = self.market.bars(lst, int(start.timestamp()), int(start.timestamp()) + 86400,
+                                 300, "TRADES", True)
+        data = body["data"]
+        got = list(zip(data["close"], data["volume"], strict=True))
+        want = [(b.close, b.volume) for b in truth]
+        if got != want or len(data["timestamp"]) != len(truth):
+            self.count["bars.wrong"] += 1
+            self.violation(f"bars {sym} {day}: {len(got)} bars differ from the truth "
+                           f"({len(want)})")
+
+    async def do_validate(self, http: Any, rng: random.Random) -> None:
+        sym = rng.choice(SYMBOLS)
+        st, body = await self.call(http, "POST", "/v1/data/validate", {"symbol": sym})
+        if st != 200 or body.get("symbol") != sym:
+            self.violation(f"validate {sym}: {st} {str(body)[:200]}")
+
+    async def do_head(self, http: Any, rng: random.Random) -> None:
+        sym = rng.choice(SYMBOLS)
+        st, body = await self.call(http, "GET", f"/v1/data/head-timestamp?symbol={sym}")
+        if st != 200:
+            self.violation(f"head timestamp {sym}: {st} {str(body)[:200]}")
+
+    async def do_snapshot(self, http: Any, rng: random.Random) -> None:
+        sym = rng.choice(SYMBOLS)
+        st, body = await self.call(http, "POST", "/v1/market/snapshot", {"symbol": sym})
+        if st != 200:
+            self.violation(f"snapshot {sym}: {st} {str(body)[:200]}")
+        elif body.get("bid") is not None and body.get("ask") is not None \
+                and body["bid"] > body["ask"]:
+            self.violation(f"snapshot {sym}: bid {body['bid']} over ask {body['ask']}")
+
+    async def do_health(self, http: Any, rng: random.Random) -> None:
+        await self.call(http, "GET", "/v1/health")
+
+    async def do_order(self, http: Any, rng: random.Random) -> None:
+        st, body = await self.call(http, "POST", "/v1/orders", {
+            "symbol": rng.choice(SYMBOLS), "action": rng.choice(["BUY", "SELL"]),
+            "quantity": 1, "orderType": "LMT", "limitPrice": 1.0})
+        if st not in (200, 201):
+            self.violation(f"order: {st} {str(body)[:200]}")
+
+    async def do_order_key(self, http: Any, rng: random.Random) -> None:
+        key = f"soak-{rng.getrandbits(48):012x}"
+        order = {"symbol": rng.choice(SYMBOLS), "action": "BUY", "quantity": 1,
+                 "orderType": "LMT", "limitPrice": 1.0}
+        before = (await self.sim_state())["stats"]["restarts"]
+        first: Any = None
+        for _ in (1, 2):  # the second is a client's retry: never a second order
+            try:
+                st, body = await self.call(http, "POST", "/v1/orders", order,
+                                           {"Idempotency-Key": key})
+            except _Unavailable:
+                continue
+            if st not in (200, 201):
+                self.violation(f"order with a key: {st} {str(body)[:200]}")
+                return
+            if first is None:
+                first = body
+            elif body.get("orderId") != first.get("orderId"):
+                self.count["orders.doubled"] += 1
+                self.violation(f"order {key}: a retry answered another order")
+        state = await self.sim_state()
+        if state["stats"]["restarts"] != before:
+            return  # the simulator forgot its orders meanwhile: nothing to compare
+        at_ib = [o for o in state["orders"] if o["orderRef"] == key]
+        if len(at_ib) > 1:
+            self.count["orders.doubled"] += 1
+            self.violation(f"order {key}: {len(at_ib)} orders at IB")
+        elif first is not None and not at_ib:
+            self.count["orders.lost"] += 1
+            self.violation(f"order {key}: answered, but not at IB")
+
+    # --- streams -----------------------------------------------------------------------
+
+    async def follow(self, http: Any, query: str, on_event: Any) -> None:
+        """One SSE consumer, reconnecting (order events resume by Last-Event-ID)."""
+        import aiohttp
+
+        last_id: int | None = None
+        while time.monotonic() < self.end:
+            headers = {"X-API-Key": KEY}
+            if last_id is not None:
+                headers["Last-Event-ID"] = str(last_id)
+            try:
+                async with http.get(f"{self.url}/v1/stream?{query}", headers=headers,
+                                    timeout=aiohttp.ClientTimeout(total=None,
+                                                                  sock_read=30)) as r:
+                    if r.status != 200:
+                        await asyncio.sleep(0.5)
+                        continue
+                    event, data = "", b""
+                    async for raw in r.content:
+                        line = raw.rstrip(b"\n")
+                        if line.startswith(b"event: "):
+                            event = line[7:].decode()
+                        elif line.startswith(b"id: "):
+                            last_id = int(line[4:])
+                        elif line.startswith(b"data: "):
+                            data = line[6:]
+                        elif not line and data:
+                            on_event(event, json.loads(data))
+                            data = b""
+                        if time.monotonic() >= self.end:
+                            return
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+                pass
+            await asyncio.sleep(0.5)
+
+    def on_quote(self, event: str, ev: dict[str, Any]) -> None:
+        if event == "quote":
+            now = time.monotonic()
+            if self.last_fault and (not self.quote_times or
+                                    self.quote_times[-1] < self.last_fault):
+                self.resume_waits.append(now - self.last_fault)
+            self.quote_times.append(now)
+
+    def on_order(self, event: str, ev: dict[str, Any]) -> None:
+        if event == "order":
+            self.order_seqs.append(int(ev["seq"]))
+
+    # --- faults ------------------------------------------------------------------------
+
+    FAULTS = ("drop", "nightly-reset", "gateway-restart", "login-wait", "1101", "1102",
+              "farm-2103", "farm-2105", "freeze", "kill-connector", "kill-gateway",
+              "kill-gapfill", "kill-watchdog", "wake")
+
+    async def fault(self, name: str) -> None:
+        f = self.simctl
+
+        async def sim(fault: str, **params: Any) -> None:
+            await f.request("POST", f"/faults/{fault}", json_body=params)
+
+        if name == "drop":
+            await sim("drop")
+        elif name == "nightly-reset":
+            await sim("close-port", seconds=8.0)
+        elif name == "gateway-restart":
+            await sim("restart", downtime=2.0)
+        elif name == "login-wait":  # back up, but waiting for a second factor a while
+            await sim("delay-ready", seconds=6.0)
+            await sim("drop")
+            await asyncio.sleep(7.0)
+            await sim("delay-ready", seconds=0.0)
+        elif name in ("1101", "1102"):
+            await sim("connectivity-lost", restore=name, after=3.0)
+        elif name.startswith("farm-"):
+            await sim("farm", code=int(name[5:]), after=3.0)
+        elif name == "freeze":
+            await sim("freeze")
+            await asyncio.sleep(4.0)
+            await sim("thaw")
+        elif name.startswith("kill-"):
+            pid = self.supervisor.process(f"ibhost:{name[5:]}")["pid"]
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+        elif name == "wake":
+            await asyncio.to_thread(subprocess.run, [*PY, "ctl", "--home", str(self.home),
+                                                     "wake"], capture_output=True,
+                                    timeout=30)
+        self.faults[name] += 1
+        self.last_fault = time.monotonic()
+
+    async def faulter(self) -> None:
+        order = list(self.FAULTS)
+        self.rng.shuffle(order)
+        i = 0
+        while True:
+            wait = self.fault_every * self.rng.uniform(0.7, 1.3)
+            if time.monotonic() + wait > self.end - RESUME_WITHIN:
+                return
+            await asyncio.sleep(wait)
+            await self.fault(order[i % len(order)])
+            i += 1
+
+    # --- the run -----------------------------------------------------------------------
+
+    async def main(self) -> dict[str, Any]:
+        import aiohttp
+
+        t0 = time.monotonic()
+        await self.start()
+        try:
+            await asyncio.sleep(5.0)  # warm: the first connections and caches
+            rss_start = self.rss()
+            self.end = time.monotonic() + self.seconds
+            conn = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(connector=conn,
+                                             timeout=aiohttp.ClientTimeout(total=None)) as http:
+                await asyncio.gather(
+                    self.faulter(), *(self.caller(http, n) for n in range(self.callers)),
+                    self.follow(http, "quotes=AAPL", self.on_quote),
+                    self.follow(http, "orders=true", self.on_order))
+            await asyncio.sleep(3.0)
+            rss_end = self.rss()
+            state = await self.sim_state()
+        finally:
+            await self.stop()
+        pacing = len(state["stats"]["violations"])
+        if pacing:
+            self.violation(f"{pacing} pacing violation(s) at the simulator: "
+                           f"{state['stats']['violations_by_rule']}")
+        seqs = self.order_seqs
+        if seqs and sorted(set(seqs)) != list(range(min(seqs), max(seqs) + 1)):
+            self.violation("order events: a gap or a repeat in the sequence numbers")
+        if len(seqs) != len(set(seqs)):
+            self.violation("order events: an event delivered twice")
+        slow = [w for w in self.resume_waits if w > RESUME_WITHIN]
+        if slow:
+            self.violation(f"quotes came back later than {RESUME_WITHIN:g}s after "
+                           f"{len(slow)} fault(s): {max(slow):.1f}s")
+        for prog in PROGRAMS:
+            a, b = rss_start.get(prog, 0.0), rss_end.get(prog, 0.0)
+            if a and b > a * 1.5 + 32:
+                self.violation(f"{prog}: memory grew from {a:.0f} to {b:.0f} MiB")
+        return {"seconds": round(time.monotonic() - t0), "requests": dict(self.count),
+                "faults": dict(self.faults), "violations": self.violations,
+                "pacing_violations": pacing, "order_events": len(seqs),
+                "quote_events": len(self.quote_times),
+                "quotes_back_after_fault_s": {
+                    "max": round(max(self.resume_waits, default=0.0), 2),
+                    "n": len(self.resume_waits)},
+                "rss_start": rss_start, "rss_end": rss_end}
+
+    def violation(self, text: str) -> None:
+        self.violations.append(text)
+        print(f"VIOLATION: {text}", file=sys.stderr, flush=True)
+
+
+class _Unavailable(Exception):
+    """503/504 or no connection: the truthful answer while a fault lasts."""
+
+
+def table(r: dict[str, Any]) -> str:
+    req = r["requests"]
+    kinds = sorted(k for k in req if "." not in k)
+    lines = [f"ibhost soak: {r['seconds']} s, faults: "
+             + ", ".join(f"{k} x{v}" for k, v in sorted(r["faults"].items())), "",
+             "| request | sent | unavailable (fault) | hung | wrong |", "|---|---|---|---|---|"]
+    for k in kinds:
+        lines.append(f"| {k} | {req[k]} | {req.get(k + '.unavailable', 0)} | "
+                     f"{req.get(k + '.hung', 0)} | {req.get(k + '.wrong', 0)} |")
+    lines += ["", "| invariant | value |", "|---|---|",
+              f"| orders doubled | {req.get('orders.doubled', 0)} |",
+              f"| orders lost | {req.get('orders.lost', 0)} |",
+              f"| pacing violations at the simulator | {r['pacing_violations']} |",
+              f"| order events (no gap, no repeat) | {r['order_events']} |",
+              f"| quote events | {r['quote_events']} |",
+              f"| quotes back after a fault, max s (n) | "
+              f"{r['quotes_back_after_fault_s']['max']} "
+              f"({r['quotes_back_after_fault_s']['n']}) |",
+              f"| violations | {len(r['violations'])} |", "",
+              "| program | RSS start MiB | RSS end MiB |", "|---|---|---|"]
+    for p in PROGRAMS:
+        lines.append(f"| {p} | {r['rss_start'].get(p)} | {r['rss_end'].get(p)} |")
+    for v in r["violations"][:20]:
+        lines.append(f"VIOLATION: {v}")
+    return "\n".join(lines)
