@@ -277,6 +277,11 @@ ID_OR_NONE = null({"type": "integer", "minimum": 0, "maximum": 2147483647,
 BRIDGE_CANCEL = {"type": "object", "properties": {"orderId": ID_OR_NONE, "permId": ID_OR_NONE},
                  "anyOf": [{"required": ["orderId"], "properties": {"orderId": CONID}},
                            {"required": ["permId"], "properties": {"permId": CONID}}]}
+# what bridge.place_order and bridge.cancel_order answer
+BRIDGE_PLACED = obj(("orderId", "status", "uid", "message"), orderId=INT, permId=null(INT),
+                    status=STR, uid=STR, message=STR)
+BRIDGE_CANCELLED = obj(("orderId", "status", "message"), orderId=INT, permId=null(INT),
+                       status=STR, message=STR)
 BRIDGE_QUOTE = obj(("symbol", "source"), symbol=STR, last=null(NUM), bid=null(NUM),
                    ask=null(NUM), high=null(NUM), low=null(NUM), volume=null(NUM),
                    close=null(NUM), source=STR)
@@ -585,11 +590,12 @@ SPEC: dict[str, Any] = {
                                         ("date",), date=STR, open=NUM, high=NUM, low=NUM,
                                         close=NUM, volume=NUM))),
                                     body="BridgeHistorical", key="bridge", family="bridge")},
-        "/order": {"post": _op("wheel-strat: place an order (uid -> orderRef)", OBJ,
+        "/order": {"post": _op("wheel-strat: place an order (uid -> orderRef)", BRIDGE_PLACED,
                                body="BridgeOrder", key="trading", family="bridge",
                                extra="wheel-strat: place an order (uid -> orderRef); 400 "
                                "when a LMT price is missing or below the minimum tick")},
-        "/order/cancel": {"post": _op("wheel-strat: cancel by orderId or permId", OBJ,
+        "/order/cancel": {"post": _op("wheel-strat: cancel by orderId or permId",
+                                      BRIDGE_CANCELLED,
                                       body="BridgeCancel", key="trading", family="bridge")},
         "/executions": {"get": _op("wheel-strat: {executions, count}",
                                    obj(("executions", "count"), executions=arr(OBJ), **LIST),
