@@ -90,6 +90,15 @@ def step_limits(duration_secs: int) -> tuple[int, int]:
     return 86400, 2592000
 
 
+def duration_fits(bar_secs: int, duration_secs: int) -> bool:
+    """Whether IB's step sizes let one ask for ``duration_secs`` of ``bar_secs`` bars: the
+    bar is not too large for the duration, and not too small unless the range may be
+    asked in chunks (bars over 30 s; the hard-paced ones would spend IB's 60-per-10-
+    minutes budget)."""
+    lo, hi = step_limits(duration_secs)
+    return bar_secs <= hi and (bar_secs >= lo or not hard_paced(bar_secs))
+
+
 def longest_duration(bar_secs: int) -> tuple[int, str]:
     """The longest single-request duration IB allows for a bar size, as (n, unit)."""
     best: tuple[int, str] = (60, "S")

@@ -201,6 +201,23 @@ def opt_int(m: Mapping[str, Any], name: str, default: int, *, minimum: int = 0,
     return i
 
 
+# a caller's deadline (?timeout= or X-Timeout), in seconds: below a tenth of a second
+# not even connector.sock answers, so a smaller one is a mistake, not a wish
+TIMEOUT_MIN, TIMEOUT_MAX = 0.1, 3600.0
+
+
+def timeout_seconds(raw: str) -> float:
+    """A deadline the caller asked for, within TIMEOUT_MIN..TIMEOUT_MAX seconds."""
+    try:
+        asked = float(raw) if raw.isascii() else math.nan
+    except ValueError:
+        asked = math.nan
+    if not TIMEOUT_MIN <= asked <= TIMEOUT_MAX:  # also NaN
+        raise bad_request("timeout", f"must be a number of seconds from {TIMEOUT_MIN:g} "
+                                     f"to {TIMEOUT_MAX:g}")
+    return asked
+
+
 def opt_datetime(m: Mapping[str, Any], name: str) -> dt.datetime | None:
     """ISO 8601 (UTC unless an offset is given) or a YYYY-MM-DD date (midnight UTC)."""
     v = m.get(name)

@@ -7,7 +7,6 @@ guards and errors below are the same for all of them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ from ..connector.client import ConnectorClient
 from ..errors import IbhostError, bad_request
 from ..ibrules import TIMEFRAMES
 from ..ipc import KEYLESS, IpcError
-from ..validate import json_body
+from ..validate import json_body, timeout_seconds
 from .keys import AUTH_KEY, CONFIG_KEY, CONNECTOR_KEY, METRICS_KEY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -124,13 +123,7 @@ def deadline_of(request: web.Request) -> float:
     raw = request.query.get("timeout") or request.headers.get("X-Timeout")
     if raw is None:
         return limit
-    try:
-        asked = float(raw) if raw.isascii() else math.nan
-    except ValueError:
-        asked = math.nan
-    if not 0 < asked <= 3600:  # also NaN
-        raise bad_request("timeout", "must be a number of seconds above 0 and at most 3600")
-    return min(asked, limit)
+    return min(timeout_seconds(raw), limit)
 
 
 def _catalogue_error(e: IpcError) -> IbhostError:

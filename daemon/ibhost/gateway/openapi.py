@@ -10,7 +10,16 @@ from aiohttp import web
 from .. import __version__, ibrules
 from ..errors import CODES
 from ..symbols import INSTRUMENT_TYPES
+from ..validate import TIMEOUT_MAX, TIMEOUT_MIN
 from .ktrdr import KTRDR_TIMEFRAMES
+from .schema_rules import (
+    any_duration_pattern,
+    bridge_historical_rules,
+    given,
+    historical_rules,
+    one_of,
+    order_rules,
+)
 
 # --- building blocks -------------------------------------------------------------------
 
@@ -54,17 +63,18 @@ CONID = {"type": "integer", "minimum": 1, "maximum": 2147483647}
 DATE_TIME = {"type": "string", "example": "2025-11-20T14:30:00Z", "pattern": (
     "^(19[7-9][0-9]|20[0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
     "T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$")}
-# IB's durations within its limits (86400 S, 365 D, 52 W, 12 M, 50 Y)
-DURATION = {"type": "string", "example": "2 D", "pattern": (
-    "^(([1-9][0-9]{0,3}|[1-7][0-9]{4}|8[0-5][0-9]{3}|86[0-3][0-9]{2}|86400) S|"
-    "([1-9]|[1-9][0-9]|[12][0-9]{2}|3[0-5][0-9]|36[0-5]) D|([1-9]|[1-4][0-9]|5[0-2]) W|"
-    "([1-9]|1[0-2]) M|([1-9]|[1-4][0-9]|50) Y)$")}
+# IB's durations within its limits (ibrules.MAX_DURATION: 86400 S, 365 D, 52 W, 12 M,
+# 50 Y); which of them a bar size takes, the request schemas say (schema_rules)
+DURATION = {"type": "string", "example": "2 D", "pattern": any_duration_pattern()}
+# IB's bar sizes and the spellings its own error text gives (1W, 1M)
+BAR_SIZES = [*ibrules.BAR_SIZES, *ibrules.BAR_ALIASES]
 # query-string booleans as the gateway reads them
 QBOOL = {"type": "string", "enum": ["", "true", "false", "True", "False", "1", "0", "yes",
                                     "no", "on", "off"]}
 # a JSON boolean, or the same words, or 0/1
 JBOOL = {"anyOf": [BOOL, QBOOL, {"type": "integer", "enum": [0, 1]}]}
-TIMEOUT = {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}
+TIMEOUT = {"type": "number", "minimum": TIMEOUT_MIN, "maximum": TIMEOUT_MAX,
+           "description": "seconds this request may take (at most gateway.connector_timeout)"}
 
 CONTRACT_FIELDS: dict[str, Any] = {  # null or absent: the default
     "symbol": {"anyOf": [SYMBOL, {"const": ""}, {"type": "null"}]},
@@ -189,7 +199,7 @@ SYSTEM_STATUS = obj(("success", "programs", "trading_enabled"), success=BOOL,
 
 HISTORICAL = {"type": "object", "properties": {
     **CONTRACT_FIELDS,
-    "barSize": {"type": "string", "enum": list(ibrules.BAR_SIZES),
+    "barSize": {"type": "string", "enum": BAR_SIZES,
                 "description": "IB's bar size; give this or timeframe"},
     "timeframe": {"type": "string", "enum": sorted(ibrules.TIMEFRAMES),
                   "description": "alternative to barSize: 1s 5s … 1m 5m 15m 30m 1h 4h "
@@ -203,22 +213,23 @@ HISTORICAL = {"type": "object", "properties": {
                    "description": "default TRADES (MIDPOINT for CASH and CFD)"},
     "useRTH": {**JBOOL, "default": True},
     "priority": {"type": "string", "enum": ["interactive", "background"]},
-}, "allOf": [NAMED,
-             {"anyOf": [{"required": ["barSize"]}, {"required": ["timeframe"]}]},
-             {"anyOf": [{"required": ["start"]}, {"required": ["duration"]}]}]}
+}, "allOf": [NAMED, *historical_rules(SEC_TYPES)]}
+ORDER_TYPES = ["MKT", "LMT", "STP", "STP LMT"]
+# an order names its contract by symbol or conId (orders.fields)
+ORDER_NAMED = {"anyOf": NAMED["anyOf"][:2]}
 ORDER = {"type": "object", "required": ["action", "quantity"], "properties": {
     **CONTRACT_FIELDS,
     "action": {"type": "string", "enum": ["BUY", "SELL", "buy", "sell"]},
     "quantity": {"type": "number", "minimum": 0.0001, "maximum": 1e9},
-    "orderType": {"type": "string", "default": "LMT",
-                  "enum": ["MKT", "LMT", "STP", "STP LMT"]},
+    "orderType": {"type": "string", "default": "LMT", "enum": ORDER_TYPES},
     "limitPrice": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e9},
     "stopPrice": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e9},
     "tif": {"type": "string", "default": "DAY", "enum": ["DAY", "GTC", "IOC", "OPG",
                                                          "FOK", "GTD"]},
     "outsideRth": JBOOL,
     "orderRef": {"type": "string", "maxLength": 128, "pattern": "^[ -~]*$"},
-}, "allOf": [NAMED]}
+}, "allOf": [ORDER_NAMED, *order_rules(ORDER_TYPES, "LMT", needs_limit=("LMT", "STP LMT"),
+                                       needs_stop=("STP", "STP LMT"), no_limit=("MKT",))]}
 
 KTRDR_HISTORICAL = obj(("symbol", "timeframe", "start", "end"),
                        symbol=SYMBOL,
@@ -236,10 +247,11 @@ BRIDGE_OPTION = obj(("symbol", "expiration", "strike", "right"),
                     right={"type": "string", "enum": ["C", "P", "c", "p"]},
                     exchange=TEXT, currency=TEXT, conId=CONID)
 BRIDGE_HISTORICAL = obj(("symbol",), symbol=SYMBOL,
-                        barSize=null({"type": "string", "enum": list(ibrules.BAR_SIZES)}),
+                        barSize=null({"type": "string", "enum": BAR_SIZES}),
                         duration=null({"anyOf": [DURATION, {"const": ""}]}),
                         whatToShow={"type": "string", "enum": ["TRADES", "MIDPOINT"]},
                         useRTH=JBOOL, endDateTime={"type": "string", "enum": [""]})
+BRIDGE_HISTORICAL["allOf"] = bridge_historical_rules()
 BRIDGE_ORDER = obj(("symbol", "action", "quantity"), symbol=SYMBOL,
                    secType={"type": "string", "enum": ["STK", "OPT"]},
                    action={"type": "string", "enum": ["BUY", "SELL"]},
@@ -252,11 +264,24 @@ BRIDGE_ORDER = obj(("symbol", "action", "quantity"), symbol=SYMBOL,
                                               {"const": ""}]}),
                    strike=null({"type": "number", "minimum": 0, "exclusiveMaximum": 1e9}),
                    right=null(BRIDGE_OPTION["properties"]["right"]))
+# anything but MKT is a LMT order at the bridge (default LMT), and an option order
+# names its contract in full (bridge._option)
+BRIDGE_ORDER["allOf"] = [
+    *order_rules(["MKT", "LMT"], "LMT", needs_limit=("LMT",)),
+    {"anyOf": [one_of("secType", ["STK"]), {"allOf": [
+        given("expiration", {"type": "string", "minLength": 1}),
+        given("right", {"type": "string"}),
+        given("strike", {"type": "number", "exclusiveMinimum": 0})]}]}]
 ID_OR_NONE = null({"type": "integer", "minimum": 0, "maximum": 2147483647,
                    "description": "0 or null: not given"})
 BRIDGE_CANCEL = {"type": "object", "properties": {"orderId": ID_OR_NONE, "permId": ID_OR_NONE},
                  "anyOf": [{"required": ["orderId"], "properties": {"orderId": CONID}},
                            {"required": ["permId"], "properties": {"permId": CONID}}]}
+# what bridge.place_order and bridge.cancel_order answer
+BRIDGE_PLACED = obj(("orderId", "status", "uid", "message"), orderId=INT, permId=null(INT),
+                    status=STR, uid=STR, message=STR)
+BRIDGE_CANCELLED = obj(("orderId", "status", "message"), orderId=INT, permId=null(INT),
+                       status=STR, message=STR)
 BRIDGE_QUOTE = obj(("symbol", "source"), symbol=STR, last=null(NUM), bid=null(NUM),
                    ask=null(NUM), high=null(NUM), low=null(NUM), volume=null(NUM),
                    close=null(NUM), source=STR)
@@ -565,11 +590,12 @@ SPEC: dict[str, Any] = {
                                         ("date",), date=STR, open=NUM, high=NUM, low=NUM,
                                         close=NUM, volume=NUM))),
                                     body="BridgeHistorical", key="bridge", family="bridge")},
-        "/order": {"post": _op("wheel-strat: place an order (uid -> orderRef)", OBJ,
+        "/order": {"post": _op("wheel-strat: place an order (uid -> orderRef)", BRIDGE_PLACED,
                                body="BridgeOrder", key="trading", family="bridge",
                                extra="wheel-strat: place an order (uid -> orderRef); 400 "
                                "when a LMT price is missing or below the minimum tick")},
-        "/order/cancel": {"post": _op("wheel-strat: cancel by orderId or permId", OBJ,
+        "/order/cancel": {"post": _op("wheel-strat: cancel by orderId or permId",
+                                      BRIDGE_CANCELLED,
                                       body="BridgeCancel", key="trading", family="bridge")},
         "/executions": {"get": _op("wheel-strat: {executions, count}",
                                    obj(("executions", "count"), executions=arr(OBJ), **LIST),
