@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -139,6 +140,11 @@ class GapFiller:
         self.last_scan: dict[str, Any] | None = None
         self.next_scan_at: float | None = None
         self.waiting_for: str | None = None
+        # for the status pages (KTRDR's gap-filler statistics): failures since start,
+        # the last ten of them, and the gaps filled on the current UTC day
+        self.failures = 0
+        self.recent_errors: deque[dict[str, Any]] = deque(maxlen=10)
+        self._filled_today: tuple[dt.date, int] | None = None
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -269,6 +275,7 @@ class GapFiller:
             if filled:
                 st.gapsFilled += 1
                 self.metrics.gaps_filled.inc()
+                self._count_filled_today()
             # what IB has no bars for (a halt, before the listing) is not asked again
             empty = [t for t in want if t not in got]
             for ea, eb in runs(empty, expected):
@@ -299,6 +306,9 @@ class GapFiller:
     def _fail(self, st: FileStatus, kind: str, message: str) -> FileStatus:
         st.lastError = message
         self.metrics.errors.labels(kind).inc()
+        self.failures += 1
+        self.recent_errors.append({"at": self.clock(), "file": st.file, "kind": kind,
+                                   "error": message})
         log.warning("%s: %s", st.file, message)
         return st
 
@@ -326,8 +336,26 @@ class GapFiller:
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
 
+    def _today(self) -> dt.date:
+        return dt.datetime.fromtimestamp(self.clock(), dt.UTC).date()
+
+    def _count_filled_today(self) -> None:
+        day = self._today()
+        n = self._filled_today[1] if self._filled_today and self._filled_today[0] == day \
+            else 0
+        self._filled_today = (day, n + 1)
+
+    @property
+    def running(self) -> bool:
+        """The scan loop is alive (it is started by ``ibhost gapfill``, not by tests)."""
+        return self._task is not None and not self._task.done()
+
     def status(self) -> dict[str, Any]:
+        today = self._filled_today
         return {
+            "running": self.running, "timeframes": list(self.g.timeframes),
+            "failures": self.failures, "recentErrors": list(self.recent_errors),
+            "gapsFilledToday": today[1] if today and today[0] == self._today() else 0,
             "dataDir": str(self.dir), "files": len(self.list_files()),
             "interval": self.g.interval, "filesPerCycle": self.g.files_per_cycle,
             "maxAgeDays": self.g.max_age_days, "waitingFor": self.waiting_for,

@@ -532,6 +532,11 @@ SPEC: dict[str, Any] = {
         "/api/v1/system/ib-status": {"get": _op("same as /v1/system/ib-status", IB_STATUS)},
         "/api/v1/system/system-status": {"get": _op("same as /v1/system/system-status",
                                                     SYSTEM_STATUS)},
+        "/api/v1/system/status": {"get": _op("KTRDR: the system's status as its ApiResponse "
+                                             "{success, data, error}", OBJ, family="ktrdr")},
+        "/api/v1/system/config": {"get": _op("KTRDR: the gateway's configuration as its "
+                                             "ApiResponse; API keys masked", OBJ,
+                                             family="ktrdr")},
         "/data/historical": {"post": _op(
             "KTRDR: bars as DataFrame.to_json(orient=index) text",
             obj(("success",), **KTRDR_OK, data=null(STR), rows=null(INT)),

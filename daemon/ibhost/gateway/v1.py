@@ -16,7 +16,7 @@ from ..errors import IbhostError, bad_request
 from ..ipc import IpcError
 from ..tree import programs
 from ..validate import opt_bool, opt_str
-from . import formats, orders
+from . import formats, orders, system
 from .common import (
     TIMEFRAMES,
     Route,
@@ -228,27 +228,7 @@ async def ib_status(request: web.Request) -> web.Response:
 
 async def system_status(request: web.Request) -> web.Response:
     auth(request)
-    h = request.app[HEALTH_KEY].cached()
-    keyed = trusted(request)
-    if not keyed:
-        h = public(h)
-    try:
-        wd = await request.app[WATCHDOG_KEY].request("GET", "/status", read_timeout=1.0)
-        watchdog = {"status": "ok", "wakes": wd["wakesTotal"],
-                    "maintenance": wd["maintenance"],
-                    "restarts": {k: v["restartsTotal"] for k, v in wd["programs"].items()}}
-    except Exception as e:  # reported, not raised; the text names the socket's path
-        watchdog = {"status": "down",
-                    "reason": str(e) if keyed else "the watchdog is not answering"}
-    return web.json_response({
-        "success": True,
-        "programs": {
-            "gateway": {"status": "ok", "version": __version__},
-            "connector": {"status": h["status"], "reason": h["reason"]},
-            "watchdog": watchdog,
-        },
-        "trading_enabled": request.app[CONFIG_KEY].trading.enabled,
-    })
+    return web.json_response(await system.programs_status(request))
 
 
 # --- the gap-filler ---------------------------------------------------------------------
@@ -305,9 +285,6 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/system/system-status", system_status),
     Route("GET", "/v1/gapfill/status", gapfill_status),
     Route("POST", "/v1/gapfill/scan", gapfill_scan),
-    # the paths KTRDR's newer host service used for the same pages
-    Route("GET", "/api/v1/system/gap-filler-status", gapfill_status),
-    Route("POST", "/api/v1/system/gap-filler/force-scan", gapfill_scan),
-    Route("GET", "/api/v1/system/ib-status", ib_status),
-    Route("GET", "/api/v1/system/system-status", system_status),
+    # KTRDR's system pages, in KTRDR's shapes
+    *system.ROUTES,
 )
