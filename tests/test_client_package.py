@@ -35,9 +35,8 @@ def test_importing_it_loads_no_daemon_library() -> None:
 
 
 def test_the_daemons_ibhost_client_is_the_same_module() -> None:
-    import ibhost_client
-
     import ibhost.client
+    import ibhost_client
 
     for name in ("AsyncIBHostClient", "IBHostClient", "IBHostError", "CircuitBreaker",
                  "_Policy", "bars_frame"):

@@ -386,6 +386,21 @@ TIMEOUT_Q = _param("timeout", {"anyOf": [TIMEOUT, {"const": ""}]})
 FORMAT = _param("format", {"type": "string", "enum": ["json", "records", "csv"]})
 ACCOUNT_Q = [_param("account", TEXT), _param("model", TEXT)]
 KTRDR_OK = dict(success=BOOL, error=null(STR))
+KTRDR_IB_STATUS = obj(("success", "connection_pool", "status", "timestamp"),
+                      success=BOOL, status=STR, timestamp=STR,
+                      connection_pool=obj(("available_connections", "total_connections"),
+                                          available_connections=INT, total_connections=INT,
+                                          failed_connections=INT, host=STR, port=INT))
+KTRDR_GAPFILL_STATUS = obj(("status", "gap_filler", "statistics"), status=STR,
+                           gap_filler=obj(("running",), running=BOOL),
+                           statistics=obj(("gaps_detected", "gaps_filled"),
+                                          gaps_detected=INT, gaps_filled=INT,
+                                          gaps_failed=INT,
+                                          symbols_processed={"anyOf": [INT, arr(STR)]}))
+KTRDR_FORCE_SCAN = obj(("status", "message", "result"), status=STR, message=STR,
+                       result=obj(("success",), success=BOOL, stats=OBJ))
+KTRDR_SYSTEM_STATUS = obj(("status", "health", "services", "summary"), status=STR,
+                          health=STR, services=OBJ, summary=OBJ)
 KTRDR_VALIDATION = obj(("success", "is_valid"), success=BOOL, is_valid=null(BOOL),
                        error_message=null(STR), contract_info=null(OBJ),
                        head_timestamps=null(OBJ), error=null(STR))
@@ -525,13 +540,15 @@ SPEC: dict[str, Any] = {
                                           GAPFILL_STATUS)},
         "/v1/gapfill/scan": {"post": _op("scan now (optionally {files: [...]}); answers what "
                                          "the scan did", OBJ, params=[TIMEOUT_Q])},
-        "/api/v1/system/gap-filler-status": {"get": _op("same as /v1/gapfill/status",
-                                                        GAPFILL_STATUS)},
-        "/api/v1/system/gap-filler/force-scan": {"post": _op("same as /v1/gapfill/scan",
-                                                             OBJ, params=[TIMEOUT_Q])},
-        "/api/v1/system/ib-status": {"get": _op("same as /v1/system/ib-status", IB_STATUS)},
-        "/api/v1/system/system-status": {"get": _op("same as /v1/system/system-status",
-                                                    SYSTEM_STATUS)},
+        # KTRDR's system pages (ktrdr/api/endpoints/system.py), KTRDR's keys first
+        "/api/v1/system/gap-filler-status": {"get": _op(
+            "KTRDR: the gap-filler's status", KTRDR_GAPFILL_STATUS, family="ktrdr")},
+        "/api/v1/system/gap-filler/force-scan": {"post": _op(
+            "KTRDR: scan now", KTRDR_FORCE_SCAN, params=[TIMEOUT_Q], family="ktrdr")},
+        "/api/v1/system/ib-status": {"get": _op("KTRDR: IB connection status",
+                                                KTRDR_IB_STATUS, family="ktrdr")},
+        "/api/v1/system/system-status": {"get": _op("KTRDR: every service's status",
+                                                    KTRDR_SYSTEM_STATUS, family="ktrdr")},
         "/api/v1/system/status": {"get": _op("KTRDR: the system's status as its ApiResponse "
                                              "{success, data, error}", OBJ, family="ktrdr")},
         "/api/v1/system/config": {"get": _op("KTRDR: the gateway's configuration as its "
