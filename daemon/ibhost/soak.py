@@ -406,7 +406,9 @@ restart_cooldown = 5
         i = 0
         while True:
             wait = self.fault_every * self.rng.uniform(0.7, 1.3)
-            if time.monotonic() + wait > self.end - RESUME_WITHIN:
+            # a quiet end: quotes must be seen coming back after the last fault
+            quiet = min(RESUME_WITHIN, max(6.0, self.seconds * 0.2))
+            if time.monotonic() + wait > self.end - quiet:
                 return
             await asyncio.sleep(wait)
             await self.fault(order[i % len(order)])
@@ -444,6 +446,10 @@ restart_cooldown = 5
             self.violation("order events: a gap or a repeat in the sequence numbers")
         if len(seqs) != len(set(seqs)):
             self.violation("order events: an event delivered twice")
+        if self.last_fault and self.end - self.last_fault >= RESUME_WITHIN and (
+                not self.quote_times or self.quote_times[-1] < self.last_fault):
+            self.violation(f"quotes never came back after the last fault "
+                           f"({self.end - self.last_fault:.0f}s)")
         slow = [w for w in self.resume_waits if w > RESUME_WITHIN]
         if slow:
             self.violation(f"quotes came back later than {RESUME_WITHIN:g}s after "
