@@ -456,7 +456,7 @@ region = "none"
 
         ib.pendingTickersEvent += seen
         ib.reqMktData(contract, "", False, False)
-        seconds = 8.0 if self.quick else 30.0
+        seconds = 4.0 if self.quick else 30.0
         out: dict[str, Any] = {}
         script = str(Path(__file__).with_name("fanout.py"))
         try:
