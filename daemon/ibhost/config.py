@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from .configkinds import (
     BOOL,
+    CLOCK_TIME,
     FRACTION,
     INT_NON_NEGATIVE,
     INT_POSITIVE,
@@ -31,6 +32,7 @@ from .configkinds import (
     TEXT,
     UPPER_STRINGS,
     WINDOWS,
+    ZONE,
     Kind,
     choice,
 )
@@ -75,6 +77,10 @@ class IBConfig:
                                  "nothing received: heartbeat at once")
     request_timeout: float = setting(60.0, NUM_POSITIVE, "seconds one IB request may take")
     account: str = setting("", TEXT, "orders go to this account when set")
+    auto_restart: str = setting("", CLOCK_TIME, "IB Gateway's daily auto-restart, HH:MM (its "
+                                "setting; empty: none); orders are held around it")
+    auto_restart_tz: str = setting("", ZONE, "time zone of auto_restart (default: this "
+                                   "machine's, as IB Gateway's own setting is)")
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,9 @@ class TradingConfig:
     symbols: tuple[str, ...] = setting((), UPPER_STRINGS,
                                        "symbols that may be traded; empty allows every symbol")
     allow_market_options: bool = setting(False, BOOL, "allow market orders for options")
+    restart_margin: float = setting(120.0, NUM_NON_NEGATIVE, "seconds before and after "
+                                    "IB Gateway's auto-restart (ib.auto_restart) when "
+                                    "orders are refused: one sent then could be lost")
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,35 @@ WINDOWS = Kind(_windows, "a list of windows 'daily HH:MM-HH:MM' or 'sun HH:MM-HH
 LOG_LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
+def _clock_time(v: Any) -> str:
+    s = _text(v).strip()
+    if not s:
+        return ""
+    hh, sep, mm = s.partition(":")
+    if not (sep and hh.isdigit() and mm.isdigit() and len(mm) == 2 and int(hh) < 24
+            and int(mm) < 60):
+        raise ValueError("not HH:MM")
+    return f"{int(hh):02d}:{mm}"
+
+
+CLOCK_TIME = Kind(_clock_time, "a time of day HH:MM (24-hour), or empty for none")
+
+
+def _zone(v: Any) -> str:
+    s = _text(v).strip()
+    if s:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(s)
+        except Exception:
+            raise ValueError("not a time zone") from None
+    return s
+
+
+ZONE = Kind(_zone, "an IANA time zone such as America/New_York, or empty")
+
+
 def choice(*options: str) -> Kind:
     def parse(v: Any) -> str:
         if isinstance(v, str) and v in options:

@@ -30,6 +30,8 @@ CODES: dict[str, tuple[int, str]] = {
     "rejected": (422, "IB rejected the order"),
     "no_data": (404, "IB has no data for this request (IB 162, no data)"),
     "unavailable": (503, "the IB connection is not ready"),
+    "maintenance": (503, "IB's scheduled maintenance, or the gateway's daily auto-restart: "
+                         "try again after the time named"),
     "overloaded": (503, "too many open connections from one client address"),
     "timeout": (504, "IB did not answer in time"),
     "internal": (500, "unexpected internal error"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 REGIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -52,3 +53,25 @@ def parse_window(text: str) -> Window:
     except ValueError:
         raise ValueError(f"maintenance window {text!r}: bad time") from None
     return Window(None if d == "daily" else DAYS[d], start, end, text.strip())
+
+
+class Schedule:
+    """A region's windows (or the configured ones) in their zone."""
+
+    def __init__(self, region: str, windows: tuple[str, ...] = (), tz: str = "") -> None:
+        zone, defaults = REGIONS[region]
+        self.tz = ZoneInfo(tz or zone)
+        self.windows = [parse_window(w) for w in (windows or defaults)]
+
+    def active(self, now: dt.datetime) -> Window | None:
+        local = now.astimezone(self.tz)
+        return next((w for w in self.windows if w.contains(local)), None)
+
+    def ends(self, now: dt.datetime, window: Window) -> dt.datetime:
+        """When ``window``, active at ``now``, ends (UTC)."""
+        local = now.astimezone(self.tz)
+        end = local.replace(hour=window.end.hour, minute=window.end.minute, second=0,
+                            microsecond=0)
+        if end <= local:
+            end += dt.timedelta(days=1)
+        return end.astimezone(dt.UTC)

@@ -149,8 +149,16 @@ def health_dict(session: Session, scheduler: Scheduler) -> dict[str, Any]:
     dd = d.as_dict()
     state = session.state
     status = {"ready": "ok", "degraded": "degraded"}.get(state.value, "down")
+    reason = d.stateReason
+    m = session.maintenance() if status == "down" else None
+    if m is not None:  # down by IB's schedule, not by a fault
+        w, until = m
+        status = "maintenance"
+        reason = (f"IB's scheduled maintenance '{w.text}' ({session.schedule.tz.key}) until "
+                  f"{until:%Y-%m-%d %H:%M} UTC; {reason}")
     return {
-        "status": status, "state": state.value, "reason": d.stateReason,
+        "status": status, "state": state.value, "reason": reason,
+        "maintenanceUntil": None if m is None else m[1].isoformat(),
         "since": dd["since"], "clientId": d.clientId,
         "competingSession": d.competingSession, "farms": dict(d.farms),
         "lastHeartbeatAt": dd["lastHeartbeatAt"],

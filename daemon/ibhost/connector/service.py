@@ -361,6 +361,7 @@ class Service:
                      order_type: str, limit: float | None, stop: float | None, tif: str,
                      order_ref: str, outside_rth: bool, wait: float,
                      dedupe: bool) -> dict[str, Any]:
+        self.session.hold_orders()
         c = await self.resolve(spec)
         tick = getattr(self._details.get(c.conId), "minTick", 0.0) or 0.0
         for name, price in (("limitPrice", limit), ("stopPrice", stop)):

@@ -23,6 +23,7 @@ from typing import Any
 from ..config import Config
 from ..errors import IbhostError
 from ..proc import cancel_and_wait
+from ..windows import Schedule, Window
 from .backend import Backend
 from .clock import IbClock
 
@@ -103,6 +104,8 @@ class Session:
     ) -> None:
         self.cfg = cfg
         self.ibcfg = cfg.ib
+        w = cfg.watchdog
+        self.schedule = Schedule(w.region, w.maintenance, w.maintenance_tz)
         self.backend = backend
         self.wall = wall
         self.rng = rng
@@ -153,9 +156,47 @@ class Session:
 
     def require_ready(self) -> None:
         if not self.usable:
+            m = self.maintenance()
+            if m is not None:
+                w, until = m
+                raise IbhostError(
+                    "maintenance", f"IB's scheduled maintenance '{w.text}' "
+                    f"({self.schedule.tz.key}) until {until:%Y-%m-%d %H:%M} UTC: the "
+                    f"connection is {self.state.value}; try again then",
+                    extra={"state": self.state.value, "window": w.text,
+                           "until": until.isoformat()})
             raise IbhostError("unavailable", f"IB connection is {self.state.value}: "
                               f"{self.diag.stateReason}",
                               extra={"state": self.state.value})
+
+    def maintenance(self) -> tuple[Window, dt.datetime] | None:
+        """The maintenance window IB's clock is in, and when it ends (UTC)."""
+        now = self.clock.now_dt()
+        w = self.schedule.active(now)
+        return None if w is None else (w, self.schedule.ends(now, w))
+
+    def hold_orders(self) -> None:
+        """Refuse a new order within ``trading.restart_margin`` of IB Gateway's daily
+        auto-restart (``ib.auto_restart``): one sent as it restarts can be lost."""
+        at = self.ibcfg.auto_restart
+        if not at:
+            return
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo(self.ibcfg.auto_restart_tz) if self.ibcfg.auto_restart_tz else None
+        now = self.clock.now_dt().astimezone(tz)
+        margin = dt.timedelta(seconds=self.cfg.trading.restart_margin)
+        hh, mm = (int(x) for x in at.split(":"))
+        for days in (-1, 0, 1):
+            t = (now + dt.timedelta(days=days)).replace(hour=hh, minute=mm, second=0,
+                                                        microsecond=0)
+            if t - margin <= now <= t + margin:
+                raise IbhostError(
+                    "maintenance", f"orders are held from {t - margin:%H:%M:%S} to "
+                    f"{t + margin:%H:%M:%S} ({now.tzname()}) around IB Gateway's daily "
+                    f"auto-restart at {at} (ib.auto_restart, trading.restart_margin): an "
+                    "order sent now could be lost; send it after",
+                    extra={"until": (t + margin).astimezone(dt.UTC).isoformat()})
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="ib-session")

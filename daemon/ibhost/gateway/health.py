@@ -26,7 +26,8 @@ BUSY_AFTER = 0.5  # a poll unanswered this long reads as busy (polls every 0.5 s
 # IB's host and port ("connecting to 10.0.0.5:4001") or quote IB's error text.
 PUBLIC_REASONS = {"ok": "connected to IB", "degraded": "connected to IB, degraded",
                   "busy": "the connector is not answering",
-                  "down": "not connected to IB"}
+                  "down": "not connected to IB",
+                  "maintenance": "IB's scheduled maintenance"}
 
 
 def public(h: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from ..metrics import new_registry
 GUARDS = ("trading_disabled", "sec_type", "symbol_allowlist", "market_order_on_option",
           "max_quantity", "max_notional", "api_key")
 AUTH_FAILURES = ("missing", "invalid", "no_key_configured")
-HEALTH = ("ok", "degraded", "down", "busy")
+HEALTH = ("ok", "degraded", "down", "busy", "maintenance")
 STORE_OPS = ("read", "write")
 # per-route series of the order and account routes (the gateway's and the connector's):
 # their counts are the account's trading activity, shown only to a caller with a key

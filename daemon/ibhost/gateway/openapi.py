@@ -167,12 +167,13 @@ SUMMARY_ITEM = obj(("account", "tag", "value", "currency"), account=STR, tag=STR
 PNL = obj(("dailyPnL", "unrealizedPnL", "realizedPnL"), account=STR, modelCode=STR,
           conId=INT, dailyPnL=null(NUM), unrealizedPnL=null(NUM), realizedPnL=null(NUM),
           position=null(NUM), value=null(NUM))
-HEALTH_STATUS = {"type": "string", "enum": ["ok", "degraded", "busy", "down"]}
+HEALTH_STATUS = {"type": "string", "enum": ["ok", "degraded", "busy", "down", "maintenance"]}
 V1_HEALTH = obj(("status", "reason"), status=HEALTH_STATUS, reason=STR,
                 connector=null(OBJ), checkedAt=null(NUM), healthy=BOOL)
 SHARED_HEALTH = obj(
     ("status", "healthy", "connected", "ready", "ibhostStatus"),
-    status={"type": "string", "enum": ["ok", "degraded", "busy", "disconnected"]},
+    status={"type": "string", "enum": ["ok", "degraded", "busy", "disconnected",
+                                       "maintenance"]},
     healthy=BOOL, connected=BOOL, ready=BOOL, state=null(STR), reason=STR, service=STR,
     version=STR, timestamp=STR,
     ib_status=obj(("connected", "connection_count"), connected=BOOL, connection_count=INT),

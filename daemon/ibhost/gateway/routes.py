@@ -64,8 +64,8 @@ def health_body(request: web.Request, h: dict[str, Any]) -> dict[str, Any]:
     ready = h["status"] in ("ok", "degraded")
     checked = _iso(h.get("checkedAt"))
     body = {
-        "status": {"ok": "ok", "degraded": "degraded", "busy": "busy"}.get(
-            h["status"], "disconnected"),
+        "status": {"ok": "ok", "degraded": "degraded", "busy": "busy",
+                   "maintenance": "maintenance"}.get(h["status"], "disconnected"),
         "healthy": ready, "connected": ready, "ready": ready,
         "state": c.get("state") or h["status"], "reason": h["reason"],
         "service": "ibhost", "version": __version__,

@@ -237,7 +237,7 @@ class Watchdog:
 
     async def _follow_outage(self, now: float) -> None:
         h = self.connector_health
-        if h is None or h.get("status") != "down":
+        if h is None or h.get("status") not in ("down", "maintenance"):
             if self.outage is not None and h is not None:
                 log.info("IB connection back after %.0fs down", now - self.outage.since)
                 self.outage = None
