@@ -139,6 +139,9 @@ class GatewayConfig:
                                       "seconds a key replays its first answer")
     idempotency_max_keys: int = setting(100_000, INT_POSITIVE,
                                         "idempotency keys kept; the oldest go first")
+    bind: tuple[str, ...] = setting((), STRINGS, "more addresses to listen on besides "
+                                    "host, e.g. a Docker bridge's 172.17.0.1 (requests "
+                                    "there need a key; one not there yet is retried)")
     allowed_hosts: tuple[str, ...] = setting((), STRINGS, "Host names besides loopback "
                                              "ones (DNS rebinding; behind a reverse proxy)")
     cors_origins: tuple[str, ...] = setting((), STRINGS,

@@ -16,7 +16,7 @@ from ..errors import IbhostError, bad_header, code_for_http_status
 from ..ipc import IpcError, UnixClient
 from . import openapi, streams
 from .auth import Authenticator, is_loopback, load_keys
-from .common import AGE_HEADER, AGE_KEY, Route, as_error
+from .common import AGE_HEADER, AGE_KEY, Route, as_error, auth
 from .cors import ORIGINS_KEY, allow_origin, preflight
 from .health import HealthWatcher
 from .idempotency import IdempotencyStore
@@ -136,6 +136,22 @@ async def check_host(request: web.Request, handler: Handler) -> web.StreamRespon
     return await handler(request)
 
 
+# What a caller reaching a non-loopback address (a container, through a Docker
+# bridge) may ask without a key: the probes, whose keyless answers name nothing
+KEYLESS_REMOTE = frozenset({"/ping", "/livez", "/readyz", "/health", "/health/"})
+
+
+@web.middleware
+async def remote_needs_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Requests that arrive on a non-loopback address need a valid key, reads too
+    (loopback keeps ``gateway.reads_need_key``)."""
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    if sock and not is_loopback(str(sock[0])) and request.path not in KEYLESS_REMOTE \
+            and request.method != "OPTIONS":
+        auth(request, always=True)
+    return await handler(request)
+
+
 # Every request header the gateway reads. aiohttp decodes header bytes as UTF-8 with
 # surrogateescape, so a byte like 0xff arrives as a lone surrogate that fails later
 # (str.encode, sqlite, logging): refuse it here, naming the header.
@@ -232,13 +248,15 @@ async def state_age(request: web.Request, response: web.StreamResponse) -> None:
 
 
 def init_app(cfg: Config) -> web.Application:
-    app = web.Application(middlewares=[observe, check_headers, check_host, preflight],
+    app = web.Application(middlewares=[observe, check_headers, check_host, remote_needs_key,
+                                       preflight],
                           client_max_size=cfg.gateway.max_body)
     app[ORIGINS_KEY] = frozenset(cfg.gateway.cors_origins)
     app.on_response_prepare.append(allow_origin)
     app.on_response_prepare.append(state_age)
     app[SEGMENTS_KEY] = _segment_families(ROUTES)
     app[HOSTS_KEY] = ({*LOOPBACK_NAMES, cfg.gateway.host.lower(),
+                       *(b.lower() for b in cfg.gateway.bind),
                        *(h.lower() for h in cfg.gateway.allowed_hosts)}
                       if is_loopback(cfg.gateway.host) else None)
     app[CONFIG_KEY] = cfg

@@ -23,11 +23,16 @@ from .keys import METRICS_KEY
 log = logging.getLogger("ibhost.gateway")
 
 
+BIND_RETRY = 2.0  # seconds between tries of a bind address that is not there yet
+
+
 def check_bind(cfg: Config) -> None:
     """Refuse a non-loopback address unless an API key is configured."""
-    if not is_loopback(cfg.gateway.host) and not load_keys(cfg):
-        raise ValueError(f"gateway.host {cfg.gateway.host} is not a loopback address: set "
-                         "an API key (IBHOST_GATEWAY_API_KEY or gateway.key_file) first")
+    for field, host in (("gateway.host", cfg.gateway.host),
+                        *(("gateway.bind", b) for b in cfg.gateway.bind)):
+        if not is_loopback(host) and not load_keys(cfg):
+            raise ValueError(f"{field} {host} is not a loopback address: set an API key "
+                             "(IBHOST_GATEWAY_API_KEY or gateway.key_file) first")
 
 
 class Gateway:
@@ -59,9 +64,35 @@ class Gateway:
                  "connections closed after %gs, at most %d connections per client)",
                  g.host, self.port, g.header_timeout, g.keepalive_timeout,
                  g.max_connections_per_client)
+        # more addresses (a Docker bridge): each on its own, retried until it exists,
+        # never holding up the first
+        self.bound: dict[str, bool] = {b: False for b in g.bind if b != g.host}
+        self._binding = [asyncio.get_running_loop().create_task(self._bind(b, guard))
+                         for b in self.bound]
         return self
 
+    async def _bind(self, host: str, guard: ConnectionGuard) -> None:
+        assert self.runner is not None
+        warned = False
+        while True:
+            site = GuardedSite(self.runner, host, self.port, guard)
+            try:
+                await site.start()
+            except OSError as e:
+                if not warned:
+                    log.warning("cannot listen on %s:%s yet (%s); trying every %gs",
+                                host, self.port, e.strerror, BIND_RETRY)
+                    warned = True
+                await asyncio.sleep(BIND_RETRY)
+                continue
+            self.bound[host] = True
+            log.info("gateway listening on http://%s:%s as well (requests there need a "
+                     "key)", host, self.port)
+            return
+
     async def stop(self) -> None:
+        for t in getattr(self, "_binding", ()):
+            t.cancel()
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
