@@ -84,3 +84,27 @@ def test_bars_without_trades_keep_their_volume_and_wap_markers() -> None:
                           average=-1.0, barCount=-1)
     cols = historical.from_ib([bar])
     assert cols["volume"] == [0.0] and cols["wap"] == [None]
+
+
+def test_one_reading_of_boolean_words_everywhere() -> None:
+    """validate.bool_word is how the gateway's queries and bodies, the configuration,
+    the streams' flags and the simulator's controls read a boolean, and OpenAPI's
+    pattern says the same."""
+    import re
+
+    from ibhost import config
+    from ibhost.validate import bool_pattern, bool_word
+
+    for word, want in (("true", True), (" YES ", True), ("On", True), ("1", True),
+                       ("false", False), ("No", False), ("OFF", False), ("0", False),
+                       (1, True), (0, False), (True, True)):
+        assert bool_word(word) is want, word
+        if isinstance(word, str):
+            assert re.match(bool_pattern(), word)
+    for bad in ("tru", "2", "", "yess", 2, None, 1.0):
+        assert bool_word(bad) is None, bad
+        if isinstance(bad, str) and bad:
+            assert not re.match(bool_pattern(), bad)
+    cfg = config.load(home="/nonexistent-home", env={"IBHOST_TRADING_ENABLED": "Yes"},
+                      overrides={})
+    assert cfg.trading.enabled is True

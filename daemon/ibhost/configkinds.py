@@ -72,14 +72,12 @@ def _text(v: Any) -> str:
 
 
 def _bool(v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    s = str(v).strip().lower() if isinstance(v, str | int) else ""
-    if s in ("1", "true", "yes", "on"):
-        return True
-    if s in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("not a boolean")
+    from .validate import bool_word
+
+    b = bool_word(v)
+    if b is None:
+        raise ValueError("not a boolean")
+    return b
 
 
 def _items(v: Any, sep: str = ",") -> list[Any]:

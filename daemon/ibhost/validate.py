@@ -140,23 +140,45 @@ def symbol_ok(symbol: str, extra: str = ".-/ ") -> bool:
         c.isalnum() or c in extra for c in symbol)
 
 
-TRUE_WORDS = ("true", "True", "1", "yes", "on")  # Python's str(True) is "True"
-FALSE_WORDS = ("false", "False", "0", "no", "off")
+# The one reading of a boolean written as a word (a query string, an environment
+# variable, a configuration value, a simulator control parameter): any case, spaces
+# around ignored; 0 and 1 as numbers too. OpenAPI's pattern is built from these.
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
+
+
+def bool_word(v: Any) -> bool | None:
+    """True or False for a boolean, a 0/1 or one of the words; None for anything else."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        return bool(v) if v in (0, 1) else None
+    if isinstance(v, str):
+        s = v.strip().lower()
+        if s in TRUE_WORDS:
+            return True
+        if s in FALSE_WORDS:
+            return False
+    return None
+
+
+def bool_pattern() -> str:
+    """A JSON-Schema pattern for the words (no inline flags there: each letter's cases)."""
+    def word(w: str) -> str:
+        return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in w)
+
+    # empty: the default
+    return r"^\s*(" + "|".join(word(w) for w in (*TRUE_WORDS, *FALSE_WORDS)) + r"|)\s*$"
 
 
 def opt_bool(m: Mapping[str, Any], name: str, default: bool) -> bool:
     v = m.get(name)
     if v is None or v == "":
         return default
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, str) and v.strip() in TRUE_WORDS:
-        return True
-    if isinstance(v, str) and v.strip() in FALSE_WORDS:
-        return False
-    if isinstance(v, int) and v in (0, 1):
-        return bool(v)
-    raise bad_request(name, "must be true or false")
+    b = bool_word(v)
+    if b is None:
+        raise bad_request(name, "must be true or false")
+    return b
 
 
 def opt_float(m: Mapping[str, Any], name: str, default: float | None = None, *,

@@ -10,7 +10,7 @@ from aiohttp import web
 from .. import __version__, ibrules
 from ..errors import CODES
 from ..symbols import INSTRUMENT_TYPES
-from ..validate import TIMEOUT_MAX, TIMEOUT_MIN
+from ..validate import TIMEOUT_MAX, TIMEOUT_MIN, bool_pattern
 from .ktrdr import KTRDR_TIMEFRAMES
 from .schema_rules import (
     any_duration_pattern,
@@ -69,8 +69,7 @@ DURATION = {"type": "string", "example": "2 D", "pattern": any_duration_pattern(
 # IB's bar sizes and the spellings its own error text gives (1W, 1M)
 BAR_SIZES = [*ibrules.BAR_SIZES, *ibrules.BAR_ALIASES]
 # query-string booleans as the gateway reads them
-QBOOL = {"type": "string", "enum": ["", "true", "false", "True", "False", "1", "0", "yes",
-                                    "no", "on", "off"]}
+QBOOL = {"type": "string", "pattern": bool_pattern()}  # validate.bool_word's words
 # a JSON boolean, or the same words, or 0/1
 JBOOL = {"anyOf": [BOOL, QBOOL, {"type": "integer", "enum": [0, 1]}]}
 TIMEOUT = {"type": "number", "minimum": TIMEOUT_MIN, "maximum": TIMEOUT_MAX,

@@ -30,6 +30,7 @@ from ..config import Config
 from ..connector.client import ConnectorClient
 from ..errors import IbhostError, bad_request
 from ..ipc import KEYLESS, IpcError
+from ..validate import bool_word
 from .common import auth, caller_of
 from .cors import ORIGINS_KEY
 from .keys import CONFIG_KEY, METRICS_KEY
@@ -452,11 +453,12 @@ def _flag(q: Any, name: str) -> bool:
     v = q.get(name)
     if v is None:
         return False
-    if v.lower() in ("1", "true", "yes", "on", ""):
+    if v == "":  # named with no value (?orders): asked for
         return True
-    if v.lower() in ("0", "false", "no", "off"):
-        return False
-    raise bad_request(name, "must be true or false")
+    b = bool_word(v)
+    if b is None:
+        raise bad_request(name, "must be true or false")
+    return b
 
 
 def _since(request: web.Request) -> int | None:

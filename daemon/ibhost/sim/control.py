@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from ..ipc import serve_unix
+from ..validate import bool_word
 from .server import Simulator
 
 SIM_KEY = web.AppKey("simulator", Simulator)
@@ -135,9 +136,10 @@ def coerce(fault: Fault, body: dict[str, Any]) -> dict[str, Any]:
         v = body[p.name]
         try:
             if p.kind is bool:
-                if isinstance(v, str):
-                    v = v.lower() in ("1", "true", "yes", "on")
-                out[p.name] = bool(v)
+                b = bool_word(v)
+                if b is None:
+                    raise TypeError
+                out[p.name] = b
             elif p.kind is list:
                 if isinstance(v, str):
                     v = [x for x in v.split(",") if x]
