@@ -564,6 +564,11 @@ async def test_pnl_and_portfolio_streams_need_a_key_and_share_ibs_subscription(
         await s.wait(lambda x: any(e["symbol"] == "AAPL" and e["position"] >= 3
                                    for e in x.of("position")), 10)
         await s.wait(lambda x: len(x.of("accountValue")) > 0, 10)
+        # what holds the lines: P&L streams (they name the account) only with a key
+        keyless = await (await gw.get("/v1/streams")).json()
+        assert sim.state()["account"] not in str(keyless) and keyless["hidden"] == 2
+        keyed = await (await gw.get("/v1/streams", headers=H)).json()
+        assert sim.state()["account"] in str(keyed)
         # /v1/pnl answers from the held subscription: no second reqPnL at IB
         before = sim.state()["stats"]["requests"].get("reqPnL", 0)
         p = await (await gw.get("/v1/pnl", headers=H)).json()

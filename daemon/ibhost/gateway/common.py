@@ -43,6 +43,8 @@ def contract(m: Mapping[str, Any]) -> dict[str, Any]:
     return {k: m[k] for k in CONTRACT_FIELDS if k in m and m[k] is not None}
 
 
+LIVE_PORTS = (4001, 7496)  # IB Gateway / TWS live ports; the paper ones are 4002 / 7497
+
 # Paths that also take the key as ``Authorization: Bearer <key>``: Prometheus's scrape
 # config can send that header (authorization.credentials_file) but no custom one
 BEARER_PATHS = frozenset({"/metrics"})

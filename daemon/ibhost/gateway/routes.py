@@ -13,12 +13,11 @@ from aiohttp import web
 from .. import __version__
 from ..validate import opt_bool
 from . import bridge, ktrdr, streams, v1
-from .common import Route, auth, trusted
+from .common import LIVE_PORTS, Route, auth, trusted
 from .health import public
 from .keys import CONFIG_KEY, HEALTH_KEY, METRICS_KEY, STARTED_KEY
 from .metrics import without_trading_routes
 
-LIVE_PORTS = (4001, 7496)  # IB Gateway / TWS live ports; the paper ones are 4002 / 7497
 # /health fields only a caller with a key sees once keys are configured: where IB is,
 # which client id, IB's own error text, the connector's whole answer
 KEYED_HEALTH_FIELDS = ("clientId", "host", "port", "lastIbErrorMessage", "connector")

@@ -31,7 +31,7 @@ from ..connector.client import ConnectorClient
 from ..errors import IbhostError, bad_request
 from ..ipc import KEYLESS, IpcError
 from ..validate import bool_word
-from .common import auth, caller_of
+from .common import auth, caller_of, trusted
 from .cors import ORIGINS_KEY
 from .keys import CONFIG_KEY, METRICS_KEY
 
@@ -766,6 +766,10 @@ async def streams_status(request: web.Request) -> web.Response:
     auth(request)
     broker = request.app[BROKER_KEY]
     answer = await broker.rpc.streams()
+    if not trusted(request):  # P&L streams name the account: only with a key
+        shown = [s for s in answer["streams"] if s.get("kind") != "pnl"]
+        answer["hidden"] = len(answer["streams"]) - len(shown)
+        answer["streams"] = shown
     answer["consumers"] = len(broker.consumers)
     answer["channelOpen"] = broker.ready.is_set()
     return web.json_response(answer)

@@ -19,7 +19,7 @@ from .. import __version__
 from ..config import describe
 from ..errors import IbhostError
 from ..ipc import IpcError
-from .common import Route, as_error, auth, deadline_of, request_body, trusted
+from .common import LIVE_PORTS, Route, as_error, auth, deadline_of, request_body, trusted
 from .health import public
 from .keys import (
     CONFIG_KEY,
@@ -36,7 +36,6 @@ GAPFILL_NOT_RUNNING = "the gap-filler is not running"
 def _environment(request: web.Request) -> str:
     """``live`` or ``paper`` (by IB's port, as /health's tradingMode): ibhost has no
     development/production setting, and this is what a monitor tells apart."""
-    from .routes import LIVE_PORTS  # the route table imports this module
 
     return "live" if request.app[CONFIG_KEY].ib.port in LIVE_PORTS else "paper"
 
