@@ -232,3 +232,37 @@ def test_user_install_without_root_names_the_resume_hook_command(
     assert any(f"sudo {sys.executable} -m ibhost.cli install --resume-only --run-as {t.user} "
                f"--home {t.home}" in n for n in notes)
     assert not any(s[0] == "write" and s[1].name == RESUME_UNIT for s in plan.steps)
+
+
+# The units shipped in systemd/ and launchd/ are what `ibhost install` writes for a
+# checkout and venv in /opt/ibhost (the generator is the one copy; these are its examples).
+OPT = Path("/opt/ibhost")
+EXAMPLE = {"python": OPT / "venv/bin/python",
+           "supervisord": (str(OPT / "venv/bin/python"), "-m", "supervisor.supervisord"),
+           "conf": OPT / "supervisord.conf"}
+USER_EXAMPLE = Target(**EXAMPLE, home=Path("/home/you/.ibhost"), user="you")  # type: ignore[arg-type]
+SYSTEM_EXAMPLE = Target(**EXAMPLE, home=Path("/var/lib/ibhost"), user="ibhost")  # type: ignore[arg-type]
+
+
+def examples() -> dict[str, bytes]:
+    return {
+        "systemd/ibhost.service":
+            install.systemd_unit(USER_EXAMPLE, system=False, docker=False).encode(),
+        "systemd/ibhost-system.service":
+            install.systemd_unit(SYSTEM_EXAMPLE, system=True, docker=False).encode(),
+        "systemd/ibhost-resume.service": install.resume_unit(SYSTEM_EXAMPLE).encode(),
+        "launchd/com.ibhost.supervisord.plist":
+            install.launchd_plist(USER_EXAMPLE, system=False)}
+
+
+@pytest.mark.parametrize("name", sorted(examples()))
+def test_shipped_units_are_what_install_writes(name: str) -> None:
+    """A shipped unit is the generator's output for the example paths, after any comment
+    lines of its own (regenerate: IBHOST_WRITE_EXAMPLES=1 pytest tests/test_install.py)."""
+    expected = examples()[name]
+    path = ROOT / name
+    if os.environ.get("IBHOST_WRITE_EXAMPLES") == "1":
+        path.write_bytes(expected)
+    shipped = path.read_bytes()
+    assert shipped.endswith(expected), expected.decode()
+    assert all(line.startswith(b"#") for line in shipped[:-len(expected)].splitlines())

@@ -28,6 +28,7 @@ LABEL = "com.ibhost.supervisord"
 SLEEP_TARGETS = ("suspend.target hibernate.target hybrid-sleep.target "
                  "suspend-then-hibernate.target")
 SYSTEM_DIR = Path("/etc/systemd/system")
+HEADER = "# Written by `ibhost install"
 # where a docker.service may live, for each manager (systemd.unit(5), "Unit File Load Path")
 SYSTEM_UNIT_PATH = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
                     "/usr/lib/systemd/system", "/lib/systemd/system")
@@ -103,8 +104,7 @@ def systemd_unit(t: Target, *, system: bool, docker: bool) -> str:
     after = ["network-online.target"] if system else []  # the user manager has no network
     after += ["docker.service"] if docker else []  # only where it exists
     dirs = [t.home / sub for sub in ("run", "log", "data")]
-    lines = ["# Written by `ibhost install`" + (" --system" if system else "")
-             + "; `ibhost uninstall` removes it.",
+    lines = [HEADER + (" --system" if system else "") + "`, with its installation's paths.",
              "[Unit]",
              "Description=ibhost: the supervised IB API host tree (connector, watchdog, gateway)"]
     if after:
@@ -120,6 +120,8 @@ def systemd_unit(t: Target, *, system: bool, docker: bool) -> str:
               "Restart=always", "RestartSec=5", "KillMode=mixed",
               # supervisord stops each program within its stopwaitsecs (10 s at most)
               "TimeoutStopSec=40"]
+    if system and t.home.parent == Path("/var/lib"):  # systemd creates it for User=
+        lines += [f"StateDirectory={_q(t.home.name, False)}", "StateDirectoryMode=0700"]
     if system:
         lines += ["NoNewPrivileges=true", "PrivateTmp=true", "ProtectSystem=strict",
                   f"ReadWritePaths={_q(str(t.home), False)}"]
@@ -131,7 +133,7 @@ def resume_unit(t: Target) -> str:
     """After suspend or hibernate, ``ibhost ctl wake``: the connector reconnects at once."""
     wake = _words([t.python, "-m", "ibhost.cli", "ctl", "wake", "--source", "systemd-resume"])
     return "\n".join([
-        "# Written by `ibhost install`; `ibhost uninstall` removes it.",
+        HEADER + "` (a system unit whatever the tree's: the sleep targets are system-wide).",
         "[Unit]", "Description=ibhost: reconnect to IB after resume", f"After={SLEEP_TARGETS}",
         "", "[Service]", "Type=oneshot", f"User={t.user}",
         f"Environment={_q(f'IBHOST_HOME={t.home}', False)}",
