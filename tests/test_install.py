@@ -266,3 +266,14 @@ def test_shipped_units_are_what_install_writes(name: str) -> None:
     shipped = path.read_bytes()
     assert shipped.endswith(expected), expected.decode()
     assert all(line.startswith(b"#") for line in shipped[:-len(expected)].splitlines())
+
+
+def test_install_imports_only_what_it_runs() -> None:
+    code = ("import sys\nfrom ibhost import cli\ncli.build_parser('install')\n"
+            "cli.build_parser('uninstall')\nimport ibhost.install, ibhost.tree\n"
+            "print(sorted(m for m in ('numpy', 'pandas', 'ib_async', 'aiohttp', "
+            "'exchange_calendars') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
