@@ -28,6 +28,7 @@ COMMANDS = {
     "bench": "ibhost.benchcmd",
     "soak": "ibhost.soak",
     "config": "ibhost.configcmd",
+    "install": "ibhost.install", "uninstall": "ibhost.install",
 }
 
 
