@@ -179,8 +179,13 @@ STATE = "document.getElementById('state').dataset.state"
 async def test_page_in_chromium_follows_a_drop(sim: Simulator, tmp_path: Path) -> None:
     async with running_connector(tmp_path, sim):
         cfg = make_config(tmp_path, sim, gateway__port=0, gateway__api_key=KEY)
-        async with Gateway(cfg) as gw, chromium() as b:
+        async with Gateway(cfg) as gw, chromium() as b, aiohttp.ClientSession() as http:
             url = f"http://127.0.0.1:{gw.port}/status"
+            # a consumer holds a quote stream and the account's P&L stream (whose key
+            # names the account) while the page looks
+            held = await http.get(f"http://127.0.0.1:{gw.port}/v1/stream?quotes=AAPL"
+                                  "&pnl=account", headers={"X-API-Key": KEY})
+            assert held.status == 200
             await b.open(url)
             wait = b.until
             await wait(f"{STATE} === 'ok'", "the connection ok")
@@ -190,6 +195,10 @@ async def test_page_in_chromium_follows_a_drop(sim: Simulator, tmp_path: Path) -
                        "the market-data line budget")
             await wait("document.getElementById('pacing').innerText.includes('queue')",
                        "the pacing")
+            await wait("document.getElementById('streams').innerText.includes('AAPL')",
+                       "the quote stream")
+            await wait("document.getElementById('streams').innerText.includes('1 account')",
+                       "that an account stream is not shown")
             # without a key: what any caller may see, and no account id
             html = await b.eval("document.documentElement.outerHTML")
             assert ACCOUNT not in html and "no key" in html
@@ -211,6 +220,9 @@ async def test_page_in_chromium_follows_a_drop(sim: Simulator, tmp_path: Path) -
             assert KEY not in await b.eval("location.href")
             await wait("document.getElementById('pacing').innerText.includes('of 60')",
                        "the pacing window with a key")
+            await wait("document.getElementById('streams').innerText.includes('pnl')",
+                       "the P&L stream with a key")
+            held.close()
             assert b.errors == []  # no CSP violation, no script error
             # (and a violation would be seen: an image is not allowed)
             await b.eval("document.body.append(Object.assign("

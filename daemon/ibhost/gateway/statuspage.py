@@ -182,7 +182,10 @@ function streams(s) {
   grid("streams", ["kind", "contract", "holders", "updates", "since update (s)", "stale"],
     shown.map((x) => [x.kind, x.localSymbol || x.symbol, x.holders, x.updates,
       x.secondsSinceUpdate, x.stale || ""]),
-    all.length > shown.length ? "account streams hidden without a key" : "none");
+    "none");
+  const hidden = all.length - shown.length;
+  if (hidden) $("streams").append(el("p", hidden + " account P&L stream(s) not shown " +
+    "without a key", "muted"));
 }
 
 function gapfill(r) {
