@@ -11,7 +11,7 @@ from typing import Any
 from ibhost.connector.session import State
 from ibhost.sim import Simulator
 
-from .connector_fixtures import running_connector, wait_until
+from .connector_fixtures import running_connector
 from .test_gateway import KEY, gateway
 
 H = {"X-API-Key": KEY}

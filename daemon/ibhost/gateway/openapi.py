@@ -531,6 +531,14 @@ SPEC: dict[str, Any] = {
                   "since: N} and {op: unsubscribe, keys: [...]}; events arrive as JSON "
                   "text frames (one object, or an array of several). A browser origin "
                   "not in gateway.cors_origins is refused (403).")},
+        "/status": {"get": _op(
+            "a live status page for people", status="200",
+            content={"text/html": {"schema": {"type": "string"}}},
+            extra="One self-contained HTML page (no data in it) whose inline script "
+                  "polls /health, /v1/system/system-status, /v1/streams, "
+                  "/v1/gapfill/status and, with a key, /v1/health/detailed every "
+                  "second. Its Content-Security-Policy allows only that script and "
+                  "same-origin requests. See docs/gateway.md.")},
         "/v1/streams": {"get": _op("streams held at IB for consumers, and the "
                                    "market-data line budget", OBJ)},
         "/v1/system/ib-status": {"get": _op("IB connection status", IB_STATUS)},

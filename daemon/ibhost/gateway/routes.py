@@ -1,6 +1,6 @@
 """The gateway's one route table: the paths every client shares (/, /ping, /health,
-/livez, /readyz, /health/detailed, /metrics), ibhost's own API under /v1/, and the
-KTRDR and wheel-strat contracts at their own paths."""
+/livez, /readyz, /health/detailed, /metrics, the /status page), ibhost's own API under
+/v1/, and the KTRDR and wheel-strat contracts at their own paths."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..validate import opt_bool
-from . import bridge, ktrdr, streams, v1
+from . import bridge, ktrdr, statuspage, streams, v1
 from .common import LIVE_PORTS, Route, auth, trusted
 from .health import public
 from .keys import CONFIG_KEY, HEALTH_KEY, METRICS_KEY, STARTED_KEY
@@ -171,6 +171,7 @@ SHARED: tuple[Route, ...] = (
     Route("GET", "/health/", ktrdr_health, "ktrdr"),
     Route("GET", "/health/detailed", health_detailed, "ktrdr"),
     Route("GET", "/metrics", metrics),
+    Route("GET", "/status", statuspage.status_page),
 )
 
 STREAMS: tuple[Route, ...] = (
