@@ -127,7 +127,16 @@ async def test_message_rate_at_100_clients_is_near_ibs_limit_without_violation(
 
         await asyncio.sleep(1.2)  # the connect sync's messages leave the window
         stop = time.monotonic() + 6.0
-        rate, *_ = await asyncio.gather(steady_rate(), *(caller(n) for n in range(100)))
+        try:
+            rate, *_ = await asyncio.gather(steady_rate(),
+                                            *(caller(n) for n in range(100)))
+        except IbhostError as e:  # say why the connection went, not only that it did
+            d = con.session.diag
+            raise AssertionError(
+                f"{e}; lastDisconnectReason={d.lastDisconnectReason!r} "
+                f"lastIbErrorCode={d.lastIbErrorCode} lastIbErrorMessage="
+                f"{d.lastIbErrorMessage!r} violations={sim.state()['stats']['violations']}"
+            ) from e
     assert sim.state()["stats"]["violations"] == []
     assert "100" not in sim.state()["stats"]["errors_sent"]
     # IB judges on arrival: never more than 50 in a second, whatever the load

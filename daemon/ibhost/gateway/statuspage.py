@@ -183,7 +183,7 @@ function streams(s) {
     shown.map((x) => [x.kind, x.localSymbol || x.symbol, x.holders, x.updates,
       x.secondsSinceUpdate, x.stale || ""]),
     "none");
-  const hidden = all.length - shown.length;
+  const hidden = all.length - shown.length + (s.hidden || 0);  // the gateway's count too
   if (hidden) $("streams").append(el("p", hidden + " account P&L stream(s) not shown " +
     "without a key", "muted"));
 }
