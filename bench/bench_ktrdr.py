@@ -1,5 +1,6 @@
 """One day of 1-minute bars at N concurrent clients, through the KTRDR path
-(``POST /data/historical``) and v1 (``POST /v1/data/historical``), same stack, same run.
+(``POST /data/historical``) and v1 (``POST /v1/data/historical``), same stack, same run,
+against the same requests sent straight to the simulator by one ib_async client.
 
     PYTHONPATH=daemon python3 bench/bench_ktrdr.py [--clients 10] [--rounds 6]
 
@@ -7,7 +8,8 @@ An in-process stack (simulator, connector, gateway in one event loop; the
 simulator's pacing windows shrunk so that only ibhost is measured). Each
 request asks for another day or symbol, so no answer comes from a cache; each
 path is warmed with one request per symbol first (the KTRDR path's symbol
-classification included). Prints p50/p99 per path and the ratio to v1, and the
+classification included). Prints p50/p99 per path, the latency each path adds to
+the direct client's (as ``ibhost bench`` reports it), the ratio to v1, and the
 connector calls each path made.
 """
 
@@ -85,6 +87,18 @@ async def run(clients: int, rounds: int) -> int:
                                     "start": f"{d}T00:00:00Z",
                                     "end": f"{d + dt.timedelta(days=1)}T00:00:00Z"}
 
+    from ib_async import IB, Stock
+
+    ib = IB()
+    ib.client.RequestsInterval = 1.1  # 45 in any 1.1 s: never over IB's 50 a second
+    await ib.connectAsync("127.0.0.1", sim.port, clientId=90)
+    contracts = {s: c for s, c in zip(SYMBOLS, await ib.qualifyContractsAsync(
+        *(Stock(s, "SMART", "USD") for s in SYMBOLS)), strict=True)}
+
+    def direct(s: str, d: dt.date) -> tuple[str, dict[str, Any]]:
+        # the one IB request the KTRDR path makes for a day (no bar starts at midnight)
+        return "", {"symbol": s, "end": f"{d + dt.timedelta(days=1):%Y%m%d}-00:00:00"}
+
     def v1(s: str, d: dt.date) -> tuple[str, dict[str, Any]]:
         return "/v1/data/historical", {"symbol": s, "barSize": "1 min",
                                        "start": f"{d}T13:30:00Z", "end": f"{d}T20:00:00Z"}
@@ -94,6 +108,12 @@ async def run(clients: int, rounds: int) -> int:
         async def one(build: Any) -> float:
             path, body = build(*pick())
             t0 = time.perf_counter()
+            if not path:
+                bars = await ib.reqHistoricalDataAsync(
+                    contracts[body["symbol"]], body["end"], "1 D", "1 min", "TRADES",
+                    True, 2)
+                assert len(bars) == 390, len(bars)
+                return time.perf_counter() - t0
             async with http.post(url + path, json=body) as r:
                 raw = await r.read()
                 assert r.status == 200, raw[:300]
@@ -101,8 +121,9 @@ async def run(clients: int, rounds: int) -> int:
                     raw[:300]
             return time.perf_counter() - t0
 
-        for name, build in (("v1", v1), ("ktrdr", ktrdr), ("v1 again", v1)):
-            if build is v1:  # warm: the simulator computes a symbol's data once
+        for name, build in (("direct", direct), ("v1", v1), ("ktrdr", ktrdr),
+                            ("v1 again", v1)):
+            if build is not ktrdr:  # warm: the simulator computes a symbol's data once
                 for _ in SYMBOLS:
                     await one(build)
             # the KTRDR path starts cold, as it does after each hour
@@ -116,12 +137,16 @@ async def run(clients: int, rounds: int) -> int:
             await asyncio.gather(*(client() for _ in range(clients)))
             results[name] = {"p50": pct(samples, 0.5), "p99": pct(samples, 0.99),
                              "n": len(samples), "calls": dict(calls)}
-    base = results["v1"]
+    ib.disconnect()
+    base, d = results["v1"], results["direct"]
     print(f"one day of 1-minute bars (390), {clients} clients x {rounds} requests")
     for name, r in results.items():
+        added = "" if r is d else (
+            f"added p50 {(r['p50'] - d['p50']) * 1000:+7.1f} ms  "
+            f"p99 {(r['p99'] - d['p99']) * 1000:+7.1f} ms  ")
         print(f"{name:9} p50 {r['p50'] * 1000:8.1f} ms  p99 {r['p99'] * 1000:8.1f} ms  "
-              f"(x{r['p50'] / base['p50']:.2f} / x{r['p99'] / base['p99']:.2f} of v1)  "
-              f"n={r['n']}  connector calls {r['calls']}")
+              f"{added}(x{r['p50'] / base['p50']:.2f} / x{r['p99'] / base['p99']:.2f} of v1)"
+              f"  n={r['n']}  connector calls {r['calls']}")
     st = con.scheduler.stats
     print(f"pacing: granted {st.granted}, delayed by rule {st.delayed}, open limit "
           f"{con.scheduler.open.limit:.1f}")
