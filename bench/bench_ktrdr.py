@@ -73,7 +73,7 @@ async def run(clients: int, rounds: int, gap: float) -> int:
     calls: Counter[str] = Counter()
     svc = con.service
     for obj, name in ((svc, "validate"), (svc, "details"), (svc.history, "historical"),
-                      (svc.history, "columnar")):
+                      (svc.history, "encoded")):
         setattr(obj, name, counted(getattr(obj, name), name, calls))
     work = iter(range(10**9))
 
