@@ -24,7 +24,7 @@ from ..errors import IbhostError, bad_request
 from .calls import IbCalls
 from .contracts import ContractSpec
 from .pacing import INTERACTIVE, PaceKey
-from .shapes import SHAPES, VALUES, Columns
+from .shapes import SHAPES, VALUES, Columns, stamps
 from .values import _num, _utc, release_memory
 
 log = logging.getLogger("ibhost.connector.historical")
@@ -67,7 +67,7 @@ class HistoricalRequests:
         async for part in it:
             if part["t"]:
                 count += len(part["t"])
-                out.add(part, [iso_utc(t) for t in part["t"]])
+                out.add(part)
         return out.done(head, count)
 
     async def parts(
@@ -224,25 +224,6 @@ class HistoricalRequests:
             raise
 
 
-_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
-_days: dict[int, str] = {}
-
-
-def iso_utc(t: int) -> str:
-    """``datetime.fromtimestamp(t, UTC).isoformat()`` for whole seconds, formatting a
-    day's date once (this runs once per bar): 0.8 us instead of 1.2 us here, 0.17 ms
-    less per 390 bars."""
-    day, sec = divmod(t, 86400)
-    date = _days.get(day)
-    if date is None:
-        if len(_days) > 50_000:
-            _days.clear()
-        date = _days[day] = dt.date.fromordinal(_EPOCH_ORDINAL + day).isoformat()
-    h, rest = divmod(sec, 3600)
-    m, s = divmod(rest, 60)
-    return f"{date}T{h:02d}:{m:02d}:{s:02d}+00:00"
-
-
 # --- bars as columns ------------------------------------------------------------------
 # One list per field, not a dict per bar: a chunk's floats stay the library's own
 # objects, nothing is built per bar until the answer is written, and a large job
@@ -277,7 +258,7 @@ def select(cols: Columns, lo: float, hi: float) -> Columns:
 
 def records(cols: Columns) -> list[dict[str, Any]]:
     """Columns as one dict per bar, as the answers show them."""
-    return [{"timestamp": iso_utc(t), "open": o, "high": h, "low": lo, "close": c,
+    return [{"timestamp": t, "open": o, "high": h, "low": lo, "close": c,
              "volume": v, "wap": w, "count": n}
-            for t, o, h, lo, c, v, w, n in zip(*(cols[k] for k in ("t", *VALUES)),
-                                               strict=True)]
+            for t, o, h, lo, c, v, w, n in zip(stamps(cols["t"]),
+                                               *(cols[k] for k in VALUES), strict=True)]

@@ -12,6 +12,7 @@ text, not a dict per bar), so the gateway relays the bytes without parsing them:
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -25,9 +26,38 @@ VALUES = ("open", "high", "low", "close", "volume", "wap", "count")
 COLUMNS = ("timestamp", *VALUES)
 
 
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_days: dict[int, str] = {}
+_HH_MM = [f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
+_SS = [f"{s:02d}" for s in range(60)]
+
+
+def stamps(ts: list[int], sep: str = "T", tail: str = "+00:00") -> list[str]:
+    """Each ``datetime.fromtimestamp(t, UTC).isoformat(sep)`` (whole seconds) with
+    ``+00:00`` written as ``tail``; a day's date is formatted once, the time of day
+    from tables: this runs once per bar (0.2 us, not 0.8 us; 0.2 ms less per 390)."""
+    out = []
+    days = _days
+    for t in ts:
+        day, sec = divmod(t, 86400)
+        date = days.get(day)
+        if date is None:
+            if len(days) > 50_000:
+                days.clear()
+            date = days[day] = dt.date.fromordinal(_EPOCH_ORDINAL + day).isoformat()
+        m, s = divmod(sec, 60)
+        out.append(f"{date}{sep}{_HH_MM[m]}{_SS[s]}{tail}")
+    return out
+
+
+def iso_utc(t: int) -> str:
+    """``datetime.fromtimestamp(t, UTC).isoformat()`` for whole seconds."""
+    return stamps([t])[0]
+
+
 class Shape(Protocol):
-    def add(self, cols: Columns, iso: list[str]) -> None:
-        """One chunk's bars (never empty), with their timestamps as ``iso_utc``."""
+    def add(self, cols: Columns) -> None:
+        """One chunk's bars (never empty)."""
 
     def done(self, head: dict[str, Any], count: int) -> bytes:
         """The whole answer."""
@@ -37,8 +67,8 @@ class Columnar:
     def __init__(self) -> None:
         self.frags: dict[str, list[bytes]] = {c: [] for c in COLUMNS}
 
-    def add(self, cols: Columns, iso: list[str]) -> None:
-        self.frags["timestamp"].append(orjson.dumps(iso)[1:-1])
+    def add(self, cols: Columns) -> None:
+        self.frags["timestamp"].append(orjson.dumps(stamps(cols["t"]))[1:-1])
         for c in VALUES:
             self.frags[c].append(orjson.dumps(cols[c])[1:-1])
 
@@ -56,10 +86,11 @@ class Ktrdr:
     def __init__(self) -> None:
         self.frags: list[bytes] = []
 
-    def add(self, cols: Columns, iso: list[str]) -> None:
+    def add(self, cols: Columns) -> None:
+        index = stamps(cols["t"], tail=".000Z")
         self.frags.append(orjson.dumps({
-            t[:19] + ".000Z": {"open": o, "high": h, "low": lo, "close": c, "volume": v}
-            for t, o, h, lo, c, v in zip(iso, cols["open"], cols["high"], cols["low"],
+            t: {"open": o, "high": h, "low": lo, "close": c, "volume": v}
+            for t, o, h, lo, c, v in zip(index, cols["open"], cols["high"], cols["low"],
                                          cols["close"], cols["volume"], strict=True)})[1:-1])
 
     def done(self, head: dict[str, Any], count: int) -> bytes:
@@ -79,8 +110,9 @@ class Bridge:
         self.daily = (ibrules.bar_seconds(bar_size) or 0) >= 86400
         self.frags: list[str] = []
 
-    def add(self, cols: Columns, iso: list[str]) -> None:
-        dates = [t[:10] for t in iso] if self.daily else [t.replace("T", " ") for t in iso]
+    def add(self, cols: Columns) -> None:
+        dates = ([t[:10] for t in stamps(cols["t"])] if self.daily else
+                 stamps(cols["t"], sep=" "))
         self.frags.append(json.dumps([
             {"date": d, "open": o, "high": h, "low": lo, "close": c, "volume": v,
              "average": w}
