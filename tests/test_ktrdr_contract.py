@@ -306,3 +306,26 @@ def test_a_bar_may_start_only_inside_the_session() -> None:
     fx = {"timeZone": "US/Eastern", "liquidHours": "20251210:1715-20251211:1700"}
     assert bar_may_start_at(fx, at(2025, 11, 14, 0, 0, tzinfo=dt.UTC))  # overnight
     assert bar_may_start_at({}, at(2025, 11, 15, 0, 0, tzinfo=dt.UTC))  # unknown: yes
+
+
+async def test_a_cold_future_is_resolved_once(sim: Simulator, tmp_path: Path,
+                                              aiohttp_client: Any) -> None:
+    """A cold request for a future tries KTRDR's candidates (a stock, then a CME
+    future, whose expiries are ambiguous); the expiry it chooses is then in the
+    connector's contract cache, so the bars ask IB for no contract details again."""
+    async with running_connector(tmp_path, sim) as (con, _), \
+            gateway(aiohttp_client, tmp_path, sim) as gw:
+        asked: list[str] = []
+        svc = con.service
+        details = svc.details
+
+        async def counted(spec: Any, *a: Any, **kw: Any) -> Any:
+            asked.append(spec.secType)
+            return await details(spec, *a, **kw)
+
+        svc.details = counted  # type: ignore[method-assign]
+        r = await (await gw.post("/data/historical", json={
+            "symbol": "ES", "timeframe": "1h", "start": "2025-11-10T00:00:00Z",
+            "end": "2025-11-12T00:00:00Z"})).json()
+        assert r["success"] is True and r["rows"] > 0
+        assert asked == ["STK", "FUT"]
