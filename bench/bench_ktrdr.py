@@ -54,7 +54,7 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-async def run(clients: int, rounds: int, gap: float) -> int:
+async def run(clients: int, rounds: int, gap: float, interleave: bool) -> int:
     sim = Simulator("127.0.0.1", 0, seed=7, pacing_scale=1e-6, start_time=START)
     await sim.start()
     home = Path(tempfile.mkdtemp(prefix="ibhost-bench-ktrdr-"))
@@ -121,9 +121,8 @@ async def run(clients: int, rounds: int, gap: float) -> int:
                     raw[:300]
             return time.perf_counter() - t0
 
-        for name, build in (("direct", direct), ("v1", v1), ("ktrdr", ktrdr),
-                            ("v1 again", v1)):
-            if build is not ktrdr:  # warm: the simulator computes a symbol's data once
+        async def warm(build: Any) -> None:
+            if build is not ktrdr:  # the simulator computes a symbol's data once
                 for _ in SYMBOLS:
                     await one(build)
                 # the warm-up's messages leave ib_async's throttle window (and the
@@ -131,21 +130,41 @@ async def run(clients: int, rounds: int, gap: float) -> int:
                 await asyncio.sleep(1.2)
             # the KTRDR path starts cold, as it does after each hour
             calls.clear()
-            samples: list[float] = []
 
-            async def client(b: Any = build, out: list[float] = samples) -> None:
-                for _ in range(rounds):
-                    out.append(await one(b))
+        async def timed(paths: dict[str, Any]) -> dict[str, list[float]]:
+            """Each client sends ``rounds`` requests on every path, the paths taken in
+            turn (one path at a time unless ``interleave``)."""
+            samples: dict[str, list[float]] = {name: [] for name in paths}
+
+            async def client(k: int) -> None:
+                for i in range(rounds * len(paths)):
+                    name = list(paths)[(k + i) % len(paths)]
+                    samples[name].append(await one(paths[name]))
                     if gap:
                         await asyncio.sleep(gap)
 
-            await asyncio.gather(*(client() for _ in range(clients)))
+            await asyncio.gather(*(client(k) for k in range(clients)))
+            return samples
+
+        def keep(name: str, samples: list[float]) -> None:
             results[name] = {"p50": pct(samples, 0.5), "p99": pct(samples, 0.99),
                              "n": len(samples), "calls": dict(calls)}
+
+        paths = {"direct": direct, "v1": v1, "ktrdr": ktrdr}
+        if interleave:  # the paths share the machine's moments: load elsewhere hits all
+            for build in paths.values():
+                await warm(build)
+            for name, samples in (await timed(paths)).items():
+                keep(name, samples)
+        else:
+            for name, build in (*paths.items(), ("v1 again", v1)):
+                await warm(build)
+                keep(name, (await timed({name: build}))[name])
     ib.disconnect()
     base, d = results["v1"], results["direct"]
     print(f"one day of 1-minute bars (390), {clients} clients x {rounds} requests"
-          + (f", {gap * 1000:.0f} ms apart" if gap else ", back to back"))
+          + (f", {gap * 1000:.0f} ms apart" if gap else ", back to back")
+          + (", the paths interleaved (connector calls: all paths')" if interleave else ""))
     for name, r in results.items():
         added = "" if r is d else (
             f"added p50 {(r['p50'] - d['p50']) * 1000:+7.1f} ms  "
@@ -170,9 +189,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds between one client's requests (default: 0.05 for one "
                         "client, as ibhost bench spaces it, so that the connector's "
                         "request spacing is not measured; 0 for more)")
+    p.add_argument("--interleave", action="store_true",
+                   help="take the paths in turn in one run rather than one after the other, "
+                        "so that load from elsewhere falls on all of them alike")
     a = p.parse_args(argv)
     gap = a.gap if a.gap is not None else (0.05 if a.clients == 1 else 0.0)
-    return asyncio.run(run(a.clients, a.rounds, gap))
+    return asyncio.run(run(a.clients, a.rounds, gap, a.interleave))
 
 
 if __name__ == "__main__":
