@@ -1,6 +1,7 @@
 """One day of 1-minute bars at N concurrent clients, through the KTRDR path
 (``POST /data/historical``) and v1 (``POST /v1/data/historical``), same stack, same run,
-against the same requests sent straight to the simulator by one ib_async client.
+against the same requests sent straight to the simulator by one ib_async client (and
+v1's connector call sent straight to connector.sock).
 
     PYTHONPATH=daemon python3 bench/bench_ktrdr.py [--clients 10] [--rounds 6]
 
@@ -29,6 +30,7 @@ import aiohttp
 from aiohttp import web
 
 from ibhost import config
+from ibhost.connector.client import ConnectorClient
 from ibhost.connector.main import Connector
 from ibhost.connector.session import State
 from ibhost.gateway.app import init_app
@@ -99,6 +101,14 @@ async def run(clients: int, rounds: int, gap: float, interleave: bool) -> int:
         # the one IB request the KTRDR path makes for a day (no bar starts at midnight)
         return "", {"symbol": s, "end": f"{d + dt.timedelta(days=1):%Y%m%d}-00:00:00"}
 
+    sock = ConnectorClient(con.socket_path)
+
+    def connector(s: str, d: dt.date) -> tuple[str, dict[str, Any]]:
+        # v1's connector call, straight to connector.sock: what the gateway adds is
+        # the gateway path's figure minus this one
+        return "sock", {"symbol": s, "barSize": "1 min", "start": f"{d}T13:30:00Z",
+                        "end": f"{d}T20:00:00Z", "columns": True}
+
     def v1(s: str, d: dt.date) -> tuple[str, dict[str, Any]]:
         return "/v1/data/historical", {"symbol": s, "barSize": "1 min",
                                        "start": f"{d}T13:30:00Z", "end": f"{d}T20:00:00Z"}
@@ -113,6 +123,9 @@ async def run(clients: int, rounds: int, gap: float, interleave: bool) -> int:
                     contracts[body["symbol"]], body["end"], "1 D", "1 min", "TRADES",
                     True, 2)
                 assert len(bars) == 390, len(bars)
+                return time.perf_counter() - t0
+            if path == "sock":
+                await sock.historical_bytes(body)
                 return time.perf_counter() - t0
             async with http.post(url + path, json=body) as r:
                 raw = await r.read()
@@ -150,7 +163,7 @@ async def run(clients: int, rounds: int, gap: float, interleave: bool) -> int:
             results[name] = {"p50": pct(samples, 0.5), "p99": pct(samples, 0.99),
                              "n": len(samples), "calls": dict(calls)}
 
-        paths = {"direct": direct, "v1": v1, "ktrdr": ktrdr}
+        paths = {"direct": direct, "connector": connector, "v1": v1, "ktrdr": ktrdr}
         if interleave:  # the paths share the machine's moments: load elsewhere hits all
             for build in paths.values():
                 await warm(build)
@@ -161,6 +174,7 @@ async def run(clients: int, rounds: int, gap: float, interleave: bool) -> int:
                 await warm(build)
                 keep(name, (await timed({name: build}))[name])
     ib.disconnect()
+    await sock.close()
     base, d = results["v1"], results["direct"]
     print(f"one day of 1-minute bars (390), {clients} clients x {rounds} requests"
           + (f", {gap * 1000:.0f} ms apart" if gap else ", back to back")
