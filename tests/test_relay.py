@@ -16,6 +16,7 @@ import pytest
 
 from ibhost import ibrules
 from ibhost.connector.client import ConnectorClient
+from ibhost.errors import IbhostError
 from ibhost.sim import Simulator
 
 from .connector_fixtures import running_connector
@@ -148,3 +149,21 @@ async def test_failures_keep_their_shapes(relayed: tuple[Any, list[Any]]) -> Non
         "symbol": "AAPL", "duration": "1 D", "barSize": "1 hour", "whatToShow": "FOO"})
     assert bad.status == 400
     assert set(await bad.json()) >= {"error"} and "whatToShow" in (await bad.json())["error"]
+
+
+async def test_the_connector_names_its_shapes(sim: Simulator, tmp_path: Path) -> None:
+    """``"columns": true`` is ``"shape": "columns"``; a shape it does not write is a 400
+    naming the field, before any IB request."""
+    async with running_connector(tmp_path, sim) as (con, _):
+        c = ConnectorClient(con.socket_path)
+        try:
+            body = {"symbol": "AAPL", "barSize": "1 hour", "start": "2025-11-13T14:00:00Z",
+                    "end": "2025-11-13T18:00:00Z"}
+            cols = await c.historical_bytes({**body, "columns": True})
+            assert await c.historical_bytes({**body, "shape": "columns"}) == cols
+            assert orjson.loads(cols)["count"] == 4
+            with pytest.raises(IbhostError) as e:
+                await c.historical_bytes({**body, "shape": "records"})
+            assert e.value.code == "bad_request" and e.value.field == "shape"
+        finally:
+            await c.close()
