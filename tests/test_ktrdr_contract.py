@@ -262,20 +262,20 @@ async def test_a_day_of_minute_bars_costs_one_connector_call_and_one_ib_request(
     request, not a second one for the bar a second past ``end``."""
     async with running_connector(tmp_path, sim) as (con, _), \
             gateway(aiohttp_client, tmp_path, sim) as gw:
-        calls: dict[str, int] = {"validate": 0, "columnar": 0}
+        calls: dict[str, int] = {"validate": 0, "encoded": 0}
         svc = con.service
-        validate, columnar = svc.validate, svc.history.columnar
+        validate, encoded = svc.validate, svc.history.encoded
 
         async def counted_validate(*a: Any, **kw: Any) -> Any:
             calls["validate"] += 1
             return await validate(*a, **kw)
 
-        async def counted_columnar(*a: Any, **kw: Any) -> Any:
-            calls["columnar"] += 1
-            return await columnar(*a, **kw)
+        async def counted_encoded(*a: Any, **kw: Any) -> Any:
+            calls["encoded"] += 1
+            return await encoded(*a, **kw)
 
         svc.validate = counted_validate  # type: ignore[method-assign]
-        svc.history.columnar = counted_columnar  # type: ignore[method-assign]
+        svc.history.encoded = counted_encoded  # type: ignore[method-assign]
 
         def day(d: int) -> dict[str, Any]:
             return {"symbol": "AAPL", "timeframe": "1m",
@@ -285,11 +285,11 @@ async def test_a_day_of_minute_bars_costs_one_connector_call_and_one_ib_request(
         cold = [gw.post("/data/historical", json=day(d)) for d in (10, 11, 12)]
         answers = await asyncio.gather(*cold)
         assert all(r.status == 200 for r in answers)
-        assert calls == {"validate": 1, "columnar": 3}  # classified once for all three
+        assert calls == {"validate": 1, "encoded": 3}  # classified once for all three
         before = sim.state()["stats"]["requests"]["reqHistoricalData"]
         r = await (await gw.post("/data/historical", json=day(13))).json()
         assert r["success"] is True and r["rows"] == 390
-        assert calls == {"validate": 1, "columnar": 4}
+        assert calls == {"validate": 1, "encoded": 4}
         assert sim.state()["stats"]["requests"]["reqHistoricalData"] == before + 1
         got = ktrdr_frame(r)
         assert got.index[0] == pd.Timestamp("2025-11-13T14:30:00Z")
@@ -306,3 +306,26 @@ def test_a_bar_may_start_only_inside_the_session() -> None:
     fx = {"timeZone": "US/Eastern", "liquidHours": "20251210:1715-20251211:1700"}
     assert bar_may_start_at(fx, at(2025, 11, 14, 0, 0, tzinfo=dt.UTC))  # overnight
     assert bar_may_start_at({}, at(2025, 11, 15, 0, 0, tzinfo=dt.UTC))  # unknown: yes
+
+
+async def test_a_cold_future_is_resolved_once(sim: Simulator, tmp_path: Path,
+                                              aiohttp_client: Any) -> None:
+    """A cold request for a future tries KTRDR's candidates (a stock, then a CME
+    future, whose expiries are ambiguous); the expiry it chooses is then in the
+    connector's contract cache, so the bars ask IB for no contract details again."""
+    async with running_connector(tmp_path, sim) as (con, _), \
+            gateway(aiohttp_client, tmp_path, sim) as gw:
+        asked: list[str] = []
+        svc = con.service
+        details = svc.details
+
+        async def counted(spec: Any, *a: Any, **kw: Any) -> Any:
+            asked.append(spec.secType)
+            return await details(spec, *a, **kw)
+
+        svc.details = counted  # type: ignore[method-assign]
+        r = await (await gw.post("/data/historical", json={
+            "symbol": "ES", "timeframe": "1h", "start": "2025-11-10T00:00:00Z",
+            "end": "2025-11-12T00:00:00Z"})).json()
+        assert r["success"] is True and r["rows"] > 0
+        assert asked == ["STK", "FUT"]

@@ -163,6 +163,6 @@ def test_bar_timestamps_are_formatted_as_datetime_formats_them(t: int) -> None:
     exactly what ``datetime.isoformat`` gives, before 1970 too."""
     import datetime as dt
 
-    from ibhost.connector.historical import iso_utc
+    from ibhost.connector.shapes import iso_utc
 
     assert iso_utc(t) == dt.datetime.fromtimestamp(t, dt.UTC).isoformat()

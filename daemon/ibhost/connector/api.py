@@ -42,6 +42,7 @@ from .metrics import ConnectorMetrics, route_label
 from .pacing import PRIORITIES, Scheduler
 from .service import Service
 from .session import Session, State
+from .shapes import SHAPES
 from .streams import KINDS as STREAM_KINDS
 from .streams import REST, TICK_TYPES, StreamHub
 from .values import DEADLINE, JOB
@@ -221,8 +222,12 @@ async def historical(request: web.Request) -> web.StreamResponse:
         bar_size=bar_size, what=what, use_rth=opt_bool(body, "useRTH", True), start=start,
         end=end, duration=duration, priority=_priority(body),
         job=request.headers.get(JOB_HEADER, "")[:64])
-    if opt_bool(body, "columns", False):  # the gateway's columnar answer, ready to relay
-        return web.Response(body=await history.columnar(spec, **kw),
+    # an answer the gateway relays as it is: v1's columns (``columns: true``), or
+    # KTRDR's or the bridge's shape (connector/shapes.py)
+    shape = opt_str(body, "shape", "columns" if opt_bool(body, "columns", False) else "",
+                    choices=("", *SHAPES))
+    if shape:
+        return web.Response(body=await history.encoded(spec, shape, **kw),
                             content_type="application/json")
     if not opt_bool(body, "stream", False):
         return web.json_response(await history.historical(spec, **kw))

@@ -14,6 +14,7 @@ log = logging.getLogger("ibhost.connector.contracts")
 
 SEC_TYPES = ("STK", "OPT", "FUT", "CASH", "IND", "FOP", "CFD", "BOND", "FUND", "CRYPTO")
 DEFAULT_EXCHANGE = {"CASH": "IDEALPRO", "FUT": "", "IND": ""}
+CANDIDATES = 20  # the contracts an ambiguous answer names for the caller to choose from
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def describe_details(cd: Any) -> dict[str, Any]:
 
 
 def ambiguous(spec: ContractSpec, details: list[Any]) -> IbhostError:
-    cands = [describe_details(cd) for cd in details[:20]]
+    cands = [describe_details(cd) for cd in details[:CANDIDATES]]
     short = ", ".join(f"{c['localSymbol'] or c['symbol']} {c['secType']} {c['currency']} "
                       f"{c['primaryExchange'] or c['exchange']}" for c in cands[:5])
     return IbhostError(

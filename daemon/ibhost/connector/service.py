@@ -20,7 +20,7 @@ from ..errors import IbhostError, bad_request, from_ib
 from .account import AccountRequests
 from .cache import AgedCache
 from .calls import IbCalls
-from .contracts import ContractSpec, ambiguous, describe_details, to_contract
+from .contracts import CANDIDATES, ContractSpec, ambiguous, describe_details, to_contract
 from .historical import HistoricalRequests
 from .localstate import StateAges
 from .pacing import BACKGROUND, INTERACTIVE, PaceKey, Scheduler
@@ -126,17 +126,20 @@ class Service:
     async def cached_details(self, spec: ContractSpec,
                              max_age: float | None = None) -> tuple[list[Any], float]:
         """Contract details from the cache (``connector.cache_max_age``), and their age.
-        A unique contract is also kept under the spec that names it by conId (the
-        one KTRDR's and the bridge's paths send next), so that asks IB nothing more."""
+        Each contract found (a unique one, or the candidates an ambiguous answer
+        names, such as a future's expiries) is also kept under the spec that names it
+        by conId (the one KTRDR's and the bridge's paths send next), so choosing it
+        asks IB nothing more."""
         found, age = await self.contract_cache.get(
             spec.key(), lambda prio: self.details(spec, prio), max_age)
         if len(found) == 1:
-            c = found[0].contract
-            self._details[c.conId] = found[0]
+            self._details[found[0].contract.conId] = found[0]
+        for cd in found[:CANDIDATES]:
+            c = cd.contract
             exact = ContractSpec(secType=c.secType, exchange=spec.exchange or c.exchange,
                                  currency=c.currency, conId=c.conId).key()
             if exact != spec.key() and exact not in self.contract_cache:
-                self.contract_cache.put(exact, found)
+                self.contract_cache.put(exact, [cd])
         return found, age
 
     async def resolve(self, spec: ContractSpec) -> Any:

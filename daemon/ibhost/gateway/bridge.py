@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -286,11 +287,6 @@ def _ib_end(raw: Any) -> str | None:
     return t.isoformat()
 
 
-def _bar_date(ts: str, daily: bool) -> str:
-    t = dt.datetime.fromisoformat(ts)
-    return t.date().isoformat() if daily else str(t)
-
-
 async def historical(request: web.Request) -> web.Response:
     auth(request, always=True)
     body = await request_body(request)
@@ -309,12 +305,11 @@ async def historical(request: web.Request) -> web.Response:
     end = _ib_end(body.get("endDateTime"))
     if end:
         fwd["end"] = end
-    result = await connector(request).historical(fwd)
-    secs = ibrules.bar_seconds(bar_size) or 0
-    return web.json_response({"symbol": body["symbol"], "bars": [
-        {"date": _bar_date(b["timestamp"], secs >= 86400), "open": b["open"],
-         "high": b["high"], "low": b["low"], "close": b["close"], "volume": b["volume"],
-         "average": b.get("wap")} for b in result["bars"]]})
+    # the bars as the bridge wrote them, written by the connector (connector/shapes.py)
+    bars = await connector(request).historical_bytes({**fwd, "shape": "bridge"})
+    return web.Response(body=b'{"symbol": %s, "bars": %s}' % (
+        json.dumps(body["symbol"]).encode(), bars), content_type="application/json",
+        charset="utf-8")
 
 
 # --- trading ---------------------------------------------------------------------------------

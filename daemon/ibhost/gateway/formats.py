@@ -6,8 +6,8 @@ shows its first rows within a second of the first chunk. Records end with a
 trailing record (``count``, ``requests``, ``complete``); a stream that fails half
 way is cut off (no closing bracket or final chunk), so no client mistakes it for
 a whole answer. Columnar JSON needs every bar before the first column ends: the
-connector assembles it (connector/historical.py, ``columnar``) and the gateway
-relays its bytes.
+connector writes it (connector/shapes.py) and the gateway relays its bytes, as it
+does KTRDR's and the bridge's historical answers.
 """
 
 from __future__ import annotations

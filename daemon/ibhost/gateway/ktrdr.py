@@ -4,7 +4,8 @@ works unchanged (``kpiteira/ktrdr``: ``ib-host-service/endpoints/data.py`` and
 
 Shapes only: failures of a data call are 200 ``{"success": false, "error": ...}``
 as KTRDR answers them; a malformed request is FastAPI's 422 ``{"detail": [...]}``;
-bars travel as ``DataFrame.to_json(orient="index", date_format="iso")`` text.
+bars travel as ``DataFrame.to_json(orient="index", date_format="iso")`` text, in a
+body the connector writes (``shape: "ktrdr"``) and the gateway relays.
 Symbols are classified the way KTRDR's validator does (forex pair -> CASH on
 IDEALPRO, else a US stock on SMART, else a CME future) unless ``instrument_type``
 says which.
@@ -19,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
 from aiohttp import web
 
 from ..errors import IbhostError, bad_request
@@ -291,17 +291,6 @@ async def head_timestamp(request: web.Request) -> web.Response:
         return _fail(e.message, timestamp=None)
 
 
-def bars_json(cols: dict[str, list[Any]]) -> bytes:
-    """The connector's columnar bars as ``DataFrame.to_json(orient="index",
-    date_format="iso")`` would write them (index = UTC bar start, written
-    '2025-11-17T14:30:00.000Z'; open, high, low, close, volume)."""
-    return orjson.dumps({t[:19] + ".000Z": {"open": o, "high": h, "low": lo, "close": c,
-                                             "volume": v}
-                         for t, o, h, lo, c, v in zip(
-                             cols["timestamp"], cols["open"], cols["high"], cols["low"],
-                             cols["close"], cols["volume"], strict=True)})
-
-
 async def historical(request: web.Request) -> web.Response:
     auth(request)
     body = await request_body(request)
@@ -335,22 +324,18 @@ async def historical(request: web.Request) -> web.Response:
                              f"{head.isoformat()}", data=None, rows=None)
         # KTRDR's end is inclusive (index <= end): one second more when a bar can
         # start at ``end`` (a day from midnight to midnight then stays one IB request
-        # for 1-minute bars, not two); the columnar answer is read with orjson
+        # for 1-minute bars, not two)
         if bar_may_start_at(k.details, end):
             end += dt.timedelta(seconds=1)
+        # the body as KTRDR reads it, written by the connector (connector/shapes.py)
         raw = await connector(request).historical_bytes({
             **k.spec, "barSize": TIMEFRAMES[timeframe],
             "whatToShow": "BID" if k.spec["secType"] == "CASH" else "TRADES",
             "useRTH": True, "start": start.isoformat(), "end": end.isoformat(),
-            "columns": True})
+            "shape": "ktrdr"})
     except IbhostError as e:
         return _fail(e.message, data=None, rows=None)
-    result = orjson.loads(raw)
-    rows = result["count"]
-    data = bars_json(result["data"]) if rows else b"{}"
-    return web.Response(body=orjson.dumps({"success": True, "data": data.decode(),
-                                           "error": None, "rows": rows}),
-                        content_type="application/json")
+    return web.Response(body=raw, content_type="application/json")
 
 
 ROUTES: tuple[Route, ...] = (
