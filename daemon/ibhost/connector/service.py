@@ -26,6 +26,7 @@ from .localstate import StateAges
 from .pacing import BACKGROUND, INTERACTIVE, PaceKey, Scheduler
 from .session import USABLE, Session, State
 from .values import JOB, _greek, _num, _quote, _utc
+from .wire import Wire
 
 log = logging.getLogger("ibhost.connector.service")
 T = TypeVar("T")
@@ -68,14 +69,11 @@ class Service:
         # as a backstop just under IB's limit for what is not paced (cancels that bunch
         # up, re-subscriptions after a reconnect): set as low as the scheduler's rate,
         # its first-come queue would hold interactive requests behind a download's
+        # (counted as they leave: the wire spaces bursts, cancels above all)
         conn = self.ib.client.conn
-        send = conn.sendMsg
-
-        def counted(msg: bytes) -> None:
-            scheduler.note_message()
-            send(msg)
-
-        conn.sendMsg = counted
+        self.wire = Wire(conn.sendMsg, scheduler.note_message)
+        conn.sendMsg = self.wire
+        self.ib.disconnectedEvent += self.wire.reset
         self.ib.client.MaxRequests = IB_MESSAGES_PER_SECOND
         self.account = AccountRequests(self.calls)
         self.history = HistoricalRequests(self.calls, self.resolve, lambda: self.now())
