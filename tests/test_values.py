@@ -108,3 +108,22 @@ def test_one_reading_of_boolean_words_everywhere() -> None:
     cfg = config.load(home="/nonexistent-home", env={"IBHOST_TRADING_ENABLED": "Yes"},
                       overrides={})
     assert cfg.trading.enabled is True
+
+
+def test_the_order_journal_keeps_its_events_at_their_size(tmp_path) -> None:
+    """The journal keeps up to journal_keep events for the connector's lifetime: each
+    costs about its own length, not the encoder's buffer (which was ~4 KiB)."""
+    import tracemalloc
+
+    from ibhost.connector.journal import OrderJournal
+
+    j = OrderJournal(tmp_path / "orders.journal", keep=10_000)
+    tracemalloc.start()
+    for i in range(2000):
+        j.append({"type": "order", "event": "status", "orderId": i, "permId": 10_000 + i,
+                  "clientId": 1, "symbol": "AAPL", "status": "Submitted", "filled": 0.0,
+                  "time": "2025-12-10T15:30:00+00:00"})
+    used = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    j.close()
+    assert used / 2000 < 1000, f"{used / 2000:.0f} bytes kept per event"

@@ -87,6 +87,9 @@ class OrderJournal:
         assert self._fd is not None
         os.write(self._fd, line + b"\n")
         os.fsync(self._fd)
+        # kept as a right-sized copy: orjson's bytes carry a buffer of some KiB each,
+        # and the journal keeps ``keep`` of them for as long as the connector runs
+        line = bytes(memoryview(line))
         self._remember(self.seq, ev, line)
         if self.seq % self.keep == 0:
             self._compact()
