@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import json
 import os
@@ -312,50 +313,28 @@ restart_cooldown = 5
 
     # --- streams -----------------------------------------------------------------------
 
-    async def follow(self, http: Any, query: str, on_event: Any) -> None:
-        """One SSE consumer, reconnecting (order events resume by Last-Event-ID)."""
-        import aiohttp
+    async def follow(self, query: dict[str, Any], on_event: Any) -> None:
+        """One stream consumer: ibhost's own client, which reconnects and resumes order
+        events by Last-Event-ID by itself."""
+        from ibhost_client import AsyncIBHostClient
 
-        last_id: int | None = None
-        while time.monotonic() < self.end:
-            headers = {"X-API-Key": KEY}
-            if last_id is not None:
-                headers["Last-Event-ID"] = str(last_id)
-            try:
-                async with http.get(f"{self.url}/v1/stream?{query}", headers=headers,
-                                    timeout=aiohttp.ClientTimeout(total=None,
-                                                                  sock_read=30)) as r:
-                    if r.status != 200:
-                        await asyncio.sleep(0.5)
-                        continue
-                    event, data = "", b""
-                    async for raw in r.content:
-                        line = raw.rstrip(b"\n")
-                        if line.startswith(b"event: "):
-                            event = line[7:].decode()
-                        elif line.startswith(b"id: "):
-                            last_id = int(line[4:])
-                        elif line.startswith(b"data: "):
-                            data = line[6:]
-                        elif not line and data:
-                            on_event(event, json.loads(data))
-                            data = b""
-                        if time.monotonic() >= self.end:
-                            return
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
-                pass
-            await asyncio.sleep(0.5)
+        async with AsyncIBHostClient(self.url, api_key=KEY, backoff=0.5,
+                                     max_backoff=1.0) as client:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.end - time.monotonic()):
+                    async for ev in client.events(**query):
+                        on_event(ev)
 
-    def on_quote(self, event: str, ev: dict[str, Any]) -> None:
-        if event == "quote":
+    def on_quote(self, ev: dict[str, Any]) -> None:
+        if ev.get("type") == "quote":
             now = time.monotonic()
             if self.last_fault and (not self.quote_times or
                                     self.quote_times[-1] < self.last_fault):
                 self.resume_waits.append(now - self.last_fault)
             self.quote_times.append(now)
 
-    def on_order(self, event: str, ev: dict[str, Any]) -> None:
-        if event == "order":
+    def on_order(self, ev: dict[str, Any]) -> None:
+        if ev.get("type") == "order":
             self.order_seqs.append(int(ev["seq"]))
 
     # --- faults ------------------------------------------------------------------------
@@ -430,8 +409,8 @@ restart_cooldown = 5
                                              timeout=aiohttp.ClientTimeout(total=None)) as http:
                 await asyncio.gather(
                     self.faulter(), *(self.caller(http, n) for n in range(self.callers)),
-                    self.follow(http, "quotes=AAPL", self.on_quote),
-                    self.follow(http, "orders=true", self.on_order))
+                    self.follow({"quotes": ["AAPL"]}, self.on_quote),
+                    self.follow({"orders": True}, self.on_order))
             await asyncio.sleep(3.0)
             rss_end = self.rss()
             state = await self.sim_state()
