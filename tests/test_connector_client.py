@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -63,18 +64,20 @@ async def test_each_method_calls_its_route_with_the_callers_job_and_deadline(
     runner = await serve_unix(app, sock)
     client = ConnectorClient(sock, read_timeout=5)
     try:
-        plain = await client.validate({"symbol": "AAPL"}, params={"maxAge": "0"})
+        plain = json.loads(await client.relay("validate", body={"symbol": "AAPL"},
+                                              params={"maxAge": "0"}))
         assert (plain["method"], plain["path"], plain["query"], plain["body"]) == (
             "POST", "/validate", {"maxAge": "0"}, {"symbol": "AAPL"})
         assert plain["job"] is None and plain["deadline"] is None
         ages: list[str] = []
         view = client.for_caller(deadline=7.0, job="key-x/r1",
                                  on_answer=lambda h: ages.append(h["x-ibhost-state-age"]))
-        [ex] = await view.executions({"symbol": "AAPL"})
+        [ex] = json.loads(await view.relay("executions", params={"symbol": "AAPL"}))
         assert (ex["path"], ex["query"], ex["job"]) == (
             "/executions", {"symbol": "AAPL"}, "key-x/r1")
         assert float(ex["deadline"]) == 7.0 and ages == ["2.5"]
-        assert (await view.cancel_order(12))["path"] == "/orders/12"
+        assert json.loads(await view.relay("cancel_order", orderId=12))["path"] == \
+            "/orders/12"
         assert (await view.unsubscribe(265598))["path"] == "/subscriptions/265598"
         raw = await view.historical_bytes({"symbol": "AAPL", "columns": True})
         assert b'"key-x/r1"' in raw
@@ -97,3 +100,35 @@ async def test_transport_failures_are_the_callers_own_error(tmp_path: Path) -> N
     with pytest.raises(IbhostError):
         [x async for x in view.historical_lines({"symbol": "AAPL"})]
     await client.close()
+
+
+async def test_typed_methods_refuse_an_answer_that_is_not_their_model(tmp_path: Path) -> None:
+    """An answer with a field of the wrong type, or one the model does not declare,
+    fails at the client (naming the field), not three calls later in a caller."""
+    answers = {
+        "/positions": [{"account": "DU1", "conId": 1, "symbol": "AAPL", "secType": "STK",
+                        "position": "ten"}],
+        "/pnl": {"account": "DU1", "modelCode": "", "dailyPnL": 1.0, "unrealizedPnL": None,
+                 "realizedPnL": None, "surprise": 1},
+        "/head-timestamp": {"symbol": "AAPL", "whatToShow": "TRADES",
+                            "headTimestamp": "1980-12-12T14:30:00+00:00"},
+    }
+
+    async def fixed(request: web.Request) -> web.Response:
+        return web.json_response(answers[request.path])
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fixed)
+    sock = str(tmp_path / "t.sock")
+    runner = await serve_unix(app, sock)
+    client = ConnectorClient(sock, read_timeout=5)
+    try:
+        with pytest.raises(IpcError, match=r"position"):
+            await client.positions()
+        with pytest.raises(IpcError, match=r"surprise"):
+            await client.pnl()
+        ts = await client.head_timestamp({"symbol": "AAPL"})
+        assert ts.headTimestamp.startswith("1980-12-12") and ts.whatToShow == "TRADES"
+    finally:
+        await client.close()
+        await stop_unix(runner, sock)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from .. import models
 from ..errors import IbhostError
 from .calls import IbCalls
+from .contracts import contract_ref
 from .pacing import BACKGROUND, INTERACTIVE
 from .values import _num
 
@@ -62,36 +64,31 @@ class AccountRequests:
                                      priority=priority)
                 self._summary_loaded = True
 
-    async def summary(self) -> list[dict[str, Any]]:
+    async def summary(self) -> list[models.AccountValue]:
         """Every tag IB reports, from the library's live copy (IB pushes changes to
         the subscription made once per connection)."""
         ib = self.calls.ib
         if not self._summary_loaded:
             await self._load(INTERACTIVE)
         self.calls.session.require_ready()
-        return [{"account": v.account, "tag": v.tag, "value": _value(v.value),
-                 "currency": v.currency} for v in ib.wrapper.acctSummary.values()]
+        return [models.AccountValue(account=v.account, tag=v.tag, value=_value(v.value),
+                                    currency=v.currency)
+                for v in ib.wrapper.acctSummary.values()]
 
-    def portfolio(self) -> list[dict[str, Any]]:
+    def portfolio(self) -> list[models.PortfolioItem]:
         """The library's live portfolio (IB pushes it after reqAccountUpdates at connect)."""
         self.calls.session.require_ready()
         out = []
         for p in self.calls.ib.portfolio():
-            c = p.contract
-            out.append({
-                "account": p.account, "conId": c.conId, "symbol": c.symbol,
-                "secType": c.secType, "currency": c.currency, "localSymbol": c.localSymbol,
-                "right": c.right or None, "strike": _num(c.strike) or None,
-                "lastTradeDateOrContractMonth": c.lastTradeDateOrContractMonth or None,
-                "multiplier": _num(c.multiplier), "position": p.position,
-                "marketPrice": _num(p.marketPrice), "marketValue": _num(p.marketValue),
-                "averageCost": _num(p.averageCost), "unrealizedPNL": _num(p.unrealizedPNL),
-                "realizedPNL": _num(p.realizedPNL),
-            })
+            out.append(models.PortfolioItem(
+                account=p.account, **contract_ref(p.contract), position=p.position,
+                marketPrice=_num(p.marketPrice), marketValue=_num(p.marketValue),
+                averageCost=_num(p.averageCost), unrealizedPNL=_num(p.unrealizedPNL),
+                realizedPNL=_num(p.realizedPNL)))
         return out
 
     async def pnl(self, account: str = "", model: str = "", con_id: int = 0,
-                  wait: float = 3.0) -> dict[str, Any]:
+                  wait: float = 3.0) -> models.Pnl:
         """Subscribe, wait for IB's first PnL message, cancel."""
         ib = self.calls.ib
         acct = self.account(account)
@@ -114,11 +111,9 @@ class AccountRequests:
 
         async with self._pnl_lock:
             obj = await self.calls.call("pnl", once, timeout=wait + 5.0)
-        out: dict[str, Any] = {
-            "account": acct, "modelCode": model,
-            "dailyPnL": _num(obj.dailyPnL), "unrealizedPnL": _num(obj.unrealizedPnL),
-            "realizedPnL": _num(obj.realizedPnL),
-        }
+        pnl = models.Pnl(account=acct, modelCode=model, dailyPnL=_num(obj.dailyPnL),
+                         unrealizedPnL=_num(obj.unrealizedPnL),
+                         realizedPnL=_num(obj.realizedPnL))
         if con_id:
-            out.update(conId=con_id, position=_num(obj.position), value=_num(obj.value))
-        return out
+            pnl.conId, pnl.position, pnl.value = con_id, _num(obj.position), _num(obj.value)
+        return pnl

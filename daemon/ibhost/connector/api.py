@@ -18,11 +18,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from .. import __version__
+from .. import __version__, models
 from ..config import Config, describe
 from ..errors import IbhostError, bad_request, code_for_http_status
 from ..ipc import JOB_HEADER
@@ -259,9 +260,16 @@ async def _stream_bars(request: web.Request, parts: Any) -> web.StreamResponse:
 AGE_HEADER = "X-Ibhost-State-Age"  # seconds since IB last sent what the answer holds
 
 
+def reply(data: Any, status: int = 200, headers: dict[str, str] | None = None
+          ) -> web.Response:
+    """A JSON answer: models (ibhost.models) and plain values alike."""
+    return web.Response(body=models.encode(data), status=status, headers=headers,
+                        content_type="application/json")
+
+
 def aged(data: Any, age: float) -> web.Response:
     """An answer read from the connection's state or a cache, with its age."""
-    return web.json_response(data, headers={AGE_HEADER: f"{age:.1f}"})
+    return reply(data, headers={AGE_HEADER: f"{age:.1f}"})
 
 
 def _max_age(q: Any) -> float | None:
@@ -287,8 +295,8 @@ async def head_timestamp(request: web.Request) -> web.Response:
                    choices=("TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK"))
     ts = await request.app[SERVICE_KEY].head_timestamp(
         spec, what, opt_bool(q, "useRTH", True), _priority(q))
-    return web.json_response({"symbol": spec.symbol, "whatToShow": what,
-                              "headTimestamp": ts.isoformat()})
+    return reply(models.HeadTimestamp(symbol=spec.symbol, whatToShow=what,
+                                      headTimestamp=ts.isoformat()))
 
 
 async def option_chain(request: web.Request) -> web.Response:
@@ -307,7 +315,7 @@ async def snapshot(request: web.Request) -> web.Response:
     md_type = opt_int(body, "marketDataType", 1, minimum=1, maximum=4)
     wait = opt_float(body, "wait", 2.0, minimum=0.1, maximum=30.0)
     assert wait is not None
-    return web.json_response(await request.app[SERVICE_KEY].snapshot(
+    return reply(await request.app[SERVICE_KEY].snapshot(
         spec, generic=generic, md_type=md_type, wait=wait))
 
 
@@ -318,14 +326,13 @@ async def subscribe(request: web.Request) -> web.Response:
     generic = int_list(body, "genericTicks", GENERIC_TICKS)
     hub = request.app[STREAMS_KEY]
     held = await hub.hold(REST, "quote", spec, {"generic": generic})
-    return web.json_response(_held(request, hub.subs[held["key"]]), status=201)
+    return reply(_held(request, hub.subs[held["key"]]), status=201)
 
 
-def _held(request: web.Request, sub: Any) -> dict[str, Any]:
-    d = request.app[SERVICE_KEY]._ticker_dict(sub.handle)
-    d["resubscribed"] = sub.resubscribed
-    d["key"] = sub.key
-    return d
+def _held(request: web.Request, sub: Any) -> models.HeldQuote:
+    q = request.app[SERVICE_KEY]._ticker_dict(sub.handle)
+    return models.HeldQuote(**msgspec.structs.asdict(q), resubscribed=sub.resubscribed,
+                            key=sub.key)
 
 
 def _rest_held(request: web.Request) -> list[Any]:
@@ -333,7 +340,7 @@ def _rest_held(request: web.Request) -> list[Any]:
 
 
 async def subscriptions(request: web.Request) -> web.Response:
-    return web.json_response([_held(request, s) for s in _rest_held(request)])
+    return reply([_held(request, s) for s in _rest_held(request)])
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
@@ -369,13 +376,12 @@ async def place_order(request: web.Request) -> web.Response:
         spec, action=action, quantity=qty, order_type=order_type, limit=limit, stop=stop,
         tif=tif, order_ref=ref, outside_rth=opt_bool(body, "outsideRth", False),
         dedupe=opt_bool(body, "dedupe", True)))
-    return web.json_response(result, status=200 if result.get("duplicate") else 201)
+    return reply(result, status=200 if result.duplicate else 201)
 
 
 async def cancel_order(request: web.Request) -> web.Response:
     order_id = opt_int(request.match_info, "orderId", 0, minimum=1)
-    return web.json_response(await asyncio.shield(
-        request.app[SERVICE_KEY].cancel_order(order_id)))
+    return reply(await asyncio.shield(request.app[SERVICE_KEY].cancel_order(order_id)))
 
 
 async def order_by_ref(request: web.Request) -> web.Response:
@@ -384,7 +390,7 @@ async def order_by_ref(request: web.Request) -> web.Response:
     if not ref:
         raise bad_request("orderRef", "is required")
     client_id = opt_int(q, "clientId", -1)
-    return web.json_response(request.app[SERVICE_KEY].order_by_ref(
+    return reply(request.app[SERVICE_KEY].order_by_ref(
         ref, order_id=opt_int(q, "orderId", 0, minimum=0),
         client_id=None if client_id < 0 else client_id,
         perm_id=opt_int(q, "permId", 0, minimum=0, maximum=2**63 - 1)))
@@ -436,9 +442,9 @@ async def pnl(request: web.Request) -> web.Response:
     con_id = opt_int(q, "conId", 0, minimum=0)
     held = request.app[STREAMS_KEY].held_pnl(svc.account.account(account), model, con_id)
     if held is not None:  # a P&L stream holds IB's subscription: its newest answer
-        return web.json_response({k: v for k, v in held.items()
-                                  if k not in ("type", "key", "symbol")})
-    return web.json_response(await svc.account.pnl(account, model, con_id))
+        return reply(models.Pnl(**{k: v for k, v in held.items()
+                                   if k not in ("type", "key", "symbol")}))
+    return reply(await svc.account.pnl(account, model, con_id))
 
 
 # --- live streams -------------------------------------------------------------------

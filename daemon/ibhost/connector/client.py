@@ -5,8 +5,11 @@ ctl, the benches) does it through ``ConnectorClient``, so each route's method an
 path are written once, here. It imports only ``ipc`` and ``errors``: the gap-filler
 and the watchdog, which stay light, load neither aiohttp nor ib_async through it.
 
-Bodies and query parameters are the routes' JSON as the connector validates them;
-answers are returned as the connector sends them (decoded JSON, or bytes to relay).
+Bodies and query parameters are the routes' JSON as the connector validates them.
+Answers come back as the typed models the connector built them from
+(``ibhost.models``: a field of the wrong type, or one the model does not declare, is
+an error here, not a surprise three calls later), or as the connector's bytes, to
+relay without decoding (``relay``).
 """
 
 from __future__ import annotations
@@ -14,13 +17,17 @@ from __future__ import annotations
 import copy
 import urllib.parse
 from collections.abc import AsyncGenerator, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
+
+from .. import models
 from ..ipc import JOB_HEADER, IpcError, UnixClient, raw_line_batches
 
 Json = dict[str, Any]
 Rows = list[dict[str, Any]]
 Params = Mapping[str, Any]
+T = TypeVar("T")
 
 # client method -> (HTTP method, path) on connector.sock; tests/test_connector_client.py
 # holds this equal to connector/api.py's route table
@@ -108,6 +115,38 @@ class ConnectorClient:
             self.on_answer(answer)
         return result
 
+    async def _bytes(self, method: str, path: str, *, body: Any = None,
+                     params: Params | None = None) -> bytes:
+        answer: dict[str, str] | None = {} if self.on_answer is not None else None
+        try:
+            raw = await self.ipc.request_bytes(
+                method, path, json_body=body, params=dict(params) if params else None,
+                deadline=self.deadline, headers=self._headers(), answer_headers=answer)
+        except IpcError as e:
+            raise self._failed(e) from None
+        if self.on_answer is not None and answer is not None:
+            self.on_answer(answer)
+        return raw
+
+    async def _typed(self, kind: type[T], method: str, path: str, *, body: Any = None,
+                     params: Params | None = None) -> T:
+        raw = await self._bytes(method, path, body=body, params=params)
+        try:
+            return models.decode(raw, kind)
+        except msgspec.ValidationError as e:  # connector and caller disagree: a bug
+            raise self._failed(IpcError(self.path, f"{method} {path}: the answer does not "
+                                                   f"match its model: {e}")) from None
+
+    async def relay(self, name: str, *, params: Params | None = None, body: Any = None,
+                    **path_args: Any) -> bytes:
+        """The answer of the route behind method ``name`` (see ``ROUTES``) as the
+        connector encoded it, to send on without decoding it."""
+        method, path = ROUTES[name]
+        if path_args:
+            path = path.format(**{k: urllib.parse.quote(str(v), safe="")
+                                  for k, v in path_args.items()})
+        return await self._bytes(method, path, body=body, params=params)
+
     # --- the connection ----------------------------------------------------------------
 
     async def health(self, *, read_timeout: float | None = None) -> Json:
@@ -161,32 +200,29 @@ class ConnectorClient:
         finally:
             await lines.aclose()
 
-    async def validate(self, spec: Json, *, params: Params | None = None) -> Json:
+    async def validate(self, spec: Json, *, params: Params | None = None
+                       ) -> models.ContractDetails:
         """The contract's details, or not_found / ambiguous."""
-        result: Json = await self._json("POST", "/validate", body=spec, params=params)
-        return result
+        return await self._typed(models.ContractDetails, "POST", "/validate", body=spec,
+                                 params=params)
 
-    async def head_timestamp(self, params: Params) -> Json:
-        result: Json = await self._json("GET", "/head-timestamp", params=params)
-        return result
+    async def head_timestamp(self, params: Params) -> models.HeadTimestamp:
+        return await self._typed(models.HeadTimestamp, "GET", "/head-timestamp",
+                                 params=params)
 
-    async def option_chain(self, params: Params) -> Json:
-        result: Json = await self._json("GET", "/option-chain", params=params)
-        return result
+    async def option_chain(self, params: Params) -> models.OptionChain:
+        return await self._typed(models.OptionChain, "GET", "/option-chain", params=params)
 
-    async def snapshot(self, body: Json) -> Json:
-        result: Json = await self._json("POST", "/snapshot", body=body)
-        return result
+    async def snapshot(self, body: Json) -> models.Quote:
+        return await self._typed(models.Quote, "POST", "/snapshot", body=body)
 
     # --- held subscriptions ------------------------------------------------------------
 
-    async def subscriptions(self) -> Rows:
-        result: Rows = await self._json("GET", "/subscriptions")
-        return result
+    async def subscriptions(self) -> list[models.HeldQuote]:
+        return await self._typed(list[models.HeldQuote], "GET", "/subscriptions")
 
-    async def subscribe(self, body: Json) -> Json:
-        result: Json = await self._json("POST", "/subscriptions", body=body)
-        return result
+    async def subscribe(self, body: Json) -> models.HeldQuote:
+        return await self._typed(models.HeldQuote, "POST", "/subscriptions", body=body)
 
     async def unsubscribe(self, con_id: int | str) -> Json:
         result: Json = await self._json("DELETE", f"/subscriptions/{con_id}")
@@ -194,41 +230,32 @@ class ConnectorClient:
 
     # --- orders and account ------------------------------------------------------------
 
-    async def place_order(self, body: Json) -> Json:
-        result: Json = await self._json("POST", "/orders", body=body)
-        return result
+    async def place_order(self, body: Json) -> models.PlacedOrder:
+        return await self._typed(models.PlacedOrder, "POST", "/orders", body=body)
 
-    async def open_orders(self, params: Params | None = None) -> Rows:
-        result: Rows = await self._json("GET", "/orders", params=params)
-        return result
+    async def open_orders(self, params: Params | None = None) -> list[models.Order]:
+        return await self._typed(list[models.Order], "GET", "/orders", params=params)
 
-    async def order_by_ref(self, params: Params) -> Json:
-        result: Json = await self._json("GET", "/orders/by-ref", params=params)
-        return result
+    async def order_by_ref(self, params: Params) -> models.Order:
+        return await self._typed(models.Order, "GET", "/orders/by-ref", params=params)
 
-    async def cancel_order(self, order_id: int | str) -> Json:
-        result: Json = await self._json("DELETE", f"/orders/{order_id}")
-        return result
+    async def cancel_order(self, order_id: int | str) -> models.Order:
+        return await self._typed(models.Order, "DELETE", f"/orders/{order_id}")
 
-    async def executions(self, params: Params | None = None) -> Rows:
-        result: Rows = await self._json("GET", "/executions", params=params)
-        return result
+    async def executions(self, params: Params | None = None) -> list[models.Execution]:
+        return await self._typed(list[models.Execution], "GET", "/executions", params=params)
 
-    async def positions(self) -> Rows:
-        result: Rows = await self._json("GET", "/positions")
-        return result
+    async def positions(self) -> list[models.Position]:
+        return await self._typed(list[models.Position], "GET", "/positions")
 
-    async def portfolio(self) -> Rows:
-        result: Rows = await self._json("GET", "/portfolio")
-        return result
+    async def portfolio(self) -> list[models.PortfolioItem]:
+        return await self._typed(list[models.PortfolioItem], "GET", "/portfolio")
 
-    async def account_summary(self) -> Rows:
-        result: Rows = await self._json("GET", "/account-summary")
-        return result
+    async def account_summary(self) -> list[models.AccountValue]:
+        return await self._typed(list[models.AccountValue], "GET", "/account-summary")
 
-    async def pnl(self, params: Params | None = None) -> Json:
-        result: Json = await self._json("GET", "/pnl", params=params)
-        return result
+    async def pnl(self, params: Params | None = None) -> models.Pnl:
+        return await self._typed(models.Pnl, "GET", "/pnl", params=params)
 
     # --- live streams ------------------------------------------------------------------
 

@@ -7,8 +7,10 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .. import models
 from ..errors import IbhostError, bad_request
 from ..validate import printable_ascii, symbol_ok
+from .values import _num
 
 log = logging.getLogger("ibhost.connector.contracts")
 
@@ -122,26 +124,36 @@ def to_contract(lib: Any, spec: ContractSpec) -> Any:
     )
 
 
-def describe_details(cd: Any) -> dict[str, Any]:
+def describe_details(cd: Any) -> models.ContractDetails:
     c = cd.contract
-    return {
-        "conId": c.conId, "symbol": c.symbol, "secType": c.secType, "exchange": c.exchange,
-        "primaryExchange": c.primaryExchange, "currency": c.currency,
-        "localSymbol": c.localSymbol, "tradingClass": c.tradingClass,
-        "lastTradeDateOrContractMonth": c.lastTradeDateOrContractMonth,
-        "strike": c.strike, "right": c.right, "multiplier": c.multiplier,
-        "longName": cd.longName, "timeZone": cd.timeZoneId, "tradingHours": cd.tradingHours,
-        "liquidHours": cd.liquidHours, "minTick": cd.minTick, "validExchanges":
-        cd.validExchanges, "industry": cd.industry, "category": cd.category,
-    }
+    return models.ContractDetails(
+        conId=c.conId, symbol=c.symbol, secType=c.secType, exchange=c.exchange,
+        primaryExchange=c.primaryExchange, currency=c.currency,
+        localSymbol=c.localSymbol, tradingClass=c.tradingClass,
+        lastTradeDateOrContractMonth=c.lastTradeDateOrContractMonth,
+        strike=c.strike, right=c.right, multiplier=c.multiplier,
+        longName=cd.longName, timeZone=cd.timeZoneId, tradingHours=cd.tradingHours,
+        liquidHours=cd.liquidHours, minTick=cd.minTick,
+        validExchanges=cd.validExchanges, industry=cd.industry, category=cd.category,
+    )
+
+
+def contract_ref(c: Any) -> dict[str, Any]:
+    """The ``models.ContractRef`` fields of one of the library's contracts: IB's
+    unset values ("" and 0) as null."""
+    return {"conId": c.conId, "symbol": c.symbol, "secType": c.secType,
+            "currency": c.currency, "localSymbol": c.localSymbol, "right": c.right or None,
+            "strike": _num(c.strike) or None,
+            "lastTradeDateOrContractMonth": c.lastTradeDateOrContractMonth or None,
+            "multiplier": _num(c.multiplier)}
 
 
 def ambiguous(spec: ContractSpec, details: list[Any]) -> IbhostError:
     cands = [describe_details(cd) for cd in details[:CANDIDATES]]
-    short = ", ".join(f"{c['localSymbol'] or c['symbol']} {c['secType']} {c['currency']} "
-                      f"{c['primaryExchange'] or c['exchange']}" for c in cands[:5])
+    short = ", ".join(f"{c.localSymbol or c.symbol} {c.secType} {c.currency} "
+                      f"{c.primaryExchange or c.exchange}" for c in cands[:5])
     return IbhostError(
         "ambiguous", f"{len(details)} contracts match {spec.symbol or spec.localSymbol}: "
         f"{short}; add currency, primaryExchange or expiry to choose one",
-        field="symbol", ib_code=200, extra={"candidates": cands},
+        field="symbol", ib_code=200, extra={"candidates": models.plain(cands)},
     )

@@ -16,11 +16,21 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import msgspec
+
+from .. import models
 from ..errors import IbhostError, bad_request, from_ib
 from .account import AccountRequests
 from .cache import AgedCache
 from .calls import IbCalls
-from .contracts import CANDIDATES, ContractSpec, ambiguous, describe_details, to_contract
+from .contracts import (
+    CANDIDATES,
+    ContractSpec,
+    ambiguous,
+    contract_ref,
+    describe_details,
+    to_contract,
+)
 from .historical import HistoricalRequests
 from .localstate import StateAges
 from .pacing import BACKGROUND, INTERACTIVE, PaceKey, Scheduler
@@ -56,7 +66,7 @@ class Service:
         # contract details per spec, and option-chain parameters per underlying: both
         # change a few times a day at most, and are lost with the connection's data
         self.contract_cache: AgedCache[list[Any]] = AgedCache("contracts", max_age)
-        self.chain_cache: AgedCache[dict[str, Any]] = AgedCache("chains", max_age)
+        self.chain_cache: AgedCache[models.OptionChain] = AgedCache("chains", max_age)
         self._details: dict[int, Any] = {}  # conId -> details: long names, minimum ticks
         self._md_type = 1
         session.on_resubscribe.append(self.forget_cached)
@@ -77,7 +87,7 @@ class Service:
         self.ib.client.MaxRequests = IB_MESSAGES_PER_SECOND
         self.account = AccountRequests(self.calls)
         self.history = HistoricalRequests(self.calls, self.resolve, lambda: self.now())
-        self._placing: dict[str, asyncio.Future[dict[str, Any]]] = {}  # orderRef -> answer
+        self._placing: dict[str, asyncio.Future[models.PlacedOrder]] = {}  # orderRef -> answer
 
     # --- contracts ---------------------------------------------------------------------
 
@@ -152,7 +162,7 @@ class Service:
         return c
 
     async def validate(self, spec: ContractSpec,
-                       max_age: float | None = None) -> tuple[dict[str, Any], float]:
+                       max_age: float | None = None) -> tuple[models.ContractDetails, float]:
         details, age = await self.cached_details(spec, max_age)
         if len(details) > 1:
             raise ambiguous(spec, details)
@@ -175,12 +185,12 @@ class Service:
     # --- options and market data -----------------------------------------------------
 
     async def option_chain(self, spec: ContractSpec,
-                           max_age: float | None = None) -> tuple[dict[str, Any], float]:
+                           max_age: float | None = None) -> tuple[models.OptionChain, float]:
         """Option-chain parameters (reqSecDefOptParams) and their age: they change a
         few times a day, so they are kept (``connector.cache_max_age``)."""
         und = await self.resolve(spec)
 
-        async def fetch(priority: int) -> dict[str, Any]:
+        async def fetch(priority: int) -> models.OptionChain:
             chains = await self._call(
                 "option chain",
                 lambda: self.ib.reqSecDefOptParamsAsync(und.symbol, "", und.secType,
@@ -188,12 +198,13 @@ class Service:
             if not chains:
                 raise IbhostError("not_found", f"no option chain for {und.symbol}",
                                   field="symbol")
-            return {"underlying": {"conId": und.conId, "symbol": und.symbol,
-                                   "secType": und.secType},
-                    "chains": [{"exchange": ch.exchange, "tradingClass": ch.tradingClass,
-                                "multiplier": ch.multiplier,
-                                "expirations": sorted(ch.expirations),
-                                "strikes": sorted(ch.strikes)} for ch in chains]}
+            return models.OptionChain(
+                underlying=models.Underlying(conId=und.conId, symbol=und.symbol,
+                                             secType=und.secType),
+                chains=[models.OptionChainEntry(
+                    exchange=ch.exchange, tradingClass=ch.tradingClass,
+                    multiplier=ch.multiplier, expirations=sorted(ch.expirations),
+                    strikes=sorted(ch.strikes)) for ch in chains])
 
         return await self.chain_cache.get(und.conId, fetch, max_age)
 
@@ -203,7 +214,7 @@ class Service:
             self._md_type = md_type
 
     async def snapshot(self, spec: ContractSpec, *, generic: list[int], md_type: int,
-                       wait: float) -> dict[str, Any]:
+                       wait: float) -> models.Quote:
         c = await self.resolve(spec)
         await self._set_md_type(md_type)
         if not generic:
@@ -214,7 +225,7 @@ class Service:
         return await self._call("snapshot", lambda: self._stream_once(c, generic, wait),
                                 timeout=wait + 10.0, messages=2)  # + its cancel
 
-    async def _stream_once(self, c: Any, generic: list[int], wait: float) -> dict[str, Any]:
+    async def _stream_once(self, c: Any, generic: list[int], wait: float) -> models.Quote:
         failed: asyncio.Future[IbhostError] = asyncio.get_running_loop().create_future()
 
         def on_error(req_id: int, code: int, msg: str, contract: Any = None) -> None:
@@ -252,51 +263,55 @@ class Service:
             need.append(t.callVolume or t.putVolume or math.nan)
         return all(_num(x) is not None for x in need)
 
-    def _ticker_dict(self, t: Any) -> dict[str, Any]:
+    @staticmethod
+    def _ticker_dict(t: Any) -> models.Quote:
         c = t.contract
         # model greeks first; for an option, the last/bid/ask computation otherwise
         sources = [t.modelGreeks]
         if c is not None and c.secType == "OPT":
             sources += [t.lastGreeks, t.bidGreeks, t.askGreeks]
         g = next((x for x in sources if x is not None), None)
-        greeks = None if g is None else {
+        greeks = None if g is None else models.Greeks(**{
             k: _greek(k, getattr(g, k))
-            for k in ("impliedVol", "delta", "gamma", "vega", "theta", "optPrice", "undPrice")}
+            for k in ("impliedVol", "delta", "gamma", "vega", "theta", "optPrice", "undPrice")})
         mdt = int(t.marketDataType or 1)
-        return {
-            "conId": c.conId if c else None, "symbol": c.symbol if c else None,
-            "time": t.time.isoformat() if t.time else None,
-            "bid": _quote(t.bid), "ask": _quote(t.ask), "last": _quote(t.last),
-            "bidSize": _num(t.bidSize), "askSize": _num(t.askSize),
-            "lastSize": _num(t.lastSize), "volume": _num(t.volume), "open": _num(t.open),
-            "high": _num(t.high), "low": _num(t.low), "close": _num(t.close),
-            "marketDataType": mdt, "delayed": mdt in (3, 4),
-            "greeks": greeks, "impliedVolatility": _num(t.impliedVolatility),
-            "histVolatility": _num(t.histVolatility),
+        return models.Quote(
+            conId=c.conId if c else None, symbol=c.symbol if c else None,
+            time=t.time.isoformat() if t.time else None,
+            bid=_quote(t.bid), ask=_quote(t.ask), last=_quote(t.last),
+            bidSize=_num(t.bidSize), askSize=_num(t.askSize),
+            lastSize=_num(t.lastSize), volume=_num(t.volume), open=_num(t.open),
+            high=_num(t.high), low=_num(t.low), close=_num(t.close),
+            marketDataType=mdt, delayed=mdt in (3, 4),
+            greeks=greeks, impliedVolatility=_num(t.impliedVolatility),
+            histVolatility=_num(t.histVolatility),
             # contracts are counted whole
-            "callOpenInterest": _count(t.callOpenInterest),
-            "putOpenInterest": _count(t.putOpenInterest),
-            "callVolume": _count(t.callVolume), "putVolume": _count(t.putVolume),
-        }
+            callOpenInterest=_count(t.callOpenInterest),
+            putOpenInterest=_count(t.putOpenInterest),
+            callVolume=_count(t.callVolume), putVolume=_count(t.putVolume),
+        )
 
     # --- orders ------------------------------------------------------------------------
 
-    def _trade_dict(self, tr: Any) -> dict[str, Any]:
+    @staticmethod
+    def _trade_dict(tr: Any) -> models.Order:
+        """The library's Trade as the ``Order`` model."""
         o, s, c = tr.order, tr.orderStatus, tr.contract
-        return {
-            "orderId": o.orderId, "permId": o.permId or s.permId, "clientId": o.clientId,
-            "symbol": c.symbol, "conId": c.conId, "secType": c.secType,
-            "currency": c.currency, "exchange": c.exchange, "localSymbol": c.localSymbol,
-            "right": c.right or None, "strike": _num(c.strike) or None,
-            "lastTradeDateOrContractMonth": c.lastTradeDateOrContractMonth or None,
-            "multiplier": _num(c.multiplier), "account": o.account or None,
-            "action": o.action, "quantity": o.totalQuantity, "orderType": o.orderType,
-            "limitPrice": _num(o.lmtPrice), "stopPrice": _num(o.auxPrice), "tif": o.tif,
-            "orderRef": o.orderRef, "status": s.status, "filled": s.filled,
-            "remaining": s.remaining, "avgFillPrice": _num(s.avgFillPrice) or 0.0,
-            "log": [{"time": e.time.isoformat(), "status": e.status, "message": e.message,
-                     "errorCode": e.errorCode} for e in tr.log][-10:],
-        }
+        return models.Order(
+            orderId=o.orderId, permId=o.permId or s.permId, clientId=o.clientId,
+            **contract_ref(c), exchange=c.exchange, account=o.account or None,
+            action=o.action, quantity=o.totalQuantity, orderType=o.orderType,
+            limitPrice=_num(o.lmtPrice), stopPrice=_num(o.auxPrice), tif=o.tif,
+            orderRef=o.orderRef, status=s.status, filled=s.filled,
+            remaining=s.remaining, avgFillPrice=_num(s.avgFillPrice) or 0.0,
+            log=[models.OrderLogEntry(time=e.time.isoformat(), status=e.status,
+                                      message=e.message, errorCode=e.errorCode)
+                 for e in tr.log[-10:]],
+        )
+
+    @staticmethod
+    def _placed(order: models.Order, duplicate: bool) -> models.PlacedOrder:
+        return models.PlacedOrder(**msgspec.structs.asdict(order), duplicate=duplicate)
 
     def find_by_ref(self, order_ref: str) -> Any | None:
         for tr in self.ib.trades():
@@ -305,7 +320,7 @@ class Service:
         return None
 
     def order_by_ref(self, order_ref: str, *, order_id: int = 0, client_id: int | None = None,
-                     perm_id: int = 0) -> dict[str, Any]:
+                     perm_id: int = 0) -> models.Order:
         """The order placed with ``order_ref`` as IB last reported it. Many orders may
         share a ref (an orderRef without dedupe is a label): ``perm_id``, else
         ``order_id`` (and ``client_id``) pick one; without them the newest. No request
@@ -328,7 +343,7 @@ class Service:
     async def place_order(self, spec: ContractSpec, *, action: str, quantity: float,
                           order_type: str, limit: float | None, stop: float | None, tif: str,
                           order_ref: str, outside_rth: bool, wait: float = 5.0,
-                          dedupe: bool = True) -> dict[str, Any]:
+                          dedupe: bool = True) -> models.PlacedOrder:
         """Place one order. With ``dedupe`` (the default) an order whose orderRef is
         already at IB, or being placed right now, is not placed again: orderRef then
         carries an idempotency key. Without it orderRef is only a label (many orders
@@ -341,10 +356,8 @@ class Service:
             return await self._place(spec, **kw)
         pending = self._placing.get(order_ref)
         if pending is not None:  # a retry while the first is still on its way
-            d = dict(await asyncio.shield(pending))
-            d["duplicate"] = True
-            return d
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            return msgspec.structs.replace(await asyncio.shield(pending), duplicate=True)
+        fut: asyncio.Future[models.PlacedOrder] = asyncio.get_running_loop().create_future()
         self._placing[order_ref] = fut
         try:
             result = await self._place(spec, **kw)
@@ -361,7 +374,7 @@ class Service:
     async def _place(self, spec: ContractSpec, *, action: str, quantity: float,
                      order_type: str, limit: float | None, stop: float | None, tif: str,
                      order_ref: str, outside_rth: bool, wait: float,
-                     dedupe: bool) -> dict[str, Any]:
+                     dedupe: bool) -> models.PlacedOrder:
         self.session.hold_orders()
         c = await self.resolve(spec)
         tick = getattr(self._details.get(c.conId), "minTick", 0.0) or 0.0
@@ -372,9 +385,7 @@ class Service:
         if order_ref and dedupe:
             existing = self.find_by_ref(order_ref)
             if existing is not None:
-                d = self._trade_dict(existing)
-                d["duplicate"] = True
-                return d
+                return self._placed(self._trade_dict(existing), True)
         order = self.lib.Order(action=action, totalQuantity=quantity, orderType=order_type,
                                tif=tif, orderRef=order_ref, outsideRth=outside_rth)
         if limit is not None:
@@ -402,19 +413,18 @@ class Service:
         if trade.orderStatus.status in ("Cancelled", "ApiCancelled", "Inactive") and errors:
             err = errors[-1]
             raise IbhostError("rejected", f"IB rejected the order: {err.message}",
-                              ib_code=err.errorCode, extra={"order": self._trade_dict(trade)})
-        d = self._trade_dict(trade)
-        d["duplicate"] = False
-        return d
+                              ib_code=err.errorCode,
+                              extra={"order": models.plain(self._trade_dict(trade))})
+        return self._placed(self._trade_dict(trade), False)
 
-    async def cancel_order(self, order_id: int, wait: float = 5.0) -> dict[str, Any]:
+    async def cancel_order(self, order_id: int, wait: float = 5.0) -> models.Order:
         trade = next((t for t in self.ib.trades() if t.order.orderId == order_id), None)
         if trade is None:
             raise IbhostError("not_found", f"no order {order_id}", field="orderId")
         if trade.isDone():
             raise IbhostError("conflict", f"order {order_id} is already "
-                              f"{trade.orderStatus.status}", extra={"order":
-                                                                     self._trade_dict(trade)})
+                              f"{trade.orderStatus.status}",
+                              extra={"order": models.plain(self._trade_dict(trade))})
 
         async def cancel() -> Any:
             return self.ib.cancelOrder(trade.order)
@@ -426,7 +436,7 @@ class Service:
             await asyncio.sleep(0.02)
         return self._trade_dict(trade)
 
-    def open_orders(self) -> list[dict[str, Any]]:
+    def open_orders(self) -> list[models.Order]:
         """This connection's open orders, from the library: IB keeps their status
         current by pushes, so no request goes to IB. (Orders of other clients are not
         pushed to this one; ``all_open_orders`` asks IB for them.)"""
@@ -435,14 +445,14 @@ class Service:
         return [self._trade_dict(t) for t in self.ib.openTrades()
                 if cid == 0 or t.order.clientId == cid]
 
-    async def all_open_orders(self) -> list[dict[str, Any]]:
+    async def all_open_orders(self) -> list[models.Order]:
         """Every client's open orders, asked of IB (reqAllOpenOrders)."""
         trades = await self._call("open orders", self.ib.reqAllOpenOrdersAsync)
         return [self._trade_dict(t) for t in trades]
 
     async def executions(self, *, symbol: str = "", sec_type: str = "", side: str = "",
                          since: dt.datetime | None = None, client_id: int = 0,
-                         ask_ib: bool = False) -> list[dict[str, Any]]:
+                         ask_ib: bool = False) -> list[models.Execution]:
         """Executions matching IB's filter fields. From the library unless ``ask_ib``:
         its sync at connect asked IB for every execution IB keeps (an empty filter:
         whatever any filter could match, from before the connect too), and IB pushes
@@ -470,21 +480,17 @@ class Service:
         for fl in fills:
             e, c = fl.execution, fl.contract
             cr = known.get(e.execId) or fl.commissionReport
-            out.append({
-                "execId": e.execId, "time": _utc(e.time).isoformat(), "symbol": c.symbol,
-                "conId": c.conId, "secType": c.secType, "side": e.side, "shares": e.shares,
-                "price": e.price, "avgPrice": e.avgPrice, "cumQty": e.cumQty,
-                "orderId": e.orderId, "permId": e.permId, "localSymbol": c.localSymbol,
-                "right": c.right or None, "strike": _num(c.strike) or None,
-                "lastTradeDateOrContractMonth": c.lastTradeDateOrContractMonth or None,
-                "multiplier": _num(c.multiplier),
-                "clientId": e.clientId, "orderRef": e.orderRef, "exchange": e.exchange,
-                "commission": _num(cr.commission) if cr and cr.execId else None,
-                "realizedPNL": _num(cr.realizedPNL) if cr and cr.execId else None,
-            })
+            out.append(models.Execution(
+                execId=e.execId, time=_utc(e.time).isoformat(), **contract_ref(c),
+                side=e.side, shares=e.shares, price=e.price, avgPrice=e.avgPrice,
+                cumQty=e.cumQty, orderId=e.orderId, permId=e.permId,
+                clientId=e.clientId, orderRef=e.orderRef, exchange=e.exchange,
+                commission=_num(cr.commission) if cr and cr.execId else None,
+                realizedPNL=_num(cr.realizedPNL) if cr and cr.execId else None,
+            ))
         return out
 
-    def positions(self) -> list[dict[str, Any]]:
+    def positions(self) -> list[models.Position]:
         """The library's positions (IB pushes every change after the sync): no request
         goes to IB. A stock's long name comes from its contract details once known;
         unknown ones are looked up in the background for the next answer."""
@@ -493,15 +499,9 @@ class Service:
         if any(p.contract.secType == "STK" and p.contract.conId not in self._details
                and p.contract.conId not in self._names_asked for p in pos):
             self.in_background(self._look_up_names())
-        return [{"account": p.account, "conId": p.contract.conId, "symbol": p.contract.symbol,
-                 "secType": p.contract.secType, "currency": p.contract.currency,
-                 "localSymbol": p.contract.localSymbol, "position": p.position,
-                 "avgCost": p.avgCost, "right": p.contract.right or None,
-                 "strike": _num(p.contract.strike) or None,
-                 "lastTradeDateOrContractMonth":
-                     p.contract.lastTradeDateOrContractMonth or None,
-                 "multiplier": _num(p.contract.multiplier),
-                 "longName": self.long_name(p.contract.conId)}
+        return [models.Position(account=p.account, **contract_ref(p.contract),
+                                position=p.position, avgCost=p.avgCost,
+                                longName=self.long_name(p.contract.conId))
                 for p in pos]
 
     async def _look_up_names(self) -> None:

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import calendars, ibrules
+from .. import calendars, ibrules, models
 from ..config import Config
 from ..connector.client import ConnectorClient
 from ..errors import IbhostError
@@ -192,7 +192,8 @@ class GapFiller:
         if hit is not None:
             return hit
         async def validate(spec: dict[str, Any]) -> dict[str, Any]:
-            return await self.connector.validate(spec)
+            d: dict[str, Any] = models.plain(await self.connector.validate(spec))
+            return d
 
         resolved = await resolve(symbol, None, validate)
         if resolved is not None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import __version__, ibrules
+from .. import __version__, ibrules, models
 from ..errors import IbhostError, bad_request
 from ..validate import (
     opt_bool,
@@ -69,7 +69,8 @@ async def _tiered(request: web.Request, symbol: str) -> dict[str, Any] | None:
     """realtime, then frozen, then delayed: the first tier with a price."""
     for tier, md_type in TIERS:
         try:
-            q = await connector(request).snapshot({**_stock(symbol), "marketDataType": md_type})
+            q = models.plain(await connector(request).snapshot(
+                {**_stock(symbol), "marketDataType": md_type}))
         except IbhostError as e:
             if e.code in ("unavailable", "timeout", "bad_request"):
                 raise
@@ -125,7 +126,7 @@ async def _chain(request: web.Request, symbol: str) -> dict[str, Any]:
     params = {"symbol": st["symbol"], "secType": st["secType"], "exchange": st["exchange"]}
     if "maxAge" in request.query:  # the oldest cached answer the caller accepts
         params["maxAge"] = request.query["maxAge"]
-    chain = await connector(request).option_chain(params)
+    chain = models.plain(await connector(request).option_chain(params))
     chains = chain["chains"]
     target = next((c for c in chains if (c.get("tradingClass") or "").upper() ==
                    symbol.upper()), None) or next(
@@ -250,9 +251,14 @@ async def option_quote_batch(request: web.Request) -> web.Response:
                              f"{s['strike']:g} {s['right']}", one(s)) for s in specs])
 
 
+async def _plain(answer: Awaitable[Any]) -> Any:
+    """An answer's model as the plain values the bridge's shapes are built from."""
+    return models.plain(await answer)
+
+
 async def _option_quote(request: web.Request, spec: dict[str, Any]) -> dict[str, Any]:
     answers: list[Any] = await asyncio.gather(
-        connector(request).snapshot({**spec, "marketDataType": 3}),
+        _plain(connector(request).snapshot({**spec, "marketDataType": 3})),
         _tiered(request, spec["symbol"]), return_exceptions=True)
     q, und = answers
     if isinstance(q, BaseException):
@@ -353,13 +359,13 @@ async def cancel_order(request: web.Request) -> web.Response:
     if not order_id and not perm_id:
         raise bad_request("orderId", "give orderId or permId")
     if not order_id:
-        open_orders = await connector(request).open_orders()
+        open_orders = models.plain(await connector(request).open_orders())
         match = next((o for o in open_orders if o.get("permId") == perm_id), None)
         if match is None:
             raise IbhostError("not_found", f"no open order with permId {perm_id}",
                               field="permId")
         order_id = match["orderId"]
-    o = await connector(request).cancel_order(order_id)
+    o = models.plain(await connector(request).cancel_order(order_id))
     return web.json_response({"orderId": o["orderId"], "permId": o.get("permId"),
                               "status": o["status"], "message": "cancel requested"})
 
@@ -380,7 +386,7 @@ async def executions(request: web.Request) -> web.Response:
     params = {"lookbackDays": str(days)}
     if "since" in request.query:
         params.update(_since(request.query["since"]))
-    fills = await connector(request).executions(params)
+    fills = models.plain(await connector(request).executions(params))
     out = [{"execId": f["execId"], "symbol": f["symbol"], "side": f["side"],
             "shares": f["shares"], "price": f["price"], "avgPrice": f.get("avgPrice"),
             "cumQty": f.get("cumQty"), "commission": f.get("commission"),
@@ -405,7 +411,7 @@ def _since(raw: str) -> dict[str, str]:
 
 async def open_orders(request: web.Request) -> web.Response:
     auth(request, always=True)
-    trades = await connector(request).open_orders()
+    trades = models.plain(await connector(request).open_orders())
     out = [{"orderId": t["orderId"], "permId": t.get("permId"), "status": t["status"],
             "action": t["action"], "orderType": t["orderType"], "lmtPrice": t["limitPrice"],
             "auxPrice": t["stopPrice"], "totalQuantity": t["quantity"],
@@ -419,7 +425,7 @@ async def open_orders(request: web.Request) -> web.Response:
 
 async def positions(request: web.Request) -> web.Response:
     auth(request, always=True)
-    pos = await connector(request).positions()
+    pos = models.plain(await connector(request).positions())
     out = [{"account": p["account"], "symbol": p["symbol"], "quantity": p["position"],
             "avgCost": p["avgCost"], **_contract_fields(p),
             "companyName": p.get("longName") if p["secType"] in ("STK", "ETF") else None}
@@ -429,7 +435,7 @@ async def positions(request: web.Request) -> web.Response:
 
 async def portfolio(request: web.Request) -> web.Response:
     auth(request, always=True)
-    items = await connector(request).portfolio()
+    items = models.plain(await connector(request).portfolio())
     out = [{"account": p["account"], "symbol": p["symbol"], "quantity": p["position"],
             "avgCost": p["averageCost"], "marketPrice": p["marketPrice"],
             "marketValue": p["marketValue"], "realizedPnl": p["realizedPNL"],
@@ -444,7 +450,7 @@ BASE_TAGS = ("NetLiquidation", "DailyPnL", "RealizedPnL", "UnrealizedPnL")
 
 async def account_summary(request: web.Request) -> web.Response:
     auth(request, always=True)
-    rows = await connector(request).account_summary()
+    rows = models.plain(await connector(request).account_summary())
     out: dict[str, Any] = {}
     if rows:  # IB reports the account on every row, not as a summary tag
         out["AccountCode"] = str(rows[0]["account"])
@@ -462,9 +468,9 @@ async def account_summary(request: web.Request) -> web.Response:
 async def pnl(request: web.Request) -> web.Response:
     auth(request, always=True)
     q = request.query
-    p = await connector(request).pnl({
+    p = models.plain(await connector(request).pnl({
         "account": opt_str(q, "account", to_ib=True),
-        "model": opt_str(q, "model", to_ib=True)})
+        "model": opt_str(q, "model", to_ib=True)}))
     return web.json_response({"dailyPnL": p["dailyPnL"], "unrealizedPnL": p["unrealizedPnL"],
                               "realizedPnL": p["realizedPnL"], "value": None})
 
@@ -475,9 +481,9 @@ async def pnl_single(request: web.Request) -> web.Response:
     if not q.get("conId"):
         raise bad_request("conId", "is required (missing-conId)")
     con_id = opt_int(q, "conId", 0, minimum=1)
-    p = await connector(request).pnl({
+    p = models.plain(await connector(request).pnl({
         "account": opt_str(q, "account", to_ib=True),
-        "model": opt_str(q, "model", to_ib=True), "conId": con_id})
+        "model": opt_str(q, "model", to_ib=True), "conId": con_id}))
     return web.json_response({"dailyPnL": p["dailyPnL"], "unrealizedPnL": p["unrealizedPnL"],
                               "realizedPnL": p["realizedPnL"], "value": p.get("value"),
                               "marketValue": p.get("value"), "position": p.get("position")})

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from .. import models
 from ..errors import IbhostError, bad_request
 from ..symbols import CURRENCIES, INSTRUMENT_TYPES, forex_pair, normalize, resolve
 from ..validate import opt_datetime, opt_str, req_str
@@ -84,7 +85,8 @@ async def classify(request: web.Request, symbol: str,
     known[key] = pending
 
     async def validate(spec: dict[str, Any]) -> dict[str, Any]:
-        d: dict[str, Any] = await connector(request).validate(spec)
+        # KTRDR's answers are built from plain values (its ContractInfo's fields)
+        d: dict[str, Any] = models.plain(await connector(request).validate(spec))
         return d
 
     try:
@@ -207,7 +209,7 @@ async def head_of(request: web.Request, k: Known, timeframe: str | None) -> str 
                 raise
             last = e
             continue
-        k.head, k.head_at = r["headTimestamp"], time.time()
+        k.head, k.head_at = r.headTimestamp, time.time()
         if timeframe:
             k.head_by_tf[timeframe] = k.head
         return k.head

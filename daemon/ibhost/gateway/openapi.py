@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import __version__, ibrules
+from .. import __version__, ibrules, models
 from ..errors import CODES
 from ..symbols import INSTRUMENT_TYPES
 from ..validate import TIMEOUT_MAX, TIMEOUT_MIN, bool_pattern
@@ -117,55 +117,21 @@ BRIDGE_ERROR = obj(("error",), error=STR, code=STR, message=STR, field=STR, reas
 # FastAPI's 422 {"detail": [...]} (or a text detail), with ibhost's error beside it
 KTRDR_ERROR = {"anyOf": [obj(("detail",), detail={"anyOf": [arr(OBJ), STR]}), ERROR]}
 
-BAR = obj(("timestamp", "open", "high", "low", "close", "volume"), timestamp=STR, open=NUM,
-          high=NUM, low=NUM, close=NUM, volume=NUM, wap=null(NUM), count=null(INT))
-BARS_HEAD = dict(success=BOOL, conId=INT, symbol=STR, barSize=STR, whatToShow=STR,
-                 useRTH=BOOL, requests=INT)
-HISTORICAL_COLUMNS = obj(("success", "count", "columns", "data"), **BARS_HEAD, count=INT,
-                         columns=arr(STR), data=obj((), **{k: arr(ANY) for k in (
-                             "timestamp", "open", "high", "low", "close", "volume", "wap",
-                             "count")}))
-HISTORICAL_RECORDS = obj(("bars",), **BARS_HEAD, bars=arr(BAR), count=INT, complete=BOOL)
-DETAILS = obj(("conId", "symbol", "secType"), conId=INT, symbol=STR, secType=STR,
-              exchange=STR, primaryExchange=STR, currency=STR, localSymbol=STR,
-              tradingClass=STR, lastTradeDateOrContractMonth=STR, strike=NUM, right=STR,
-              multiplier=STR, longName=STR, timeZone=STR, tradingHours=STR,
-              liquidHours=STR, minTick=NUM, validExchanges=STR)
-VALIDATED = {"allOf": [DETAILS, obj(("success", "valid"), success=BOOL, valid=BOOL)]}
-OPTIONAL_NUM = null(NUM)
-SNAPSHOT = obj(("conId", "symbol", "marketDataType", "delayed"),
-               conId=null(INT), symbol=null(STR), time=null(STR),
-               **{k: OPTIONAL_NUM for k in (
-                   "bid", "ask", "last", "bidSize", "askSize", "lastSize", "volume", "open",
-                   "high", "low", "close", "impliedVolatility", "histVolatility")},
-               **{k: null(INT) for k in ("callOpenInterest", "putOpenInterest",
-                                         "callVolume", "putVolume")},
-               marketDataType=INT, delayed=BOOL, greeks=null(OBJ))
-CONTRACT_OUT = dict(conId=INT, symbol=STR, secType=STR, currency=null(STR),
-                    localSymbol=null(STR), right=null(STR), strike=null(NUM),
-                    lastTradeDateOrContractMonth=null(STR), multiplier=null(STR))
-ORDER_OUT = obj(("orderId", "symbol", "action", "quantity", "orderType", "status"),
-                **CONTRACT_OUT, orderId=INT, permId=null(INT), clientId=null(INT),
-                exchange=null(STR), account=null(STR), action=STR, quantity=NUM,
-                orderType=STR, limitPrice=null(NUM), stopPrice=null(NUM), tif=null(STR),
-                orderRef=null(STR), status=STR, filled=null(NUM), remaining=null(NUM),
-                avgFillPrice=null(NUM), log=arr(OBJ), duplicate=BOOL)
-EXECUTION = obj(("execId", "symbol", "side", "shares", "price"), **CONTRACT_OUT,
-                execId=STR, time=STR, side=STR, shares=NUM, price=NUM, avgPrice=null(NUM),
-                cumQty=null(NUM), orderId=INT, permId=null(INT), clientId=null(INT),
-                orderRef=null(STR), exchange=null(STR), commission=null(NUM),
-                realizedPNL=null(NUM))
-POSITION = obj(("account", "conId", "symbol", "position"), **CONTRACT_OUT, account=STR,
-               position=NUM, avgCost=null(NUM), longName=null(STR))
-PORTFOLIO_ITEM = obj(("account", "conId", "symbol", "position"), **CONTRACT_OUT,
-                     account=STR, position=NUM, marketPrice=null(NUM),
-                     marketValue=null(NUM), averageCost=null(NUM),
-                     unrealizedPNL=null(NUM), realizedPNL=null(NUM))
-SUMMARY_ITEM = obj(("account", "tag", "value", "currency"), account=STR, tag=STR,
-                   value={"anyOf": [STR, NUM]}, currency=STR)
-PNL = obj(("dailyPnL", "unrealizedPnL", "realizedPnL"), account=STR, modelCode=STR,
-          conId=INT, dailyPnL=null(NUM), unrealizedPnL=null(NUM), realizedPnL=null(NUM),
-          position=null(NUM), value=null(NUM))
+# the answers ibhost.models declares (what the connector encodes and /v1/ relays)
+ANSWERS = models.schemas()
+BAR = ref("Bar")
+HISTORICAL_COLUMNS = ref("HistoricalColumns")
+HISTORICAL_RECORDS = obj(("bars",), success=BOOL, conId=INT, symbol=STR, barSize=STR,
+                         whatToShow=STR, useRTH=BOOL, requests=INT, bars=arr(BAR),
+                         count=INT, complete=BOOL)
+VALIDATED = ref("Validated")
+SNAPSHOT = ref("Quote")
+ORDER_OUT = ref("Order")
+PLACED = ref("PlacedOrder")
+# the bridge's P&L answer (bridge.pnl, bridge.pnl_single)
+BRIDGE_PNL = obj(("dailyPnL", "unrealizedPnL", "realizedPnL"), dailyPnL=null(NUM),
+                 unrealizedPnL=null(NUM), realizedPnL=null(NUM), value=null(NUM),
+                 marketValue=null(NUM), position=null(NUM))
 HEALTH_STATUS = {"type": "string", "enum": ["ok", "degraded", "busy", "down", "maintenance"]}
 V1_HEALTH = obj(("status", "reason"), status=HEALTH_STATUS, reason=STR,
                 connector=null(OBJ), checkedAt=null(NUM), healthy=BOOL)
@@ -315,9 +281,7 @@ SCHEMAS = {"Contract": CONTRACT, "Error": ERROR, "BridgeError": BRIDGE_ERROR,
            "OrderRequest": ORDER, "KtrdrHistorical": KTRDR_HISTORICAL,
            "KtrdrValidate": KTRDR_VALIDATE, "BridgeOption": BRIDGE_OPTION,
            "BridgeHistorical": BRIDGE_HISTORICAL, "BridgeOrder": BRIDGE_ORDER,
-           "BridgeCancel": BRIDGE_CANCEL, "Bar": BAR, "Order": ORDER_OUT,
-           "Execution": EXECUTION, "Position": POSITION, "PortfolioItem": PORTFOLIO_ITEM,
-           "Snapshot": SNAPSHOT, "Pnl": PNL, "ContractDetails": DETAILS,
+           "BridgeCancel": BRIDGE_CANCEL, **ANSWERS,
            "BridgeQuote": BRIDGE_QUOTE}
 ERRORS = {"ibhost": "Error", "ktrdr": "KtrdrError", "bridge": "BridgeError"}
 
@@ -470,25 +434,20 @@ SPEC: dict[str, Any] = {
         "/v1/data/validate": {"post": _op("contract metadata, or 404 / 409 ambiguous",
                                           VALIDATED, body="Contract")},
         "/v1/data/head-timestamp": {"get": _op(
-            "earliest available data",
-            obj(("symbol", "headTimestamp"), symbol=STR, whatToShow=STR,
-                headTimestamp=null(STR)),
+            "earliest available data", ref("HeadTimestamp"),
             params=_contract_query(
                 _param("whatToShow", {"type": "string", "enum": list(ibrules.WHAT_TO_SHOW)}),
                 _param("useRTH", QBOOL)))},
         "/v1/options/chain": {"get": _op(
-            "option expirations and strikes per exchange",
-            obj(("underlying", "chains"), underlying=OBJ, chains=arr(obj(
-                ("exchange", "expirations", "strikes"), exchange=STR, tradingClass=STR,
-                multiplier=STR, expirations=arr(STR), strikes=arr(NUM)))),
+            "option expirations and strikes per exchange", ref("OptionChain"),
             params=_contract_query())},
         "/v1/market/snapshot": {"post": _op(
             "bid/ask/last/volume; greeks, IV, HV, OI with genericTicks", SNAPSHOT,
             body="Contract")},
         "/v1/orders": {
             "post": _op("place an order (trading must be enabled; X-API-Key required)",
-                        ORDER_OUT, body="OrderRequest", key="trading", status="201",
-                        also={"200": ORDER_OUT},
+                        PLACED, body="OrderRequest", key="trading", status="201",
+                        also={"200": PLACED},
                         extra="Guards: trading.enabled, allowed secTypes, symbol "
                         "allow-list, no MKT on options, max quantity, max notional (403 "
                         "naming the guard). 400 when a LMT/STP price is missing or below "
@@ -499,20 +458,20 @@ SPEC: dict[str, Any] = {
             "get": _op("open orders", arr(ORDER_OUT)),
         },
         "/v1/orders/{orderId}": {"delete": _op(
-            "cancel an order", obj(("orderId",), orderId=INT, status=STR), key="trading",
+            "cancel an order", ORDER_OUT, key="trading",
             params=[_param("orderId", CONID, where="path")])},
-        "/v1/executions": {"get": _op("fills", arr(EXECUTION), params=[
+        "/v1/executions": {"get": _op("fills", arr(ref("Execution")), params=[
             _param("symbol", TEXT), _param("secType", TEXT),
             _param("side", {"type": "string", "enum": ["", "BUY", "SELL", "buy", "sell"]}),
             _param("since", {"anyOf": [DATE_TIME, {"const": ""}]}),
             _param("clientId", {"type": "integer", "minimum": 0, "maximum": 2147483647})])},
-        "/v1/positions": {"get": _op("positions", arr(POSITION))},
+        "/v1/positions": {"get": _op("positions", arr(ref("Position")))},
         "/v1/portfolio": {"get": _op("portfolio: positions with market price, value, PnL",
-                                     arr(PORTFOLIO_ITEM))},
+                                     arr(ref("PortfolioItem")))},
         "/v1/account/summary": {"get": _op("account summary: every tag IB reports",
-                                           arr(SUMMARY_ITEM))},
+                                           arr(ref("AccountValue")))},
         "/v1/pnl": {"get": _op("daily, unrealized and realized PnL (conId: one position)",
-                               PNL, params=[*ACCOUNT_Q, _param("conId", {
+                               ref("Pnl"), params=[*ACCOUNT_Q, _param("conId", {
                                    "type": "integer", "minimum": 0,
                                    "maximum": 2147483647, "description": "0: the account"})])},
         "/v1/stream": {"get": _op(
@@ -645,9 +604,9 @@ SPEC: dict[str, Any] = {
                                   key="bridge", family="bridge")},
         "/account-summary": {"get": _op("wheel-strat: summary tags as numbers", OBJ,
                                         key="bridge", family="bridge")},
-        "/pnl": {"get": _op("wheel-strat: account PnL", PNL, params=ACCOUNT_Q,
+        "/pnl": {"get": _op("wheel-strat: account PnL", BRIDGE_PNL, params=ACCOUNT_Q,
                             key="bridge", family="bridge")},
-        "/pnl-single": {"get": _op("wheel-strat: one position's PnL", PNL,
+        "/pnl-single": {"get": _op("wheel-strat: one position's PnL", BRIDGE_PNL,
                                    params=[_param("conId", CONID, required=True),
                                            *ACCOUNT_Q], key="bridge", family="bridge")},
         "/metrics": {"get": _op("Prometheus metrics of the whole tree",

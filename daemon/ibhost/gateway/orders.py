@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
+from .. import models
 from ..errors import IbhostError, bad_request
 from ..validate import opt_float, opt_str
 from . import guards
@@ -68,10 +69,7 @@ async def submit(request: web.Request, fwd: dict[str, Any], raw_key: str | None,
 
     async def price_of() -> float | None:
         snap = await connector(request).snapshot(contract(fwd))
-        for k in ("ask", "last", "close", "bid"):
-            if snap.get(k):
-                return float(snap[k])
-        return None
+        return snap.ask or snap.last or snap.close or snap.bid or None
 
     async def go() -> tuple[int, Any]:
         try:
@@ -80,8 +78,9 @@ async def submit(request: web.Request, fwd: dict[str, Any], raw_key: str | None,
             if "guard" in e.extra:
                 app[METRICS_KEY].guard_rejections.labels(e.extra["guard"]).inc()
             raise
-        result = await connector(request).place_order(fwd)
-        return (200 if result.get("duplicate") else 201), result
+        placed = await connector(request).place_order(fwd)
+        # kept as plain JSON values: the idempotency store keeps the answer as it went out
+        return (200 if placed.duplicate else 201), models.plain(placed)
 
     if key is None:
         # shielded: a client that hangs up must not cut an order off half-way
@@ -138,7 +137,7 @@ async def current(request: web.Request, key: str, prior: Entry) -> Outcome:
     except IbhostError as e:  # not running, not connected to IB, or the order unknown
         log.info("replaying order %s as stored: %s", old.get("orderId"), e.code)
         return Outcome(prior.status, old, replayed=True, stale=True)
-    fresh = {**now, "duplicate": old.get("duplicate", False)}
+    fresh = {**models.plain(now), "duplicate": old.get("duplicate", False)}
     if fresh != old:
         try:
             await request.app[IDEMPOTENCY_KEY].refresh(key, fresh)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
-from .. import __version__, ibrules
-from ..connector.client import ConnectorClient
+from .. import __version__, ibrules, models
 from ..errors import IbhostError, bad_request
 from ..ipc import IpcError
 from ..tree import programs
@@ -155,18 +154,26 @@ async def validate(request: web.Request) -> web.Response:
     auth(request)
     body = await request_body(request)
     details = await connector(request).validate(contract(body))
-    return web.json_response({"success": True, "valid": True, **details})
+    return web.Response(body=models.encode(models.Validated(
+        **msgspec.structs.asdict(details), success=True, valid=True)),
+        content_type="application/json")
+
+
+def relayed(raw: bytes) -> web.Response:
+    """The connector's JSON answer, sent on as it came."""
+    return web.Response(body=raw, content_type="application/json")
 
 
 async def head_timestamp(request: web.Request) -> web.Response:
     auth(request)
-    q = dict(request.query)
-    return web.json_response(await connector(request).head_timestamp(q))
+    return relayed(await connector(request).relay("head_timestamp",
+                                                  params=dict(request.query)))
 
 
 async def option_chain(request: web.Request) -> web.Response:
     auth(request)
-    return web.json_response(await connector(request).option_chain(dict(request.query)))
+    return relayed(await connector(request).relay("option_chain",
+                                                  params=dict(request.query)))
 
 
 async def snapshot(request: web.Request) -> web.Response:
@@ -175,7 +182,7 @@ async def snapshot(request: web.Request) -> web.Response:
     extra: dict[str, Any] = {k: body[k] for k in ("genericTicks", "marketDataType", "wait")
                              if k in body}
     fwd = {**contract(body), **extra}
-    return web.json_response(await connector(request).snapshot(fwd))
+    return relayed(await connector(request).relay("snapshot", body=fwd))
 
 
 # --- trading and account ---------------------------------------------------------------
@@ -194,16 +201,15 @@ async def cancel_order(request: web.Request) -> web.Response:
     order_id = request.match_info["orderId"]
     if not (order_id.isascii() and order_id.isdigit()) or len(order_id) > 10:
         raise bad_request("orderId", "must be a positive integer")
-    return web.json_response(await connector(request).cancel_order(order_id))
+    return relayed(await connector(request).relay("cancel_order", orderId=order_id))
 
 
-def _relay(name: str, read: Callable[[ConnectorClient, dict[str, str]], Awaitable[Any]]
-           ) -> Any:
-    """An account read that forwards to the connector as it is: once keys are
+def _relay(name: str) -> Any:
+    """An account read relayed from the connector as its bytes: once keys are
     configured, account data needs one (X-API-Key), whatever reads_need_key says."""
     async def handler(request: web.Request) -> web.Response:
         auth(request, always=True)
-        return web.json_response(await read(connector(request), dict(request.query)))
+        return relayed(await connector(request).relay(name, params=dict(request.query)))
 
     handler.__name__ = "relay_" + name
     return handler
@@ -273,14 +279,13 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/options/chain", option_chain),
     Route("POST", "/v1/market/snapshot", snapshot),
     Route("POST", "/v1/orders", place_order),
-    Route("GET", "/v1/orders", _relay("orders", lambda c, q: c.open_orders(q))),
+    Route("GET", "/v1/orders", _relay("open_orders")),
     Route("DELETE", "/v1/orders/{orderId}", cancel_order),
-    Route("GET", "/v1/executions", _relay("executions", lambda c, q: c.executions(q))),
-    Route("GET", "/v1/positions", _relay("positions", lambda c, _: c.positions())),
-    Route("GET", "/v1/portfolio", _relay("portfolio", lambda c, _: c.portfolio())),
-    Route("GET", "/v1/account/summary",
-          _relay("account_summary", lambda c, _: c.account_summary())),
-    Route("GET", "/v1/pnl", _relay("pnl", lambda c, q: c.pnl(q))),
+    Route("GET", "/v1/executions", _relay("executions")),
+    Route("GET", "/v1/positions", _relay("positions")),
+    Route("GET", "/v1/portfolio", _relay("portfolio")),
+    Route("GET", "/v1/account/summary", _relay("account_summary")),
+    Route("GET", "/v1/pnl", _relay("pnl")),
     Route("GET", "/v1/system/ib-status", ib_status),
     Route("GET", "/v1/system/system-status", system_status),
     Route("GET", "/v1/gapfill/status", gapfill_status),
