@@ -372,7 +372,7 @@ async def place_order(request: web.Request) -> web.Response:
     tif = opt_str(body, "tif", "DAY", upper=True, choices=TIFS)
     ref = opt_str(body, "orderRef", max_len=128, to_ib=True)
     # shielded: a caller that goes away must not cut an order off half-way
-    result = await asyncio.shield(request.app[SERVICE_KEY].place_order(
+    result = await asyncio.shield(request.app[SERVICE_KEY].orders.place_order(
         spec, action=action, quantity=qty, order_type=order_type, limit=limit, stop=stop,
         tif=tif, order_ref=ref, outside_rth=opt_bool(body, "outsideRth", False),
         dedupe=opt_bool(body, "dedupe", True)))
@@ -381,7 +381,7 @@ async def place_order(request: web.Request) -> web.Response:
 
 async def cancel_order(request: web.Request) -> web.Response:
     order_id = opt_int(request.match_info, "orderId", 0, minimum=1)
-    return reply(await asyncio.shield(request.app[SERVICE_KEY].cancel_order(order_id)))
+    return reply(await asyncio.shield(request.app[SERVICE_KEY].orders.cancel_order(order_id)))
 
 
 async def order_by_ref(request: web.Request) -> web.Response:
@@ -390,7 +390,7 @@ async def order_by_ref(request: web.Request) -> web.Response:
     if not ref:
         raise bad_request("orderRef", "is required")
     client_id = opt_int(q, "clientId", -1)
-    return reply(request.app[SERVICE_KEY].order_by_ref(
+    return reply(request.app[SERVICE_KEY].orders.order_by_ref(
         ref, order_id=opt_int(q, "orderId", 0, minimum=0),
         client_id=None if client_id < 0 else client_id,
         perm_id=opt_int(q, "permId", 0, minimum=0, maximum=2**63 - 1)))
@@ -399,8 +399,8 @@ async def order_by_ref(request: web.Request) -> web.Response:
 async def open_orders(request: web.Request) -> web.Response:
     svc = request.app[SERVICE_KEY]
     if _ask_ib(request.query):
-        return aged(await svc.all_open_orders(), 0.0)
-    return aged(svc.open_orders(), svc.ages.age("orders"))
+        return aged(await svc.orders.all_open_orders(), 0.0)
+    return aged(svc.orders.open_orders(), svc.ages.age("orders"))
 
 
 async def executions(request: web.Request) -> web.Response:
@@ -412,7 +412,7 @@ async def executions(request: web.Request) -> web.Response:
         floor = svc.now() - dt.timedelta(days=days)
         since = floor if since is None else max(since, floor)
     ask_ib = _ask_ib(q)
-    fills = await svc.executions(
+    fills = await svc.orders.executions(
         symbol=opt_str(q, "symbol", upper=True), sec_type=opt_str(q, "secType", upper=True),
         side=opt_str(q, "side", upper=True, choices=("", "BUY", "SELL")),
         since=since, client_id=opt_int(q, "clientId", 0), ask_ib=ask_ib)
