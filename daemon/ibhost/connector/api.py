@@ -10,7 +10,6 @@ pacing scheduler. Errors are JSON from the catalogue.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
 import time
@@ -18,12 +17,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from .. import __version__, models
+from .. import __version__
 from ..config import Config, describe
 from ..errors import IbhostError, bad_request, code_for_http_status
 from ..ipc import JOB_HEADER
@@ -32,35 +30,35 @@ from ..validate import (
     json_body,
     opt_bool,
     opt_datetime,
-    opt_float,
     opt_int,
     opt_str,
     req_str,
 )
+from . import api_market, api_orders
+from .api_market import GENERIC_TICKS
+from .apibase import (
+    CONFIG_KEY,
+    METRICS_KEY,
+    SCHEDULER_KEY,
+    SERVICE_KEY,
+    SESSION_KEY,
+    STARTED_KEY,
+    STREAMS_KEY,
+    priority,
+)
 from .contracts import parse_spec
 from .historical import records
 from .metrics import ConnectorMetrics, route_label
-from .pacing import PRIORITIES, Scheduler
+from .pacing import Scheduler
 from .service import Service
 from .session import Session, State
 from .shapes import SHAPES
 from .streams import KINDS as STREAM_KINDS
-from .streams import REST, TICK_TYPES, StreamHub
+from .streams import TICK_TYPES, StreamHub
 from .values import DEADLINE, JOB
 
 log = logging.getLogger("ibhost.connector.api")
 
-SERVICE_KEY = web.AppKey("service", Service)
-SESSION_KEY = web.AppKey("session", Session)
-SCHEDULER_KEY = web.AppKey("scheduler", Scheduler)
-CONFIG_KEY = web.AppKey("config", Config)
-STARTED_KEY = web.AppKey("started", float)
-METRICS_KEY = web.AppKey("metrics", ConnectorMetrics)
-STREAMS_KEY = web.AppKey("streams", StreamHub)
-
-GENERIC_TICKS = (100, 101, 104, 106, 165, 221, 225, 233, 236, 258, 293, 294, 295, 375, 411)
-ORDER_TYPES = ("MKT", "LMT", "STP", "STP LMT")
-TIFS = ("DAY", "GTC", "IOC", "OPG", "GTD", "FOK")
 CHANNEL_IDLE = 5.0  # seconds: the longest a stream channel stays silent
 
 
@@ -141,11 +139,6 @@ async def errors_middleware(
                                             f"request id {rid}"}}, status=500)
 
 
-def _priority(m: Any) -> int:
-    return PRIORITIES[opt_str(m, "priority", "interactive",
-                              choices=tuple(PRIORITIES))]
-
-
 def health_dict(session: Session, scheduler: Scheduler) -> dict[str, Any]:
     d = session.diag
     dd = d.as_dict()
@@ -221,7 +214,7 @@ async def historical(request: web.Request) -> web.StreamResponse:
     history = request.app[SERVICE_KEY].history
     kw: dict[str, Any] = dict(
         bar_size=bar_size, what=what, use_rth=opt_bool(body, "useRTH", True), start=start,
-        end=end, duration=duration, priority=_priority(body),
+        end=end, duration=duration, priority=priority(body),
         job=request.headers.get(JOB_HEADER, "")[:64])
     # an answer the gateway relays as it is: v1's columns (``columns: true``), or
     # KTRDR's or the bridge's shape (connector/shapes.py)
@@ -255,196 +248,6 @@ async def _stream_bars(request: web.Request, parts: Any) -> web.StreamResponse:
         await parts.aclose()
     await resp.write_eof()
     return resp
-
-
-AGE_HEADER = "X-Ibhost-State-Age"  # seconds since IB last sent what the answer holds
-
-
-def reply(data: Any, status: int = 200, headers: dict[str, str] | None = None
-          ) -> web.Response:
-    """A JSON answer: models (ibhost.models) and plain values alike."""
-    return web.Response(body=models.encode(data), status=status, headers=headers,
-                        content_type="application/json")
-
-
-def aged(data: Any, age: float) -> web.Response:
-    """An answer read from the connection's state or a cache, with its age."""
-    return reply(data, headers={AGE_HEADER: f"{age:.1f}"})
-
-
-def _max_age(q: Any) -> float | None:
-    return opt_float(q, "maxAge", minimum=0, maximum=86400 * 7)
-
-
-def _ask_ib(q: Any) -> bool:
-    """``source=ib``: ask IB rather than read the connection's state."""
-    return opt_str(q, "source", "local", choices=("local", "ib")) == "ib"
-
-
-async def validate(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    details, age = await request.app[SERVICE_KEY].validate(
-        parse_spec(body), _max_age(request.query))
-    return aged(details, age)
-
-
-async def head_timestamp(request: web.Request) -> web.Response:
-    q = request.query
-    spec = parse_spec(dict(q), query=True)
-    what = opt_str(q, "whatToShow", "TRADES", upper=True,
-                   choices=("TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK"))
-    ts = await request.app[SERVICE_KEY].head_timestamp(
-        spec, what, opt_bool(q, "useRTH", True), _priority(q))
-    return reply(models.HeadTimestamp(symbol=spec.symbol, whatToShow=what,
-                                      headTimestamp=ts.isoformat()))
-
-
-async def option_chain(request: web.Request) -> web.Response:
-    q = dict(request.query)
-    max_age = _max_age(q)
-    q.pop("maxAge", None)
-    chain, age = await request.app[SERVICE_KEY].option_chain(parse_spec(q, query=True),
-                                                             max_age)
-    return aged(chain, age)
-
-
-async def snapshot(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    spec = parse_spec(body)
-    generic = int_list(body, "genericTicks", GENERIC_TICKS)
-    md_type = opt_int(body, "marketDataType", 1, minimum=1, maximum=4)
-    wait = opt_float(body, "wait", 2.0, minimum=0.1, maximum=30.0)
-    assert wait is not None
-    return reply(await request.app[SERVICE_KEY].snapshot(
-        spec, generic=generic, md_type=md_type, wait=wait))
-
-
-async def subscribe(request: web.Request) -> web.Response:
-    """A quote subscription held until DELETE (the same one a stream of it uses)."""
-    body = await json_body(request)
-    spec = parse_spec(body)
-    generic = int_list(body, "genericTicks", GENERIC_TICKS)
-    hub = request.app[STREAMS_KEY]
-    held = await hub.hold(REST, "quote", spec, {"generic": generic})
-    return reply(_held(request, hub.subs[held["key"]]), status=201)
-
-
-def _held(request: web.Request, sub: Any) -> models.HeldQuote:
-    q = request.app[SERVICE_KEY]._ticker_dict(sub.handle)
-    return models.HeldQuote(**msgspec.structs.asdict(q), resubscribed=sub.resubscribed,
-                            key=sub.key)
-
-
-def _rest_held(request: web.Request) -> list[Any]:
-    return [s for s in request.app[STREAMS_KEY].subs.values() if REST in s.holders]
-
-
-async def subscriptions(request: web.Request) -> web.Response:
-    return reply([_held(request, s) for s in _rest_held(request)])
-
-
-async def unsubscribe(request: web.Request) -> web.Response:
-    con_id = opt_int(request.match_info, "conId", 0, minimum=1)
-    mine = [s for s in _rest_held(request) if s.contract.conId == con_id]
-    if not mine:
-        raise IbhostError("not_found", f"no subscription for conId {con_id}")
-    for s in mine:
-        request.app[STREAMS_KEY].release(REST, s.key)
-    return web.json_response({"ok": True, "conId": con_id})
-
-
-async def place_order(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    spec = parse_spec(body)
-    action = req_str(body, "action", upper=True, choices=("BUY", "SELL"))
-    qty = opt_float(body, "quantity", minimum=1e-4, maximum=1e9)
-    if qty is None:
-        raise bad_request("quantity", "is required")
-    order_type = opt_str(body, "orderType", "LMT", upper=True, choices=ORDER_TYPES)
-    limit = opt_float(body, "limitPrice", positive=True, maximum=1e9)
-    stop = opt_float(body, "stopPrice", positive=True, maximum=1e9)
-    if order_type in ("LMT", "STP LMT") and limit is None:
-        raise bad_request("limitPrice", f"is required for {order_type} orders")
-    if order_type in ("STP", "STP LMT") and stop is None:
-        raise bad_request("stopPrice", f"is required for {order_type} orders")
-    if order_type == "MKT" and limit is not None:
-        raise bad_request("limitPrice", "must not be given for MKT orders")
-    tif = opt_str(body, "tif", "DAY", upper=True, choices=TIFS)
-    ref = opt_str(body, "orderRef", max_len=128, to_ib=True)
-    # shielded: a caller that goes away must not cut an order off half-way
-    result = await asyncio.shield(request.app[SERVICE_KEY].orders.place_order(
-        spec, action=action, quantity=qty, order_type=order_type, limit=limit, stop=stop,
-        tif=tif, order_ref=ref, outside_rth=opt_bool(body, "outsideRth", False),
-        dedupe=opt_bool(body, "dedupe", True)))
-    return reply(result, status=200 if result.duplicate else 201)
-
-
-async def cancel_order(request: web.Request) -> web.Response:
-    order_id = opt_int(request.match_info, "orderId", 0, minimum=1)
-    return reply(await asyncio.shield(request.app[SERVICE_KEY].orders.cancel_order(order_id)))
-
-
-async def order_by_ref(request: web.Request) -> web.Response:
-    q = request.query
-    ref = opt_str(q, "orderRef", max_len=128)
-    if not ref:
-        raise bad_request("orderRef", "is required")
-    client_id = opt_int(q, "clientId", -1)
-    return reply(request.app[SERVICE_KEY].orders.order_by_ref(
-        ref, order_id=opt_int(q, "orderId", 0, minimum=0),
-        client_id=None if client_id < 0 else client_id,
-        perm_id=opt_int(q, "permId", 0, minimum=0, maximum=2**63 - 1)))
-
-
-async def open_orders(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE_KEY]
-    if _ask_ib(request.query):
-        return aged(await svc.orders.all_open_orders(), 0.0)
-    return aged(svc.orders.open_orders(), svc.ages.age("orders"))
-
-
-async def executions(request: web.Request) -> web.Response:
-    q = request.query
-    svc = request.app[SERVICE_KEY]
-    since = opt_datetime(q, "since")
-    days = opt_float(q, "lookbackDays", minimum=0, maximum=3650)
-    if days is not None:  # "the last N days" by IB's clock, not this machine's
-        floor = svc.now() - dt.timedelta(days=days)
-        since = floor if since is None else max(since, floor)
-    ask_ib = _ask_ib(q)
-    fills = await svc.orders.executions(
-        symbol=opt_str(q, "symbol", upper=True), sec_type=opt_str(q, "secType", upper=True),
-        side=opt_str(q, "side", upper=True, choices=("", "BUY", "SELL")),
-        since=since, client_id=opt_int(q, "clientId", 0), ask_ib=ask_ib)
-    return aged(fills, 0.0 if ask_ib else svc.ages.age("executions"))
-
-
-async def positions(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE_KEY]
-    return aged(svc.positions(), svc.ages.age("positions"))
-
-
-async def account_summary(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE_KEY]
-    rows = await svc.account.summary()
-    return aged(rows, svc.ages.age("summary"))
-
-
-async def portfolio(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE_KEY]
-    return aged(svc.account.portfolio(), svc.ages.age("portfolio"))
-
-
-async def pnl(request: web.Request) -> web.Response:
-    q = request.query
-    svc = request.app[SERVICE_KEY]
-    account, model = opt_str(q, "account", to_ib=True), opt_str(q, "model", to_ib=True)
-    con_id = opt_int(q, "conId", 0, minimum=0)
-    held = request.app[STREAMS_KEY].held_pnl(svc.account.account(account), model, con_id)
-    if held is not None:  # a P&L stream holds IB's subscription: its newest answer
-        return reply(models.Pnl(**{k: v for k, v in held.items()
-                                   if k not in ("type", "key", "symbol")}))
-    return reply(await svc.account.pnl(account, model, con_id))
 
 
 # --- live streams -------------------------------------------------------------------
@@ -552,22 +355,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/status", status)
     r.add_post("/reconnect", reconnect)
     r.add_post("/historical", historical)
-    r.add_post("/validate", validate)
-    r.add_get("/head-timestamp", head_timestamp)
-    r.add_get("/option-chain", option_chain)
-    r.add_post("/snapshot", snapshot)
-    r.add_get("/subscriptions", subscriptions)
-    r.add_post("/subscriptions", subscribe)
-    r.add_delete("/subscriptions/{conId}", unsubscribe)
-    r.add_post("/orders", place_order)
-    r.add_get("/orders", open_orders)
-    r.add_get("/orders/by-ref", order_by_ref)
-    r.add_delete("/orders/{orderId}", cancel_order)
-    r.add_get("/executions", executions)
-    r.add_get("/positions", positions)
-    r.add_get("/portfolio", portfolio)
-    r.add_get("/account-summary", account_summary)
-    r.add_get("/pnl", pnl)
+    api_market.add_routes(r)
+    api_orders.add_routes(r)
     r.add_get("/stream", stream)
     r.add_get("/streams", streams_list)
     r.add_post("/streams", stream_hold)

@@ -1,0 +1,124 @@
+"""connector.sock's order and account routes: place, cancel, find, open orders,
+executions, positions, portfolio, account summary and P&L."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from aiohttp import web
+
+from .. import models
+from ..errors import bad_request
+from ..validate import json_body, opt_bool, opt_datetime, opt_float, opt_int, opt_str, req_str
+from .apibase import SERVICE_KEY, STREAMS_KEY, aged, asks_ib, reply
+from .contracts import parse_spec
+
+ORDER_TYPES = ("MKT", "LMT", "STP", "STP LMT")
+TIFS = ("DAY", "GTC", "IOC", "OPG", "GTD", "FOK")
+
+
+async def place_order(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    spec = parse_spec(body)
+    action = req_str(body, "action", upper=True, choices=("BUY", "SELL"))
+    qty = opt_float(body, "quantity", minimum=1e-4, maximum=1e9)
+    if qty is None:
+        raise bad_request("quantity", "is required")
+    order_type = opt_str(body, "orderType", "LMT", upper=True, choices=ORDER_TYPES)
+    limit = opt_float(body, "limitPrice", positive=True, maximum=1e9)
+    stop = opt_float(body, "stopPrice", positive=True, maximum=1e9)
+    if order_type in ("LMT", "STP LMT") and limit is None:
+        raise bad_request("limitPrice", f"is required for {order_type} orders")
+    if order_type in ("STP", "STP LMT") and stop is None:
+        raise bad_request("stopPrice", f"is required for {order_type} orders")
+    if order_type == "MKT" and limit is not None:
+        raise bad_request("limitPrice", "must not be given for MKT orders")
+    tif = opt_str(body, "tif", "DAY", upper=True, choices=TIFS)
+    ref = opt_str(body, "orderRef", max_len=128, to_ib=True)
+    # shielded: a caller that goes away must not cut an order off half-way
+    result = await asyncio.shield(request.app[SERVICE_KEY].orders.place_order(
+        spec, action=action, quantity=qty, order_type=order_type, limit=limit, stop=stop,
+        tif=tif, order_ref=ref, outside_rth=opt_bool(body, "outsideRth", False),
+        dedupe=opt_bool(body, "dedupe", True)))
+    return reply(result, status=200 if result.duplicate else 201)
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    order_id = opt_int(request.match_info, "orderId", 0, minimum=1)
+    return reply(await asyncio.shield(request.app[SERVICE_KEY].orders.cancel_order(order_id)))
+
+
+async def order_by_ref(request: web.Request) -> web.Response:
+    q = request.query
+    ref = opt_str(q, "orderRef", max_len=128)
+    if not ref:
+        raise bad_request("orderRef", "is required")
+    client_id = opt_int(q, "clientId", -1)
+    return reply(request.app[SERVICE_KEY].orders.order_by_ref(
+        ref, order_id=opt_int(q, "orderId", 0, minimum=0),
+        client_id=None if client_id < 0 else client_id,
+        perm_id=opt_int(q, "permId", 0, minimum=0, maximum=2**63 - 1)))
+
+
+async def open_orders(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE_KEY]
+    if asks_ib(request.query):
+        return aged(await svc.orders.all_open_orders(), 0.0)
+    return aged(svc.orders.open_orders(), svc.ages.age("orders"))
+
+
+async def executions(request: web.Request) -> web.Response:
+    q = request.query
+    svc = request.app[SERVICE_KEY]
+    since = opt_datetime(q, "since")
+    days = opt_float(q, "lookbackDays", minimum=0, maximum=3650)
+    if days is not None:  # "the last N days" by IB's clock, not this machine's
+        floor = svc.now() - dt.timedelta(days=days)
+        since = floor if since is None else max(since, floor)
+    ask_ib = asks_ib(q)
+    fills = await svc.orders.executions(
+        symbol=opt_str(q, "symbol", upper=True), sec_type=opt_str(q, "secType", upper=True),
+        side=opt_str(q, "side", upper=True, choices=("", "BUY", "SELL")),
+        since=since, client_id=opt_int(q, "clientId", 0), ask_ib=ask_ib)
+    return aged(fills, 0.0 if ask_ib else svc.ages.age("executions"))
+
+
+async def positions(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE_KEY]
+    return aged(svc.positions(), svc.ages.age("positions"))
+
+
+async def account_summary(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE_KEY]
+    rows = await svc.account.summary()
+    return aged(rows, svc.ages.age("summary"))
+
+
+async def portfolio(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE_KEY]
+    return aged(svc.account.portfolio(), svc.ages.age("portfolio"))
+
+
+async def pnl(request: web.Request) -> web.Response:
+    q = request.query
+    svc = request.app[SERVICE_KEY]
+    account, model = opt_str(q, "account", to_ib=True), opt_str(q, "model", to_ib=True)
+    con_id = opt_int(q, "conId", 0, minimum=0)
+    held = request.app[STREAMS_KEY].held_pnl(svc.account.account(account), model, con_id)
+    if held is not None:  # a P&L stream holds IB's subscription: its newest answer
+        return reply(models.Pnl(**{k: v for k, v in held.items()
+                                   if k not in ("type", "key", "symbol")}))
+    return reply(await svc.account.pnl(account, model, con_id))
+
+
+def add_routes(r: web.UrlDispatcher) -> None:
+    r.add_post("/orders", place_order)
+    r.add_get("/orders", open_orders)
+    r.add_get("/orders/by-ref", order_by_ref)
+    r.add_delete("/orders/{orderId}", cancel_order)
+    r.add_get("/executions", executions)
+    r.add_get("/positions", positions)
+    r.add_get("/portfolio", portfolio)
+    r.add_get("/account-summary", account_summary)
+    r.add_get("/pnl", pnl)
