@@ -34,7 +34,14 @@ from ..validate import (
     symbol_ok,
 )
 from . import orders
-from .common import Route, auth, check_duration, connector, request_body, trusted
+from .common import (
+    Route,
+    auth,
+    check_duration,
+    connector,
+    request_body,
+    trusted,
+)
 from .keys import HEALTH_KEY, STARTED_KEY
 
 INDICES = ("VIX", "SPX", "NDX", "RUT", "VIXW")  # the bridge asks for these as indices
@@ -53,6 +60,21 @@ def _stock(symbol: str) -> dict[str, Any]:
 
 def _valid(x: Any) -> bool:
     return isinstance(x, int | float) and x == x and x > 0
+
+
+def _text(x: Any) -> str:
+    """A string field as the bridge's ib_insync objects held it: ``""`` when unset."""
+    return "" if x is None else str(x)
+
+
+def _multiplier(x: Any) -> str:
+    """IB's multiplier as the text IB sent (``"100"``; ``""`` for a stock): ib_insync
+    kept it a string, the connector answers a number."""
+    if x is None or x == "":
+        return ""
+    if isinstance(x, float) and x.is_integer():
+        return str(int(x))
+    return str(x)
 
 
 def _has_price(q: dict[str, Any]) -> bool:
@@ -75,7 +97,7 @@ async def _tiered(request: web.Request, symbol: str) -> dict[str, Any] | None:
                 raise
             continue  # not subscribed, not found, competing session: try the next tier
         if _has_price(q):
-            return _quote(symbol.upper(), q, tier)
+            return _quote(symbol, q, tier)
     return None
 
 
@@ -116,7 +138,7 @@ async def market_data_batch(request: web.Request) -> web.Response:
                 raise
             return None  # a bad symbol in a batch is left out, as the bridge does
 
-    found = await asyncio.gather(*(one(s) for s in wanted))
+    found = await asyncio.gather(*(one(s) for s in wanted))  # wanted: upper, as the bridge
     return web.json_response({"results": [q for q in found if q is not None]})
 
 
@@ -132,10 +154,11 @@ async def _chain(request: web.Request, symbol: str) -> dict[str, Any]:
         (c for c in chains if c["exchange"] == "SMART"), chains[0])
     return {
         "symbol": symbol, "expirations": sorted(target["expirations"]),
-        "strikes": sorted(target["strikes"]), "multiplier": target["multiplier"],
-        "exchange": target["exchange"], "currency": "USD",
-        "tradingClass": target["tradingClass"],
-        "underlyingConId": chain["underlying"]["conId"]}
+        "strikes": sorted(target["strikes"]), "multiplier": _multiplier(target["multiplier"]),
+        "exchange": _text(target["exchange"]), "currency": "USD",
+        "tradingClass": _text(target["tradingClass"]),
+        # ib_insync's decoder passed IB's text on: a string, as the bridge's callers read it
+        "underlyingConId": _text(chain["underlying"]["conId"])}
 
 
 async def option_chain(request: web.Request) -> web.Response:
@@ -270,6 +293,17 @@ async def _option_quote(request: web.Request, spec: dict[str, Any]) -> dict[str,
                          ("optPrice", "modelOptPrice")):
         if g.get(ours) is not None:
             out[theirs] = g[ours]
+    return _no_bid(out)
+
+
+def _no_bid(out: dict[str, Any]) -> dict[str, Any]:
+    """The bridge's rule for an option with no bid (none, 0 or IB's -1): the last price,
+    else the close, becomes both bid and ask when it is a price (> 0); otherwise the
+    quote stays as IB gave it (``apply_option_fallbacks``)."""
+    if not _valid(out.get("bid")):
+        val = out.get("last") or out.get("close")
+        if _valid(val):
+            out["bid"] = out["ask"] = val
     return out
 
 
@@ -365,10 +399,21 @@ async def cancel_order(request: web.Request) -> web.Response:
 
 
 def _contract_fields(x: dict[str, Any]) -> dict[str, Any]:
-    return {"secType": x.get("secType"), "right": x.get("right"), "strike": x.get("strike"),
-            "expiration": x.get("lastTradeDateOrContractMonth"),
-            "localSymbol": x.get("localSymbol"), "conId": x.get("conId"),
-            "multiplier": x.get("multiplier")}
+    """A contract's fields as ib_insync's Contract held them (its defaults where IB
+    sends nothing: ``""``, ``0.0``, ``0``), the multiplier as IB's text."""
+    return {"secType": _text(x.get("secType")), "right": _text(x.get("right")),
+            "strike": float(x.get("strike") or 0.0),
+            "expiration": _text(x.get("lastTradeDateOrContractMonth")),
+            "localSymbol": _text(x.get("localSymbol")), "conId": int(x.get("conId") or 0),
+            "multiplier": _multiplier(x.get("multiplier"))}
+
+
+def _time(iso: str) -> str:
+    """An execution's time as the bridge wrote it: ``str(datetime)`` in UTC."""
+    try:
+        return str(dt.datetime.fromisoformat(iso).astimezone(dt.UTC))
+    except (TypeError, ValueError):
+        return iso
 
 
 async def executions(request: web.Request) -> web.Response:
@@ -381,11 +426,13 @@ async def executions(request: web.Request) -> web.Response:
     if "since" in request.query:
         params.update(_since(request.query["since"]))
     fills = await connector(request).executions(params)
+    # commission: 0.0 until IB's commission report arrives, as the bridge's (ib_insync's
+    # empty CommissionReport); never IB's unset 1.797e308
     out = [{"execId": f["execId"], "symbol": f["symbol"], "side": f["side"],
             "shares": f["shares"], "price": f["price"], "avgPrice": f.get("avgPrice"),
-            "cumQty": f.get("cumQty"), "commission": f.get("commission"),
-            "time": f["time"], "orderRef": f.get("orderRef"), **_contract_fields(f)}
-           for f in fills]
+            "cumQty": f.get("cumQty"), "commission": f.get("commission") or 0.0,
+            "time": _time(f["time"]), "orderRef": _text(f.get("orderRef")),
+            **_contract_fields(f)} for f in fills]
     return web.json_response({"executions": out, "count": len(out)})
 
 
@@ -410,10 +457,11 @@ async def open_orders(request: web.Request) -> web.Response:
             "action": t["action"], "orderType": t["orderType"], "lmtPrice": t["limitPrice"],
             "auxPrice": t["stopPrice"], "totalQuantity": t["quantity"],
             "remaining": t["remaining"], "filled": t["filled"],
-            "avgFillPrice": t["avgFillPrice"], "tif": t["tif"], "account": t.get("account"),
-            "orderRef": t.get("orderRef"), "initMarginChange": None, "symbol": t["symbol"],
-            **_contract_fields(t), "currency": t.get("currency"),
-            "exchange": t.get("exchange")} for t in trades]
+            "avgFillPrice": t["avgFillPrice"], "tif": _text(t["tif"]),
+            "account": t.get("account"), "orderRef": _text(t.get("orderRef")),
+            "initMarginChange": None, "symbol": t["symbol"], **_contract_fields(t),
+            "currency": _text(t.get("currency")), "exchange": _text(t.get("exchange"))}
+           for t in trades]
     return web.json_response({"orders": out, "count": len(out)})
 
 

@@ -305,7 +305,7 @@ for _request in (HISTORICAL, ORDER, KTRDR_HISTORICAL, KTRDR_VALIDATE, BRIDGE_OPT
 
 BRIDGE_CHAIN = obj(("symbol", "expirations", "strikes"), symbol=STR, expirations=arr(STR),
                    strikes=arr(NUM), multiplier=STR, exchange=STR, currency=STR,
-                   tradingClass=STR, underlyingConId=INT)
+                   tradingClass=STR, underlyingConId=STR)
 BRIDGE_OPTION_QUOTE = obj(("symbol", "source"), symbol=STR, bid=null(NUM), ask=null(NUM),
                           last=null(NUM), close=null(NUM), undPrice=null(NUM), source=STR)
 BATCH_ERRORS = arr(obj(("item", "error"), item=STR, error=STR))
