@@ -9,15 +9,18 @@ docs/migrating.md."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ibhost.gateway.app import init_app
 from ibhost.sim import Simulator
 
+from .connector_fixtures import make_config, running_connector
 from .test_bridge_contract import H, number, pick_expiration, wait_until_async
-from .test_gateway import trading_stack
+from .test_gateway import KEY, trading_stack
 
 CONTRACT_TYPES = {"secType": str, "right": str, "strike": float, "expiration": str,
                   "localSymbol": str, "conId": int, "multiplier": str}
@@ -217,3 +220,58 @@ async def test_account_summary_and_pnl_types(gw: Any) -> None:
     r = await gw.get("/pnl", headers=H)
     pnl = await r.json()
     assert r.status == 200 and pnl["value"] is None
+
+
+async def test_diag_types(gw: Any) -> None:
+    d = await (await gw.get("/diag")).json()
+    typed(d, {"timestamp": str, "uptimeSeconds": int, "ibConnected": bool, "ready": bool,
+              "epoch": int, "diag": dict, "locks": dict, "caches": dict})
+    assert d["timestamp"].endswith("Z") and d["epoch"] >= 1
+    typed(d["diag"], {"heartbeatFailures": int, "reconnectAttempts": int,
+                      "lastConnectAt": str})
+    assert d["diag"]["lastConnectAt"].endswith("Z")
+    assert dt.datetime.fromisoformat(d["diag"]["lastConnectAt"].removesuffix("Z"))
+    assert "lastIbErrorMessage" not in d["diag"] and "clientId" not in d["diag"]
+
+
+async def test_diag_logs(gw: Any) -> None:
+    log = logging.getLogger("ibhost.gateway.test")
+    log.setLevel(logging.INFO)
+    try:
+        log.warning("order for account DU1234567 refused (key %s)", KEY)
+        log.info("second line")
+    finally:
+        log.setLevel(logging.NOTSET)
+    r = await gw.get("/diag/logs")
+    assert r.status == 401 and (await r.json())["error"] == "Unauthorized"
+    r = await gw.get("/diag/logs?limit=2", headers=H)
+    body = await r.json()
+    assert r.status == 200
+    # the bridge's /diag/logs answered its /diag body: the same keys, and the lines
+    assert set(body) == set(await (await gw.get("/diag")).json()) | {"logs"}
+    lines = body["logs"]
+    assert len(lines) == 2 and [x["message"] for x in lines][-1] == "second line"
+    first = lines[0]
+    typed(first, {"time": str, "level": str, "logger": str, "message": str})
+    assert first["level"] == "WARNING" and first["logger"] == "ibhost.gateway.test"
+    assert first["time"].endswith("Z")
+    # the key never; the account to a caller with a key
+    assert KEY not in str(body) and "***" in first["message"]
+    assert "DU1234567" in first["message"]
+    assert (await (await gw.get("/diag/logs?limit=0", headers=H)).json())["logs"] == []
+    bad = await gw.get("/diag/logs?limit=many", headers=H)
+    assert bad.status == 400 and "limit" in (await bad.json())["error"]
+
+
+async def test_diag_logs_without_keys_hides_accounts(sim: Simulator, tmp_path: Path,
+                                                     aiohttp_client: Any) -> None:
+    """With no key configured anyone local may read them (as the bridge): account ids
+    are masked then."""
+    async with running_connector(tmp_path, sim):
+        g = await aiohttp_client(init_app(make_config(tmp_path, sim)))
+        logging.getLogger("ibhost.gateway.test").warning("fill for DU1234567")
+        r = await g.get("/diag/logs?limit=5")
+        body = await r.json()
+        assert r.status == 200
+        mine = [x["message"] for x in body["logs"] if x["logger"] == "ibhost.gateway.test"]
+        assert mine == ["fill for DU***"] and "DU1234567" not in str(body)

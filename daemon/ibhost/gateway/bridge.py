@@ -24,6 +24,7 @@ from aiohttp import web
 
 from .. import __version__, ibrules
 from ..errors import IbhostError, bad_request
+from ..ipc import KEYLESS
 from ..validate import (
     opt_bool,
     opt_float,
@@ -37,12 +38,13 @@ from . import orders
 from .common import (
     Route,
     auth,
+    caller_of,
     check_duration,
     connector,
     request_body,
     trusted,
 )
-from .keys import HEALTH_KEY, STARTED_KEY
+from .keys import AUTH_KEY, HEALTH_KEY, LOGS_KEY, STARTED_KEY
 
 INDICES = ("VIX", "SPX", "NDX", "RUT", "VIXW")  # the bridge asks for these as indices
 TIERS = (("realtime", 1), ("frozen", 2), ("delayed", 3))
@@ -75,6 +77,13 @@ def _multiplier(x: Any) -> str:
     if isinstance(x, float) and x.is_integer():
         return str(int(x))
     return str(x)
+
+
+def _z(iso: Any) -> Any:
+    """An ISO time in UTC as the bridge wrote its own (``...T15:30:00Z``)."""
+    if isinstance(iso, str) and iso.endswith("+00:00"):
+        return iso.removesuffix("+00:00") + "Z"
+    return iso
 
 
 def _has_price(q: dict[str, Any]) -> bool:
@@ -533,29 +542,61 @@ async def pnl_single(request: web.Request) -> web.Response:
 
 # --- diagnostics -----------------------------------------------------------------------------
 
-DIAG_FIELDS = ("state", "lastHeartbeatAt", "lastIbErrorCode", "lastIbErrorAt",
-               "reconnectAttempts", "heartbeatFailures", "lastDisconnectAt")
-DIAG_KEYED_FIELDS = ("reason", "clientId", "lastIbErrorMessage")
+# The bridge's diag_state keys ibhost can fill, from the connector's diagnostics
+# (lastConnectAt is the connector's connectedSince), then ibhost's ``state``
+DIAG_FIELDS = (("lastConnectAt", "connectedSince"), ("lastDisconnectAt", "lastDisconnectAt"),
+               ("lastIbErrorAt", "lastIbErrorAt"), ("lastIbErrorCode", "lastIbErrorCode"),
+               ("heartbeatFailures", "heartbeatFailures"),
+               ("reconnectAttempts", "reconnectAttempts"),
+               ("lastHeartbeatAt", "lastHeartbeatAt"), ("state", "state"))
+DIAG_COUNTS = ("heartbeatFailures", "reconnectAttempts")  # 0, never null, as the bridge's
+DIAG_KEYED_FIELDS = (("lastIbErrorMessage", "lastIbErrorMessage"), ("reason", "reason"),
+                     ("clientId", "clientId"))
+MAX_LOG_LINES = 1000
 
-async def diag(request: web.Request) -> web.Response:
-    """The bridge's /diag (open, as the bridge's was): connection facts, no account
-    data; the reason, client id and IB's error text only with a key once keys are
-    configured."""
+
+def _diag(request: web.Request) -> dict[str, Any]:
+    """The bridge's /diag body: its keys and types (times as ``...Z`` text, counts as
+    integers, ``epoch`` the number of connections made); the reason, client id and
+    IB's error text only with a key once keys are configured."""
     h = request.app[HEALTH_KEY].cached()
     c = h.get("connector") or {}
     ready = h["status"] in ("ok", "degraded")
     fields = DIAG_FIELDS + (DIAG_KEYED_FIELDS if trusted(request) else ())
-    return web.json_response({
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(),
+    d = {ours: _z(c.get(theirs)) for ours, theirs in fields}
+    for k in DIAG_COUNTS:
+        d[k] = int(d.get(k) or 0)
+    made = int(c.get("reconnectAttempts") or 0) - int(c.get("reconnectFailures") or 0)
+    return {
+        "timestamp": _z(dt.datetime.now(dt.UTC).isoformat()),
         "uptimeSeconds": int(time.monotonic() - request.app[STARTED_KEY]),
-        "ibConnected": ready, "ready": ready, "epoch": c.get("since"),
-        "diag": {k: c.get(k) for k in fields},
+        "ibConnected": ready, "ready": ready, "epoch": max(made, 0), "diag": d,
         "locks": {}, "caches": {}, "version": __version__,
-    })
+    }
+
+
+async def diag(request: web.Request) -> web.Response:
+    """The bridge's /diag (open, as the bridge's was): connection facts, no account
+    data."""
+    return web.json_response(_diag(request))
+
+
+async def diag_logs(request: web.Request) -> web.Response:
+    """The bridge's ``/diag/logs?limit=N`` (a key needed once keys are configured, as
+    the bridge's): its /diag body, and (what the bridge meant to add) ``logs``, the
+    gateway's last ``limit`` log lines, oldest first. API keys never appear in them;
+    account ids only to a caller with a valid key."""
+    auth(request, always=True)
+    limit = opt_int(request.query, "limit", 100, minimum=0)
+    lines = request.app[LOGS_KEY].recent(
+        min(limit, MAX_LOG_LINES), redact=request.app[AUTH_KEY].redact,
+        accounts=caller_of(request) != KEYLESS)
+    return web.json_response({**_diag(request), "logs": lines})
 
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/diag", diag, "bridge"),
+    Route("GET", "/diag/logs", diag_logs, "bridge"),
     # "batch" is POST /market-data/batch, never a symbol (GET on it: 405, Allow: POST)
     Route("GET", "/market-data/{symbol}", market_data, "bridge",
           match="/market-data/{symbol:(?!batch$)[^{}/]+}"),
