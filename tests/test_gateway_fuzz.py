@@ -49,6 +49,7 @@ BRIDGE_POSTS = ["/market-data/batch", "/option-quote", "/historical", "/order",
                 "/order/cancel"]
 BRIDGE_GETS = ["/market-data/AAPL", "/option-chain/AAPL", "/executions", "/orders",
                "/positions", "/portfolio", "/account-summary", "/pnl", "/pnl-single", "/diag",
+               "/diag/logs",
                "/health", "/ping", "/readyz", "/livez"]
 
 
@@ -143,7 +144,7 @@ async def test_contract_bodies(gw: Any, path: str, body: dict[str, Any], key: bo
 
 @FUZZ
 @given(path=st.sampled_from(KTRDR_GETS + BRIDGE_GETS), query=st.dictionaries(
-    st.sampled_from([*FIELDS, "lookbackDays", "account", "model", "connect"]),
+    st.sampled_from([*FIELDS, "lookbackDays", "account", "model", "connect", "limit"]),
     st.text(max_size=20), max_size=5))
 async def test_contract_queries(gw: Any, path: str, query: dict[str, str]) -> None:
     r = await gw.get(path, params=query, headers={"X-API-Key": KEY})

@@ -160,6 +160,7 @@ def health_dict(session: Session, scheduler: Scheduler) -> dict[str, Any]:
         "lastIbErrorCode": d.lastIbErrorCode, "lastIbErrorMessage": d.lastIbErrorMessage,
         "lastIbErrorAt": dd["lastIbErrorAt"], "reconnectAttempts": d.reconnectAttempts,
         "heartbeatFailures": d.heartbeatFailures, "lastDisconnectAt": dd["lastDisconnectAt"],
+        "connectedSince": dd["connectedSince"], "reconnectFailures": d.reconnectFailures,
         "pacingQueue": scheduler.depth,
     }
 

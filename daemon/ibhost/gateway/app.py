@@ -27,11 +27,13 @@ from .keys import (
     GAPFILL_KEY,
     HEALTH_KEY,
     IDEMPOTENCY_KEY,
+    LOGS_KEY,
     METRICS_KEY,
     STARTED_KEY,
     WATCHDOG_KEY,
 )
 from .ktrdr import KNOWN_KEY
+from .logbuffer import LogBuffer
 from .metrics import GatewayMetrics
 from .routes import ROUTES
 
@@ -229,8 +231,10 @@ def _scrape(client: ConnectorClient | UnixClient) -> Callable[[float], Awaitable
 
 async def _clients(app: web.Application) -> AsyncIterator[None]:
     watcher = app[HEALTH_KEY]
+    app[LOGS_KEY].attach()
     watcher.start()
     yield
+    app[LOGS_KEY].detach()
     await watcher.stop()
     await app[CONNECTOR_KEY].close()
     await watcher.client.close()
@@ -261,6 +265,7 @@ def init_app(cfg: Config) -> web.Application:
                       if is_loopback(cfg.gateway.host) else None)
     app[CONFIG_KEY] = cfg
     app[STARTED_KEY] = time.monotonic()
+    app[LOGS_KEY] = LogBuffer()
     app[AUTH_KEY] = Authenticator(load_keys(cfg), cfg.gateway.reads_need_key)
     sock = str(cfg.connector_socket)
     app[CONNECTOR_KEY] = ConnectorClient(sock, read_timeout=cfg.gateway.connector_timeout)

@@ -48,6 +48,12 @@ class Authenticator:
             ok |= hmac.compare_digest(g, k)
         return ok
 
+    def redact(self, text: str) -> str:
+        """``text`` with every configured key written as ``***``."""
+        for k in self._keys:
+            text = text.replace(k.decode(), "***")
+        return text
+
     def caller(self, given: str | None) -> str:
         """Who a request is for, as the connector's scheduler shares IB: ``key-`` and a
         digest of a valid key (never the key itself), else KEYLESS. An invalid or

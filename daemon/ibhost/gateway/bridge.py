@@ -24,6 +24,7 @@ from aiohttp import web
 
 from .. import __version__, ibrules, models
 from ..errors import IbhostError, bad_request
+from ..ipc import KEYLESS
 from ..validate import (
     opt_bool,
     opt_float,
@@ -34,8 +35,16 @@ from ..validate import (
     symbol_ok,
 )
 from . import orders
-from .common import Route, auth, check_duration, connector, request_body, trusted
-from .keys import HEALTH_KEY, STARTED_KEY
+from .common import (
+    Route,
+    auth,
+    caller_of,
+    check_duration,
+    connector,
+    request_body,
+    trusted,
+)
+from .keys import AUTH_KEY, HEALTH_KEY, LOGS_KEY, STARTED_KEY
 
 INDICES = ("VIX", "SPX", "NDX", "RUT", "VIXW")  # the bridge asks for these as indices
 TIERS = (("realtime", 1), ("frozen", 2), ("delayed", 3))
@@ -53,6 +62,28 @@ def _stock(symbol: str) -> dict[str, Any]:
 
 def _valid(x: Any) -> bool:
     return isinstance(x, int | float) and x == x and x > 0
+
+
+def _text(x: Any) -> str:
+    """A string field as the bridge's ib_insync objects held it: ``""`` when unset."""
+    return "" if x is None else str(x)
+
+
+def _multiplier(x: Any) -> str:
+    """IB's multiplier as the text IB sent (``"100"``; ``""`` for a stock): ib_insync
+    kept it a string, the connector answers a number."""
+    if x is None or x == "":
+        return ""
+    if isinstance(x, float) and x.is_integer():
+        return str(int(x))
+    return str(x)
+
+
+def _z(iso: Any) -> Any:
+    """An ISO time in UTC as the bridge wrote its own (``...T15:30:00Z``)."""
+    if isinstance(iso, str) and iso.endswith("+00:00"):
+        return iso.removesuffix("+00:00") + "Z"
+    return iso
 
 
 def _has_price(q: dict[str, Any]) -> bool:
@@ -76,7 +107,7 @@ async def _tiered(request: web.Request, symbol: str) -> dict[str, Any] | None:
                 raise
             continue  # not subscribed, not found, competing session: try the next tier
         if _has_price(q):
-            return _quote(symbol.upper(), q, tier)
+            return _quote(symbol, q, tier)
     return None
 
 
@@ -117,7 +148,7 @@ async def market_data_batch(request: web.Request) -> web.Response:
                 raise
             return None  # a bad symbol in a batch is left out, as the bridge does
 
-    found = await asyncio.gather(*(one(s) for s in wanted))
+    found = await asyncio.gather(*(one(s) for s in wanted))  # wanted: upper, as the bridge
     return web.json_response({"results": [q for q in found if q is not None]})
 
 
@@ -133,10 +164,11 @@ async def _chain(request: web.Request, symbol: str) -> dict[str, Any]:
         (c for c in chains if c["exchange"] == "SMART"), chains[0])
     return {
         "symbol": symbol, "expirations": sorted(target["expirations"]),
-        "strikes": sorted(target["strikes"]), "multiplier": target["multiplier"],
-        "exchange": target["exchange"], "currency": "USD",
-        "tradingClass": target["tradingClass"],
-        "underlyingConId": chain["underlying"]["conId"]}
+        "strikes": sorted(target["strikes"]), "multiplier": _multiplier(target["multiplier"]),
+        "exchange": _text(target["exchange"]), "currency": "USD",
+        "tradingClass": _text(target["tradingClass"]),
+        # ib_insync's decoder passed IB's text on: a string, as the bridge's callers read it
+        "underlyingConId": _text(chain["underlying"]["conId"])}
 
 
 async def option_chain(request: web.Request) -> web.Response:
@@ -276,6 +308,17 @@ async def _option_quote(request: web.Request, spec: dict[str, Any]) -> dict[str,
                          ("optPrice", "modelOptPrice")):
         if g.get(ours) is not None:
             out[theirs] = g[ours]
+    return _no_bid(out)
+
+
+def _no_bid(out: dict[str, Any]) -> dict[str, Any]:
+    """The bridge's rule for an option with no bid (none, 0 or IB's -1): the last price,
+    else the close, becomes both bid and ask when it is a price (> 0); otherwise the
+    quote stays as IB gave it (``apply_option_fallbacks``)."""
+    if not _valid(out.get("bid")):
+        val = out.get("last") or out.get("close")
+        if _valid(val):
+            out["bid"] = out["ask"] = val
     return out
 
 
@@ -371,10 +414,21 @@ async def cancel_order(request: web.Request) -> web.Response:
 
 
 def _contract_fields(x: dict[str, Any]) -> dict[str, Any]:
-    return {"secType": x.get("secType"), "right": x.get("right"), "strike": x.get("strike"),
-            "expiration": x.get("lastTradeDateOrContractMonth"),
-            "localSymbol": x.get("localSymbol"), "conId": x.get("conId"),
-            "multiplier": x.get("multiplier")}
+    """A contract's fields as ib_insync's Contract held them (its defaults where IB
+    sends nothing: ``""``, ``0.0``, ``0``), the multiplier as IB's text."""
+    return {"secType": _text(x.get("secType")), "right": _text(x.get("right")),
+            "strike": float(x.get("strike") or 0.0),
+            "expiration": _text(x.get("lastTradeDateOrContractMonth")),
+            "localSymbol": _text(x.get("localSymbol")), "conId": int(x.get("conId") or 0),
+            "multiplier": _multiplier(x.get("multiplier"))}
+
+
+def _time(iso: str) -> str:
+    """An execution's time as the bridge wrote it: ``str(datetime)`` in UTC."""
+    try:
+        return str(dt.datetime.fromisoformat(iso).astimezone(dt.UTC))
+    except (TypeError, ValueError):
+        return iso
 
 
 async def executions(request: web.Request) -> web.Response:
@@ -387,11 +441,13 @@ async def executions(request: web.Request) -> web.Response:
     if "since" in request.query:
         params.update(_since(request.query["since"]))
     fills = models.plain(await connector(request).executions(params))
+    # commission: 0.0 until IB's commission report arrives, as the bridge's (ib_insync's
+    # empty CommissionReport); never IB's unset 1.797e308
     out = [{"execId": f["execId"], "symbol": f["symbol"], "side": f["side"],
             "shares": f["shares"], "price": f["price"], "avgPrice": f.get("avgPrice"),
-            "cumQty": f.get("cumQty"), "commission": f.get("commission"),
-            "time": f["time"], "orderRef": f.get("orderRef"), **_contract_fields(f)}
-           for f in fills]
+            "cumQty": f.get("cumQty"), "commission": f.get("commission") or 0.0,
+            "time": _time(f["time"]), "orderRef": _text(f.get("orderRef")),
+            **_contract_fields(f)} for f in fills]
     return web.json_response({"executions": out, "count": len(out)})
 
 
@@ -416,10 +472,11 @@ async def open_orders(request: web.Request) -> web.Response:
             "action": t["action"], "orderType": t["orderType"], "lmtPrice": t["limitPrice"],
             "auxPrice": t["stopPrice"], "totalQuantity": t["quantity"],
             "remaining": t["remaining"], "filled": t["filled"],
-            "avgFillPrice": t["avgFillPrice"], "tif": t["tif"], "account": t.get("account"),
-            "orderRef": t.get("orderRef"), "initMarginChange": None, "symbol": t["symbol"],
-            **_contract_fields(t), "currency": t.get("currency"),
-            "exchange": t.get("exchange")} for t in trades]
+            "avgFillPrice": t["avgFillPrice"], "tif": _text(t["tif"]),
+            "account": t.get("account"), "orderRef": _text(t.get("orderRef")),
+            "initMarginChange": None, "symbol": t["symbol"], **_contract_fields(t),
+            "currency": _text(t.get("currency")), "exchange": _text(t.get("exchange"))}
+           for t in trades]
     return web.json_response({"orders": out, "count": len(out)})
 
 
@@ -491,29 +548,61 @@ async def pnl_single(request: web.Request) -> web.Response:
 
 # --- diagnostics -----------------------------------------------------------------------------
 
-DIAG_FIELDS = ("state", "lastHeartbeatAt", "lastIbErrorCode", "lastIbErrorAt",
-               "reconnectAttempts", "heartbeatFailures", "lastDisconnectAt")
-DIAG_KEYED_FIELDS = ("reason", "clientId", "lastIbErrorMessage")
+# The bridge's diag_state keys ibhost can fill, from the connector's diagnostics
+# (lastConnectAt is the connector's connectedSince), then ibhost's ``state``
+DIAG_FIELDS = (("lastConnectAt", "connectedSince"), ("lastDisconnectAt", "lastDisconnectAt"),
+               ("lastIbErrorAt", "lastIbErrorAt"), ("lastIbErrorCode", "lastIbErrorCode"),
+               ("heartbeatFailures", "heartbeatFailures"),
+               ("reconnectAttempts", "reconnectAttempts"),
+               ("lastHeartbeatAt", "lastHeartbeatAt"), ("state", "state"))
+DIAG_COUNTS = ("heartbeatFailures", "reconnectAttempts")  # 0, never null, as the bridge's
+DIAG_KEYED_FIELDS = (("lastIbErrorMessage", "lastIbErrorMessage"), ("reason", "reason"),
+                     ("clientId", "clientId"))
+MAX_LOG_LINES = 1000
 
-async def diag(request: web.Request) -> web.Response:
-    """The bridge's /diag (open, as the bridge's was): connection facts, no account
-    data; the reason, client id and IB's error text only with a key once keys are
-    configured."""
+
+def _diag(request: web.Request) -> dict[str, Any]:
+    """The bridge's /diag body: its keys and types (times as ``...Z`` text, counts as
+    integers, ``epoch`` the number of connections made); the reason, client id and
+    IB's error text only with a key once keys are configured."""
     h = request.app[HEALTH_KEY].cached()
     c = h.get("connector") or {}
     ready = h["status"] in ("ok", "degraded")
     fields = DIAG_FIELDS + (DIAG_KEYED_FIELDS if trusted(request) else ())
-    return web.json_response({
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(),
+    d = {ours: _z(c.get(theirs)) for ours, theirs in fields}
+    for k in DIAG_COUNTS:
+        d[k] = int(d.get(k) or 0)
+    made = int(c.get("reconnectAttempts") or 0) - int(c.get("reconnectFailures") or 0)
+    return {
+        "timestamp": _z(dt.datetime.now(dt.UTC).isoformat()),
         "uptimeSeconds": int(time.monotonic() - request.app[STARTED_KEY]),
-        "ibConnected": ready, "ready": ready, "epoch": c.get("since"),
-        "diag": {k: c.get(k) for k in fields},
+        "ibConnected": ready, "ready": ready, "epoch": max(made, 0), "diag": d,
         "locks": {}, "caches": {}, "version": __version__,
-    })
+    }
+
+
+async def diag(request: web.Request) -> web.Response:
+    """The bridge's /diag (open, as the bridge's was): connection facts, no account
+    data."""
+    return web.json_response(_diag(request))
+
+
+async def diag_logs(request: web.Request) -> web.Response:
+    """The bridge's ``/diag/logs?limit=N`` (a key needed once keys are configured, as
+    the bridge's): its /diag body, and (what the bridge meant to add) ``logs``, the
+    gateway's last ``limit`` log lines, oldest first. API keys never appear in them;
+    account ids only to a caller with a valid key."""
+    auth(request, always=True)
+    limit = opt_int(request.query, "limit", 100, minimum=0)
+    lines = request.app[LOGS_KEY].recent(
+        min(limit, MAX_LOG_LINES), redact=request.app[AUTH_KEY].redact,
+        accounts=caller_of(request) != KEYLESS)
+    return web.json_response({**_diag(request), "logs": lines})
 
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/diag", diag, "bridge"),
+    Route("GET", "/diag/logs", diag_logs, "bridge"),
     # "batch" is POST /market-data/batch, never a symbol (GET on it: 405, Allow: POST)
     Route("GET", "/market-data/{symbol}", market_data, "bridge",
           match="/market-data/{symbol:(?!batch$)[^{}/]+}"),

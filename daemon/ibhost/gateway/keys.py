@@ -10,6 +10,7 @@ from ..ipc import UnixClient
 from .auth import Authenticator
 from .health import HealthWatcher
 from .idempotency import IdempotencyStore
+from .logbuffer import LogBuffer
 from .metrics import GatewayMetrics
 
 CONFIG_KEY = web.AppKey("config", Config)
@@ -17,6 +18,7 @@ AUTH_KEY = web.AppKey("auth", Authenticator)
 CONNECTOR_KEY = web.AppKey("connector", ConnectorClient)
 HEALTH_KEY = web.AppKey("health", HealthWatcher)
 IDEMPOTENCY_KEY = web.AppKey("idempotency", IdempotencyStore)
+LOGS_KEY = web.AppKey("logs", LogBuffer)
 METRICS_KEY = web.AppKey("metrics", GatewayMetrics)
 STARTED_KEY = web.AppKey("started", float)
 WATCHDOG_KEY = web.AppKey("watchdog", UnixClient)

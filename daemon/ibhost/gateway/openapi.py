@@ -271,9 +271,16 @@ for _request in (HISTORICAL, ORDER, KTRDR_HISTORICAL, KTRDR_VALIDATE, BRIDGE_OPT
 
 BRIDGE_CHAIN = obj(("symbol", "expirations", "strikes"), symbol=STR, expirations=arr(STR),
                    strikes=arr(NUM), multiplier=STR, exchange=STR, currency=STR,
-                   tradingClass=STR, underlyingConId=INT)
+                   tradingClass=STR, underlyingConId=STR)
 BRIDGE_OPTION_QUOTE = obj(("symbol", "source"), symbol=STR, bid=null(NUM), ask=null(NUM),
                           last=null(NUM), close=null(NUM), undPrice=null(NUM), source=STR)
+BRIDGE_DIAG = obj(("timestamp", "uptimeSeconds", "ibConnected", "ready", "epoch", "diag",
+                   "locks", "caches"), timestamp=STR, uptimeSeconds=INT, ibConnected=BOOL,
+                  ready=BOOL, epoch=INT, diag=OBJ, locks=OBJ, caches=OBJ, version=STR)
+BRIDGE_DIAG_LOGS = {**BRIDGE_DIAG, "required": [*BRIDGE_DIAG["required"], "logs"],
+                    "properties": {**BRIDGE_DIAG["properties"], "logs": arr(obj(
+                        ("time", "level", "logger", "message"), time=STR, level=STR,
+                        logger=STR, message=STR))}}
 BATCH_ERRORS = arr(obj(("item", "error"), item=STR, error=STR))
 
 SCHEMAS = {"Contract": CONTRACT, "Error": ERROR, "BridgeError": BRIDGE_ERROR,
@@ -542,10 +549,12 @@ SPEC: dict[str, Any] = {
         "/data/symbol-info/{symbol}": {"get": _op(
             "KTRDR: validation with the 1h head timestamp", KTRDR_VALIDATION,
             family="ktrdr", params=[_param("symbol", SYMBOL, where="path")])},
-        "/diag": {"get": _op("wheel-strat: connection diagnostics (no key)",
-                             obj(("ibConnected", "ready"), timestamp=STR,
-                                 uptimeSeconds=NUM, ibConnected=BOOL, ready=BOOL,
-                                 diag=OBJ, version=STR), family="bridge")},
+        "/diag": {"get": _op("wheel-strat: connection diagnostics (no key)", BRIDGE_DIAG,
+                             family="bridge")},
+        "/diag/logs": {"get": _op(
+            "wheel-strat: /diag with the gateway's recent log lines", BRIDGE_DIAG_LOGS,
+            key="bridge", family="bridge", params=[_param("limit", {
+                "type": "integer", "minimum": 0, "maximum": 2**31 - 1})])},
         "/market-data/{symbol}": {"get": _op(
             "wheel-strat: quote, realtime -> frozen -> delayed", BRIDGE_QUOTE, key="bridge",
             family="bridge", params=[_param("symbol", PATH_SYMBOL, where="path")])},
