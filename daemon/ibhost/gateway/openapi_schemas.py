@@ -1,0 +1,332 @@
+"""The schemas of the gateway's OpenAPI document: building blocks, the request bodies
+(with the rules JSON Schema can state, schema_rules), each family's error shape, and
+the answers, generated from ibhost.models where the connector's answer is relayed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import ibrules, models
+from ..errors import CODES
+from ..symbols import INSTRUMENT_TYPES
+from ..validate import TIMEOUT_MAX, TIMEOUT_MIN, bool_pattern
+from .ktrdr import KTRDR_TIMEFRAMES
+from .schema_rules import (
+    any_duration_pattern,
+    bridge_historical_rules,
+    given,
+    historical_rules,
+    one_of,
+    order_rules,
+)
+
+# --- building blocks -------------------------------------------------------------------
+
+STR: dict[str, Any] = {"type": "string"}
+NUM: dict[str, Any] = {"type": "number"}
+INT: dict[str, Any] = {"type": "integer"}
+BOOL: dict[str, Any] = {"type": "boolean"}
+OBJ: dict[str, Any] = {"type": "object"}
+ANY: dict[str, Any] = {}
+
+
+def null(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` or null."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(required: tuple[str, ...] = (), **props: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def arr(items: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    return {"type": "array", "items": items, **kw}
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+# what the gateway takes: symbols are ASCII letters, digits and . - / (and inner spaces)
+SYMBOL = {"type": "string", "minLength": 1, "maxLength": 64,
+          "pattern": "^[A-Za-z0-9][A-Za-z0-9./-]*( [A-Za-z0-9./-]+)*$", "example": "AAPL"}
+PATH_SYMBOL = {"type": "string", "minLength": 1, "maxLength": 24,
+               "pattern": "^[A-Za-z0-9][A-Za-z0-9.-]*$", "example": "AAPL"}
+TEXT = {"type": "string", "maxLength": 64, "pattern": "^[ -~]*$"}  # printable ASCII
+SEC_TYPES = ["STK", "OPT", "FUT", "CASH", "IND", "FOP", "CFD", "BOND", "FUND", "CRYPTO"]
+CONID = {"type": "integer", "minimum": 1, "maximum": 2147483647}
+# ISO 8601 from 1970 to 2099, UTC or with an offset (days 01-28 in every month)
+DATE_TIME = {"type": "string", "example": "2025-11-20T14:30:00Z", "pattern": (
+    "^(19[7-9][0-9]|20[0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    "T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$")}
+# IB's durations within its limits (ibrules.MAX_DURATION: 86400 S, 365 D, 52 W, 12 M,
+# 50 Y); which of them a bar size takes, the request schemas say (schema_rules)
+DURATION = {"type": "string", "example": "2 D", "pattern": any_duration_pattern()}
+# IB's bar sizes and the spellings its own error text gives (1W, 1M)
+BAR_SIZES = [*ibrules.BAR_SIZES, *ibrules.BAR_ALIASES]
+# query-string booleans as the gateway reads them
+QBOOL = {"type": "string", "pattern": bool_pattern()}  # validate.bool_word's words
+# a JSON boolean, or the same words, or 0/1
+JBOOL = {"anyOf": [BOOL, QBOOL, {"type": "integer", "enum": [0, 1]}]}
+TIMEOUT = {"type": "number", "minimum": TIMEOUT_MIN, "maximum": TIMEOUT_MAX,
+           "description": "seconds this request may take (at most gateway.connector_timeout)"}
+
+CONTRACT_FIELDS: dict[str, Any] = {  # null or absent: the default
+    "symbol": {"anyOf": [SYMBOL, {"const": ""}, {"type": "null"}]},
+    "secType": null({"type": "string", "default": "STK", "enum": SEC_TYPES}),
+    "exchange": null({**TEXT, "default": "SMART"}),
+    "currency": null({**TEXT, "default": "USD", "description": "\"\" for any"}),
+    "primaryExchange": null(TEXT),
+    "lastTradeDateOrContractMonth": null({"type": "string",
+                                          "pattern": "^([0-9]{6}|[0-9]{8})?$",
+                                          "description": "YYYYMM[DD]"}),
+    "expiry": null({"type": "string", "pattern": "^([0-9]{6}|[0-9]{8})?$",
+                    "description": "alias of lastTradeDateOrContractMonth"}),
+    "strike": null({"type": "number", "minimum": 0, "exclusiveMaximum": 1e9}),
+    "right": null({"type": "string", "enum": ["", "C", "P", "CALL", "PUT", "c", "p",
+                                              "call", "put"]}),
+    "multiplier": null({"type": "string", "pattern": "^([0-9]{1,9}(\\.[0-9]{1,6})?)?$"}),
+    "localSymbol": null(TEXT),
+    "tradingClass": null(TEXT),
+    "conId": null({"type": "integer", "minimum": 0, "maximum": 2147483647}),
+}
+# one of symbol, conId or localSymbol names the contract
+NAMED = {"anyOf": [{"required": ["symbol"], "properties": {"symbol": SYMBOL}},
+                   {"required": ["conId"], "properties": {"conId": CONID}},
+                   {"required": ["localSymbol"],
+                    "properties": {"localSymbol": {**TEXT, "pattern": "^ *[!-~][ -~]*$"}}}]}
+CONTRACT = {"type": "object", "properties": CONTRACT_FIELDS, "allOf": [NAMED]}
+STOCK_ONLY = {"type": "object", "required": ["symbol"],
+              "properties": {"symbol": SYMBOL,
+                             "secType": {"type": "string", "enum": SEC_TYPES},
+                             "exchange": TEXT, "currency": TEXT}}
+
+ERROR_BODY = obj(
+    ("code", "message"),
+    # the catalogue's codes (one list: errors.CODES); aiohttp's own 404, 405 and 413
+    # are answered with catalogue codes too (errors.code_for_http_status)
+    code={"type": "string", "enum": [*CODES]},
+    message=STR, field=STR, ib_code=INT, guard=STR)
+ERROR = obj(("error",), error=ERROR_BODY)
+# the bridge's {"error": "<text>"}, with ibhost's code and field beside it
+BRIDGE_ERROR = obj(("error",), error=STR, code=STR, message=STR, field=STR, reason=STR)
+# FastAPI's 422 {"detail": [...]} (or a text detail), with ibhost's error beside it
+KTRDR_ERROR = {"anyOf": [obj(("detail",), detail={"anyOf": [arr(OBJ), STR]}), ERROR]}
+
+# the answers ibhost.models declares (what the connector encodes and /v1/ relays)
+ANSWERS = models.schemas()
+BAR = ref("Bar")
+HISTORICAL_COLUMNS = ref("HistoricalColumns")
+HISTORICAL_RECORDS = obj(("bars",), success=BOOL, conId=INT, symbol=STR, barSize=STR,
+                         whatToShow=STR, useRTH=BOOL, requests=INT, bars=arr(BAR),
+                         count=INT, complete=BOOL)
+VALIDATED = ref("Validated")
+SNAPSHOT = ref("Quote")
+ORDER_OUT = ref("Order")
+PLACED = ref("PlacedOrder")
+# the bridge's P&L answer (bridge.pnl, bridge.pnl_single)
+BRIDGE_PNL = obj(("dailyPnL", "unrealizedPnL", "realizedPnL"), dailyPnL=null(NUM),
+                 unrealizedPnL=null(NUM), realizedPnL=null(NUM), value=null(NUM),
+                 marketValue=null(NUM), position=null(NUM))
+HEALTH_STATUS = {"type": "string", "enum": ["ok", "degraded", "busy", "down", "maintenance"]}
+V1_HEALTH = obj(("status", "reason"), status=HEALTH_STATUS, reason=STR,
+                connector=null(OBJ), checkedAt=null(NUM), healthy=BOOL)
+SHARED_HEALTH = obj(
+    ("status", "healthy", "connected", "ready", "ibhostStatus"),
+    status={"type": "string", "enum": ["ok", "degraded", "busy", "disconnected",
+                                       "maintenance"]},
+    healthy=BOOL, connected=BOOL, ready=BOOL, state=null(STR), reason=STR, service=STR,
+    version=STR, timestamp=STR,
+    ib_status=obj(("connected", "connection_count"), connected=BOOL, connection_count=INT),
+    connection_info=OBJ, clientId=null(INT), host=STR, port=INT, clientType=STR,
+    tradingMode={"type": "string", "enum": ["live", "paper"]}, lastHeartbeatAt=null(STR),
+    lastIbErrorCode=null(INT), lastIbErrorMessage=null(STR), reconnectAttempts=null(INT),
+    heartbeatFailures=null(INT), ibhostStatus=HEALTH_STATUS, connector=null(OBJ))
+DETAILED = obj(("health",), gateway=OBJ, health=OBJ, connector=OBJ,
+               programs=OBJ, watchdog=OBJ)
+KTRDR_DETAILED = {"allOf": [obj(
+    ("healthy", "ib_gateway_connected", "active_connections", "total_requests",
+     "error_count", "uptime_seconds", "connection_pool_status"),
+    healthy=BOOL, service=STR, timestamp=STR, ib_gateway_connected=BOOL,
+    active_connections=INT, total_requests=INT, error_count=INT, last_error=null(STR),
+    uptime_seconds=NUM, connection_pool_status=OBJ), DETAILED]}
+GAPFILL_STATUS = obj((), dataDir=STR, files=INT, interval=NUM, filesPerCycle=INT,
+                     waitingFor=null(STR), lastScan=null(OBJ), nextScanAt=null(NUM),
+                     perFile=OBJ)
+IB_STATUS = obj(("success", "ib_connected", "status"), success=BOOL, ib_connected=BOOL,
+                status=HEALTH_STATUS, reason=STR, state=null(STR), client_id=null(INT),
+                farms=null(OBJ), competing_session=null(BOOL))
+SYSTEM_STATUS = obj(("success", "programs", "trading_enabled"), success=BOOL,
+                    programs=OBJ, trading_enabled=BOOL)
+
+HISTORICAL = {"type": "object", "properties": {
+    **CONTRACT_FIELDS,
+    "barSize": {"type": "string", "enum": BAR_SIZES,
+                "description": "IB's bar size; give this or timeframe"},
+    "timeframe": {"type": "string", "enum": sorted(ibrules.TIMEFRAMES),
+                  "description": "alternative to barSize: 1s 5s … 1m 5m 15m 30m 1h 4h "
+                                 "1d 1w 1M"},
+    "start": DATE_TIME,
+    "end": {**DATE_TIME, "description": "exclusive; default now"},
+    "duration": {**DURATION,
+                 "description": "instead of start: one IB request (at most 86400 S, "
+                                "365 D, 52 W, 12 M, 50 Y; IB's step-size rules apply)"},
+    "whatToShow": {"type": "string", "enum": list(ibrules.WHAT_TO_SHOW),
+                   "description": "default TRADES (MIDPOINT for CASH and CFD)"},
+    "useRTH": {**JBOOL, "default": True},
+    "priority": {"type": "string", "enum": ["interactive", "background"]},
+}, "allOf": [NAMED, *historical_rules(SEC_TYPES)]}
+ORDER_TYPES = ["MKT", "LMT", "STP", "STP LMT"]
+# an order names its contract by symbol or conId (orders.fields)
+ORDER_NAMED = {"anyOf": NAMED["anyOf"][:2]}
+ORDER = {"type": "object", "required": ["action", "quantity"], "properties": {
+    **CONTRACT_FIELDS,
+    "action": {"type": "string", "enum": ["BUY", "SELL", "buy", "sell"]},
+    "quantity": {"type": "number", "minimum": 0.0001, "maximum": 1e9},
+    "orderType": {"type": "string", "default": "LMT", "enum": ORDER_TYPES},
+    "limitPrice": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e9},
+    "stopPrice": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e9},
+    "tif": {"type": "string", "default": "DAY", "enum": ["DAY", "GTC", "IOC", "OPG",
+                                                         "FOK", "GTD"]},
+    "outsideRth": JBOOL,
+    "orderRef": {"type": "string", "maxLength": 128, "pattern": "^[ -~]*$"},
+}, "allOf": [ORDER_NAMED, *order_rules(ORDER_TYPES, "LMT", needs_limit=("LMT", "STP LMT"),
+                                       needs_stop=("STP", "STP LMT"), no_limit=("MKT",))]}
+
+KTRDR_HISTORICAL = obj(("symbol", "timeframe", "start", "end"),
+                       symbol=SYMBOL,
+                       timeframe={"type": "string", "enum": list(KTRDR_TIMEFRAMES)},
+                       start=DATE_TIME, end=DATE_TIME,
+                       instrument_type=null({"type": "string",
+                                             "enum": sorted(INSTRUMENT_TYPES)}))
+KTRDR_VALIDATE = obj(("symbol",), symbol=SYMBOL,
+                     timeframes=null(arr({"type": "string", "maxLength": 8}, maxItems=20)))
+BRIDGE_OPTION = obj(("symbol", "expiration", "strike", "right"),
+                    symbol=SYMBOL,
+                    expiration={"type": "string", "pattern": "^[0-9]{4}-?[0-9]{2}-?[0-9]{2}$",
+                                "example": "20261218"},
+                    strike={"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1e9},
+                    right={"type": "string", "enum": ["C", "P", "c", "p"]},
+                    exchange=TEXT, currency=TEXT, conId=CONID)
+BRIDGE_HISTORICAL = obj(("symbol",), symbol=SYMBOL,
+                        barSize=null({"type": "string", "enum": BAR_SIZES}),
+                        duration=null({"anyOf": [DURATION, {"const": ""}]}),
+                        whatToShow={"type": "string", "enum": ["TRADES", "MIDPOINT"]},
+                        useRTH=JBOOL, endDateTime={"type": "string", "enum": [""]})
+BRIDGE_HISTORICAL["allOf"] = bridge_historical_rules()
+BRIDGE_ORDER = obj(("symbol", "action", "quantity"), symbol=SYMBOL,
+                   secType={"type": "string", "enum": ["STK", "OPT"]},
+                   action={"type": "string", "enum": ["BUY", "SELL"]},
+                   quantity={"type": "number", "minimum": 0.0001, "maximum": 1e9},
+                   orderType={"type": "string", "enum": ["MKT", "LMT"]},
+                   limitPrice=null({"type": "number", "exclusiveMinimum": 0,
+                                    "maximum": 1e9}),
+                   uid=null({"type": "string", "maxLength": 128, "pattern": "^[ -~]*$"}),
+                   expiration=null({"anyOf": [BRIDGE_OPTION["properties"]["expiration"],
+                                              {"const": ""}]}),
+                   strike=null({"type": "number", "minimum": 0, "exclusiveMaximum": 1e9}),
+                   right=null(BRIDGE_OPTION["properties"]["right"]))
+# anything but MKT is a LMT order at the bridge (default LMT), and an option order
+# names its contract in full (bridge._option)
+BRIDGE_ORDER["allOf"] = [
+    *order_rules(["MKT", "LMT"], "LMT", needs_limit=("LMT",)),
+    {"anyOf": [one_of("secType", ["STK"]), {"allOf": [
+        given("expiration", {"type": "string", "minLength": 1}),
+        given("right", {"type": "string"}),
+        given("strike", {"type": "number", "exclusiveMinimum": 0})]}]}]
+ID_OR_NONE = null({"type": "integer", "minimum": 0, "maximum": 2147483647,
+                   "description": "0 or null: not given"})
+BRIDGE_CANCEL = {"type": "object", "properties": {"orderId": ID_OR_NONE, "permId": ID_OR_NONE},
+                 "anyOf": [{"required": ["orderId"], "properties": {"orderId": CONID}},
+                           {"required": ["permId"], "properties": {"permId": CONID}}]}
+# what bridge.place_order and bridge.cancel_order answer
+BRIDGE_PLACED = obj(("orderId", "status", "uid", "message"), orderId=INT, permId=null(INT),
+                    status=STR, uid=STR, message=STR)
+BRIDGE_CANCELLED = obj(("orderId", "status", "message"), orderId=INT, permId=null(INT),
+                       status=STR, message=STR)
+BRIDGE_QUOTE = obj(("symbol", "source"), symbol=STR, last=null(NUM), bid=null(NUM),
+                   ask=null(NUM), high=null(NUM), low=null(NUM), volume=null(NUM),
+                   close=null(NUM), source=STR)
+
+def optional_may_be_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """The gateway reads a null field as an absent one: say so for every optional
+    property of a request body."""
+    required = set(schema.get("required", ()))
+    props = schema.get("properties", {})
+    for name, sub in props.items():
+        nullable = sub.get("type") == "null" or any(
+            s.get("type") == "null" for s in sub.get("anyOf", ()))
+        if name not in required and not nullable:
+            props[name] = null(sub)
+    return schema
+
+
+for _request in (HISTORICAL, ORDER, KTRDR_HISTORICAL, KTRDR_VALIDATE, BRIDGE_OPTION,
+                 BRIDGE_HISTORICAL, BRIDGE_ORDER):
+    optional_may_be_null(_request)
+
+BRIDGE_CHAIN = obj(("symbol", "expirations", "strikes"), symbol=STR, expirations=arr(STR),
+                   strikes=arr(NUM), multiplier=STR, exchange=STR, currency=STR,
+                   tradingClass=STR, underlyingConId=STR)
+BRIDGE_OPTION_QUOTE = obj(("symbol", "source"), symbol=STR, bid=null(NUM), ask=null(NUM),
+                          last=null(NUM), close=null(NUM), undPrice=null(NUM), source=STR)
+BRIDGE_DIAG = obj(("timestamp", "uptimeSeconds", "ibConnected", "ready", "epoch", "diag",
+                   "locks", "caches"), timestamp=STR, uptimeSeconds=INT, ibConnected=BOOL,
+                  ready=BOOL, epoch=INT, diag=OBJ, locks=OBJ, caches=OBJ, version=STR)
+BRIDGE_DIAG_LOGS = {**BRIDGE_DIAG, "required": [*BRIDGE_DIAG["required"], "logs"],
+                    "properties": {**BRIDGE_DIAG["properties"], "logs": arr(obj(
+                        ("time", "level", "logger", "message"), time=STR, level=STR,
+                        logger=STR, message=STR))}}
+BATCH_ERRORS = arr(obj(("item", "error"), item=STR, error=STR))
+
+SCHEMAS = {"Contract": CONTRACT, "Error": ERROR, "BridgeError": BRIDGE_ERROR,
+           "KtrdrError": KTRDR_ERROR, "HistoricalRequest": HISTORICAL,
+           "OrderRequest": ORDER, "KtrdrHistorical": KTRDR_HISTORICAL,
+           "KtrdrValidate": KTRDR_VALIDATE, "BridgeOption": BRIDGE_OPTION,
+           "BridgeHistorical": BRIDGE_HISTORICAL, "BridgeOrder": BRIDGE_ORDER,
+           "BridgeCancel": BRIDGE_CANCEL, **ANSWERS,
+           "BridgeQuote": BRIDGE_QUOTE}
+ERRORS = {"ibhost": "Error", "ktrdr": "KtrdrError", "bridge": "BridgeError"}
+
+
+def _param(name: str, schema: dict[str, Any], *, where: str = "query",
+           required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required or where == "path",
+            "schema": schema}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _op(summary: str, ok: dict[str, Any] | None = None, *, body: str | None = None,
+        params: list[dict[str, Any]] | None = None, key: str = "read",
+        family: str = "ibhost", status: str = "200", extra: str = "",
+        content: dict[str, Any] | None = None,
+        also: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One operation: its success answer, the family's error shape for the rest."""
+    ok_content = content or _json(ok if ok is not None else OBJ)
+    responses: dict[str, Any] = {status: {"description": "OK", "content": ok_content}}
+    for code, schema in (also or {}).items():
+        responses[code] = {"description": schema.get("description", code),
+                           "content": _json(schema)}
+    responses["default"] = {"description": "error", "content": _json(ref(ERRORS[family]))}
+    op: dict[str, Any] = {"summary": summary, "description": extra or summary,
+                          "responses": responses}
+    if key in ("bridge", "trading"):
+        op["security"] = [{"apiKey": []}]
+    if key == "bridge":
+        op["description"] += " (X-API-KEY needed once a key is configured)"
+    params = list(params or [])
+    if key == "trading" and family == "ibhost":
+        params.append(_param("Idempotency-Key", {"type": "string", "minLength": 1,
+                                                 "maxLength": 128, "pattern": "^[!-~]+$"},
+                             where="header"))
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = {"required": True, "content": _json(ref(body))}
+    return op
