@@ -127,7 +127,7 @@ VALIDATED = ref("Validated")
 SNAPSHOT = ref("Quote")
 ORDER_OUT = ref("Order")
 PLACED = ref("PlacedOrder")
-# the bridge's P&L answer (bridge.pnl, bridge.pnl_single)
+# the bridge's P&L answer (bridge_orders.pnl, bridge_orders.pnl_single)
 BRIDGE_PNL = obj(("dailyPnL", "unrealizedPnL", "realizedPnL"), dailyPnL=null(NUM),
                  unrealizedPnL=null(NUM), realizedPnL=null(NUM), value=null(NUM),
                  marketValue=null(NUM), position=null(NUM))
@@ -230,7 +230,7 @@ BRIDGE_ORDER = obj(("symbol", "action", "quantity"), symbol=SYMBOL,
                    strike=null({"type": "number", "minimum": 0, "exclusiveMaximum": 1e9}),
                    right=null(BRIDGE_OPTION["properties"]["right"]))
 # anything but MKT is a LMT order at the bridge (default LMT), and an option order
-# names its contract in full (bridge._option)
+# names its contract in full (bridge_orders._option)
 BRIDGE_ORDER["allOf"] = [
     *order_rules(["MKT", "LMT"], "LMT", needs_limit=("LMT",)),
     {"anyOf": [one_of("secType", ["STK"]), {"allOf": [
@@ -242,7 +242,7 @@ ID_OR_NONE = null({"type": "integer", "minimum": 0, "maximum": 2147483647,
 BRIDGE_CANCEL = {"type": "object", "properties": {"orderId": ID_OR_NONE, "permId": ID_OR_NONE},
                  "anyOf": [{"required": ["orderId"], "properties": {"orderId": CONID}},
                            {"required": ["permId"], "properties": {"permId": CONID}}]}
-# what bridge.place_order and bridge.cancel_order answer
+# what bridge_orders.place_order and bridge_orders.cancel_order answer
 BRIDGE_PLACED = obj(("orderId", "status", "uid", "message"), orderId=INT, permId=null(INT),
                     status=STR, uid=STR, message=STR)
 BRIDGE_CANCELLED = obj(("orderId", "status", "message"), orderId=INT, permId=null(INT),
