@@ -16,6 +16,8 @@ measures, each against a baseline taken in the same run:
 
 The table is printed and written as JSON and Markdown (with the machine it ran
 on) under ``bench/results/`` (or ``--out``). Figures are reported, not asserted.
+Progress goes to stderr, scenario by scenario: a bar on a terminal, a line as each
+begins and ends otherwise.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ import aiohttp
 from ibhost import tree
 from ibhost.connector.client import ConnectorClient
 from ibhost.ipc import UnixClient
+from ibhost.progress import Progress
 
 PY = [sys.executable, "-m", "ibhost.cli"]
 KEY = "bench-key-0123456789abcdef"
@@ -658,26 +661,47 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def run(quick: bool) -> dict[str, Any]:
+# what ``ibhost bench`` reports progress by: each scenario when it begins and ends
+SCENARIOS = ("start the simulator and the tree", "latency", "bars", "message rate",
+             "fan-out", "recovery", "start-up")
+
+
+def progress() -> Progress:
+    """A bar on a terminal, a line per scenario otherwise; on stderr, so that stdout
+    carries the table alone."""
+    return Progress(len(SCENARIOS), unit="scenario", desc="ibhost bench", rate=False,
+                    tty=sys.stderr.isatty(),
+                    emit=lambda text: print(text, file=sys.stderr, flush=True))
+
+
+@contextlib.contextmanager
+def scenario(steps: Progress, name: str) -> Iterator[None]:
+    steps.begin(name)
+    t0 = time.monotonic()
+    yield
+    steps.update(1, f"{name} took {time.monotonic() - t0:.1f}s")
+
+
+async def run(quick: bool, steps: Progress) -> dict[str, Any]:
     b = Bench(quick)
     try:
-        print("starting the simulator and the tree...", flush=True)
-        await b.start()
-        b.results["rss_ready"] = b.rss()
-        print("latency...", flush=True)
-        await b.latency()
-        await b.http_hop()
-        print("bars...", flush=True)
-        await b.bars()
-        b.results["rss_right_after_bars"] = b.rss()
-        await asyncio.sleep(3.0)  # the connector hands a large answer's heap back
-        b.results["rss_after_bars"] = b.rss()
-        print("message rate...", flush=True)
-        await b.message_rate()
-        print("fan-out...", flush=True)
-        await b.fanout()
-        print("recovery...", flush=True)
-        await b.recovery()
+        with scenario(steps, SCENARIOS[0]):
+            await b.start()
+            b.results["rss_ready"] = b.rss()
+        with scenario(steps, "latency"):
+            await b.latency()
+            await b.http_hop()
+        with scenario(steps, "bars"):
+            await b.bars()
+            b.results["rss_right_after_bars"] = b.rss()
+            await asyncio.sleep(3.0)  # the connector hands a large answer's heap back
+            b.results["rss_after_bars"] = b.rss()
+        with scenario(steps, "message rate"):
+            await b.message_rate()
+        with scenario(steps, "fan-out"):
+            await b.fanout()
+        with scenario(steps, "recovery"):
+            await b.recovery()
     finally:
         await b.stop()
     return b.results
@@ -701,8 +725,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="directory for the JSON and Markdown results")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
-    b_results = asyncio.run(run(args.quick))
-    Bench.startup_into(b_results)
+    steps = progress()
+    try:
+        b_results = asyncio.run(run(args.quick, steps))
+        with scenario(steps, "start-up"):
+            Bench.startup_into(b_results)
+    finally:
+        steps.close()
     write(b_results, args.quick, Path(args.out))
     print(f"ibhost bench took {time.monotonic() - t0:.0f}s")
     return 0

@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -333,3 +334,33 @@ async def test_backfill_is_resumable_after_kill_9(sim: Simulator, tmp_path: Path
         again = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
         out2, _ = await again.communicate()
         assert again.returncode == 0 and "0 bars written (0 were missing" in out2.decode()
+
+
+async def test_backfill_reports_each_chunk_as_a_log_line_off_a_terminal(
+        sim: Simulator, tmp_path: Path) -> None:
+    """``ibhost backfill`` with its output in a pipe (a CI log): no bar drawn, one log
+    line per chunk IB answered, each with the count, bars/s and the time left."""
+    sim.set_time(NOW)
+    args = [sys.executable, "-m", "ibhost.cli", "backfill", "AAPL", "-t", "1m",
+            "--since", "2025-11-24", "--until", "2025-12-03T21:00:00Z", "--home", str(tmp_path)]
+    async with running_connector(tmp_path, sim):
+        proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+    text = err.decode()
+    assert proc.returncode == 0, text
+    assert "\r" not in text and "|" not in text  # no bar
+    lines = re.findall(r"AAPL_1m\.csv: ([\d,]+) of ([\d,]+) bars \((\d+)%\), ([\d,]+) bars/s, "
+                       r"(ETA \d+:\d\d|done in \d+:\d\d); chunk (\d+), (up to \S+|no bars)",
+                       text)
+    assert len(lines) >= 2, text
+    assert [int(c[5]) for c in lines] == list(range(1, len(lines) + 1))  # one a chunk
+    done = [int(c[0].replace(",", "")) for c in lines]
+    total = int(lines[0][1].replace(",", ""))
+    assert done == sorted(done) and done[-1] == total
+    assert all(c[4].startswith("ETA") for c in lines[:-1])
+    assert lines[-1][2] == "100" and lines[-1][4].startswith("done in")
+    last = [c[6] for c in lines if c[6].startswith("up to")]
+    assert last == sorted(last) and len(last) == 7  # oldest first; one a session
+    assert len(lines) - len(last) >= 1  # Thanksgiving and the weekend: chunks without bars
+    assert f"{total:,} bars written" in out.decode()

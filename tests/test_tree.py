@@ -332,6 +332,7 @@ async def test_ctl_status_and_tail(tree_up: Tree) -> None:
     res = await asyncio.to_thread(ctl, "status")
     assert res.returncode == 0 and "connection: ok" in res.stdout
     assert "connector RUNNING" in res.stdout
+    assert res.stdout.splitlines()[-1] == "ok: IB connected, every program running"
     js = await asyncio.to_thread(ctl, "--json", "status")
     import json
 
@@ -340,6 +341,8 @@ async def test_ctl_status_and_tail(tree_up: Tree) -> None:
     assert "state synchronizing -> ready" in tail.stdout
     scan = await asyncio.to_thread(ctl, "--json", "scan")  # the supervised gap-filler
     assert scan.returncode == 0 and json.loads(scan.stdout)["files"] == []
+    text = await asyncio.to_thread(ctl, "scan")
+    assert text.returncode == 0 and text.stdout.startswith("scanned 0 files in ")
     assert json.loads(js.stdout)["programs"]["gapfill"]["state"] == "RUNNING"
     # the same programs, with their pids, in the gateway's detailed health
     st, d = await t.get("/v1/health/detailed", headers={"X-API-Key": KEY})

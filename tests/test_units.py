@@ -145,12 +145,22 @@ def test_dashboard_queries_name_real_metrics() -> None:
 def test_programs_import_only_what_they_run(command: str, modules: list[str]) -> None:
     """The gateway, watchdog, events listener, gap-filler and ctl load neither numpy,
     pandas, ib_async nor exchange_calendars (the gap-filler loads its calendars when
-    it first needs them)."""
+    it first needs them), nor the progress bars of backfill and bench."""
     code = ("import importlib, sys\nfrom ibhost import cli\n"
             f"cli.build_parser({command!r})\n"
             + "".join(f"importlib.import_module({m!r})\n" for m in modules)
             + "print(sorted(m for m in ('numpy', 'pandas', 'ib_async', 'ib_insync', "
-              "'exchange_calendars') if m in sys.modules))")
+              "'exchange_calendars', 'tqdm', 'rich') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
+def test_the_connector_loads_no_progress_bars() -> None:
+    code = ("import sys\nfrom ibhost import cli\ncli.build_parser('connector')\n"
+            "import ibhost.connector.main\n"
+            "print(sorted(m for m in ('tqdm', 'rich') if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 0, res.stderr

@@ -48,13 +48,16 @@ KEYLESS = "keyless"
 
 
 class IpcError(RuntimeError):
-    """The peer could not be reached or did not answer in time."""
+    """The peer could not be reached or did not answer in time. ``unreachable``: the
+    connect itself failed (no socket, refused): nothing is listening there."""
 
-    def __init__(self, path: str, problem: str, *, timeout: bool = False) -> None:
+    def __init__(self, path: str, problem: str, *, timeout: bool = False,
+                 unreachable: bool = False) -> None:
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
         self.timeout = timeout
+        self.unreachable = unreachable
 
 
 def check_socket_path(path: str) -> None:
@@ -375,7 +378,8 @@ class UnixClient:
         except TimeoutError as e:
             raise IpcError(self.path, "timed out connecting", timeout=True) from e
         except OSError as e:
-            raise IpcError(self.path, f"cannot connect: {e.strerror or e}") from e
+            raise IpcError(self.path, f"cannot connect: {e.strerror or e}",
+                           unreachable=True) from e
         return _Conn(reader, writer)
 
     def _message(self, c: _Conn, method: str, url: str, params: Mapping[str, Any] | None,

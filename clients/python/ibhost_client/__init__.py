@@ -472,11 +472,12 @@ class AsyncIBHostClient:
             return _health_of(e)
 
     async def fetch_historical_data(self, symbol: str, timeframe: str,
-                                    start: dt.datetime | dt.date | str,
+                                    start: dt.datetime | dt.date | str | None = None,
                                     end: dt.datetime | dt.date | str | None = None,
                                     *, progress: Any = None, **kw: Any) -> pd.DataFrame:
-        """Bars as a DataFrame. ``progress``: a bar while they stream in (default: on a
-        terminal), False for none, or a stream to draw it on."""
+        """Bars as a DataFrame, from ``start``, or ``duration="5 D"`` back from ``end``
+        (default: now, by IB's clock). ``progress``: a bar while they stream in
+        (default: on a terminal), False for none, or a stream to draw it on."""
         out = _progress_out(progress)
         call = Api.historical(symbol, timeframe, start, end, **kw)
         if out is None:
@@ -690,7 +691,7 @@ class IBHostClient:
                 if ev.get("type") == "order")
 
     def fetch_historical_data(self, symbol: str, timeframe: str,
-                              start: dt.datetime | dt.date | str,
+                              start: dt.datetime | dt.date | str | None = None,
                               end: dt.datetime | dt.date | str | None = None,
                               *, progress: Any = None, **kw: Any) -> pd.DataFrame:
         """Bars as a DataFrame; ``progress`` as in the async client."""

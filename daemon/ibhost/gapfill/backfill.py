@@ -5,7 +5,8 @@ It is the gap-filler's rule over a longer range: the bars the calendar expects
 in [since, until) that the file lacks are fetched (streamed, oldest first) and
 merged in batches, each batch written atomically. So it is resumable: after
 Ctrl-C, a crash or a kill, running it again fetches only what is still missing.
-A progress bar on a terminal; plain log lines otherwise.
+Progress per chunk of bars as IB answers it (bars/s and the time left at that
+rate): a bar on a terminal, a log line per chunk otherwise.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..connector.client import ConnectorClient
 from ..errors import IbhostError
 from ..ipc import IpcError
 from ..proc import setup_logging
+from ..progress import Progress
 from . import store
 from .core import GapFiller, expected_bars, history_body, runs
 
@@ -46,40 +48,12 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-class Reporter:
-    """A bar on a terminal, a log line per 10 % otherwise."""
-
-    def __init__(self, total: int, tty: bool) -> None:
-        self.total = max(total, 1)
-        self.tty = tty
-        self.done = 0
-        self._last = -1
-
-    def add(self, n: int) -> None:
-        self.done += n
-        pct = min(100, int(100 * self.done / self.total))
-        if self.tty:
-            width = 30
-            fill = width * pct // 100
-            sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {pct:3d}% "
-                             f"{self.done:,}/{self.total:,} bars")
-            sys.stderr.flush()
-        elif pct // 10 != self._last // 10:
-            log.info("%d%% (%d of %d bars)", pct, self.done, self.total)
-        self._last = pct
-
-    def finish(self) -> None:
-        if self.tty:
-            sys.stderr.write("\n")
-
-
-async def _flush(path: Any, got: dict[int, dict[str, Any]], report: Reporter) -> int:
+async def _flush(path: Any, got: dict[int, dict[str, Any]]) -> int:
     """Merge a batch into the file (one atomic write); empties ``got``."""
     if not got:
         return 0
     tail = await asyncio.to_thread(store.read_tail, path, min(got))
     n, _ = await asyncio.to_thread(store.merge_write, tail, got)
-    report.add(len(got))
     got.clear()
     return n
 
@@ -106,30 +80,40 @@ async def backfill(cfg: Config, symbol: str, tf: str, since: int, until: int, rt
     expected = await asyncio.to_thread(expected_bars, c["kind"], since, until, bar, rth)
     missing = [t for t in expected
                if t not in whole.stamps and not filler.state.known_empty(name, t)]
-    report = Reporter(len(missing), tty)
+    report = Progress(len(missing), unit="bar", desc=name, tty=tty,
+                      emit=lambda text: log.info("%s", text))
     written = 0
-    for a, b in runs(missing, expected):
-        lines = connector.historical_lines(history_body(c, tf, rth, a, b + bar))
-        got: dict[int, dict[str, Any]] = {}
-        seen: set[int] = set()
-        try:
-            async for line in lines:
-                if "error" in line:
-                    raise IbhostError.from_dict(line)
-                for bar_ in line.get("bars", ()):
-                    t = int(dt.datetime.fromisoformat(bar_["timestamp"]).timestamp())
-                    seen.add(t)
-                    got[t] = bar_
-                if len(got) >= batch:
-                    written += await _flush(path, got, report)
-            written += await _flush(path, got, report)
-        finally:
-            await lines.aclose()
-        want = [t for t in expected if a <= t <= b]
-        for ea, eb in runs([t for t in want if t not in seen], expected):
-            filler.state.add_empty(name, ea, eb)  # a halt: not asked again
-        await asyncio.to_thread(filler.state.save)
-    report.finish()
+    chunks = 0
+    try:
+        for a, b in runs(missing, expected):
+            lines = connector.historical_lines(history_body(c, tf, rth, a, b + bar))
+            got: dict[int, dict[str, Any]] = {}
+            seen: set[int] = set()
+            try:
+                async for line in lines:
+                    if "error" in line:
+                        raise IbhostError.from_dict(line)
+                    if "bars" not in line:  # the head, or the closing count
+                        continue
+                    for bar_ in line["bars"]:
+                        t = int(dt.datetime.fromisoformat(bar_["timestamp"]).timestamp())
+                        seen.add(t)
+                        got[t] = bar_
+                    chunks += 1
+                    report.update(len(line["bars"]), f"chunk {chunks}, " + (
+                        f"up to {line['bars'][-1]['timestamp']}" if line["bars"]
+                        else "no bars (a closed day)"))
+                    if len(got) >= batch:
+                        written += await _flush(path, got)
+                written += await _flush(path, got)
+            finally:
+                await lines.aclose()
+            want = [t for t in expected if a <= t <= b]
+            for ea, eb in runs([t for t in want if t not in seen], expected):
+                filler.state.add_empty(name, ea, eb)  # a halt: not asked again
+            await asyncio.to_thread(filler.state.save)
+    finally:
+        report.close()
     return {"file": str(path), "expected": len(expected), "missing": len(missing),
             "written": written}
 
