@@ -9,6 +9,7 @@ import plistlib
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,13 @@ def verify(unit: Path, user: bool, tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed (Debian package 'systemd')")
-    runtime = tmp_path / "xdg-runtime"
-    runtime.mkdir(mode=0o700, exist_ok=True)
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
-    res = subprocess.run([analyze, *(["--user"] if user else []), "--man=no", "verify",
-                          str(unit)], capture_output=True, text=True, timeout=60, env=env)
+    # short: the user manager loads the system's user sockets (gpg-agent's) under this
+    # directory, and a Unix socket path over 108 bytes is "a bad unit file setting"
+    with tempfile.TemporaryDirectory(prefix="xdg", dir="/tmp") as runtime:
+        os.chmod(runtime, 0o700)
+        env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
+        res = subprocess.run([analyze, *(["--user"] if user else []), "--man=no", "verify",
+                              str(unit)], capture_output=True, text=True, timeout=60, env=env)
     assert res.returncode == 0 and not (res.stdout + res.stderr).strip(), \
         unit.read_text() + res.stdout + res.stderr
 

@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 from ib_async.util import UNSET_DOUBLE
 
-from ibhost.connector import account, historical, service, values
+from ibhost.connector import account, historical, orders, service, values
 from ibhost.connector.account import AccountRequests
-from ibhost.connector.service import Service
+from ibhost.connector.orders import OrderRequests
 from ibhost.connector.values import _greek, _num, _quote
 
 
 def test_one_helper_for_every_request_module() -> None:
     assert account._num is values._num and service._num is values._num
+    assert orders._num is values._num
     assert historical._num is values._num
     assert values.UNSET_DOUBLE == UNSET_DOUBLE == sys.float_info.max
 
@@ -49,8 +50,8 @@ def _fill(realized: float, commission: float) -> Any:
                         avgPrice=10.0, cumQty=1.0, orderId=1, permId=2, clientId=1,
                         orderRef="r", exchange="SMART")
     c = SimpleNamespace(symbol="AAPL", conId=265598, secType="STK", localSymbol="AAPL",
-                        right="", strike=0.0, lastTradeDateOrContractMonth="",
-                        multiplier="")
+                        currency="USD", right="", strike=0.0,
+                        lastTradeDateOrContractMonth="", multiplier="")
     cr = SimpleNamespace(execId="e1", commission=commission, realizedPNL=realized)
     return SimpleNamespace(execution=e, contract=c, commissionReport=cr)
 
@@ -58,8 +59,8 @@ def _fill(realized: float, commission: float) -> Any:
 async def test_a_realized_loss_of_one_dollar_survives_the_executions_answer() -> None:
     ib = SimpleNamespace(fills=lambda: [_fill(-1.0, 1.0)])
     svc = SimpleNamespace(session=SimpleNamespace(require_ready=lambda: None), ib=ib)
-    [ex] = await Service.executions(svc)  # type: ignore[arg-type]
-    assert ex["realizedPNL"] == -1.0 and ex["commission"] == 1.0
+    [ex] = await OrderRequests.executions(svc)  # type: ignore[arg-type]
+    assert ex.realizedPNL == -1.0 and ex.commission == 1.0
 
 
 def test_a_realized_loss_of_one_dollar_survives_the_portfolio_answer() -> None:
@@ -74,8 +75,8 @@ def test_a_realized_loss_of_one_dollar_survives_the_portfolio_answer() -> None:
     req = AccountRequests.__new__(AccountRequests)
     req.calls = svc  # type: ignore[assignment]
     [row] = req.portfolio()
-    assert row["realizedPNL"] == -1.0 and row["marketPrice"] == -1.0
-    assert row["unrealizedPNL"] is None
+    assert row.realizedPNL == -1.0 and row.marketPrice == -1.0
+    assert row.unrealizedPNL is None
 
 
 def test_bars_without_trades_keep_their_volume_and_wap_markers() -> None:
