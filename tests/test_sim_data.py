@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -300,3 +302,28 @@ async def test_simulated_clock(sim: Simulator, ib) -> None:
     assert abs((t - dt.datetime(2025, 11, 20, 15, 0, tzinfo=dt.UTC)).total_seconds()) < 5
     bars = await client.reqHistoricalDataAsync(AAPL, "", "1800 S", "1 min", "TRADES", True)
     assert len(bars) == 30  # 09:30 .. 09:59 ET
+
+
+async def test_the_bar_in_progress_holds_only_what_happened_before_now(sim: Simulator,
+                                                                      ib) -> None:
+    """IB's last bar of an answer ending now is the one still forming: its volume grows
+    as the minute goes on, and it never shows a price from after now."""
+    client, _ = ib
+    sim.set_time(dt.datetime(2025, 11, 20, 15, 0, 10, tzinfo=dt.UTC))  # 10:00:10 ET
+
+    async def last_bar() -> Any:
+        bars = await client.reqHistoricalDataAsync(AAPL, "", "600 S", "1 min", "TRADES",
+                                                   True, formatDate=2)
+        return bars[-1]
+
+    first = await last_bar()
+    await asyncio.sleep(2.5)
+    second = await last_bar()
+    assert first.date == second.date == dt.datetime(2025, 11, 20, 15, 0, tzinfo=dt.UTC)
+    assert 0 < first.volume < second.volume
+    # the whole minute, as the next minute's answer has it, holds more than either
+    aapl = sim.universe.by_conid(265598)
+    assert aapl is not None
+    minute = int(first.date.timestamp())
+    whole = sim.market.bars(aapl, minute, minute + 60, 60, "TRADES", True)[0]
+    assert whole.volume > second.volume

@@ -158,7 +158,7 @@ def send_ticks(env: Prices, s: Client, sub: Subscription, now: float, full: bool
 
 def send_bar_update(env: Prices, s: Client, sub: Subscription, now: float) -> None:
     bars = env.market.bars(sub.listing, int(now) - sub.bar_size * 2, int(now) + 1,
-                           sub.bar_size, sub.what, sub.rth)
+                           sub.bar_size, sub.what, sub.rth, until=int(now) + 1)
     if not bars:
         return
     b = bars[-1]

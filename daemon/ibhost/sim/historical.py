@@ -167,7 +167,7 @@ async def _serve_bars(env: Hmds, s: Client, r: HistRequest) -> None:
         if r.wait > 0:
             await asyncio.sleep(r.wait)
         bars = [] if r.start >= r.end else await asyncio.to_thread(
-            env.market.bars, lst, r.start, r.end, r.bar, r.what, r.rth)
+            env.market.bars, lst, r.start, r.end, r.bar, r.what, r.rth, int(env.now()) + 1)
         await asyncio.sleep(env.throttle.service_time(len(bars)))
         await env.unfrozen()
         if not bars:

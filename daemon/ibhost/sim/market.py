@@ -113,9 +113,15 @@ class Market:
         return bar_windows(lst.hours, start, end, bar, rth)
 
     def bars(
-        self, lst: Listing, start: int, end: int, bar: int, what: str, rth: bool
+        self, lst: Listing, start: int, end: int, bar: int, what: str, rth: bool,
+        until: int | None = None,
     ) -> list[Bar]:
+        """Bars starting in [start, end). ``until`` (now, exclusive): a bar still in
+        progress is built from the prices up to then only, as IB's forming bar is, so
+        it changes as time passes and never shows a price from after now."""
         wins = self.bar_windows(lst, start, end, bar, rth)
+        if until is not None:
+            wins = [(w0, max(w0 + 1, min(w1, until)), label) for w0, w1, label in wins]
         lo = int(lst.head.timestamp())
         hi = int(expiry_epoch(lst)) if lst.expiry else None
         gaps = self.missing.get(lst.data_key, [])
