@@ -44,6 +44,7 @@ import aiohttp
 from ibhost import tree
 from ibhost.connector.client import ConnectorClient
 from ibhost.ipc import UnixClient
+from ibhost.proc import rss_mib
 
 PY = [sys.executable, "-m", "ibhost.cli"]
 KEY = "bench-key-0123456789abcdef"
@@ -73,16 +74,6 @@ def direct_ib() -> Any:
     ib.client.RequestsInterval = DIRECT_INTERVAL
     return ib
 
-
-def rss_mib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 def pct(samples: list[float], q: float) -> float:

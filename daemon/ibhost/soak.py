@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .proc import rss_mib
+
 PY = [sys.executable, "-m", "ibhost.cli"]
 KEY = "soak-key-0123456789abcdef"
 SYMBOLS = ["AAPL", "MSFT", "SPY", "QQQ", "NVDA"]
@@ -69,18 +71,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     return 1 if result["violations"] else 0
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    out = subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True,
-                         text=True)
-    return int(out.stdout.strip() or 0) / 1024
 
 
 class Soak:
