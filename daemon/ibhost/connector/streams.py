@@ -364,16 +364,14 @@ class StreamHub:
             if tick_type not in TICK_TYPES:
                 raise bad_request("tickType", f"must be one of {', '.join(TICK_TYPES)}")
             return {"tickType": tick_type}
-        what = str(p.get("whatToShow") or "TRADES").upper()
         if kind == "rtbars":
-            if what not in ("TRADES", "MIDPOINT", "BID", "ASK"):
-                raise bad_request("whatToShow", "must be TRADES, MIDPOINT, BID or ASK")
-            return {"barSize": "5 secs", "whatToShow": what, "useRTH": bool(p.get("useRTH"))}
-        bar_size = str(p.get("barSize") or "1 min")
-        bar = ibrules.bar_seconds(bar_size)
-        if bar is None or bar < 60:
-            raise bad_request("barSize", "live-updating bars are 1 min or larger "
-                              "(IB's keepUpToDate), e.g. '1 min', '5 mins', '1 hour'")
+            bar_size = "5 secs"  # IB's real-time bars come in one size
+        else:
+            bar_size = str(p.get("barSize") or "1 min")
+            bar = ibrules.bar_seconds(bar_size)
+            if bar is None or bar < 60:
+                raise bad_request("barSize", "live-updating bars are 1 min or larger "
+                                  "(IB's keepUpToDate), e.g. '1 min', '5 mins', '1 hour'")
         what = str(p.get("whatToShow") or "TRADES").upper()
         if what not in ("TRADES", "MIDPOINT", "BID", "ASK"):
             raise bad_request("whatToShow", "must be TRADES, MIDPOINT, BID or ASK")
