@@ -323,6 +323,23 @@ class Response:
         return b"".join([c async for c in self.chunks()])
 
 
+async def line_batches(chunks: AsyncIterator[bytes], *, tail: bool
+                       ) -> AsyncGenerator[list[bytes]]:
+    """NDJSON bytes as they come -> the complete, non-blank lines of each read;
+    with ``tail``, a last line the answer ended without a newline too."""
+    buf = b""
+    async for data in chunks:
+        buf += data
+        if b"\n" not in data:
+            continue
+        *done, buf = buf.split(b"\n")
+        lines = [raw for raw in done if raw.strip()]
+        if lines:
+            yield lines
+    if tail and buf.strip():
+        yield [buf]
+
+
 class UnixClient:
     """A JSON client for one control socket (or, with ``tcp``, an HTTP port).
 
@@ -559,15 +576,9 @@ class UnixClient:
                               headers=headers) as resp:
             if resp.status >= 400:
                 raise self._failure(resp.status, await resp.read())
-            buf = b""
-            async for data in resp.chunks():
-                buf += data
-                *done, buf = buf.split(b"\n")
-                for raw in done:
-                    if raw.strip():
-                        yield json.loads(raw)
-            if buf.strip():
-                yield json.loads(buf)
+            async for batch in line_batches(resp.chunks(), tail=True):
+                for raw in batch:
+                    yield json.loads(raw)
 
 
 async def raw_line_batches(client: UnixClient, url: str, *,
@@ -578,12 +589,5 @@ async def raw_line_batches(client: UnixClient, url: str, *,
     async with client._call("GET", url, None, None, headers=headers) as resp:
         if resp.status >= 400:
             raise client._failure(resp.status, await resp.read())
-        buf = b""
-        async for data in resp.chunks():
-            buf += data
-            if b"\n" not in data:
-                continue
-            *done, buf = buf.split(b"\n")
-            lines = [raw for raw in done if raw]
-            if lines:
-                yield lines
+        async for batch in line_batches(resp.chunks(), tail=False):
+            yield batch
