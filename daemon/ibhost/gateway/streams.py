@@ -471,29 +471,47 @@ def _since(request: web.Request) -> int | None:
     return int(raw)
 
 
-def _wants(request: web.Request) -> list[tuple[str, dict[str, Any]]]:
-    q = request.query
+STREAM_FIELDS = (("quotes", "quote"), ("bars", "bars"), ("realtimeBars", "rtbars"),
+                 ("ticks", "ticks"), ("pnl", "pnl"))  # a request's field -> stream kind
+
+
+def stream_list(fields: Any, shared: dict[str, dict[str, Any]]
+                ) -> list[tuple[str, dict[str, Any]]]:
+    """The streams a request asks for, as (kind, body): per field of ``STREAM_FIELDS``
+    a list of symbols (each with its kind's ``shared`` parameters) or contract
+    objects (as they are); P&L items as ``_pnl_item`` reads them."""
     wants: list[tuple[str, dict[str, Any]]] = []
-    sec = q.get("secType")
-    for sym in _symbols(q.get("quotes", ""), "quotes"):
-        wants.append(("quote", {"symbol": sym, **({"secType": sec} if sec else {})}))
-    bar_size = q.get("barSize") or "1 min"
-    what = q.get("whatToShow") or "TRADES"
-    for sym in _symbols(q.get("bars", ""), "bars"):
-        wants.append(("bars", {"symbol": sym, "barSize": bar_size, "whatToShow": what,
-                               "useRTH": _flag(q, "useRTH"),
-                               **({"secType": sec} if sec else {})}))
-    for sym in _symbols(q.get("realtimeBars", ""), "realtimeBars"):
-        wants.append(("rtbars", {"symbol": sym, "whatToShow": what,
-                                 "useRTH": _flag(q, "useRTH"),
-                                 **({"secType": sec} if sec else {})}))
-    for sym in _symbols(q.get("ticks", ""), "ticks"):
-        wants.append(("ticks", {"symbol": sym, "tickType": q.get("tickType") or "Last",
-                                **({"secType": sec} if sec else {})}))
-    acct = {"account": q["account"]} if q.get("account") else {}
-    for item in _symbols(q.get("pnl", ""), "pnl"):
-        wants.append(("pnl", _pnl_item(item, acct)))
+    for field, kind in STREAM_FIELDS:
+        items = fields.get(field) or []
+        if not isinstance(items, list):
+            raise bad_request(field, "must be a list of symbols or contract objects")
+        extra = shared.get(kind, {})
+        for it in items:
+            if isinstance(it, dict):
+                wants.append((kind, it))
+            elif kind == "pnl":
+                wants.append((kind, _pnl_item(it, extra)))
+            elif isinstance(it, str):
+                wants.append((kind, {"symbol": it.upper(), **extra}))
+            else:
+                raise bad_request(field, "must be a list of symbols or contract objects")
     return wants
+
+
+def _wants(request: web.Request) -> list[tuple[str, dict[str, Any]]]:
+    """The streams of an SSE query: comma-separated symbols, parameters shared."""
+    q = request.query
+    symbols = {field: _symbols(q.get(field, ""), field) for field, _ in STREAM_FIELDS}
+    sec = {"secType": q["secType"]} if q.get("secType") else {}
+    what = q.get("whatToShow") or "TRADES"
+    rth = _flag(q, "useRTH") if symbols["bars"] or symbols["realtimeBars"] else False
+    return stream_list(symbols, {
+        "quote": sec,
+        "bars": {"barSize": q.get("barSize") or "1 min", "whatToShow": what,
+                 "useRTH": rth, **sec},
+        "rtbars": {"whatToShow": what, "useRTH": rth, **sec},
+        "ticks": {"tickType": q.get("tickType") or "Last", **sec},
+        "pnl": {"account": q["account"]} if q.get("account") else {}})
 
 
 def _pnl_item(item: Any, acct: dict[str, Any]) -> dict[str, Any]:
@@ -714,24 +732,7 @@ async def _ws_command(request: web.Request, broker: Broker, c: Consumer, text: s
 
 async def _ws_subscribe(request: web.Request, broker: Broker, c: Consumer,
                         cmd: dict[str, Any]) -> dict[str, Any]:
-    wants: list[tuple[str, dict[str, Any]]] = []
-    for field, kind in (("quotes", "quote"), ("bars", "bars"), ("realtimeBars", "rtbars"),
-                        ("ticks", "ticks"), ("pnl", "pnl")):
-        items = cmd.get(field) or []
-        if not isinstance(items, list):
-            raise bad_request(field, "must be a list of symbols or contract objects")
-        for it in items:
-            if kind == "pnl":
-                if isinstance(it, dict):
-                    wants.append((kind, it))
-                else:
-                    wants.append((kind, _pnl_item(it, {})))
-            elif isinstance(it, str):
-                wants.append((kind, {"symbol": it.upper()}))
-            elif isinstance(it, dict):
-                wants.append((kind, it))
-            else:
-                raise bad_request(field, "must be a list of symbols or contract objects")
+    wants = stream_list(cmd, {})
     orders = cmd.get("orders")
     if orders is not None and not isinstance(orders, bool):
         raise bad_request("orders", "must be true or false")
