@@ -412,18 +412,19 @@ class Broker:
 
         asyncio.get_running_loop().create_task(release())
 
-    async def resume_orders(self, c: Consumer, since: int) -> list[bytes]:
-        """Journalled order events after ``since``, for a consumer that comes back;
-        later ones arrive live (no event twice)."""
+    async def resume_orders(self, c: Consumer, since: int) -> list[tuple[int, bytes]]:
+        """Journalled order events after ``since`` (sequence number and line, relayed
+        as the connector wrote them), for a consumer that comes back; later ones
+        arrive live (no event twice)."""
         self.order_consumers.add(c)
         c.orders = True
-        out: list[bytes] = []
+        out: list[tuple[int, bytes]] = []
         while True:
-            page = orjson.loads(await self.rpc.order_events(since, 1000))
-            for ev in page["events"]:
-                out.append(orjson.dumps(ev))
-                since = ev["seq"]
-            if len(page["events"]) < 1000:
+            page = await self.rpc.order_events(since, 1000)
+            out += page
+            if page:
+                since = page[-1][0]
+            if len(page) < 1000:
                 break
         c.after_seq = since
         # events that arrived live while the journal was read are dropped as repeats
@@ -558,7 +559,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
     resp: web.StreamResponse | None = None
     try:
         held = [await broker.subscribe(c, kind, body) for kind, body in wants]
-        replay: list[bytes] = []
+        replay: list[tuple[int, bytes]] = []
         if orders:
             replay = await broker.resume_orders(c, since if since is not None
                                                 else broker.seq)
@@ -570,7 +571,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
         first = [b"retry: 2000\n\n", _sse("subscribed", 0, orjson.dumps(
             {"type": "subscribed", "streams": [_summary(h) for h in held],
              "orders": orders, "seq": broker.seq}))]
-        first += [_sse("order", orjson.loads(e)["seq"], e) for e in replay]
+        first += [_sse("order", seq, e) for seq, e in replay]
         first += [_sse(h["last"]["type"], 0, orjson.dumps(h["last"]))
                   for h in held if h.get("last")]
         await resp.write(b"".join(first))
@@ -748,7 +749,7 @@ async def _ws_subscribe(request: web.Request, broker: Broker, c: Consumer,
                               or since < 0):
         raise bad_request("since", "must be an order event's sequence number")
     held = [await broker.subscribe(c, kind, body) for kind, body in wants]
-    replay: list[bytes] = []
+    replay: list[tuple[int, bytes]] = []
     if orders:
         auth(request, trading=True)
         replay = await broker.resume_orders(c, since if since is not None else broker.seq)
@@ -756,7 +757,7 @@ async def _ws_subscribe(request: web.Request, broker: Broker, c: Consumer,
         if h.get("last"):
             c.push(h["last"]["type"], h["key"], 0, orjson.dumps(h["last"]))
     # the missed order events go before any that arrived live meanwhile (all later)
-    c.pending.extendleft(("order", 0, e) for e in reversed(replay))
+    c.pending.extendleft(("order", seq, e) for seq, e in reversed(replay))
     c.wake.set()
     return {"type": "subscribed", "streams": [_summary(h) for h in held],
             "orders": bool(c.orders), "seq": broker.seq}
