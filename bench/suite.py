@@ -43,7 +43,7 @@ import aiohttp
 
 from ibhost import tree
 from ibhost.connector.client import ConnectorClient
-from ibhost.ipc import UnixClient
+from ibhost.ipc.client import UnixClient
 from ibhost.proc import rss_mib
 
 PY = [sys.executable, "-m", "ibhost.cli"]

@@ -100,7 +100,7 @@ class Soak:
 
     async def start(self) -> None:
         from . import tree
-        from .ipc import UnixClient
+        from .ipc.client import UnixClient
 
         tree.prepare_home(self.home)
         sock = self.home / "run" / "sim.sock"

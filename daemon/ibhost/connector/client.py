@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 import msgspec
 
 from .. import models
-from ..ipc import JOB_HEADER, IpcError, UnixClient, raw_line_batches
+from ..ipc import JOB_HEADER, IpcError
+from ..ipc.client import UnixClient, raw_line_batches
 
 Json = dict[str, Any]
 Rows = list[dict[str, Any]]

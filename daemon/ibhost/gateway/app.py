@@ -13,7 +13,8 @@ from aiohttp import web
 from ..config import Config
 from ..connector.client import ConnectorClient
 from ..errors import IbhostError, bad_header, code_for_http_status
-from ..ipc import IpcError, UnixClient
+from ..ipc import IpcError
+from ..ipc.client import UnixClient
 from . import openapi, streams
 from .auth import Authenticator, is_loopback, load_keys
 from .common import AGE_HEADER, AGE_KEY, Route, as_error, auth
