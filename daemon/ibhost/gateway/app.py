@@ -15,7 +15,7 @@ from ..connector.client import ConnectorClient
 from ..errors import IbhostError, bad_header, code_for_http_status
 from ..ipc import IpcError
 from ..ipc.client import UnixClient
-from . import openapi, streams
+from . import openapi
 from .auth import Authenticator, is_loopback, load_keys
 from .common import AGE_HEADER, AGE_KEY, Route, as_error, auth
 from .cors import ORIGINS_KEY, allow_origin, preflight
@@ -35,6 +35,7 @@ from .keys import (
 from .ktrdr import KNOWN_KEY
 from .metrics import GatewayMetrics
 from .routes import ROUTES
+from .streams import broker as stream_broker
 
 log = logging.getLogger("ibhost.gateway")
 FAMILIES_KEY = web.AppKey("families", dict)
@@ -292,5 +293,5 @@ def init_app(cfg: Config) -> web.Application:
     app.router.add_get("/docs", openapi.docs_handler)
     app.router.add_get("/redoc", openapi.docs_handler)  # FastAPI's second docs path
     app.cleanup_ctx.append(_clients)
-    streams.install(app, cfg)
+    stream_broker.install(app, cfg)
     return app
