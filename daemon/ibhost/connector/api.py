@@ -44,8 +44,9 @@ from .pacing import PRIORITIES, Scheduler
 from .service import Service
 from .session import Session, State
 from .shapes import SHAPES
-from .streams import KINDS as STREAM_KINDS
-from .streams import REST, TICK_TYPES, StreamHub
+from .streams.hub import StreamHub
+from .streams.live import KINDS as STREAM_KINDS
+from .streams.live import REST, TICK_TYPES
 from .values import DEADLINE, JOB
 
 log = logging.getLogger("ibhost.connector.api")

@@ -21,7 +21,7 @@ from .api import init_app
 from .pacing import Scheduler
 from .service import Service
 from .session import Session
-from .streams import StreamHub
+from .streams.hub import StreamHub
 
 log = logging.getLogger("ibhost.connector")
 
