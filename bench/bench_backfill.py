@@ -28,7 +28,7 @@ import aiohttp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "daemon"))
 from ibhost.connector.client import ConnectorClient
-from ibhost.ipc import UnixClient
+from ibhost.ipc.client import UnixClient
 from ibhost.sim.pacing import SoftThrottle
 
 PY = [sys.executable, "-m", "ibhost.cli"]

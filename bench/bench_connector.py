@@ -29,16 +29,10 @@ from ib_async import IB, Stock
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from ibhost.connector.client import ConnectorClient
+from ibhost.proc import rss_mib
 
 PY = [sys.executable, "-m", "ibhost.cli"]
 
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def median_time(fn: Callable[[int], Awaitable[Any]], rounds: int) -> float:

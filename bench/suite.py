@@ -45,7 +45,8 @@ import aiohttp
 
 from ibhost import tree
 from ibhost.connector.client import ConnectorClient
-from ibhost.ipc import UnixClient
+from ibhost.ipc.client import UnixClient
+from ibhost.proc import rss_mib
 from ibhost.progress import Progress
 
 PY = [sys.executable, "-m", "ibhost.cli"]
@@ -76,16 +77,6 @@ def direct_ib() -> Any:
     ib.client.RequestsInterval = DIRECT_INTERVAL
     return ib
 
-
-def rss_mib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 def pct(samples: list[float], q: float) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 from ibhost import config
 from ibhost.connector.main import Connector
 from ibhost.connector.session import State
-from ibhost.ipc import UnixClient
+from ibhost.ipc.client import UnixClient
 from ibhost.sim import Simulator
 
 from .conftest import eventually as wait_until

@@ -14,7 +14,8 @@ from aiohttp import web
 from ibhost.connector.api import setup_routes
 from ibhost.connector.client import ROUTES, ConnectorClient
 from ibhost.errors import IbhostError
-from ibhost.ipc import JOB_HEADER, IpcError, serve_unix, stop_unix
+from ibhost.ipc import JOB_HEADER, IpcError
+from ibhost.ipc.server import serve_unix, stop_unix
 
 
 def test_one_method_per_route_of_the_connector() -> None:

@@ -11,7 +11,7 @@ from ib_async import IB
 from ibhost.connector.main import Connector
 from ibhost.connector.session import State
 from ibhost.errors import IbhostError
-from ibhost.ipc import UnixClient
+from ibhost.ipc.client import UnixClient
 from ibhost.sim import Simulator
 
 from .connector_fixtures import running_connector, wait_until

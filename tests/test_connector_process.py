@@ -17,7 +17,8 @@ from ibhost import config
 from ibhost.config import PacingConfig
 from ibhost.connector.pacing import BACKGROUND, INTERACTIVE, PaceKey, Scheduler
 from ibhost.errors import IbhostError
-from ibhost.ipc import IpcError, UnixClient
+from ibhost.ipc import IpcError
+from ibhost.ipc.client import UnixClient
 from ibhost.sim import Simulator
 
 from .clocks import StepClock

@@ -25,7 +25,7 @@ from ibhost.connector.client import ConnectorClient
 from ibhost.gapfill import store
 from ibhost.gapfill.api import routes
 from ibhost.gapfill.core import GapFiller
-from ibhost.ipc import serve_routes
+from ibhost.ipc.server import serve_routes
 from ibhost.sim import Simulator
 from ibhost.sim.universe import Query
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from ibhost.ipc import UnixClient
+from ibhost.ipc.client import UnixClient
 from ibhost.sim import Simulator
 
 from .conftest import SIM_START

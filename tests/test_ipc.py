@@ -19,12 +19,12 @@ import pytest
 from aiohttp import web
 
 from ibhost.errors import IbhostError, bad_request
-from ibhost.ipc import (
-    IpcError,
+from ibhost.ipc import IpcError
+from ibhost.ipc.client import UnixClient
+from ibhost.ipc.server import (
     Reply,
     Request,
     RouteServer,
-    UnixClient,
     json_reply,
     serve_routes,
     serve_unix,

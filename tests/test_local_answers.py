@@ -12,7 +12,7 @@ from typing import Any
 
 from ibhost.connector.main import Connector
 from ibhost.connector.session import State
-from ibhost.ipc import UnixClient
+from ibhost.ipc.client import UnixClient
 from ibhost.sim import Simulator
 
 from .connector_fixtures import running_connector, wait_until

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from ibhost.connector.main import Connector
-from ibhost.gateway.streams import BROKER_KEY
+from ibhost.gateway.streams.broker import BROKER_KEY
 from ibhost.sim import Simulator
 
 from .connector_fixtures import running_connector, wait_until

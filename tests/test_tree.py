@@ -21,7 +21,7 @@ import pytest
 from ib_async import IB
 
 from ibhost import tree
-from ibhost.ipc import UnixClient
+from ibhost.ipc.client import UnixClient
 from ibhost.sim import Simulator
 
 from .conftest import eventually

@@ -13,7 +13,8 @@ from typing import Any
 from . import config as config_mod
 from .connector.client import ConnectorClient
 from .errors import IbhostError
-from .ipc import IpcError, UnixClient
+from .ipc import IpcError
+from .ipc.client import UnixClient
 from .tree import PROGRAMS, Supervisor, programs
 
 

@@ -87,3 +87,24 @@ async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
     if not task.cancelled() and task.exception() is not None:
         logging.getLogger("ibhost").error("%s ended with %r", task.get_name(),
                                           task.exception())
+
+
+def rss_mib(pid: int) -> float:
+    """The resident size of process ``pid`` in MiB (/proc, else ``ps`` as on macOS);
+    NaN when neither knows the process (gone: no size, not a size of 0)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import subprocess
+
+    try:
+        out = subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True,
+                             text=True)
+    except OSError:
+        return float("nan")
+    rss = out.stdout.strip()
+    return int(rss) / 1024 if rss.isdigit() else float("nan")

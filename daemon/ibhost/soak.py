@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .proc import rss_mib
+
 PY = [sys.executable, "-m", "ibhost.cli"]
 KEY = "soak-key-0123456789abcdef"
 SYMBOLS = ["AAPL", "MSFT", "SPY", "QQQ", "NVDA"]
@@ -71,18 +73,6 @@ def run(args: argparse.Namespace) -> int:
     return 1 if result["violations"] else 0
 
 
-def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    out = subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True,
-                         text=True)
-    return int(out.stdout.strip() or 0) / 1024
-
-
 class Soak:
     def __init__(self, seconds: float, fault_every: float, callers: int, seed: int) -> None:
         self.seconds = seconds
@@ -110,7 +100,7 @@ class Soak:
 
     async def start(self) -> None:
         from . import tree
-        from .ipc import UnixClient
+        from .ipc.client import UnixClient
 
         tree.prepare_home(self.home)
         sock = self.home / "run" / "sim.sock"

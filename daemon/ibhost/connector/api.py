@@ -53,8 +53,9 @@ from .pacing import Scheduler
 from .service import Service
 from .session import Session, State
 from .shapes import SHAPES
-from .streams import KINDS as STREAM_KINDS
-from .streams import TICK_TYPES, StreamHub
+from .streams.hub import StreamHub
+from .streams.live import KINDS as STREAM_KINDS
+from .streams.live import TICK_TYPES
 from .values import DEADLINE, JOB
 
 log = logging.getLogger("ibhost.connector.api")
@@ -330,15 +331,25 @@ async def streams_list(request: web.Request) -> web.Response:
 
 
 async def order_events(request: web.Request) -> web.Response:
-    """Journalled order events after ``since`` (at most ``limit``), oldest first."""
+    """Journalled order events after ``since`` (at most ``limit``), oldest first: one
+    JSON object, or with ``format=ndjson`` a head line (``firstSeq``, ``seq`` and the
+    events' ``seqs``) and then each event's journal line, to relay as it is."""
     hub = request.app[STREAMS_KEY]
     since = opt_int(request.query, "since", 0, minimum=0)
     limit = opt_int(request.query, "limit", 1000, minimum=1, maximum=10_000)
-    out = []
-    for _, line in hub.journal_since(since):
+    lines = opt_str(request.query, "format", "json", choices=("json", "ndjson")) == "ndjson"
+    seqs: list[bytes] = []
+    out: list[bytes] = []
+    for seq, line in hub.journal_since(since):
+        seqs.append(b"%d" % seq)
         out.append(line)
         if len(out) >= limit:
             break
+    if lines:
+        head = b'{"firstSeq":%d,"seq":%d,"seqs":[%s]}' % (
+            hub.journal.first, hub.journal.seq, b",".join(seqs))
+        return web.Response(body=b"\n".join([head, *out]) + b"\n",
+                            content_type="application/x-ndjson")
     body = b'{"firstSeq":%d,"seq":%d,"events":[%s]}' % (
         hub.journal.first, hub.journal.seq, b",".join(out))
     return web.Response(body=body, content_type="application/json")

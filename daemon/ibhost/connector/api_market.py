@@ -13,7 +13,7 @@ from ..errors import IbhostError
 from ..validate import int_list, json_body, opt_bool, opt_float, opt_int, opt_str
 from .apibase import SERVICE_KEY, STREAMS_KEY, aged, max_age_of, priority, reply
 from .contracts import parse_spec
-from .streams import REST
+from .streams.live import REST
 
 GENERIC_TICKS = (100, 101, 104, 106, 165, 221, 225, 233, 236, 258, 293, 294, 295, 375, 411)
 

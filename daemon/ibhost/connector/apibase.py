@@ -14,7 +14,7 @@ from .metrics import ConnectorMetrics
 from .pacing import PRIORITIES, Scheduler
 from .service import Service
 from .session import Session
-from .streams import StreamHub
+from .streams.hub import StreamHub
 
 SERVICE_KEY = web.AppKey("service", Service)
 SESSION_KEY = web.AppKey("session", Session)

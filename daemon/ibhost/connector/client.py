@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 import msgspec
 
 from .. import models
-from ..ipc import JOB_HEADER, IpcError, UnixClient, raw_line_batches
+from ..ipc import JOB_HEADER, IpcError
+from ..ipc.client import UnixClient, raw_line_batches
 
 Json = dict[str, Any]
 Rows = list[dict[str, Any]]
@@ -59,6 +60,12 @@ ROUTES: dict[str, tuple[str, str]] = {
     "release_stream": ("DELETE", "/streams/{key}"),
     "order_events": ("GET", "/order-events"),
 }
+
+
+class _EventSeqs(msgspec.Struct):
+    """The head line of ``GET /order-events?format=ndjson``: what the gateway reads."""
+
+    seqs: list[int]
 
 
 class ConnectorClient:
@@ -282,11 +289,19 @@ class ConnectorClient:
                                         params={"channel": channel})
         return result
 
-    async def order_events(self, since: int, limit: int = 1000) -> bytes:
-        """The journal's order events after ``since``: ``{firstSeq, seq, events}``."""
+    async def order_events(self, since: int, limit: int = 1000) -> list[tuple[int, bytes]]:
+        """The journal's order events after ``since`` (at most ``limit``), each as its
+        sequence number and its line, undecoded (to relay as it is)."""
         try:
-            return await self.ipc.request_bytes(
-                "GET", "/order-events", params={"since": since, "limit": limit},
+            raw = await self.ipc.request_bytes(
+                "GET", "/order-events",
+                params={"since": since, "limit": limit, "format": "ndjson"},
                 deadline=self.deadline, headers=self._headers())
         except IpcError as e:
             raise self._failed(e) from None
+        head, *lines = raw.rstrip(b"\n").split(b"\n")
+        seqs = msgspec.json.decode(head, type=_EventSeqs).seqs
+        if len(seqs) != len(lines):
+            raise IpcError(self.ipc.path, f"{len(lines)} order events, {len(seqs)} "
+                           f"sequence numbers")
+        return list(zip(seqs, lines, strict=True))

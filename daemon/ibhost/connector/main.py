@@ -14,14 +14,14 @@ from aiohttp import web
 from .. import config as config_mod
 from ..cliargs import add_config_args, config_from_args
 from ..config import Config
-from ..ipc import serve_unix, stop_unix
+from ..ipc.server import serve_unix, stop_unix
 from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
 from . import backend as backend_mod
 from .api import init_app
 from .pacing import Scheduler
 from .service import Service
 from .session import Session
-from .streams import StreamHub
+from .streams.hub import StreamHub
 
 log = logging.getLogger("ibhost.connector")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..errors import bad_request
-from ..ipc import Handler, Reply, Request, json_reply
+from ..ipc.server import Handler, Reply, Request, json_reply
 from .core import GapFiller
 from .store import parse_name
 

@@ -11,7 +11,7 @@ from .. import config as config_mod
 from ..cliargs import add_config_args, config_from_args
 from ..config import Config
 from ..connector.client import ConnectorClient
-from ..ipc import serve_routes
+from ..ipc.server import serve_routes
 from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
 from .api import routes
 from .core import GapFiller

@@ -13,8 +13,9 @@ from aiohttp import web
 from ..config import Config
 from ..connector.client import ConnectorClient
 from ..errors import IbhostError, bad_header, code_for_http_status
-from ..ipc import IpcError, UnixClient
-from . import openapi, streams
+from ..ipc import IpcError
+from ..ipc.client import UnixClient
+from . import openapi
 from .auth import Authenticator, is_loopback, load_keys
 from .common import AGE_HEADER, AGE_KEY, Route, as_error, auth
 from .cors import ORIGINS_KEY, allow_origin, preflight
@@ -36,6 +37,7 @@ from .ktrdr import KNOWN_KEY
 from .logbuffer import LogBuffer
 from .metrics import GatewayMetrics
 from .routes import ROUTES
+from .streams import broker as stream_broker
 
 log = logging.getLogger("ibhost.gateway")
 FAMILIES_KEY = web.AppKey("families", dict)
@@ -296,5 +298,5 @@ def init_app(cfg: Config) -> web.Application:
     app.router.add_get("/docs", openapi.docs_handler)
     app.router.add_get("/redoc", openapi.docs_handler)  # FastAPI's second docs path
     app.cleanup_ctx.append(_clients)
-    streams.install(app, cfg)
+    stream_broker.install(app, cfg)
     return app

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ..config import Config
 from ..connector.client import ConnectorClient
-from ..ipc import UnixClient
+from ..ipc.client import UnixClient
 from .auth import Authenticator
 from .health import HealthWatcher
 from .idempotency import IdempotencyStore

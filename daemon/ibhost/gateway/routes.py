@@ -12,11 +12,14 @@ from aiohttp import web
 
 from .. import __version__
 from ..validate import opt_bool
-from . import bridge, ktrdr, statuspage, streams, v1
+from . import bridge, ktrdr, statuspage, v1
 from .common import LIVE_PORTS, Route, auth, trusted
 from .health import public
 from .keys import CONFIG_KEY, HEALTH_KEY, METRICS_KEY, STARTED_KEY
 from .metrics import without_trading_routes
+from .streams import broker as stream_broker
+from .streams import sse as stream_sse
+from .streams import ws as stream_ws
 
 # /health fields only a caller with a key sees once keys are configured: where IB is,
 # which client id, IB's own error text, the connector's whole answer
@@ -175,9 +178,9 @@ SHARED: tuple[Route, ...] = (
 )
 
 STREAMS: tuple[Route, ...] = (
-    Route("GET", "/v1/stream", streams.sse),
-    Route("GET", "/v1/stream/ws", streams.websocket),
-    Route("GET", "/v1/streams", streams.streams_status),
+    Route("GET", "/v1/stream", stream_sse.sse),
+    Route("GET", "/v1/stream/ws", stream_ws.websocket),
+    Route("GET", "/v1/streams", stream_broker.streams_status),
 )
 
 ROUTES: tuple[Route, ...] = (SHARED + v1.ROUTES + STREAMS + ktrdr.ROUTES

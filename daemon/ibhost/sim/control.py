@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ..ipc import serve_unix
+from ..ipc.server import serve_unix
 from ..validate import bool_word
 from .server import Simulator
 

@@ -9,7 +9,7 @@ import logging
 import sys
 from typing import Any
 
-from ..ipc import stop_unix
+from ..ipc.server import stop_unix
 from ..proc import setup_logging, stop_signals, wait_for_stop_signal
 from .control import FAULTS, ControlError, SimControl, _ranges, _when, serve_control
 from .server import Simulator

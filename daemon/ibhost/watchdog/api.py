@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..ipc import Handler, Reply, Request, json_reply
+from ..ipc.server import Handler, Reply, Request, json_reply
 from ..metrics import new_registry
 from ..validate import opt_str
 from .core import Watchdog

@@ -27,7 +27,8 @@ from typing import Any
 
 from ..config import Config
 from ..connector.client import ConnectorClient
-from ..ipc import IpcError, UnixClient
+from ..ipc import IpcError
+from ..ipc.client import UnixClient
 from ..proc import cancel_and_wait
 from .clock import SleepDetector
 from .maintenance import Schedule

@@ -1,0 +1,374 @@
+"""The stream hub: channels, holds, the line budget, IB's market data in, staleness
+and re-requests (the package's docstring tells the design)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ...errors import IbhostError, bad_request
+from ..contracts import ContractSpec
+from ..journal import OrderJournal
+from ..values import _num
+from .events import bar_event, quote_event, rt_bar_event, tick_event
+from .live import KINDS, LINE_KINDS, REST, AccountWide, Channel, LiveSub
+from .metrics import StreamCollector
+from .orders import OrderEvents
+from .requests import cancel_at_ib, request_at_ib, stream_key, stream_params
+from .staleness import StaleWatch
+
+if TYPE_CHECKING:
+    from ...config import Config
+    from ..service import Service
+
+log = logging.getLogger("ibhost.connector.streams")
+
+
+
+class StreamHub(StaleWatch):
+    def __init__(self, svc: Service, cfg: Config) -> None:
+        self.svc = svc
+        self.ib = svc.ib
+        self.session = svc.session
+        s = cfg.streams
+        self.linger = s.linger
+        self.budget = s.market_data_lines - s.snapshot_lines
+        # IB: simultaneous tick-by-tick streams as market depth, 1 per 100 lines, 3..60
+        self.tick_cap = max(3, min(60, s.market_data_lines // 100))
+        self.stale_after = s.stale_after
+        self.channels: dict[str, Channel] = {}
+        self.subs: dict[str, LiveSub] = {}
+        self._starting: dict[str, asyncio.Future[LiveSub]] = {}
+        self._by_handle: dict[int, list[LiveSub]] = {}  # one Ticker may serve two
+        self._broken_farms: set[str] = set()
+        self.journal = OrderJournal(Path(cfg.path(s.journal_file)), keep=s.journal_keep)
+        # counters for /metrics
+        self.updates_in: dict[str, int] = {"quote": 0, "bar": 0, "tick": 0, "order": 0,
+                                           "pnl": 0, "account": 0}
+        self.published = 0
+        self.resubscriptions: dict[str, int] = {}
+        self.refused = 0
+        self.orders = OrderEvents(self.ib, self.journal, self._send, self.updates_in)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._watch: asyncio.Task[None] | None = None
+        ib = self.ib
+        ib.pendingTickersEvent += self._on_tickers
+        ib.barUpdateEvent += self._on_bar_update
+        ib.orderStatusEvent += self.orders.on_order_status
+        ib.execDetailsEvent += self.orders.on_exec
+        ib.commissionReportEvent += self.orders.on_commission
+        ib.pnlEvent += self._on_pnl
+        ib.pnlSingleEvent += self._on_pnl
+        ib.positionEvent += self._on_position
+        ib.accountValueEvent += self._on_account_value
+        self.session.on_resubscribe.append(self._on_connected)
+        self.session.on_ib_code.append(self._on_code)
+        self.session.listeners.append(self._on_state)
+        self.collector = StreamCollector(self)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._watch is None and self.stale_after > 0:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_stale())
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        for t in list(self._tasks):
+            t.cancel()
+        for ch in self.channels.values():
+            ch.closed = "the connector is stopping"
+            ch.wake.set()
+        self.journal.close()
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    # --- channels ----------------------------------------------------------------------
+
+    def open_channel(self) -> Channel:
+        ch = Channel()
+        self.channels[ch.id] = ch
+        return ch
+
+    def close_channel(self, ch: Channel) -> None:
+        self.channels.pop(ch.id, None)
+        for sub in list(self.subs.values()):
+            if ch.id in sub.holders:
+                self._release(sub, ch.id)
+
+    def hello(self, ch: Channel) -> bytes:
+        return orjson.dumps({"type": "hello", "channel": ch.id, "seq": self.journal.seq,
+                             "firstSeq": self.journal.first,
+                             "lines": self.lines()})
+
+    def _publish(self, ev: dict[str, Any], seq: int = 0) -> None:
+        line = orjson.dumps(ev)
+        self._send(seq, line)
+
+    def _send(self, seq: int, line: bytes) -> None:
+        self.published += 1
+        for ch in self.channels.values():
+            ch.put(seq, line)
+            ch.wake.set()
+
+    # --- holds -------------------------------------------------------------------------
+
+    def lines(self) -> dict[str, Any]:
+        used = sum(1 for s in self.subs.values() if s.kind in LINE_KINDS)
+        ticks = sum(1 for s in self.subs.values() if s.kind == "ticks")
+        return {"used": used, "budget": self.budget, "tickByTick": ticks,
+                "tickByTickMax": self.tick_cap}
+
+    async def hold(self, channel: str, kind: str, spec: ContractSpec | None,
+                   params: dict[str, Any]) -> dict[str, Any]:
+        if channel not in self.channels and channel != REST:
+            raise IbhostError("not_found", f"no stream channel {channel!r} (open GET "
+                              f"/stream first)", field="channel")
+        if kind not in KINDS:
+            raise bad_request("kind", f"must be one of {', '.join(KINDS)}")
+        params = stream_params(kind, params, self.svc.account.account)
+        if spec is None:  # an account-wide P&L stream
+            c: Any = AccountWide()
+        else:
+            c = await self.svc.resolve(spec)
+            if kind == "pnl":
+                params["conId"] = c.conId
+        key = stream_key(kind, c, params)
+        sub = self.subs.get(key)
+        if sub is None:
+            starting = self._starting.get(key)
+            if starting is None:
+                fut: asyncio.Future[LiveSub] = asyncio.get_running_loop().create_future()
+                self._starting[key] = fut
+                try:
+                    sub = await self._start(key, kind, c, params)
+                    fut.set_result(sub)
+                except BaseException as e:
+                    fut.set_exception(e)
+                    fut.exception()  # retrieved: the waiters re-raise it
+                    raise
+                finally:
+                    self._starting.pop(key, None)
+            else:
+                sub = await asyncio.shield(starting)
+        if channel != REST and channel not in self.channels:  # gone while starting
+            if not sub.holders:
+                self._release(sub, channel)
+            raise IbhostError("not_found", f"stream channel {channel!r} closed",
+                              field="channel")
+        sub.holders.add(channel)
+        if sub.linger is not None:
+            sub.linger.cancel()
+            sub.linger = None
+        return {**sub.describe(), "last": sub.last_event, "lines": self.lines()}
+
+    async def _start(self, key: str, kind: str, c: Any, params: dict[str, Any]) -> LiveSub:
+        if kind in LINE_KINDS:
+            lines = self.lines()
+            if kind == "ticks" and lines["tickByTick"] >= self.tick_cap:
+                self.refused += 1
+                raise IbhostError(
+                    "line_budget", f"tick-by-tick streams are at IB's limit of "
+                    f"{self.tick_cap} (1 per 100 market-data lines, at least 3): "
+                    + ", ".join(x.key for x in self.subs.values() if x.kind == "ticks"),
+                    extra={"budget": self.tick_cap, "used": lines["tickByTick"],
+                           "holders": [x.key for x in self.subs.values()
+                                       if x.kind == "ticks"]})
+            if lines["used"] >= self.budget:
+                self.refused += 1
+                held = sorted(self.subs.values(), key=lambda s: -len(s.holders))
+                raise IbhostError(
+                    "line_budget",
+                    f"market-data line budget reached: {lines['used']} of "
+                    f"{self.budget} lines hold live streams (streams.market_data_lines "
+                    f"less streams.snapshot_lines); most held: "
+                    + ", ".join(f"{s.contract.symbol} ({len(s.holders)})"
+                                for s in held[:5]),
+                    extra={"budget": self.budget, "used": lines["used"],
+                           "holders": [s.key for s in held[:20]]})
+        sub = LiveSub(key, kind, c, params)
+        await self._request(sub)
+        self.subs[key] = sub
+        return sub
+
+    async def _request(self, sub: LiveSub) -> None:
+        sub.handle = await request_at_ib(self.svc, sub)
+        if sub.kind == "bars":
+            if sub.stale is not None:  # data again: say so before the seam's bars
+                self._fresh(sub)
+            self._bars_arrived(sub, sub.handle)
+        self._by_handle.setdefault(id(sub.handle), []).append(sub)
+        sub.last_update = time.monotonic()
+        if sub.kind == "pnl" and (_num(sub.handle.dailyPnL) is not None
+                                  or _num(sub.handle.unrealizedPnL) is not None):
+            self._on_pnl(sub.handle)  # IB's first answer came before it was known here
+
+    def release(self, channel: str, key: str) -> None:
+        sub = self.subs.get(key)
+        if sub is None or channel not in sub.holders:
+            raise IbhostError("not_found", f"channel {channel!r} holds no stream {key!r}",
+                              field="key")
+        self._release(sub, channel)
+
+    def _release(self, sub: LiveSub, channel: str) -> None:
+        sub.holders.discard(channel)
+        if sub.holders or sub.linger is not None:
+            return
+        loop = asyncio.get_running_loop()
+        if self.linger <= 0:
+            self._cancel(sub)
+        else:
+            sub.linger = loop.call_later(self.linger, self._cancel, sub)
+
+    def _cancel(self, sub: LiveSub) -> None:
+        sub.linger = None
+        if sub.holders or self.subs.get(sub.key) is not sub:
+            return
+        del self.subs[sub.key]
+        self._forget_handle(sub)
+        self._cancel_at_ib(sub)
+        log.info("stream %s cancelled at IB (no consumer left)", sub.key)
+
+    def _forget_handle(self, sub: LiveSub) -> None:
+        subs = self._by_handle.get(id(sub.handle))
+        if subs is not None:
+            if sub in subs:
+                subs.remove(sub)
+            if not subs:
+                del self._by_handle[id(sub.handle)]
+
+    def _cancel_at_ib(self, sub: LiveSub) -> None:
+        if self.session.usable:
+            cancel_at_ib(self.ib, sub)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [s.describe() for s in self.subs.values()]
+
+    # --- market data in ----------------------------------------------------------------
+
+    def _fresh(self, sub: LiveSub) -> None:
+        now = time.monotonic()
+        if sub.stale is not None:
+            self._publish({"type": "status", "key": sub.key, "state": "resumed",
+                           "cause": sub.stale,
+                           "gapSeconds": round(now - sub.stale_since, 3)})
+            sub.stale = None
+        sub.last_update = now
+        sub.updates += 1
+
+    def _on_tickers(self, tickers: Any) -> None:
+        for t in tickers:
+            for sub in self._by_handle.get(id(t), ()):
+                if sub.kind == "quote":
+                    self._fresh(sub)
+                    self.updates_in["quote"] += 1
+                    ev = quote_event(sub, t)
+                    sub.last_event = ev
+                    self._publish(ev)
+                elif t.tickByTicks:
+                    self._fresh(sub)
+                    for tick in t.tickByTicks:
+                        self.updates_in["tick"] += 1
+                        ev = tick_event(sub, tick)
+                        sub.last_event = ev
+                        self._publish(ev)
+
+    def _bars_arrived(self, sub: LiveSub, bars: Any) -> None:
+        """A (re-)request's history: send the complete bars after the last one sent
+        (none the first time: a new stream starts with what comes next)."""
+        if len(bars) < 2:
+            return
+        done = bars[:-1]
+        if sub.last_bar is None:
+            sub.last_bar = done[-1].date
+            sub.last_event = bar_event(sub, done[-1], True)
+            return
+        for b in done:
+            if b.date > sub.last_bar:
+                self._emit_bar(sub, b)
+
+    def _emit_bar(self, sub: LiveSub, b: Any) -> None:
+        ev = bar_event(sub, b, True)
+        sub.last_bar = b.date
+        sub.last_event = ev
+        self.updates_in["bar"] += 1
+        self._publish(ev)
+
+    def _on_bar_update(self, bars: Any, has_new_bar: bool) -> None:
+        subs = self._by_handle.get(id(bars))
+        if not subs:
+            return
+        sub = subs[0]
+        self._fresh(sub)
+        if sub.kind == "rtbars":
+            if bars:
+                ev = rt_bar_event(sub, bars[-1])
+                sub.last_event = ev
+                self.updates_in["bar"] += 1
+                self._publish(ev)
+            return
+        if has_new_bar and len(bars) >= 2:
+            for b in bars[:-1][-3:]:  # normally one; more after a pause
+                if sub.last_bar is None or b.date > sub.last_bar:
+                    self._emit_bar(sub, b)
+        if bars:
+            self._publish(bar_event(sub, bars[-1], False))
+
+    # --- account: P&L, positions, account values -------------------------------------
+
+    def _on_pnl(self, obj: Any) -> None:
+        for sub in self._by_handle.get(id(obj), ()):
+            self._fresh(sub)
+            p = sub.params
+            ev: dict[str, Any] = {
+                "type": "pnl", "key": sub.key, "account": p["account"],
+                "modelCode": p["model"], "dailyPnL": _num(obj.dailyPnL),
+                "unrealizedPnL": _num(obj.unrealizedPnL),
+                "realizedPnL": _num(obj.realizedPnL)}
+            if p["conId"]:
+                ev.update(conId=p["conId"], symbol=sub.contract.symbol,
+                          position=_num(obj.position), value=_num(obj.value))
+            sub.last_event = ev
+            self.updates_in["pnl"] = self.updates_in.get("pnl", 0) + 1
+            self._publish(ev)
+
+    def held_pnl(self, account: str, model: str, con_id: int) -> dict[str, Any] | None:
+        """The newest P&L of a held P&L stream (so /pnl need not ask IB again)."""
+        sub = self.subs.get(f"pnl:{account}:{model}:{con_id}")
+        return None if sub is None else sub.last_event
+
+    def _on_position(self, pos: Any) -> None:
+        c = pos.contract
+        self.updates_in["account"] = self.updates_in.get("account", 0) + 1
+        self._publish({"type": "position", "key": f"position:{pos.account}:{c.conId}",
+                       "account": pos.account, "conId": c.conId, "symbol": c.symbol,
+                       "secType": c.secType, "localSymbol": c.localSymbol,
+                       "position": _num(pos.position), "avgCost": _num(pos.avgCost)})
+
+    def _on_account_value(self, v: Any) -> None:
+        self.updates_in["account"] = self.updates_in.get("account", 0) + 1
+        self._publish({"type": "accountValue",
+                       "key": f"account:{v.account}:{v.tag}:{v.currency}",
+                       "account": v.account, "tag": v.tag, "value": v.value,
+                       "currency": v.currency or None, "modelCode": v.modelCode or None})
+
+    # --- orders ------------------------------------------------------------------------
+
+    def reconcile(self) -> int:
+        return self.orders.reconcile()
+
+    def journal_since(self, seq: int) -> Iterator[tuple[int, bytes]]:
+        return self.journal.since(seq)
