@@ -128,3 +128,26 @@ def test_the_order_journal_keeps_its_events_at_their_size(tmp_path) -> None:
     tracemalloc.stop()
     j.close()
     assert used / 2000 < 1000, f"{used / 2000:.0f} bytes kept per event"
+
+
+def test_bars_from_the_library_keep_every_value_and_drop_only_ibs_markers() -> None:
+    """from_ib's fast path (plain floats, aware datetimes) reads each value as _bar_value
+    does: -1, NaN, IB's unset double and infinities are no value; 0 and -2 are values."""
+    from ib_async import BarData
+
+    from ibhost.connector.historical import _bar_value, from_ib
+
+    t0 = dt.datetime(2025, 11, 20, 14, 30, tzinfo=dt.UTC)
+    odd = [-1.0, 0.0, math.nan, UNSET_DOUBLE, -UNSET_DOUBLE, math.inf, 5.5, -2.0]
+    bars = [BarData(date=t0 + dt.timedelta(minutes=i), open=1.0, high=1.0, low=1.0,
+                    close=1.0, volume=v, average=v, barCount=1) for i, v in enumerate(odd)]
+    cols = from_ib(bars)
+    assert cols["wap"] == [_bar_value(v) for v in odd] == \
+        [None, 0.0, None, None, None, None, 5.5, -2.0]
+    assert cols["volume"] == [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.5, -2.0]
+    assert cols["t"] == [int(t0.timestamp()) + 60 * i for i in range(len(odd))]
+    # daily bars come as dates, and a Decimal volume takes the general path
+    day = from_ib([BarData(date=dt.date(2025, 11, 20), open=1.0, high=1.0, low=1.0,
+                           close=1.0, volume=Decimal("7"), average=-1.0, barCount=1)])
+    assert day["t"] == [int(dt.datetime(2025, 11, 20, tzinfo=dt.UTC).timestamp())]
+    assert day["volume"] == [7.0] and day["wap"] == [None]
