@@ -293,6 +293,51 @@ async def test_outage_that_outlives_the_maintenance_window_is_escalated(
             await wd.stop()
 
 
+async def test_still_down_after_the_weekly_restart_says_a_login_is_needed(
+        sim: Simulator, tmp_path: Path) -> None:
+    """IB's weekly restart logs IB Gateway out: still down after the Sunday window, the
+    escalation says a login with the second factor is needed (its own cause, alert
+    and metric), not just that a window was outlived."""
+    alert_out = tmp_path / "alert.txt"
+    script = tmp_path / "alert.py"
+    script.write_text("import os\n"
+                      f"open({str(alert_out)!r}, 'w').write(os.environ['IBHOST_ALERT_CAUSE']"
+                      " + ' ' + os.environ['IBHOST_ALERT_MESSAGE'])\n")
+    clock = [dt.datetime(2026, 11, 22, 5, 30, tzinfo=dt.UTC).timestamp()]  # a Sunday
+    async with running_connector(tmp_path, sim, ib__backoff="0.2") as (con, _):
+        cfg = make_config(tmp_path, sim, watchdog__region="none",
+                          watchdog__maintenance="sun 05:00-06:00",
+                          watchdog__maintenance_tz="UTC", watchdog__outage_grace=60,
+                          watchdog__alert_command=f"{sys.executable} {script}",
+                          gateway__port=_unused_port())
+        wd = Watchdog(cfg, supervisor=FakeSupervisor(),  # type: ignore[arg-type]
+                      detector=SleepDetector(5.0, offset=lambda: 0.0),
+                      wall=lambda: clock[0])
+        registry = CollectorRegistry()
+        registry.register(WatchdogCollector(wd, tmp_path / "events.json"))
+        try:
+            await sim.close_port(120)  # the weekly restart: IB Gateway gone
+            await con.session.wait_state(State.DOWN, State.CONNECTING, timeout=5)
+            await wd.tick()
+            assert wd.outage is not None and wd.outage.window == "sun 05:00-06:00"
+            clock[0] += 29 * 60 + 90  # 06:00:30: the window is over, within the grace
+            await wd.tick()
+            assert wd.outage.escalated_at is None
+            clock[0] += 61  # still down a minute after the window
+            await wd.tick()
+            st = wd.status()["outage"]
+            assert st["cause"] == "login_required"
+            assert "waiting for a login" in st["message"] and "second factor" in st["message"]
+            assert alert_out.read_text().startswith("login_required IB connection down")
+            assert registry.get_sample_value("ibhost_watchdog_outage_escalations_total",
+                                             {"cause": "login_required"}) == 1
+            assert registry.get_sample_value("ibhost_watchdog_outage_escalations_total",
+                                             {"cause": "after_maintenance"}) == 0
+        finally:
+            await sim.reopen_port()
+            await wd.stop()
+
+
 async def test_outage_outside_maintenance_escalates_only_after_outage_alert_after(
         sim: Simulator, tmp_path: Path) -> None:
     clock = [dt.datetime(2026, 11, 18, 14, 0, tzinfo=dt.UTC).timestamp()]

@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 from ..ipc.server import Handler, Reply, Request, json_reply
 from ..metrics import new_registry
 from ..validate import opt_str
-from .core import Watchdog
+from .core import CAUSES, Watchdog
 
 
 class WatchdogCollector(Collector):
@@ -51,7 +51,7 @@ class WatchdogCollector(Collector):
                                 value=1.0 if o and o.escalated_at is not None else 0.0)
         esc = CounterMetricFamily("ibhost_watchdog_outage_escalations",
                                   "IB outages escalated", labels=["cause"])
-        for cause in ("after_maintenance", "long_outage"):
+        for cause in CAUSES:
             esc.add_metric([cause], float(self.wd.escalation_counts[cause]))
         yield esc
         exits = CounterMetricFamily("ibhost_watchdog_process_exits",

@@ -55,6 +55,16 @@ class Watch:
                 "restarts": self.restarts[-20:], "restartsTotal": len(self.restarts)}
 
 
+# why an outage was escalated: it outlasted a maintenance window, outlasted IB's
+# weekly restart (a new login is needed), or lasted outage_alert_after
+CAUSES = ("after_maintenance", "login_required", "long_outage")
+
+
+def weekly(window: str) -> bool:
+    """Is this maintenance window a weekly one (IB's weekly restart), not daily?"""
+    return not window.strip().lower().startswith("daily")
+
+
 @dataclass
 class Outage:
     """The IB connection is down (the connector answers, IB does not)."""
@@ -63,7 +73,7 @@ class Outage:
     window: str | None  # the maintenance window it began in
     window_ended_at: float | None = None
     escalated_at: float | None = None
-    cause: str | None = None  # after_maintenance | long_outage
+    cause: str | None = None  # CAUSES
     message: str | None = None
     next_ibc_at: float | None = None
 
@@ -256,11 +266,22 @@ class Watchdog:
         down = now - o.since
         if o.window and o.window_ended_at is not None and \
                 now - o.window_ended_at >= cfg.outage_grace:
-            o.cause = "after_maintenance"
-            o.message = (f"IB connection down for {down:.0f}s: it went down inside the "
-                         f"maintenance window '{o.window}' and is still down "
-                         f"{now - o.window_ended_at:.0f}s after it ended; IB Gateway may be "
-                         f"at its login screen ({h.get('reason') or 'no reason given'})")
+            reason = h.get('reason') or 'no reason given'
+            if weekly(o.window):
+                # IB's weekly restart logs everyone out: IB Gateway (or IBC) waits for
+                # a new login, with the second factor, and nothing comes back before it
+                o.cause = "login_required"
+                o.message = (f"IB connection down for {down:.0f}s: IB's weekly restart "
+                             f"('{o.window}') ended {now - o.window_ended_at:.0f}s ago and "
+                             f"IB Gateway has not come back; it is most likely waiting for "
+                             f"a login: log in, or approve the second factor (IBKR Mobile) "
+                             f"({reason})")
+            else:
+                o.cause = "after_maintenance"
+                o.message = (f"IB connection down for {down:.0f}s: it went down inside the "
+                             f"maintenance window '{o.window}' and is still down "
+                             f"{now - o.window_ended_at:.0f}s after it ended; IB Gateway "
+                             f"may be at its login screen ({reason})")
             o.next_ibc_at = now  # the reset did not come back: restart it now
         elif not o.window and down >= cfg.outage_alert_after:
             o.cause = "long_outage"
