@@ -125,3 +125,32 @@ async def test_chains_and_details_are_cached_until_a_reconnect(
         assert again.status == 200
         assert requests(sim)["reqSecDefOptParams"] == 3  # a new connection asks IB again
         assert requests(sim)["reqContractDetails"] == details + 1
+
+
+async def test_a_snapshot_of_a_streamed_contract_is_answered_from_its_stream(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    """A quote that a live subscription already holds needs no new request at IB: the
+    snapshot is the stream's newest state with its age. Generic ticks the stream does
+    not carry still go to IB."""
+    async with stack(aiohttp_client, tmp_path, sim) as (con, client, gw):
+        held = await client.request("POST", "/subscriptions", json_body={"symbol": "AAPL"})
+        key = held["key"]
+        await wait_until(lambda: con.streams.subs[key].updates >= 2, 10)
+        before = requests(sim).get("reqMktData", 0)
+        for _ in range(3):
+            r = await gw.post("/v1/market/snapshot", headers=H, json={"symbol": "AAPL"})
+            assert r.status == 200, await r.text()
+            q = await r.json()
+            assert q["symbol"] == "AAPL" and q["bid"] and q["ask"] and q["time"]
+            assert 0 <= float(r.headers["X-Ibhost-State-Age"]) < 5
+        bridge = await gw.get("/market-data/AAPL", headers=H)
+        assert bridge.status == 200 and (await bridge.json())["bid"]
+        assert requests(sim).get("reqMktData", 0) == before  # nothing asked of IB
+        # implied volatility (generic tick 106) is not what the stream carries: IB is asked
+        r = await gw.post("/v1/market/snapshot", headers=H,
+                          json={"symbol": "AAPL", "genericTicks": [106]})
+        assert r.status == 200
+        assert requests(sim).get("reqMktData", 0) == before + 1
+        # another contract, not streamed: IB is asked
+        r = await gw.post("/v1/market/snapshot", headers=H, json={"symbol": "MSFT"})
+        assert r.status == 200 and requests(sim).get("reqMktData", 0) == before + 2

@@ -3,6 +3,7 @@ option chain, snapshot, and quote subscriptions held until deleted."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -52,8 +53,14 @@ async def snapshot(request: web.Request) -> web.Response:
     md_type = opt_int(body, "marketDataType", 1, minimum=1, maximum=4)
     wait = opt_float(body, "wait", 2.0, minimum=0.1, maximum=30.0)
     assert wait is not None
-    return reply(await request.app[SERVICE_KEY].snapshot(
-        spec, generic=generic, md_type=md_type, wait=wait))
+    svc = request.app[SERVICE_KEY]
+    held = request.app[STREAMS_KEY].held_quote((await svc.resolve(spec)).conId, generic)
+    if held is not None and int(held.handle.marketDataType or 1) == md_type and \
+            svc._complete(held.handle, generic):
+        # a live subscription already holds this contract's quote: its newest state,
+        # with its age (``time`` is IB's), and no message to IB
+        return aged(svc._ticker_dict(held.handle), time.monotonic() - held.last_update)
+    return reply(await svc.snapshot(spec, generic=generic, md_type=md_type, wait=wait))
 
 
 async def subscribe(request: web.Request) -> web.Response:

@@ -345,6 +345,17 @@ class StreamHub(StaleWatch):
             self.updates_in["pnl"] = self.updates_in.get("pnl", 0) + 1
             self._publish(ev)
 
+    def held_quote(self, con_id: int, generic: list[int]) -> LiveSub | None:
+        """A live quote subscription of ``con_id`` that carries every generic tick
+        asked for and is not stale (so a snapshot need not ask IB again)."""
+        want = set(generic)
+        for sub in self.subs.values():
+            if sub.kind == "quote" and sub.contract.conId == con_id and sub.updates \
+                    and sub.stale is None and sub.handle is not None and want <= {
+                        int(g) for g in sub.params["generic"].split(",") if g}:
+                return sub
+        return None
+
     def held_pnl(self, account: str, model: str, con_id: int) -> dict[str, Any] | None:
         """The newest P&L of a held P&L stream (so /pnl need not ask IB again)."""
         sub = self.subs.get(f"pnl:{account}:{model}:{con_id}")
