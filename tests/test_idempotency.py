@@ -184,6 +184,39 @@ async def test_a_replay_answers_the_orders_current_status_not_the_frozen_one(
     assert len(sim.state()["executions"]) == 1
 
 
+async def test_an_order_cut_off_before_ibs_acknowledgement_is_not_answered_as_placed(
+        sim: Simulator, tmp_path: Path, aiohttp_client: Any) -> None:
+    """The connection drops after the order left and before IB acknowledged it: the
+    library forgets the connection's orders, so "PendingSubmit" would stand for an
+    order that does not exist. The answer says it is not known (503), and a retry with
+    the same key, once connected again, places it once."""
+    hdrs = {**H, "Idempotency-Key": "cut-by-a-drop"}
+    async with running_connector(tmp_path, sim, ib__heartbeat_interval=60,
+                                 ib__heartbeat_timeout=60) as (con, _), \
+            gateway(aiohttp_client, tmp_path, sim, trading__enabled=True) as gw:
+        warm = await gw.post("/v1/orders", json=LMT, headers={**H, "Idempotency-Key": "w"})
+        assert warm.status == 201  # the contract is resolved and cached
+        sim.freeze()
+        try:
+            pending = asyncio.ensure_future(gw.post("/v1/orders", json=LMT, headers=hdrs))
+            await wait_until(lambda: any(t.order.orderRef == "cut-by-a-drop"
+                                         for t in con.service.ib.trades()), 5)
+            sim.drop()
+        finally:
+            sim.thaw()
+        first = await pending
+        body = await first.json()
+        assert first.status == 503 and body["error"]["code"] == "unavailable", body
+        assert "not known" in body["error"]["message"]
+        mine = [o for o in sim.state()["orders"] if o["orderRef"] == "cut-by-a-drop"]
+        assert mine == []
+        await wait_until(lambda: con.session.usable, 10)
+        again = await gw.post("/v1/orders", json=LMT, headers=hdrs)
+        assert again.status == 201 and "Idempotent-Replayed" not in again.headers
+        mine = [o for o in sim.state()["orders"] if o["orderRef"] == "cut-by-a-drop"]
+        assert len(mine) == 1
+
+
 def _fp(gw: Any, hdrs: dict[str, str]) -> str:
     """The fingerprint the gateway keeps for FILLS sent with ``hdrs``' key."""
     from ibhost.gateway.idempotency import fingerprint

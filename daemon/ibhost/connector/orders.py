@@ -20,6 +20,9 @@ from .calls import IbCalls
 from .contracts import ContractSpec, contract_ref
 from .values import _num, _utc
 
+# what IB has not acknowledged yet
+PENDING = ("PendingSubmit", "ApiPending", "")
+
 
 class OrderRequests:
     """Orders through ``calls``; ``resolve`` qualifies a contract, ``details_of``
@@ -141,12 +144,27 @@ class OrderRequests:
         async def place() -> Any:
             return self.ib.placeOrder(c, order)
 
+        connected_since = self.session.diag.connectedSince
         trade = await self.calls.call("place order", place)
         loop = asyncio.get_running_loop()
         end = loop.time() + wait
-        while trade.orderStatus.status in ("PendingSubmit", "ApiPending", "") and \
-                loop.time() < end:  # noqa: ASYNC110 - the library offers no awaitable
+
+        def lost() -> bool:  # the connection the order left on is gone
+            return not self.ib.isConnected() or \
+                self.session.diag.connectedSince != connected_since
+
+        # the library offers no awaitable for a status change
+        while trade.orderStatus.status in PENDING and loop.time() < end and \
+                not lost():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
+        if trade.orderStatus.status in PENDING and lost():
+            # IB never acknowledged it, and the library forgets the connection's orders:
+            # an answer of "PendingSubmit" would stand for an order that may not exist
+            raise IbhostError(
+                "unavailable", "the connection to IB was lost before IB acknowledged "
+                "the order, so whether it was placed is not known; a retry with the same "
+                "Idempotency-Key (or orderRef) places it at most once",
+                extra={"orderId": trade.order.orderId, "orderRef": order_ref})
         # PreSubmitted is often followed at once by the fill of a marketable order
         # (IB sends the acknowledgement and the execution separately): let it settle.
         settle = min(end, loop.time() + 0.5)
