@@ -332,6 +332,23 @@ async def test_batch_chains_and_quotes_answer_per_item(gw: Any, sim: Simulator) 
     assert get_batch.status == 405 and get_batch.headers["Allow"] == "POST"
 
 
+async def test_a_batch_asks_for_each_underlying_once(gw: Any, sim: Simulator) -> None:
+    """Options on one stock share its quote: a batch of ten asks IB for ten option
+    snapshots and one underlying's, not ten of each."""
+    chain = await (await gw.get("/option-chain/MSFT", headers=H)).json()
+    exp = pick_expiration(chain["expirations"], sim.now_dt().date())
+    strikes = sorted(chain["strikes"], key=lambda k: abs(k - 500))[:5]
+    contracts = [{"symbol": "MSFT", "expiration": exp, "strike": k, "right": r}
+                 for k in strikes for r in ("C", "P")]
+    before = sim.state()["stats"]["requests"].get("reqMktData", 0)
+    r = await gw.post("/option-quote/batch", headers=H, json={"contracts": contracts})
+    quotes = await r.json()
+    assert r.status == 200 and len(quotes["results"]) == 10, quotes["errors"]
+    assert all(q["undPrice"] for q in quotes["results"])
+    asked = sim.state()["stats"]["requests"]["reqMktData"] - before
+    assert 11 <= asked <= 10 + 3, asked  # the underlying: one tier, at most three
+
+
 async def test_executions_since(gw: Any, sim: Simulator) -> None:
     """GET /executions?since=ISO: wheel-strat's callers send it; the bridge ignored it."""
     r = await gw.post("/order", headers=H, json={

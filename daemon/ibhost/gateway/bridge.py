@@ -221,13 +221,23 @@ async def option_quote_batch(request: web.Request) -> web.Response:
             problem = e.message.removeprefix(f"{e.field}: ")
             raise bad_request(f"contracts[{i}].{e.field}", problem) from None
 
+    # one underlying quote per symbol, shared by the batch's options on it (a batch of
+    # 100 contracts on one stock asks IB for the stock once, not 100 times)
+    unds = {sym: asyncio.ensure_future(_tiered(request, sym))
+            for sym in dict.fromkeys(s["symbol"] for s in specs)}
+
     async def one(spec: dict[str, Any]) -> dict[str, Any]:
-        q = await _option_quote(request, spec)
+        q = await _option_quote(request, spec, unds[spec["symbol"]])
         return {**q, "expiration": spec["lastTradeDateOrContractMonth"],
                 "strike": spec["strike"], "right": spec["right"]}
 
-    return await _per_item([(f"{s['symbol']} {s['lastTradeDateOrContractMonth']} "
-                             f"{s['strike']:g} {s['right']}", one(s)) for s in specs])
+    try:
+        return await _per_item([(f"{s['symbol']} {s['lastTradeDateOrContractMonth']} "
+                                 f"{s['strike']:g} {s['right']}", one(s)) for s in specs])
+    finally:
+        for task in unds.values():
+            task.cancel()
+        await asyncio.gather(*unds.values(), return_exceptions=True)
 
 
 async def _plain(answer: Awaitable[Any]) -> Any:
@@ -235,10 +245,15 @@ async def _plain(answer: Awaitable[Any]) -> Any:
     return models.plain(await answer)
 
 
-async def _option_quote(request: web.Request, spec: dict[str, Any]) -> dict[str, Any]:
+async def _option_quote(request: web.Request, spec: dict[str, Any],
+                        und: Awaitable[dict[str, Any] | None] | None = None
+                        ) -> dict[str, Any]:
+    """One option's quote and its underlying's price (``und``: the underlying's quote
+    already asked for, shared by a batch)."""
     answers: list[Any] = await asyncio.gather(
         _plain(connector(request).snapshot({**spec, "marketDataType": 3})),
-        _tiered(request, spec["symbol"]), return_exceptions=True)
+        asyncio.shield(und) if und is not None else _tiered(request, spec["symbol"]),
+        return_exceptions=True)
     q, und = answers
     if isinstance(q, BaseException):
         raise q
