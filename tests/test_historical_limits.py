@@ -61,7 +61,14 @@ async def test_small_request_is_not_starved_by_a_five_year_job(tmp_path: Path) -
         running = next(iter(con.service.history.jobs.values()))
         assert running["chunksDone"] < running["chunks"]  # the big job was still going
         job.cancel()
-        await wait_until(lambda: open_at_ib(sim) == 0, timeout=5)
+        try:
+            await wait_until(lambda: open_at_ib(sim) == 0, timeout=5)
+        except AssertionError:  # say what was left open, and in what state
+            st = sim.state()
+            raise AssertionError(
+                f"open at IB 5 s after the caller left: {open_at_ib(sim)}; connection "
+                f"{con.service.session.state.value}; jobs {con.service.history.jobs}; "
+                f"sim requests {st['stats']['requests']}") from None
     assert statistics.median(busy) <= 2 * statistics.median(idle) + 0.01, (idle, busy)
     assert sim.state()["stats"]["violations"] == []
 
