@@ -163,7 +163,8 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> we
 
 
 async def handle_state(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SIM_KEY].state())
+    # ?orderRef= keeps only the orders and executions that carry it
+    return web.json_response(request.app[SIM_KEY].state(request.query.get("orderRef")))
 
 
 async def handle_fault(request: web.Request) -> web.Response:

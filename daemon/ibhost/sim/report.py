@@ -23,7 +23,7 @@ def clients_report(sessions: Iterable[Session]) -> list[dict[str, Any]]:
     )
 
 
-def orders_report(b: Broker) -> list[dict[str, Any]]:
+def orders_report(b: Broker, order_ref: str | None = None) -> list[dict[str, Any]]:
     return [
         {"orderId": o.orderId, "clientId": o.clientId, "permId": o.permId,
          "symbol": o.listing.symbol, "localSymbol": o.listing.localSymbol,
@@ -31,16 +31,16 @@ def orders_report(b: Broker) -> list[dict[str, Any]]:
          "totalQuantity": o.totalQuantity, "orderType": o.orderType,
          "lmtPrice": o.lmtPrice, "auxPrice": o.auxPrice, "status": o.status,
          "filled": o.filled, "avgFillPrice": o.avgFillPrice, "orderRef": o.orderRef}
-        for o in b.orders.values()
+        for o in b.orders.values() if order_ref is None or o.orderRef == order_ref
     ]
 
 
-def executions_report(b: Broker) -> list[dict[str, Any]]:
+def executions_report(b: Broker, order_ref: str | None = None) -> list[dict[str, Any]]:
     return [
         {"execId": e.execId, "orderId": e.order.orderId, "clientId": e.order.clientId,
          "symbol": e.order.listing.symbol, "side": e.order.action, "shares": e.shares,
          "price": e.price, "orderRef": e.order.orderRef, "time": e.time.isoformat()}
-        for e in b.executions
+        for e in b.executions if order_ref is None or e.order.orderRef == order_ref
     ]
 
 

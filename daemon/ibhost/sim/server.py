@@ -343,7 +343,9 @@ class Simulator:
 
     # --- report --------------------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
+    def state(self, order_ref: str | None = None) -> dict[str, Any]:
+        """Everything the simulator holds; with ``order_ref``, only the orders and
+        executions that carry it (a long run holds many)."""
         b = self.broker
         return {
             "listening": self.listening,
@@ -364,8 +366,8 @@ class Simulator:
             "market_data": market_data_report(self.ready_sessions(), self.max_lines),
             "clients": clients_report(self.sessions),
             "account": b.account,
-            "orders": orders_report(b),
-            "executions": executions_report(b),
+            "orders": orders_report(b, order_ref),
+            "executions": executions_report(b, order_ref),
             "positions": positions_report(b),
             "cash": round(b.cash, 2),
             "stats": self.stats.as_dict(),
