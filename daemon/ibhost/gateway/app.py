@@ -17,11 +17,12 @@ from ..ipc import IpcError
 from ..ipc.client import UnixClient
 from . import openapi
 from .auth import Authenticator, is_loopback, load_keys
-from .common import AGE_HEADER, AGE_KEY, Route, as_error, auth
+from .common import AGE_HEADER, Route, as_error, auth
 from .cors import ORIGINS_KEY, allow_origin, preflight
 from .health import HealthWatcher
 from .idempotency import IdempotencyStore
 from .keys import (
+    AGE_RKEY,
     AUTH_KEY,
     CONFIG_KEY,
     CONNECTOR_KEY,
@@ -30,6 +31,7 @@ from .keys import (
     IDEMPOTENCY_KEY,
     LOGS_KEY,
     METRICS_KEY,
+    REQUEST_ID_RKEY,
     STARTED_KEY,
     WATCHDOG_KEY,
 )
@@ -193,7 +195,7 @@ def _request_id(request: web.Request) -> str:
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, latency metric, and every failure as JSON in the route family's shape."""
     rid = _request_id(request)
-    request["request_id"] = rid  # streamed answers set it before their headers go out
+    request[REQUEST_ID_RKEY] = rid  # streamed answers set it before their headers go out
     t0 = time.perf_counter()
     try:
         resp = await handler(request)
@@ -248,7 +250,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 async def state_age(request: web.Request, response: web.StreamResponse) -> None:
     """An answer read from the connection's state or a cache says how old it is
     (a header, so every family's body keeps its shape)."""
-    age = request.get(AGE_KEY)
+    age = request.get(AGE_RKEY)
     if age is not None and response.status < 400:
         response.headers[AGE_HEADER] = f"{age:.1f}"
 

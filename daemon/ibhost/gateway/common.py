@@ -19,7 +19,15 @@ from ..errors import IbhostError, bad_request
 from ..ibrules import TIMEFRAMES
 from ..ipc import KEYLESS, IpcError
 from ..validate import json_body, timeout_seconds
-from .keys import AUTH_KEY, CONFIG_KEY, CONNECTOR_KEY, METRICS_KEY
+from .keys import (
+    AGE_RKEY,
+    AUTH_KEY,
+    CALLER_RKEY,
+    CONFIG_KEY,
+    CONNECTOR_KEY,
+    METRICS_KEY,
+    REQUEST_ID_RKEY,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 __all__ = ["TIMEFRAMES", "Route", "as_error", "auth", "check_duration", "connector",
@@ -81,9 +89,9 @@ def auth(request: web.Request, *, trading: bool = False, always: bool = False) -
 
 def caller_of(request: web.Request) -> str:
     """``key-<digest>`` for a valid API key, else KEYLESS (worked out once a request)."""
-    caller: str | None = request.get("caller")
+    caller: str | None = request.get(CALLER_RKEY)
     if caller is None:
-        caller = request["caller"] = request.app[AUTH_KEY].caller(given_key(request))
+        caller = request[CALLER_RKEY] = request.app[AUTH_KEY].caller(given_key(request))
     return caller
 
 
@@ -98,7 +106,7 @@ def trusted(request: web.Request) -> bool:
 def job_of(request: web.Request) -> str:
     """``caller/request``: the connector shares IB between callers (a valid API key,
     else the one keyless bucket) and then between their requests."""
-    return f"{caller_of(request)}/{request.get('request_id', '')}"
+    return f"{caller_of(request)}/{request.get(REQUEST_ID_RKEY, '')}"
 
 
 async def request_body(request: web.Request, *, required: bool = False) -> dict[str, Any]:
@@ -136,7 +144,6 @@ def _catalogue_error(e: IpcError) -> IbhostError:
 
 
 AGE_HEADER = "X-Ibhost-State-Age"
-AGE_KEY = "state_age"  # the request's oldest connector answer read from state or cache
 
 
 def note_age(request: web.Request, answer_headers: Mapping[str, str]) -> None:
@@ -149,7 +156,7 @@ def note_age(request: web.Request, answer_headers: Mapping[str, str]) -> None:
         age = float(raw)
     except ValueError:
         return
-    request[AGE_KEY] = max(age, request.get(AGE_KEY, 0.0))
+    request[AGE_RKEY] = max(age, request.get(AGE_RKEY, 0.0))
 
 
 def connector(request: web.Request) -> ConnectorClient:

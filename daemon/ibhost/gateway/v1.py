@@ -35,6 +35,7 @@ from .keys import (
     GAPFILL_KEY,
     HEALTH_KEY,
     METRICS_KEY,
+    REQUEST_ID_RKEY,
     STARTED_KEY,
     WATCHDOG_KEY,
 )
@@ -145,7 +146,7 @@ async def historical(request: web.Request) -> web.StreamResponse:
     try:
         head = await anext(lines)  # errors before the first byte are ordinary answers
         return await formats.stream(request, head, lines, fmt,
-                                    request.get("request_id", ""))
+                                    request.get(REQUEST_ID_RKEY, ""))
     finally:
         await lines.aclose()
 
