@@ -26,13 +26,23 @@ SEED = 7
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    """A simulator with pacing windows shrunk 100x (10 minutes -> 6 s)."""
+async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Simulator]:
+    """A simulator with pacing windows shrunk 100x (10 minutes -> 6 s).
+
+    No request may earn a pacing violation at it (162, 420 or 100, as IB would
+    send): a test that has one fails at teardown, unless it is marked
+    ``pacing_violations_expected`` (it breaks IB's rules on purpose, with a raw
+    client, to see the simulator answer as IB does)."""
     s = Simulator("127.0.0.1", 0, seed=SEED, pacing_scale=0.01, tick_interval=0.05,
                   start_time=SIM_START)
     await s.start()
     try:
         yield s
+        # "forced" ones are the force-pacing fault's: IB's answer injected, not earned
+        violations = [v for v in s.state()["stats"]["violations"] if v["rule"] != "forced"]
+        if violations and request.node.get_closest_marker(
+                "pacing_violations_expected") is None:
+            pytest.fail(f"pacing violations at the simulator: {violations[:5]}")
     finally:
         await s.stop()
 

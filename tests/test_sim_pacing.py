@@ -64,6 +64,7 @@ def test_message_rate() -> None:
     assert r.hit() is None
 
 
+@pytest.mark.pacing_violations_expected
 async def test_sixty_one_requests_in_the_window_get_exactly_one_162(ib, sim: Simulator) -> None:
     client, errors = ib
     # scaled 0.01: the 10-minute window is 6 s, the 2 s burst window 20 ms.
@@ -268,6 +269,7 @@ async def _read_until(reader: asyncio.StreamReader, pred, timeout: float = 3.0) 
                     return msg
 
 
+@pytest.mark.pacing_violations_expected
 async def test_more_than_fifty_messages_a_second_is_error_100(sim: Simulator) -> None:
     reader, writer = await _raw_client(sim, 77)
     await _read_until(reader, lambda msg: msg[0] == "9")  # nextValidId: ready

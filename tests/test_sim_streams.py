@@ -129,6 +129,7 @@ async def test_real_time_bars(sim: Simulator, ib) -> None:
     assert len(mid) == n
 
 
+@pytest.mark.pacing_violations_expected
 async def test_real_time_bars_are_paced_like_small_bars(sim: Simulator, ib) -> None:
     client, errors = ib
     [aapl] = await _contracts(client, 1)
