@@ -149,6 +149,8 @@ class Peer:
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"title": self.title, "status": self.status,
                                "path": str(self.path) if self.path else None}
+        if self.path and self.path.exists():
+            out["commit"] = git_commit(self.path)
         if self.reason:
             out["reason"] = self.reason
         if self.argv:
@@ -161,6 +163,17 @@ class Peer:
 PEER_ENV_KEYS = ("KTRDR_IB_HOST", "KTRDR_IB_PORT", "KTRDR_IB_CLIENT_ID", "OTLP_ENDPOINT",
                  "PYTHONPATH", "IB_HOST", "IB_PORT", "IB_CLIENT_ID", "IB_TRADING_MODE",
                  "IBKR_BRIDGE_ENV_FILE")
+
+
+def git_commit(path: Path) -> str | None:
+    """The checkout's commit, when it is a git work tree."""
+    try:
+        p = subprocess.run(["git", "-C", str(path if path.is_dir() else path.parent),
+                            "rev-parse", "HEAD"], capture_output=True, text=True,
+                           timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return p.stdout.strip() if p.returncode == 0 else None
 
 
 def missing_modules(python: str, modules: dict[str, str]) -> list[str]:
@@ -423,7 +436,6 @@ class PeerBench:
         self.http: Any = None
         self.ib: Any = None
         self.direct_port = 0
-        self.setup_clients: list[Any] = []
         self.contracts: dict[str, Any] = {}
         self.option: dict[str, Any] = {}
         self.option_contract: Any = None
@@ -521,14 +533,16 @@ class PeerBench:
             ports.append(self.tree.sim_port)
         for port in ports:
             ib = IB()
-            await ib.connectAsync(HOST, port, clientId=80)
-            trades = [ib.placeOrder(self.contracts[sym], MarketOrder("BUY", qty))
-                      for sym, qty in orders.items()]
-            for _ in range(100):
-                if all(t.isDone() for t in trades):
-                    break
-                await asyncio.sleep(0.05)
-            ib.disconnect()
+            try:
+                await ib.connectAsync(HOST, port, clientId=80)
+                trades = [ib.placeOrder(self.contracts[sym], MarketOrder("BUY", qty))
+                          for sym, qty in orders.items()]
+                for _ in range(100):
+                    if all(t.isDone() for t in trades):
+                        break
+                    await asyncio.sleep(0.05)
+            finally:
+                ib.disconnect()
         self.checks["positions_placed"] = orders
         await asyncio.sleep(1.0)  # every system's client hears of the fills
 
@@ -684,7 +698,7 @@ class PeerBench:
         client once, the order rotated each round."""
         systems = self.systems(op)
         fns = {name: self.request(op, name) for name in systems}
-        rounds = {1: 4, 10: 1} if self.quick else {1: 25, 10: 6}
+        rounds = {1: 4, 10: 1} if self.quick else {1: 40, 10: 10}
         out: dict[str, Any] = {}
         warm = len(self.suite.SYMBOLS) if op.original == "ktrdr" else 2
         first_size: dict[str, int | None] = {}
@@ -791,7 +805,8 @@ def markdown(r: dict[str, Any]) -> str:
     for s in r["systems"].values():
         line = f"- {s['title']}: {s['status']}"
         if s.get("path"):
-            line += f" ({s['path']})"
+            line += f" ({s['path']}" + (f", commit {s['commit'][:12]})" if s.get("commit")
+                                        else ")")
         if s["status"] == "not given":
             flag = {"KTRDR's IB host service": "--ktrdr"}.get(s["title"], "--bridge")
             line += f": give a checkout with `{flag} PATH` to compare with it"
