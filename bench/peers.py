@@ -131,7 +131,7 @@ class Peer:
     title: str
     flag: str
     path: Path | None = None
-    status: str = "not given"  # not given | missing | starting | ready | failed to start
+    status: str = "not given"  # not given | not started | starting | ready | failed to start
     reason: str = ""
     argv: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
@@ -250,10 +250,10 @@ def plan(ktrdr: str | None, bridge: str | None, python: str, run_dir: Path,
             p.ready = lambda body: isinstance(body, dict) and body.get("healthy") is True
             missing = missing_modules(python, KTRDR_MODULES)
             if missing:
-                p.status, p.reason = "missing", (
+                p.status, p.reason = "not started", (
                     "missing Python packages for it: " + ", ".join(missing) +
-                    f" (pip install {' '.join(m for m in missing if not m.startswith('('))}"
-                    f" into {Path(python).parent.parent})")
+                    f" ({python} -m pip install "
+                    f"{' '.join(m for m in missing if not m.startswith('('))})")
             else:
                 p.status = "starting"
     if bridge:
@@ -272,10 +272,10 @@ def plan(ktrdr: str | None, bridge: str | None, python: str, run_dir: Path,
             p.ready = lambda body: isinstance(body, dict) and body.get("ready") is True
             missing = missing_modules(python, BRIDGE_MODULES)
             if missing:
-                p.status, p.reason = "missing", (
+                p.status, p.reason = "not started", (
                     "missing Python packages for it: " + ", ".join(missing) +
-                    f" (pip install {' '.join(m for m in missing if not m.startswith('('))}"
-                    f" into {Path(python).parent.parent})")
+                    f" ({python} -m pip install "
+                    f"{' '.join(m for m in missing if not m.startswith('('))})")
             else:
                 p.status = "starting"
     return peers
@@ -895,7 +895,7 @@ async def run(args: argparse.Namespace, run_dir: Path, steps: Any) -> dict[str, 
         if p.status == "not given":
             say(f"{p.title}: not given ({p.flag} PATH); ibhost is measured against "
                        "direct ib_async alone for its operations")
-        elif p.status in ("missing", "failed to start"):
+        elif p.status in ("not started", "failed to start"):
             say(f"{p.title}: not started: {p.reason}")
     b = PeerBench(peers, args.quick, run_dir)
     task = asyncio.current_task()

@@ -146,3 +146,18 @@ async def test_a_peer_that_never_gets_ready_is_stopped_by_its_pid(tmp_path: Path
     [(_, proc)] = procs.procs
     assert proc.returncode is not None  # stopped, not left behind
     await asyncio.sleep(0)
+
+
+def test_a_peer_whose_packages_are_missing_is_not_started_and_they_are_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    m = peers_module()
+    script = tmp_path / "ws" / "scripts" / "bridge" / "ibkr_bridge.py"
+    script.parent.mkdir(parents=True)
+    script.write_text("raise SystemExit('never run')\n")
+    monkeypatch.setattr(m, "BRIDGE_MODULES", {"json": "json", "no_such_mod_y": "no-such-y"})
+    peers = m.plan(None, str(tmp_path / "ws"), sys.executable, tmp_path, "k" * 20)
+    p = peers["bridge"]
+    assert p.status == "not started" and not p.running
+    assert p.reason == (f"missing Python packages for it: no-such-y ({sys.executable} -m pip "
+                        "install no-such-y)")
+    assert p.argv[-1] == str(script)  # what it would have run
