@@ -148,7 +148,7 @@ class Peer:
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"title": self.title, "status": self.status,
-                               "path": str(self.path) if self.path else None}
+                               "flag": self.flag, "path": str(self.path) if self.path else None}
         if self.path and self.path.exists():
             out["commit"] = git_commit(self.path)
         if self.reason:
@@ -808,8 +808,7 @@ def markdown(r: dict[str, Any]) -> str:
             line += f" ({s['path']}" + (f", commit {s['commit'][:12]})" if s.get("commit")
                                         else ")")
         if s["status"] == "not given":
-            flag = {"KTRDR's IB host service": "--ktrdr"}.get(s["title"], "--bridge")
-            line += f": give a checkout with `{flag} PATH` to compare with it"
+            line += f": give a checkout with `{s['flag']} PATH` to compare with it"
         elif s.get("reason"):
             reason = s["reason"].replace("\n", "\n      ")
             line += f": {reason}"
@@ -855,8 +854,8 @@ NOTES = [
     "KTRDR's service sleeps 0.5 s in its endpoint and 0.5 s in its fetcher before each "
     "historical request, and asks IB for a rounded duration (30 days: 4 W), then filters.",
     "Option chains: the bridge keeps them 300 s and ibhost connector.cache_max_age; the "
-    "direct client asks IB each time. Quotes: the bridge keeps them 2 s; ibhost and the "
-    "direct client ask IB each time.",
+    "direct client asks IB each time. Quotes: the bridge keeps them 2 s; ibhost (no live "
+    "stream holds AAPL here) and the direct client ask IB each time.",
     "Positions: the bridge, ibhost and the direct client all answer from the library's "
     "synced state (no message to IB); the direct figure is ib.positions() alone.",
     "The direct option quote is the option's and the underlying's snapshots at once, the "
