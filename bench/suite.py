@@ -53,6 +53,7 @@ PY = [sys.executable, "-m", "ibhost.cli"]
 KEY = "bench-key-0123456789abcdef"
 SYMBOLS = ["AAPL", "MSFT", "AMZN", "TSLA", "NVDA", "SPY", "QQQ"]
 SIM_START = "2025-11-20T15:00"
+SIM_SEED = 0  # the price paths (the simulator's default); bench/peers.py gives it to each sim
 # full NYSE sessions before the simulated now (no holidays or half days in between)
 DAYS = [dt.date(2025, 10, 1) + dt.timedelta(days=i) for i in range(50)]
 WEEKDAYS = [d for d in DAYS if d.weekday() < 5]
@@ -128,7 +129,7 @@ class Bench:
         sock = self.home / "run" / "sim.sock"
         self.sim = await asyncio.create_subprocess_exec(
             *PY, "sim", "--port", "0", "--pacing-scale", SCALE, "--control", str(sock),
-            "--log-level", "WARNING", "--start-time", SIM_START,
+            "--log-level", "WARNING", "--start-time", SIM_START, "--seed", str(SIM_SEED),
             stdout=asyncio.subprocess.PIPE, start_new_session=True)
         assert self.sim.stdout is not None
         line = (await self.sim.stdout.readline()).decode()
