@@ -13,7 +13,7 @@ from ibhost.errors import IbhostError
 from ibhost.sim import Simulator
 
 from .conftest import SIM_START
-from .connector_fixtures import running_connector
+from .connector_fixtures import running_connector, wait_until
 
 UTC = dt.UTC
 
@@ -266,6 +266,39 @@ async def test_snapshots(sim: Simulator, tmp_path: Path) -> None:
         d = await client.request("POST", "/snapshot", json_body={"symbol": "TSLA",
                                                                   "marketDataType": 3})
         assert d["delayed"] is True and d["bid"] > 0
+
+
+async def test_concurrent_snapshots_of_one_contract_share_one_request_at_ib(
+        sim: Simulator, tmp_path: Path) -> None:
+    """Ten callers asking for AAPL at once: one reqMktData reaches IB, all ten get its
+    answer; a caller that goes away does not fail the others; another contract, or
+    the next snapshot after the answer, asks IB again."""
+    async with running_connector(tmp_path, sim) as (con, client):
+        def asked() -> int:
+            return int(sim.state()["stats"]["requests"].get("reqMktData", 0))
+
+        await client.request("POST", "/snapshot", json_body={"symbol": "AAPL"})  # warm
+        before = asked()
+        got = await asyncio.gather(*(client.request("POST", "/snapshot",
+                                                    json_body={"symbol": "AAPL"})
+                                     for _ in range(10)))
+        assert asked() - before == 1
+        assert all(g == got[0] for g in got) and 0 < got[0]["bid"] < got[0]["ask"]
+        # the first caller gives up at once: the one waiting with it still gets an answer
+        before = asked()
+        first = asyncio.ensure_future(client.request("POST", "/snapshot",
+                                                     json_body={"symbol": "MSFT"}))
+        await wait_until(lambda: asked() > before)
+        second = asyncio.ensure_future(client.request("POST", "/snapshot",
+                                                      json_body={"symbol": "MSFT"}))
+        await asyncio.sleep(0)
+        first.cancel()
+        q = await second
+        assert q["symbol"] == "MSFT" and q["bid"] > 0
+        # after the answer, the next snapshot is a new one
+        before = asked()
+        await client.request("POST", "/snapshot", json_body={"symbol": "AAPL"})
+        assert asked() - before == 1
 
 
 async def test_orders_executions_positions(sim: Simulator, tmp_path: Path) -> None:

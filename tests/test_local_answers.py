@@ -54,9 +54,9 @@ async def test_state_reads_send_nothing_to_ib_and_pass_a_full_queue(
         await wait_until(lambda: any(p.position for p in con.service.ib.positions()), 10)
         await wait_until(lambda: con.service.account._summary_loaded, 10)
         before = requests(sim)
-        queued = [asyncio.create_task(client.request("POST", "/snapshot",
-                                                     json_body={"symbol": "AAPL"}))
-                  for _ in range(100)]
+        # each with its own wait: snapshots that ask the same thing at once are shared
+        queued = [asyncio.create_task(client.request("POST", "/snapshot", json_body={
+            "symbol": "AAPL", "wait": 2.0 + i / 1000})) for i in range(100)]
         try:
             await wait_until(lambda: con.scheduler.depth >= 90, 10)
             answers = {}

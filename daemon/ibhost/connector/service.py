@@ -47,6 +47,10 @@ T = TypeVar("T")
 IB_MESSAGES_PER_SECOND = 48
 
 
+class _Abandoned(Exception):
+    """A shared snapshot whose own caller went away before IB answered."""
+
+
 class Service:
     def __init__(self, session: Session, scheduler: Scheduler, *,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
@@ -68,6 +72,7 @@ class Service:
         self.chain_cache: AgedCache[models.OptionChain] = AgedCache("chains", max_age)
         self._details: dict[int, Any] = {}  # conId -> details: long names, minimum ticks
         self._md_type = 1
+        self._snapshots: dict[tuple[Any, ...], asyncio.Future[models.Quote]] = {}  # on the way
         session.on_resubscribe.append(self.forget_cached)
         self.ages = StateAges(self.ib)
         session.listeners.append(self._on_state)
@@ -214,7 +219,35 @@ class Service:
 
     async def snapshot(self, spec: ContractSpec, *, generic: list[int], md_type: int,
                        wait: float) -> models.Quote:
+        """One snapshot of a contract's quote. Callers asking for the same contract
+        (same ticks, market-data type and wait) while a snapshot of it is on its way share
+        that one: IB's answer comes after each of them asked, with one message to IB
+        instead of one each (ten containers polling one symbol)."""
         c = await self.resolve(spec)
+        key = (c.conId, md_type, tuple(sorted(generic)), wait)
+        while (pending := self._snapshots.get(key)) is not None:
+            self.scheduler.stats.coalesced += 1
+            try:
+                return await asyncio.shield(pending)
+            except _Abandoned:  # its caller went away first: ask again
+                continue
+        mine: asyncio.Future[models.Quote] = asyncio.get_running_loop().create_future()
+        self._snapshots[key] = mine
+        try:
+            quote = await self._snapshot(c, generic, md_type, wait)
+        except BaseException as e:
+            mine.set_exception(_Abandoned() if isinstance(e, asyncio.CancelledError) else e)
+            mine.exception()  # retrieved: the callers sharing it re-raise it
+            raise
+        else:
+            mine.set_result(quote)
+            return quote
+        finally:
+            if self._snapshots.get(key) is mine:
+                del self._snapshots[key]
+
+    async def _snapshot(self, c: Any, generic: list[int], md_type: int,
+                        wait: float) -> models.Quote:
         await self._set_md_type(md_type)
         if not generic:
             tickers = await self._call("snapshot", lambda: self.ib.reqTickersAsync(c),
