@@ -5,6 +5,8 @@ long run is the same command with ``--minutes 60``; docs/operations.md)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -13,11 +15,23 @@ import pytest
 
 @pytest.mark.timeout(300)  # two minutes of load, the tree's start and stop
 def test_a_short_soak_has_no_violation() -> None:
-    res = subprocess.run([sys.executable, "-m", "ibhost.cli", "soak", "--minutes", "2",
-                          "--fault-every", "8", "--callers", "3", "--seed", "3", "--json"],
-                         capture_output=True, text=True, timeout=300)
-    out = res.stdout
-    assert res.returncode == 0, out[-4000:] + res.stderr[-4000:]
+    # its own process group: if the soak overruns, the group is ended whole, so its
+    # simulator and supervisord never outlive the test
+    proc = subprocess.Popen([sys.executable, "-m", "ibhost.cli", "soak", "--minutes", "2",
+                             "--fault-every", "8", "--callers", "3", "--seed", "3",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert proc.returncode == 0, out[-4000:] + err[-4000:]
     result = json.loads(out[out.index("\n{") + 1:])
     assert result["violations"] == []
     assert len(result["faults"]) >= 11, result["faults"]  # kinds of fault injected

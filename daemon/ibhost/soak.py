@@ -72,7 +72,12 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     soak = Soak(args.minutes * 60, args.fault_every, args.callers, args.seed)
-    result = asyncio.run(soak.main())
+    try:
+        result = asyncio.run(soak.main())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        print("ibhost soak: stopped before its end (the tree and simulator it started "
+              "are stopped)", file=sys.stderr)
+        return 130
     print(table(result))
     if args.json:
         print(json.dumps(result, indent=2, default=str))
@@ -155,7 +160,8 @@ restart_cooldown = 5
         if self.sim is not None and self.sim.returncode is None:
             self.sim.send_signal(signal.SIGTERM)
             await self.sim.wait()
-        await self.simctl.close()
+        if hasattr(self, "simctl"):  # not there when the run stopped while starting
+            await self.simctl.close()
         shutil.rmtree(self.home, ignore_errors=True)
 
     async def wait_ok(self, timeout: float) -> None:
@@ -419,8 +425,12 @@ restart_cooldown = 5
         import aiohttp
 
         t0 = time.monotonic()
-        await self.start()
+        # SIGTERM ends the run as Ctrl-C does: what it started is stopped first
+        main = asyncio.current_task()
+        assert main is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
         try:
+            await self.start()
             await asyncio.sleep(5.0)  # warm: the first connections and caches
             rss_start = self.rss()
             self.end = time.monotonic() + self.seconds
