@@ -248,14 +248,7 @@ def plan(ktrdr: str | None, bridge: str | None, python: str, run_dir: Path,
                 # localhost:4317, which would retry in the background)
                 "OTLP_ENDPOINT": ""})
             p.ready = lambda body: isinstance(body, dict) and body.get("healthy") is True
-            missing = missing_modules(python, KTRDR_MODULES)
-            if missing:
-                p.status, p.reason = "not started", (
-                    "missing Python packages for it: " + ", ".join(missing) +
-                    f" ({python} -m pip install "
-                    f"{' '.join(m for m in missing if not m.startswith('('))})")
-            else:
-                p.status = "starting"
+            check_packages(p, python, KTRDR_MODULES)
     if bridge:
         p = peers["bridge"]
         p.path = Path(bridge).expanduser().resolve()
@@ -270,15 +263,21 @@ def plan(ktrdr: str | None, bridge: str | None, python: str, run_dir: Path,
                               "IB_TRADING_MODE": "paper", "IBKR_BRIDGE_API_KEY": key,
                               "IBKR_BRIDGE_ENV_FILE": os.devnull})
             p.ready = lambda body: isinstance(body, dict) and body.get("ready") is True
-            missing = missing_modules(python, BRIDGE_MODULES)
-            if missing:
-                p.status, p.reason = "not started", (
-                    "missing Python packages for it: " + ", ".join(missing) +
-                    f" ({python} -m pip install "
-                    f"{' '.join(m for m in missing if not m.startswith('('))})")
-            else:
-                p.status = "starting"
+            check_packages(p, python, BRIDGE_MODULES)
     return peers
+
+
+def check_packages(p: Peer, python: str, modules: dict[str, str]) -> None:
+    """``starting``, or ``not started`` naming the packages ``python`` lacks for ``p``
+    and the pip command that installs them."""
+    missing = missing_modules(python, modules)
+    if missing:
+        p.status, p.reason = "not started", (
+            "missing Python packages for it: " + ", ".join(missing) +
+            f" ({python} -m pip install "
+            f"{' '.join(m for m in missing if not m.startswith('('))})")
+    else:
+        p.status = "starting"
 
 
 def set_ports(p: Peer, http_port: int, ib_port: int) -> None:
