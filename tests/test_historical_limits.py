@@ -367,3 +367,31 @@ async def test_callers_are_served_round_robin() -> None:
     s.close()
     assert order.index("B0") <= 1, order  # right after the one A already running
     assert sorted(order[2:5]) == ["A1", "A2", "A3"] or order.index("B0") == 1
+
+
+async def test_a_cancelled_call_never_goes_on_as_if_answered(sim: Simulator,
+                                                              tmp_path: Path) -> None:
+    """A caller cancelled as IB's answer arrives is cancelled, whatever the moment:
+    Python 3.11's ``asyncio.wait_for`` handed such a caller the answer and dropped the
+    cancellation, so a download whose caller had hung up went on (every step of the
+    handover is tried)."""
+    async with running_connector(tmp_path, sim) as (con, _):
+        calls = con.service.calls
+        for steps in [*range(12)] * 3:
+            answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+            async def fn(answer: asyncio.Future[int] = answer) -> int:
+                return await answer
+
+            caller = asyncio.ensure_future(calls.call("test", fn))
+            await wait_until(lambda: con.session.in_flight > 0, timeout=2)
+            answer.set_result(steps)
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            was_done = caller.done()
+            caller.cancel()
+            try:
+                got = await caller
+            except asyncio.CancelledError:
+                continue
+            assert was_done, f"cancelled {steps} steps after the answer, yet answered {got}"

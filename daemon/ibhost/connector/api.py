@@ -278,7 +278,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
             if q.empty():
                 ch.wake.clear()
                 try:  # a line at least every CHANNEL_IDLE: the reader knows we live
-                    await asyncio.wait_for(ch.wake.wait(), CHANNEL_IDLE)
+                    async with asyncio.timeout(CHANNEL_IDLE):
+                        await ch.wake.wait()
                 except TimeoutError:
                     await resp.write(b'{"type":"idle"}\n')
                 continue

@@ -10,7 +10,6 @@ IB errors into the error catalogue.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -50,7 +49,10 @@ class IbCalls:
         async def guarded() -> T:
             self.session.require_ready()
             try:
-                return await asyncio.wait_for(self._unless_lost(fn()), limit)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for hands a caller
+                # cancelled just as the answer came the answer, and drops the cancel
+                async with asyncio.timeout(limit):
+                    return await self._unless_lost(fn())
             except TimeoutError:
                 raise IbhostError("timeout", f"{what}: IB did not answer within "
                                              f"{limit:g}s") from None
@@ -103,5 +105,5 @@ class IbCalls:
             session.in_flight -= 1
             if not task.done():
                 task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+                # its end, whatever it is; a cancel of this caller meanwhile still ends it
+                await asyncio.gather(task, return_exceptions=True)

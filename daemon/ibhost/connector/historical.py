@@ -159,7 +159,10 @@ class HistoricalRequests:
         last = lo_t - 1
         try:
             for task in tasks:  # in time order, each as soon as it and those before are in
-                kept = select(await task, max(last + 1, lo_t), hi_t)
+                # waited on, not awaited: a cancel of the caller must end the caller,
+                # not be handed to a chunk that may already have its answer
+                await asyncio.wait((task,))
+                kept = select(task.result(), max(last + 1, lo_t), hi_t)
                 if kept["t"]:
                     last = kept["t"][-1]
                 progress["chunksDone"] += 1

@@ -410,8 +410,8 @@ class Scheduler:
                 continue
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(),
-                                       None if soonest == float("inf") else soonest)
+                async with asyncio.timeout(None if soonest == float("inf") else soonest):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

@@ -317,8 +317,8 @@ class Session:
                 return False, closed
             await asyncio.sleep(self.ibcfg.settle_delay)
             with contextlib.suppress(Exception):  # IB's clock, before a request uses it
-                await asyncio.wait_for(self.ib.reqCurrentTimeAsync(),
-                                       self.ibcfg.settle_delay + 1)
+                async with asyncio.timeout(self.ibcfg.settle_delay + 1):
+                    await self.ib.reqCurrentTimeAsync()
             if not self.ib.isConnected():
                 self.diag.reconnectFailures += 1
                 self.diag.lastReconnectError = "connection lost while settling"
@@ -457,7 +457,8 @@ class Session:
         except ConnectionError:
             return False
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._rx.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._rx.wait()
         await asyncio.sleep(0)  # a busy loop: read what is already waiting first
         return self._last_rx >= sent
 
@@ -475,7 +476,8 @@ class Session:
                 return
             step = min(self.ibcfg.probe_interval, left)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), step)
+                async with asyncio.timeout(step):
+                    await self._wake.wait()
             if port_closed and await self._probe():
                 log.info("gateway port %s answers again; connecting now", self.ibcfg.port)
                 return
@@ -483,9 +485,8 @@ class Session:
     async def _probe(self) -> bool:
         """TCP connect + close, no API handshake."""
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.ibcfg.host, self.ibcfg.port),
-                self.ibcfg.probe_interval)
+            async with asyncio.timeout(self.ibcfg.probe_interval):
+                _, writer = await asyncio.open_connection(self.ibcfg.host, self.ibcfg.port)
         except (OSError, TimeoutError):
             return False
         writer.close()
