@@ -327,7 +327,8 @@ class GapFiller:
             self.next_scan_at = self.clock() + self.g.interval
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), self.g.interval)
+                async with asyncio.timeout(self.g.interval):  # wait_for can drop a cancel
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

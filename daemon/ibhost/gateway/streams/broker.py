@@ -218,7 +218,8 @@ class Broker:
                               f"{self.cfg.max_subscriptions} subscriptions "
                               f"(streams.max_subscriptions)")
         try:
-            await asyncio.wait_for(self.ready.wait(), 10.0)
+            async with asyncio.timeout(10.0):
+                await self.ready.wait()
         except TimeoutError:
             raise IbhostError("unavailable", "the connector's stream channel is not "
                               "open") from None

@@ -29,7 +29,8 @@ async def pump_events(c: Consumer, broker: Broker, heartbeat: float, write: Any,
     m = broker.m
     while not c.closed:
         try:
-            await asyncio.wait_for(c.wake.wait(), heartbeat)
+            async with asyncio.timeout(heartbeat):  # not wait_for: it can drop a cancel
+                await c.wake.wait()
         except TimeoutError:
             if idle is not None:
                 await write(idle)
