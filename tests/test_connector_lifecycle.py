@@ -258,6 +258,9 @@ async def test_1100_then_1101_resubscribes_held_market_data(sim: Simulator,
     async with running_connector(tmp_path, sim) as (con, client):
         sub = await client.request("POST", "/subscriptions", json_body={"symbol": "AAPL"})
         assert sub["conId"] == 265598
+        # the simulator reads the request after the answer may have gone out (and now
+        # after a reqMarketDataType that comes first)
+        await wait_until(lambda: sim.state()["stats"]["requests"].get("reqMktData", 0) > 0)
         before = sim.state()["stats"]["requests"]["reqMktData"]
         sim.connectivity_lost("1101", after=0.3)
         await con.session.wait_state(State.DEGRADED, timeout=3)

@@ -273,6 +273,22 @@ async def test_snapshots(sim: Simulator, tmp_path: Path) -> None:
         assert d["delayed"] is True and d["bid"] > 0
 
 
+async def test_snapshots_of_different_market_data_types_at_once_each_get_theirs(
+        sim: Simulator, tmp_path: Path) -> None:
+    """IB applies the market-data type in force when a request arrives: an option's
+    delayed quote and its underlying's live one asked together (the bridge's option
+    quote) each come as asked: the delayed one is not sent under the other's type."""
+    sim.set_no_subscription("TSLA", 10089)  # delayed data only, as for most options
+    async with running_connector(tmp_path, sim) as (_, client):
+        for _ in range(3):
+            delayed, live = await asyncio.gather(*(
+                client.request("POST", "/snapshot", json_body={"symbol": s,
+                                                               "marketDataType": t})
+                for s, t in (("TSLA", 3), ("MSFT", 1))))
+            assert delayed["delayed"] is True and delayed["bid"] > 0
+            assert live["marketDataType"] == 1 and live["delayed"] is False
+
+
 async def test_concurrent_snapshots_of_one_contract_share_one_request_at_ib(
         sim: Simulator, tmp_path: Path) -> None:
     """Ten callers asking for AAPL at once: one reqMktData reaches IB, all ten get its

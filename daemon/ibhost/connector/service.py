@@ -71,7 +71,7 @@ class Service:
         self.contract_cache: AgedCache[list[Any]] = AgedCache("contracts", max_age)
         self.chain_cache: AgedCache[models.OptionChain] = AgedCache("chains", max_age)
         self._details: dict[int, Any] = {}  # conId -> details: long names, minimum ticks
-        self._md_type = 1
+        self._md_type: int | None = None  # IB's for this connection; None: not known
         self._snapshots: dict[tuple[Any, ...], asyncio.Future[models.Quote]] = {}  # on the way
         session.on_resubscribe.append(self.forget_cached)
         self.ages = StateAges(self.ib)
@@ -98,6 +98,7 @@ class Service:
     def _on_state(self, old: State, new: State, reason: str) -> None:
         if new in USABLE and old not in USABLE:  # the library has just synchronised
             self.ages.synced()
+            self._md_type = None  # a new connection, or one IB may have reset
             self._names_asked.clear()
             self.in_background(self.account.warm())
             self.in_background(self._look_up_names())
@@ -212,10 +213,18 @@ class Service:
 
         return await self.chain_cache.get(und.conId, fetch, max_age)
 
-    async def _set_md_type(self, md_type: int) -> None:
+    def market_data_type(self, md_type: int) -> None:
+        """Make ``md_type`` the connection's market-data type for the reqMktData sent
+        next. IB applies the type in force when a request arrives, so this is called
+        right before the request goes out (in the same step), inside its paced call:
+        set earlier, a request of another type granted first would go out under it."""
         if md_type != self._md_type:
             self.ib.reqMarketDataType(md_type)
             self._md_type = md_type
+
+    def type_switch(self, md_type: int) -> int:
+        """Messages a request of ``md_type`` may cost beyond its own (for the pacer)."""
+        return int(md_type != self._md_type)
 
     async def snapshot(self, spec: ContractSpec, *, generic: list[int], md_type: int,
                        wait: float) -> models.Quote:
@@ -248,16 +257,22 @@ class Service:
 
     async def _snapshot(self, c: Any, generic: list[int], md_type: int,
                         wait: float) -> models.Quote:
-        await self._set_md_type(md_type)
+        switch = self.type_switch(md_type)
         if not generic:
-            tickers = await self._call("snapshot", lambda: self.ib.reqTickersAsync(c),
-                                       timeout=min(self.timeout, 15.0))
+            async def once() -> Any:
+                self.market_data_type(md_type)
+                return await self.ib.reqTickersAsync(c)
+
+            tickers = await self._call("snapshot", once, timeout=min(self.timeout, 15.0),
+                                       messages=1 + switch)
             return self._ticker_dict(tickers[0])
         # IB refuses generic ticks on a snapshot (321): stream briefly, then cancel.
-        return await self._call("snapshot", lambda: self._stream_once(c, generic, wait),
-                                timeout=wait + 10.0, messages=2)  # + its cancel
+        return await self._call("snapshot", lambda: self._stream_once(c, generic, md_type,
+                                                                      wait),
+                                timeout=wait + 10.0, messages=2 + switch)  # + its cancel
 
-    async def _stream_once(self, c: Any, generic: list[int], wait: float) -> models.Quote:
+    async def _stream_once(self, c: Any, generic: list[int], md_type: int,
+                           wait: float) -> models.Quote:
         failed: asyncio.Future[IbhostError] = asyncio.get_running_loop().create_future()
 
         def on_error(req_id: int, code: int, msg: str, contract: Any = None) -> None:
@@ -266,6 +281,7 @@ class Service:
                 failed.set_result(from_ib(code, msg))
 
         self.ib.errorEvent += on_error
+        self.market_data_type(md_type)
         ticker = self.ib.reqMktData(c, ",".join(str(g) for g in generic), False, False)
         try:
             loop = asyncio.get_running_loop()

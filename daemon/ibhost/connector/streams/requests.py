@@ -74,9 +74,11 @@ async def request_at_ib(svc: Service, sub: LiveSub) -> Any:
     ib, c, p = svc.ib, sub.contract, sub.params
     if sub.kind == "quote":
         async def go() -> Any:
+            svc.market_data_type(1)  # live, whatever a snapshot asked for before
             return ib.reqMktData(c, p["generic"], False, False)
 
-        return await svc._call(f"stream quote {c.symbol}", go)
+        return await svc._call(f"stream quote {c.symbol}", go,
+                               messages=1 + svc.type_switch(1))
     if sub.kind == "ticks":
         async def ticks() -> Any:
             return ib.reqTickByTickData(c, p["tickType"], 0, False)
