@@ -109,6 +109,9 @@ class Simulator:
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> Simulator:
+        # the day's listings (10,000 options) built before the first client, not while
+        # its requests wait: their arrival times are what the pacing rules judge
+        self.universe.all()
         await self._listen()
         self._spawn(run_feeds(self))
         threading.Thread(target=warm_up, name="calendar-warmup", daemon=True).start()

@@ -216,6 +216,19 @@ def options(today: dt.date) -> tuple[Listing, ...]:
     return tuple(out)
 
 
+@lru_cache(maxsize=8)
+def _listed(today: dt.date) -> tuple[tuple[Listing, ...], dict[int, Listing]]:
+    """Every listing as of ``today``, and an index by conId (the first of a conId wins):
+    IB answers a lookup in milliseconds, so the simulator must not scan 10,000 options
+    for each one (a scan held its event loop, and so the arrival times its pacing rules
+    judge by, for a tenth of a second a lookup)."""
+    every = STOCKS + FOREX + futures(today) + options(today)
+    index: dict[int, Listing] = {}
+    for lst in every:
+        index.setdefault(lst.conId, lst)
+    return every, index
+
+
 OPTION_EXCHANGES = ("SMART", "CBOE", "ISE", "PHLX", "AMEX", "NASDAQOM")
 
 
@@ -256,13 +269,10 @@ class Universe:
         return dt.datetime.fromtimestamp(self._now(), ET).date()
 
     def all(self) -> tuple[Listing, ...]:
-        return STOCKS + FOREX + futures(self.today) + options(self.today)
+        return _listed(self.today)[0]
 
     def by_conid(self, conId: int) -> Listing | None:
-        for lst in self.all():
-            if lst.conId == conId:
-                return lst
-        return None
+        return _listed(self.today)[1].get(conId)
 
     def underlying(self, listing: Listing) -> Listing:
         if listing.underConId:
