@@ -4,6 +4,7 @@ deadlines end to end, pacing memory across a connector kill -9, bounded input.""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import signal
@@ -213,14 +214,17 @@ async def test_pacing_memory_file_is_whole_and_owner_only(tmp_path: Path) -> Non
 
     # stopped clocks: the identical-request window (0.35 s at this scale) must not
     # run out between one scheduler and the next, however slow the machine is
+    # (moved by hand only between two hard requests, which never go back to back)
     wall_now = 1.8e9
+    now = [5000.0]
 
     def sched(p: Path = path) -> Scheduler:
-        return Scheduler(PacingConfig(scale=0.01), clock=lambda: 5000.0, state_path=p,
+        return Scheduler(PacingConfig(scale=0.01), clock=lambda: now[0], state_path=p,
                          wall=lambda: wall_now)
 
     s1 = sched()
     assert await s1.run(noop, key=key(1)) == 1
+    now[0] += 0.05
     assert await s1.run(noop, key=key(2)) == 1
     s1.close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -395,3 +399,48 @@ async def test_a_cancelled_call_never_goes_on_as_if_answered(sim: Simulator,
             except asyncio.CancelledError:
                 continue
             assert was_done, f"cancelled {steps} steps after the answer, yet answered {got}"
+
+
+def test_one_request_in_trading_days_where_ib_allows_it() -> None:
+    """30 calendar days of hourly bars fit one "N D" request (IB counts days as
+    sessions for intraday bars); N covers every session that can touch the range."""
+    from ibhost import ibrules
+
+    end = dt.datetime(2025, 11, 21, tzinfo=dt.UTC)  # a Friday
+    n = ibrules.one_request_days(3600, end - dt.timedelta(days=30), end)
+    # the weekdays from 2025-10-21 (start's date - 1) to 2025-11-22 (end's date + 1)
+    assert n == 24
+    # crypto trades every day: 33 sessions may touch it, more than 31 D allows
+    assert ibrules.one_request_days(3600, end - dt.timedelta(days=30), end,
+                                    weekends=True) is None
+    assert ibrules.one_request_days(3600, end - dt.timedelta(days=20), end,
+                                    weekends=True) == 23
+    assert ibrules.one_request_days(3600, end - dt.timedelta(days=60), end) is None  # > 31 D
+    assert ibrules.one_request_days(60, end - dt.timedelta(days=2), end) is None  # 1 min: 1 D
+    assert ibrules.one_request_days(86400, end - dt.timedelta(days=400), end) is None
+
+
+async def test_a_month_of_hourly_bars_is_one_request_and_loses_no_bar(
+        sim: Simulator, tmp_path: Path) -> None:
+    """The month in one IB request holds exactly the bars of its six 5-day parts,
+    each asked on its own (one 4 W request each, cut to its part)."""
+    async with running_connector(tmp_path, sim) as (_, client):
+        def asked() -> int:
+            return int(sim.state()["stats"]["requests"].get("reqHistoricalData", 0))
+
+        start = "2025-10-22T14:00:00+00:00"
+        before = asked()
+        whole = await client.request("POST", "/historical", json_body={
+            "symbol": "MSFT", "barSize": "1 hour", "start": start,
+            "end": "2025-11-21T14:00:00+00:00"})
+        assert asked() - before == 1
+        t0 = dt.datetime.fromisoformat(start)
+        parts: list[Any] = []
+        for i in range(6):
+            a, b = t0 + dt.timedelta(days=5 * i), t0 + dt.timedelta(days=5 * (i + 1))
+            part = await client.request("POST", "/historical", json_body={
+                "symbol": "MSFT", "barSize": "1 hour", "start": a.isoformat(),
+                "end": b.isoformat()})
+            parts.extend(part["bars"])
+        assert len(whole["bars"]) > 100
+        assert whole["bars"] == parts

@@ -155,6 +155,31 @@ def chunk_duration(bar_secs: int) -> tuple[str, int]:
     return f"{weeks} W", weeks * 7 * 86400
 
 
+def one_request_days(bar_secs: int, start: dt.datetime, end: dt.datetime, *,
+                     weekends: bool = False) -> int | None:
+    """``N`` for one ``"N D"`` request ending at ``end`` that holds every bar of
+    ``[start, end)``, or None where IB's step sizes do not allow one (intraday bars
+    only; bars of a day or more keep their chunks).
+
+    For intraday bars IB counts a duration in days as trading days (sessions) back
+    from the end, as ``ibhost sim`` does. A session's trade date lies within a day of
+    the UTC dates it spans, so the sessions touching the range are at most the
+    weekdays (every day for ``weekends``: crypto) from the day before ``start``'s UTC
+    date to the day after ``end``'s: 30 calendar days of hourly bars are one request
+    of about 24 D, not two of 4 W."""
+    if not 60 <= bar_secs < 86400:
+        return None
+    first = start.astimezone(dt.UTC).date() - dt.timedelta(days=1)
+    last = end.astimezone(dt.UTC).date() + dt.timedelta(days=1)
+    span = (last - first).days + 1
+    if span > 400:
+        return None
+    n = span if weekends else sum(
+        1 for i in range(span) if (first + dt.timedelta(days=i)).weekday() < 5)
+    lo, hi = step_limits(n * 86400)
+    return n if lo <= bar_secs <= hi and n <= MAX_DURATION["D"] else None
+
+
 # KTRDR-style timeframes: the short names for IB bar sizes
 TIMEFRAMES = {
     "1s": "1 secs", "5s": "5 secs", "10s": "10 secs", "15s": "15 secs", "30s": "30 secs",

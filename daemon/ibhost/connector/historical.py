@@ -130,6 +130,11 @@ class HistoricalRequests:
         while t > start:
             windows.append(t)
             t -= dt.timedelta(seconds=secs)
+        if len(windows) > 1:  # one request in trading days, where IB allows it
+            days = ibrules.one_request_days(bar, start, end_t,
+                                            weekends=c.secType == "CRYPTO")
+            if days is not None:
+                windows, dur = [end_t], f"{days} D"
         if len(windows) > 20000:
             raise bad_request("start", f"range needs {len(windows)} IB requests; "
                                        "use a larger bar size or a shorter range")
