@@ -333,7 +333,10 @@ async def test_health_is_fast_while_ib_requests_are_stuck(sim: Simulator,
             worst = max(worst, time.monotonic() - t0)
             assert h["status"] == "ok"
         await probe.close()
-        assert worst < 0.05, worst
+        # each IB request takes 1.5 s at the simulator: a health answer that waited on
+        # IB would take that long; a local one takes milliseconds, however busy the
+        # machine (a fixed 50 ms failed on a loaded CI worker at 0.40 s)
+        assert worst < 0.75, worst
         sim.slow(0)
         for t in tasks:
             t.cancel()
