@@ -293,8 +293,8 @@ async def test_concurrent_snapshots_of_one_contract_share_one_request_at_ib(
         sim: Simulator, tmp_path: Path) -> None:
     """Ten callers asking for AAPL at once: one reqMktData reaches IB, all ten get its
     answer; a caller that goes away does not fail the others; another contract, or
-    the next snapshot after the answer, asks IB again."""
-    async with running_connector(tmp_path, sim) as (con, client):
+    the next snapshot after the answer, asks IB again (polled contracts not held)."""
+    async with running_connector(tmp_path, sim, streams__snapshot_hold=0) as (con, client):
         def asked() -> int:
             return int(sim.state()["stats"]["requests"].get("reqMktData", 0))
 
@@ -320,6 +320,35 @@ async def test_concurrent_snapshots_of_one_contract_share_one_request_at_ib(
         before = asked()
         await client.request("POST", "/snapshot", json_body={"symbol": "AAPL"})
         assert asked() - before == 1
+
+
+async def test_a_polled_contract_is_held_as_a_live_quote_then_let_go(
+        sim: Simulator, tmp_path: Path) -> None:
+    """The second snapshot of AAPL within streams.snapshot_hold seconds keeps its quote
+    streaming: the next polls cost no message to IB and say their age; a contract asked
+    once is not held; once the polls stop, the quote is cancelled at IB."""
+    async with running_connector(tmp_path, sim, streams__snapshot_hold=1.5) as (con,
+                                                                                client):
+        def asked(name: str = "reqMktData") -> int:
+            return int(sim.state()["stats"]["requests"].get(name, 0))
+
+        msft = await client.request("POST", "/snapshot", json_body={"symbol": "MSFT"})
+        for _ in range(2):
+            await client.request("POST", "/snapshot", json_body={"symbol": "AAPL"})
+        await wait_until(lambda: con.streams.held_quote(265598, []) is not None)
+        assert con.streams.held_quote(msft["conId"], []) is None  # asked once
+        before = asked()
+        for _ in range(10):  # polled every 0.2 s for 2 s: longer than the hold itself
+            headers: dict[str, str] = {}
+            q = await client.request("POST", "/snapshot", json_body={"symbol": "AAPL"},
+                                     answer_headers=headers)
+            assert q["symbol"] == "AAPL" and 0 < q["bid"] < q["ask"]
+            assert float(headers["x-ibhost-state-age"]) < 5
+            await asyncio.sleep(0.2)
+        assert asked() == before  # answered from the held quote
+        cancels = asked("cancelMktData")
+        await wait_until(lambda: asked("cancelMktData") > cancels, timeout=5)
+        assert con.streams.held_quote(265598, []) is None
 
 
 async def test_orders_executions_positions(sim: Simulator, tmp_path: Path) -> None:

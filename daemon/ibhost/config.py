@@ -234,6 +234,10 @@ class StreamsConfig:
                                   "quote streams may use the rest")
     linger: float = setting(5.0, NUM_NON_NEGATIVE, "seconds a stream stays at IB after "
                             "its last consumer left")
+    snapshot_hold: float = setting(30.0, NUM_NON_NEGATIVE, "a contract snapshotted twice "
+                                   "within this many seconds is held as a live quote "
+                                   "until this long after its last snapshot, and its "
+                                   "snapshots are answered from it (0: never)")
     stale_after: float = setting(60.0, NUM_NON_NEGATIVE, "seconds without an update, "
                                  "market open, before a stream is re-requested (0: never)")
     journal_file: str = setting("data/orders.journal", TEXT, "order events, each with a "

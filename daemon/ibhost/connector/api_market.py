@@ -54,13 +54,19 @@ async def snapshot(request: web.Request) -> web.Response:
     wait = opt_float(body, "wait", 2.0, minimum=0.1, maximum=30.0)
     assert wait is not None
     svc = request.app[SERVICE_KEY]
-    held = request.app[STREAMS_KEY].held_quote((await svc.resolve(spec)).conId, generic)
+    hub = request.app[STREAMS_KEY]
+    con_id = (await svc.resolve(spec)).conId
+    held = hub.held_quote(con_id, generic)
     if held is not None and int(held.handle.marketDataType or 1) == md_type and \
             svc._complete(held.handle, generic):
         # a live subscription already holds this contract's quote: its newest state,
         # with its age (``time`` is IB's), and no message to IB
+        hub.snapshot_answered(held)
         return aged(svc._ticker_dict(held.handle), time.monotonic() - held.last_update)
-    return reply(await svc.snapshot(spec, generic=generic, md_type=md_type, wait=wait))
+    quote = await svc.snapshot(spec, generic=generic, md_type=md_type, wait=wait)
+    if md_type == 1 and not quote.delayed:
+        hub.snapshot_asked(spec, con_id, generic)  # polled: keep it streaming a while
+    return reply(quote)
 
 
 async def subscribe(request: web.Request) -> web.Response:

@@ -18,7 +18,7 @@ from ..contracts import ContractSpec
 from ..journal import OrderJournal
 from ..values import _num
 from .events import bar_event, quote_event, rt_bar_event, tick_event
-from .live import KINDS, LINE_KINDS, REST, AccountWide, Channel, LiveSub
+from .live import KINDS, LINE_KINDS, POLLED, REST, AccountWide, Channel, LiveSub
 from .metrics import StreamCollector
 from .orders import OrderEvents
 from .requests import cancel_at_ib, request_at_ib, stream_key, stream_params
@@ -39,6 +39,8 @@ class StreamHub(StaleWatch):
         self.session = svc.session
         s = cfg.streams
         self.linger = s.linger
+        self.snapshot_hold = s.snapshot_hold
+        self._snapshotted: dict[int, float] = {}  # conId -> when IB last answered one
         self.budget = s.market_data_lines - s.snapshot_lines
         # IB: simultaneous tick-by-tick streams as market depth, 1 per 100 lines, 3..60
         self.tick_cap = max(3, min(60, s.market_data_lines // 100))
@@ -134,7 +136,7 @@ class StreamHub(StaleWatch):
 
     async def hold(self, channel: str, kind: str, spec: ContractSpec | None,
                    params: dict[str, Any]) -> dict[str, Any]:
-        if channel not in self.channels and channel != REST:
+        if channel not in self.channels and channel not in (REST, POLLED):
             raise IbhostError("not_found", f"no stream channel {channel!r} (open GET "
                               f"/stream first)", field="channel")
         if kind not in KINDS:
@@ -164,7 +166,7 @@ class StreamHub(StaleWatch):
                     self._starting.pop(key, None)
             else:
                 sub = await asyncio.shield(starting)
-        if channel != REST and channel not in self.channels:  # gone while starting
+        if channel not in (REST, POLLED) and channel not in self.channels:  # gone meanwhile
             if not sub.holders:
                 self._release(sub, channel)
             raise IbhostError("not_found", f"stream channel {channel!r} closed",
@@ -187,6 +189,8 @@ class StreamHub(StaleWatch):
                     extra={"budget": self.tick_cap, "used": lines["tickByTick"],
                            "holders": [x.key for x in self.subs.values()
                                        if x.kind == "ticks"]})
+            if lines["used"] >= self.budget and self._drop_lingering():
+                lines = self.lines()  # a line that nobody held any more is free again
             if lines["used"] >= self.budget:
                 self.refused += 1
                 held = sorted(self.subs.values(), key=lambda s: -len(s.holders))
@@ -223,15 +227,65 @@ class StreamHub(StaleWatch):
                               field="key")
         self._release(sub, channel)
 
-    def _release(self, sub: LiveSub, channel: str) -> None:
+    def _release(self, sub: LiveSub, channel: str, linger: float | None = None) -> None:
         sub.holders.discard(channel)
         if sub.holders or sub.linger is not None:
             return
         loop = asyncio.get_running_loop()
-        if self.linger <= 0:
+        linger = self.linger if linger is None else linger
+        if linger <= 0:
             self._cancel(sub)
         else:
-            sub.linger = loop.call_later(self.linger, self._cancel, sub)
+            sub.linger = loop.call_later(linger, self._cancel, sub)
+
+    def _drop_lingering(self) -> bool:
+        """Cancel the oldest line-holding stream nobody holds any more (lingering, or
+        kept for polled snapshots): a stream someone asks for comes first."""
+        idle = [x for x in self.subs.values() if x.kind in LINE_KINDS and not x.holders]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda x: x.last_update)
+        if oldest.linger is not None:
+            oldest.linger.cancel()
+        oldest.linger = None
+        self._cancel(oldest)
+        return True
+
+    def snapshot_asked(self, spec: ContractSpec, con_id: int, generic: list[int]) -> None:
+        """IB answered a (live) snapshot of ``con_id``: the second within
+        ``streams.snapshot_hold`` seconds keeps its quote streaming until that long
+        after the last one, so the next snapshots are answered from it (one line and
+        two messages for a polled contract, not a message per poll; a contract asked
+        once costs nothing more). Never at the cost of a stream someone holds."""
+        if self.snapshot_hold <= 0:
+            return
+        now = time.monotonic()
+        last = self._snapshotted.get(con_id)
+        self._snapshotted[con_id] = now
+        if len(self._snapshotted) > 10000:
+            self._snapshotted = {k: t for k, t in self._snapshotted.items()
+                                 if now - t < self.snapshot_hold}
+        if last is None or now - last >= self.snapshot_hold:
+            return
+        if self.lines()["used"] >= self.budget:
+            return  # every line is in use: polls keep asking IB
+
+        async def keep() -> None:  # no line, or the connection went: polls ask IB
+            with contextlib.suppress(IbhostError, ConnectionError, TimeoutError):
+                held = await self.hold(POLLED, "quote", spec, {"generic": generic})
+                sub = self.subs.get(held["key"])
+                if sub is not None:
+                    self._release(sub, POLLED, self.snapshot_hold)
+        self._spawn(keep())
+
+    def snapshot_answered(self, sub: LiveSub) -> None:
+        """A snapshot answered from ``sub``: if it is only kept for polls, it stays
+        ``streams.snapshot_hold`` seconds from now."""
+        if sub.holders or sub.linger is None or self.snapshot_hold <= 0:
+            return
+        sub.linger.cancel()
+        sub.linger = asyncio.get_running_loop().call_later(self.snapshot_hold,
+                                                           self._cancel, sub)
 
     def _cancel(self, sub: LiveSub) -> None:
         sub.linger = None
