@@ -104,9 +104,19 @@ def test_units_name_this_installation(tmp_path: Path) -> None:
     assert "/opt/ibhost" not in text + wake and "%h" not in text + wake
 
 
-def test_paths_with_spaces_and_percent_are_quoted(tmp_path: Path) -> None:
+@pytest.fixture
+def short_tmp() -> Any:
+    """A short temporary directory: a home's sockets must fit in 108 bytes, and
+    pytest's own paths grow with its run counter (pytest-111/popen-gw0/...)."""
+    d = Path(tempfile.mkdtemp(prefix="ih", dir="/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_paths_with_spaces_and_percent_are_quoted(short_tmp: Path) -> None:
     assert install._q("/a b%c$d") == '"/a b%%c$$d"'
     assert install._q("/a%b", exec_line=False) == "/a%%b"
+    tmp_path = short_tmp
     units = installed(tmp_path, system=True, docker=False, home="my home")
     text = (units / UNIT).read_text()
     assert f'Environment="IBHOST_HOME={tmp_path / "my home"}"' in text
@@ -179,7 +189,8 @@ def cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60, env=env)
 
 
-def test_cli_dry_run_and_uninstall_dry_run(tmp_path: Path) -> None:
+def test_cli_dry_run_and_uninstall_dry_run(short_tmp: Path) -> None:
+    tmp_path = short_tmp
     units = tmp_path / "units"
     res = cli("install", "--dry-run", "--unit-dir", str(units), home=tmp_path)
     assert res.returncode == 0, res.stderr
