@@ -52,6 +52,7 @@ from ..config import PacingConfig
 from ..errors import IbhostError
 from ..files import TwoSlotFile
 from ..ipc import KEYLESS
+from .wire import TokenBucket
 
 log = logging.getLogger("ibhost.connector.pacing")
 
@@ -209,8 +210,7 @@ class Scheduler:
         # the 49-per-1.05-s window and stalled every caller until its oldest message
         # expired (a 3-day request beside a 5-year download: 2.7x its idle time).
         self.rate = cfg.messages_per_second / MESSAGE_WINDOW
-        self._tokens = float(MESSAGE_BURST)
-        self._tokens_at = -1e9
+        self._bucket = TokenBucket(MESSAGE_BURST, self.rate)
         # Hard-paced requests (small bars, head timestamps) never go back to back: IB
         # counts them on arrival, and a bunch sent at once is read spread out by the
         # answers to those before it (the simulator on a shared event loop: up to
@@ -463,9 +463,9 @@ class Scheduler:
         if used + item.messages > self.cfg.messages_per_second:
             first = min([q[0] for q in (self._messages, self._reserved) if q], default=now)
             return max(self.second - (now - first), 0.001), "message_rate"
-        short = min(item.messages, MESSAGE_BURST) - self._tokens_now(now)
-        if short > 0:
-            return short / self.rate, "spacing"
+        wait = self._bucket.wait(now, item.messages)
+        if wait > 0:
+            return wait, "spacing"
         if key is not None and key.hard and now - self._last_hard < 1.0 / self.rate:
             return 1.0 / self.rate - (now - self._last_hard), "spacing"
         keyless = caller_of(item.job) == KEYLESS
@@ -495,13 +495,9 @@ class Scheduler:
                 return wait, "share"
         return 0.0, ""
 
-    def _tokens_now(self, now: float) -> float:
-        return min(float(MESSAGE_BURST), self._tokens + (now - self._tokens_at) * self.rate)
-
     def _record(self, item: _Item, now: float) -> None:
         self._reserved.extend([now] * item.messages)
-        self._tokens = self._tokens_now(now) - item.messages
-        self._tokens_at = now
+        self._bucket.take(now, item.messages)
         self._job_served[item.job] = now
         self._job_served[caller_of(item.job) + "/"] = now  # the caller
         keyless = caller_of(item.job) == KEYLESS

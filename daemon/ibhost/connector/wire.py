@@ -29,6 +29,29 @@ GAP = 0.012  # seconds between two messages beyond a burst (bursts are what a pa
 BURST = 4  # messages that may leave back to back
 
 
+class TokenBucket:
+    """``capacity`` at once, refilled at ``rate`` a second: bursts up to the capacity,
+    then the rate (the wire's and the scheduler's smoothing)."""
+
+    def __init__(self, capacity: int, rate: float) -> None:
+        self.capacity = float(capacity)
+        self.rate = rate
+        self._tokens = self.capacity
+        self._at = -1e9
+
+    def _now(self, now: float) -> float:
+        return min(self.capacity, self._tokens + (now - self._at) * self.rate)
+
+    def wait(self, now: float, amount: float = 1.0) -> float:
+        """Seconds until ``amount`` (at most the capacity) may go (0: now)."""
+        short = min(amount, self.capacity) - self._now(now)
+        return short / self.rate if short > 0 else 0.0
+
+    def take(self, now: float, amount: float = 1.0) -> None:
+        self._tokens = self._now(now) - amount
+        self._at = now
+
+
 class Wire:
     def __init__(self, send: Callable[[bytes], None], note: Callable[[], None], *,
                  limit: int = LIMIT, gap: float = GAP, burst: int = BURST,
@@ -37,10 +60,8 @@ class Wire:
         self._note = note
         self.limit = limit
         self.gap = gap
-        self.burst = burst
         self.clock = clock
-        self._tokens = float(burst)
-        self._tokens_at = -1e9
+        self._bucket = TokenBucket(burst, 1.0 / gap)
         self._sent: deque[float] = deque()
         self._queue: deque[bytes] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -65,21 +86,14 @@ class Wire:
         if len(sent) >= self.limit // 2:
             # busy: every message a gap after the last, as a burst at the edge of a
             # full second is what a pause on the way pushes over IB's 50
-            if sent:
-                wait = max(wait, sent[-1] + self.gap - now)
+            wait = max(wait, sent[-1] + self.gap - now)
         else:
-            short = 1.0 - self._tokens_now(now)
-            if short > 0:
-                wait = max(wait, short * self.gap)
+            wait = max(wait, self._bucket.wait(now))
         return wait
-
-    def _tokens_now(self, now: float) -> float:
-        return min(float(self.burst), self._tokens + (now - self._tokens_at) / self.gap)
 
     def _out(self, msg: bytes) -> None:
         now = self.clock()
-        self._tokens = self._tokens_now(now) - 1.0
-        self._tokens_at = now
+        self._bucket.take(now)
         self._sent.append(now)
         self._note()
         self._send(msg)
