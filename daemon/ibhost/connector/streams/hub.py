@@ -279,13 +279,13 @@ class StreamHub(StaleWatch):
         self._spawn(keep())
 
     def snapshot_answered(self, sub: LiveSub) -> None:
-        """A snapshot answered from ``sub``: if it is only kept for polls, it stays
-        ``streams.snapshot_hold`` seconds from now."""
+        """A snapshot answered from ``sub``: if nobody holds it any more (it lingers,
+        or is kept for polls), it stays ``streams.snapshot_hold`` seconds from now."""
         if sub.holders or sub.linger is None or self.snapshot_hold <= 0:
             return
         sub.linger.cancel()
-        sub.linger = asyncio.get_running_loop().call_later(self.snapshot_hold,
-                                                           self._cancel, sub)
+        sub.linger = None
+        self._release(sub, POLLED, self.snapshot_hold)
 
     def _cancel(self, sub: LiveSub) -> None:
         sub.linger = None
