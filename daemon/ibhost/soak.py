@@ -106,15 +106,18 @@ class Soak:
 
         self.market = Market(Universe(lambda: SIM_START.timestamp()), SEED)
         self.universe = self.market.universe
+        from .ipc.client import UnixClient
+
+        # the simulator's control socket (connected on first use)
+        self.simctl = UnixClient(str(self.home / "run" / "sim.sock"))
 
     # --- the tree ----------------------------------------------------------------------
 
     async def start(self) -> None:
         from . import tree
-        from .ipc.client import UnixClient
 
         tree.prepare_home(self.home)
-        sock = self.home / "run" / "sim.sock"
+        sock = self.simctl.path
         self.sim = await asyncio.create_subprocess_exec(
             *PY, "sim", "--port", "0", "--seed", str(SEED), "--control", str(sock),
             "--pacing-scale", "0.01", "--log-level", "WARNING", "--tick-interval", "0.25",
@@ -147,7 +150,6 @@ region = "none"
 restart_cooldown = 5
 """)
         self.url = f"http://127.0.0.1:{port}"
-        self.simctl = UnixClient(str(sock))
         self.sup = await tree.start_supervisord(self.home)
         self.supervisor = tree.Supervisor(self.home)
         await self.wait_ok(90)
@@ -160,8 +162,7 @@ restart_cooldown = 5
         if self.sim is not None and self.sim.returncode is None:
             self.sim.send_signal(signal.SIGTERM)
             await self.sim.wait()
-        if hasattr(self, "simctl"):  # not there when the run stopped while starting
-            await self.simctl.close()
+        await self.simctl.close()
         shutil.rmtree(self.home, ignore_errors=True)
 
     async def wait_ok(self, timeout: float) -> None:
