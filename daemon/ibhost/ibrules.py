@@ -172,12 +172,12 @@ def one_request_days(bar_secs: int, start: dt.datetime, end: dt.datetime, *,
     first = start.astimezone(dt.UTC).date() - dt.timedelta(days=1)
     last = end.astimezone(dt.UTC).date() + dt.timedelta(days=1)
     span = (last - first).days + 1
-    if span > 400:
+    if span > 400:  # far past what intraday bars allow in one request: not counted
         return None
     n = span if weekends else sum(
         1 for i in range(span) if (first + dt.timedelta(days=i)).weekday() < 5)
     lo, hi = step_limits(n * 86400)
-    return n if lo <= bar_secs <= hi and n <= MAX_DURATION["D"] else None
+    return n if lo <= bar_secs <= hi else None
 
 
 # KTRDR-style timeframes: the short names for IB bar sizes
