@@ -52,7 +52,6 @@ from ..config import PacingConfig
 from ..errors import IbhostError
 from ..files import TwoSlotFile
 from ..ipc import KEYLESS
-from .wire import TokenBucket
 
 log = logging.getLogger("ibhost.connector.pacing")
 
@@ -86,8 +85,7 @@ class _Item:
 
 
 MESSAGE_WINDOW = 1.05  # IB counts 50 in any second, on arrival: a little margin
-MESSAGE_BURST = 4  # messages that may leave back to back (a quote and its underlying's,
-# each with a market-data type); then they leave at the rate the window leaves room for
+MESSAGE_BURST = 10  # messages in a window that may leave back to back; then spaced
 
 
 @dataclass
@@ -202,20 +200,13 @@ class Scheduler:
         self.burst_window = cfg.burst_window * s + cfg.margin
         self.window = cfg.window * s + cfg.margin
         self.second = MESSAGE_WINDOW  # the message-rate window is never scaled
-        # A token bucket: MESSAGE_BURST messages may leave back to back, then grants
-        # come at the message rate, so a caller at a steady rate under IB's never
-        # waits. (Spacing every grant 21 ms from the last once the window held ten made
-        # a client asking for two things at once every 50 ms wait 21 ms for the second
-        # each time.) The burst is small: a burst of ten on top of the full rate filled
-        # the 49-per-1.05-s window and stalled every caller until its oldest message
-        # expired (a 3-day request beside a 5-year download: 2.7x its idle time).
-        self.rate = cfg.messages_per_second / MESSAGE_WINDOW
-        self._bucket = TokenBucket(MESSAGE_BURST, self.rate)
-        # Hard-paced requests (small bars, head timestamps) never go back to back: IB
-        # counts them on arrival, and a bunch sent at once is read spread out by the
-        # answers to those before it (the simulator on a shared event loop: up to
-        # 0.13 s over ten); spaced at the rate, each is counted about when it left.
-        self._last_hard = -1e9
+        # Grants are spaced evenly: bursts would pile up behind the library's own
+        # 45/s throttle and reach IB bunched, over 50 in one second.
+        # spacing: while the last window holds fewer than MESSAGE_BURST messages, a few
+        # callers at once wait for nothing; beyond that, grants are evenly spaced (a
+        # burst would leave the window in a bunch and come back as one, every window)
+        self.spacing = MESSAGE_WINDOW / cfg.messages_per_second
+        self._last_grant = -1e9
         self._pending: list[_Item] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
@@ -463,11 +454,8 @@ class Scheduler:
         if used + item.messages > self.cfg.messages_per_second:
             first = min([q[0] for q in (self._messages, self._reserved) if q], default=now)
             return max(self.second - (now - first), 0.001), "message_rate"
-        wait = self._bucket.wait(now, item.messages)
-        if wait > 0:
-            return wait, "spacing"
-        if key is not None and key.hard and now - self._last_hard < 1.0 / self.rate:
-            return 1.0 / self.rate - (now - self._last_hard), "spacing"
+        if used >= MESSAGE_BURST and now - self._last_grant < self.spacing:
+            return self.spacing - (now - self._last_grant), "spacing"
         keyless = caller_of(item.job) == KEYLESS
         if keyless and self._keyed_waiting:
             wait = self._keyless_sent.wait(now, item.messages, self.keyless_messages)
@@ -497,7 +485,7 @@ class Scheduler:
 
     def _record(self, item: _Item, now: float) -> None:
         self._reserved.extend([now] * item.messages)
-        self._bucket.take(now, item.messages)
+        self._last_grant = now
         self._job_served[item.job] = now
         self._job_served[caller_of(item.job) + "/"] = now  # the caller
         keyless = caller_of(item.job) == KEYLESS
@@ -509,7 +497,6 @@ class Scheduler:
         if not key.hard:
             self.open.open += 1
             return
-        self._last_hard = now
         self._sent_identical[key.identical] = now
         self._burst.setdefault(key.contract, deque()).append(now)
         self._window.add(now, key.weight)

@@ -7,13 +7,10 @@ dozen cancels may be written in one go. Written together, they arrive together; 
 a pause on the way (the gateway's, or a reader's) lands them in the next second
 beside the messages sent a full second after them: error 100, connection dropped.
 
-``Wire`` lets ``burst`` messages leave back to back while the last second held fewer
-than half of ``limit`` (a quote and its underlying's, each with its market-data type:
-four, which a 12 ms gap between each turned into 36 ms), spaces the rest at least
-``gap`` apart (a token bucket refilled one per ``gap``; when busy, every one) and
-holds them to ``limit`` in any second by the time they leave; a message that may not
-leave yet waits, in order, behind the ones before it. Queued messages of a connection
-that is gone are dropped (``reset``): they belong to its request ids.
+``Wire`` spaces messages at least ``gap`` apart and holds them to ``limit`` in any
+second by the time they leave; a message that may not leave yet waits, in order,
+behind the ones before it. Queued messages of a connection that is gone are dropped
+(``reset``): they belong to its request ids.
 """
 
 from __future__ import annotations
@@ -24,44 +21,18 @@ from collections import deque
 from collections.abc import Callable
 
 LIMIT = 47  # in any second: three in hand under IB's 50
-GAP = 0.012  # seconds between two messages beyond a burst (bursts are what a pause
-# compresses: a read's worth of cancels written in one go)
-BURST = 4  # messages that may leave back to back
-
-
-class TokenBucket:
-    """``capacity`` at once, refilled at ``rate`` a second: bursts up to the capacity,
-    then the rate (the wire's and the scheduler's smoothing)."""
-
-    def __init__(self, capacity: int, rate: float) -> None:
-        self.capacity = float(capacity)
-        self.rate = rate
-        self._tokens = self.capacity
-        self._at = -1e9
-
-    def _now(self, now: float) -> float:
-        return min(self.capacity, self._tokens + (now - self._at) * self.rate)
-
-    def wait(self, now: float, amount: float = 1.0) -> float:
-        """Seconds until ``amount`` (at most the capacity) may go (0: now)."""
-        short = min(amount, self.capacity) - self._now(now)
-        return short / self.rate if short > 0 else 0.0
-
-    def take(self, now: float, amount: float = 1.0) -> None:
-        self._tokens = self._now(now) - amount
-        self._at = now
+GAP = 0.012  # seconds between two messages at least (bursts are what a pause compresses)
 
 
 class Wire:
     def __init__(self, send: Callable[[bytes], None], note: Callable[[], None], *,
-                 limit: int = LIMIT, gap: float = GAP, burst: int = BURST,
+                 limit: int = LIMIT, gap: float = GAP,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._send = send
         self._note = note
         self.limit = limit
         self.gap = gap
         self.clock = clock
-        self._bucket = TokenBucket(burst, 1.0 / gap)
         self._sent: deque[float] = deque()
         self._queue: deque[bytes] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -83,18 +54,12 @@ class Wire:
         wait = 0.0
         if len(sent) >= self.limit:
             wait = sent[0] + 1.0 - now
-        if len(sent) >= self.limit // 2:
-            # busy: every message a gap after the last, as a burst at the edge of a
-            # full second is what a pause on the way pushes over IB's 50
+        if sent:
             wait = max(wait, sent[-1] + self.gap - now)
-        else:
-            wait = max(wait, self._bucket.wait(now))
         return wait
 
     def _out(self, msg: bytes) -> None:
-        now = self.clock()
-        self._bucket.take(now)
-        self._sent.append(now)
+        self._sent.append(self.clock())
         self._note()
         self._send(msg)
 
