@@ -153,3 +153,73 @@ def test_the_unset_markers_values_reads() -> None:
 
     assert values.UNSET_DOUBLE == UNSET_DOUBLE, "ib_async.util.UNSET_DOUBLE changed"
     assert values.EMPTY_PRICE == IBDefaults().emptyPrice, "IBDefaults.emptyPrice changed"
+
+
+def _bars_message(req_id: int, dates: list[str], seed: int) -> list[str]:
+    import random
+
+    rnd = random.Random(seed)
+    fields = ["17", str(req_id), "20251117 09:30:00 US/Eastern", "20251120 16:00:00 US/Eastern",
+              str(len(dates))]
+    for d in dates:
+        o = round(rnd.uniform(1, 500), 2)
+        no_trades = rnd.random() < 0.2  # MIDPOINT-like bar: IB sends -1 volume and WAP
+        fields += [d, str(o), str(o + 1.5), str(o - 1.25), str(o + 0.5),
+                   "-1" if no_trades else rnd.choice(["0", "12345", "100.5", "7e3"]),
+                   "-1" if no_trades else str(o + 0.1), str(rnd.randint(0, 900))]
+    return fields
+
+
+async def test_the_connectors_bars_are_read_as_columns_the_way_the_library_reads_them(
+        ) -> None:
+    """connector/bars.py reads the answers of its own historical requests itself (the
+    library builds a BarData per bar and parses each date): the same message, read
+    by both, must give the same columns, for intraday (epoch) and daily dates."""
+    from ibhost.connector import bars
+
+    ib = load("ib_async").new_ib()
+    ours = ib.client.decoder.handlers[bars.HISTORICAL_DATA]
+    library = ib_async.decoder.Decoder(ib.wrapper, 0).handlers[bars.HISTORICAL_DATA]
+    assert ours.__name__ == "historical_data", "the column reader is not installed"
+    intraday = [str(1763649000 + 60 * i) for i in range(390)]
+    daily = [f"202511{d:02d}" for d in range(3, 28) if d % 7 not in (1, 2)]
+    for seed, dates in enumerate([intraday, daily, intraday[:1], []]):
+        got = []
+        for handler, container in ((library, ib_async.BarDataList()),
+                                   (ours, bars.ColumnRequest())):
+            fut = ib.wrapper.startReq(40 + seed, None, container=container)
+            handler(_bars_message(40 + seed, dates, seed))
+            got.append(bars.from_ib(fut.result()))
+            assert 40 + seed not in ib.wrapper._futures
+            ib.wrapper._results.pop(40 + seed, None)
+        assert got[0] == got[1]
+        assert len(got[1]["t"]) == len(dates)
+        assert isinstance(fut.result(), dict), "the column reader did not read it"
+    # a request of the library's own (its BarDataList) is still the library's
+    fut = ib.wrapper.startReq(99, None, container=ib_async.BarDataList())
+    ours(_bars_message(99, intraday[:3], 9))
+    assert [type(b) for b in fut.result()] == [ib_async.BarData] * 3
+
+
+async def test_a_library_that_reads_bars_otherwise_keeps_its_own_reader() -> None:
+    """The column reader is put in front only after it has read a sample answer as
+    the library does: a library whose reader differs keeps it, and bars still come."""
+    from ibhost.connector import bars
+
+    ib = load("ib_async").new_ib()
+    handlers = ib.client.decoder.handlers
+    library = ib_async.decoder.Decoder(ib.wrapper, 0).handlers[bars.HISTORICAL_DATA]
+
+    def reads_opens_as_closes(fields: list[str]) -> None:
+        f = list(fields)
+        for i in range(5, len(f) - 7, 8):
+            f[i + 1] = f[i + 4]
+        library(f)
+
+    handlers[bars.HISTORICAL_DATA] = reads_opens_as_closes
+    assert not bars.install(ib, ib_async.util.parseIBDatetime)
+    assert handlers[bars.HISTORICAL_DATA] is reads_opens_as_closes
+    assert not ib.wrapper._futures and not ib.wrapper._results, "the check left a request"
+    fut = ib.wrapper.startReq(5, None, container=bars.ColumnRequest())
+    handlers[bars.HISTORICAL_DATA](_bars_message(5, ["1763649000"], 1))
+    assert bars.from_ib(fut.result())["t"] == [1763649000]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from ib_async.util import UNSET_DOUBLE
 
-from ibhost.connector import account, historical, orders, service, values
+from ibhost.connector import account, bars, orders, service, values
 from ibhost.connector.account import AccountRequests
 from ibhost.connector.orders import OrderRequests
 from ibhost.connector.values import _greek, _num, _quote
@@ -21,7 +21,7 @@ from ibhost.connector.values import _greek, _num, _quote
 def test_one_helper_for_every_request_module() -> None:
     assert account._num is values._num and service._num is values._num
     assert orders._num is values._num
-    assert historical._num is values._num
+    assert bars._num is values._num
     assert values.UNSET_DOUBLE == UNSET_DOUBLE == sys.float_info.max
 
 
@@ -83,7 +83,7 @@ def test_bars_without_trades_keep_their_volume_and_wap_markers() -> None:
     t = dt.datetime(2026, 11, 30, 15, tzinfo=dt.UTC)
     bar = SimpleNamespace(date=t, open=1.0, high=1.0, low=1.0, close=1.0, volume=-1.0,
                           average=-1.0, barCount=-1)
-    cols = historical.from_ib([bar])
+    cols = bars.from_ib([bar])
     assert cols["volume"] == [0.0] and cols["wap"] == [None]
 
 
@@ -135,7 +135,7 @@ def test_bars_from_the_library_keep_every_value_and_drop_only_ibs_markers() -> N
     does: -1, NaN, IB's unset double and infinities are no value; 0 and -2 are values."""
     from ib_async import BarData
 
-    from ibhost.connector.historical import _bar_value, from_ib
+    from ibhost.connector.bars import _bar_value, from_ib
 
     t0 = dt.datetime(2025, 11, 20, 14, 30, tzinfo=dt.UTC)
     odd = [-1.0, 0.0, math.nan, UNSET_DOUBLE, -UNSET_DOUBLE, math.inf, 5.5, -2.0]

@@ -46,8 +46,8 @@ from .apibase import (
     STREAMS_KEY,
     priority,
 )
+from .bars import records
 from .contracts import parse_spec
-from .historical import records
 from .metrics import ConnectorMetrics, route_label
 from .pacing import Scheduler
 from .service import Service

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from . import bars
+
 SUPPORTED = ("ib_async", "ib_insync")
 
 
@@ -28,6 +30,7 @@ class Backend:
         # empty result (ib_async/ib_insync default: log and return []).
         ib.RaiseRequestErrors = True
         _read_early_head_timestamps(ib.wrapper)
+        bars.install(ib, self.lib.util.parseIBDatetime)
         return ib
 
     def connect_kwargs(self, ib: Any) -> dict[str, Any]:

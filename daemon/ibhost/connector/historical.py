@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import itertools
 import logging
 import time
 import uuid
@@ -21,11 +20,12 @@ from typing import Any
 
 from .. import ibrules
 from ..errors import IbhostError, bad_request
+from .bars import ColumnRequest, from_ib, records, select
 from .calls import IbCalls
 from .contracts import ContractSpec
 from .pacing import INTERACTIVE, PaceKey
-from .shapes import SHAPES, VALUES, Columns, stamps
-from .values import UNSET_DOUBLE, _num, _utc, release_memory
+from .shapes import SHAPES, Columns
+from .values import release_memory
 
 log = logging.getLogger("ibhost.connector.historical")
 
@@ -190,16 +190,12 @@ class HistoricalRequests:
     async def _request_bars(self, c: Any, end: str, duration: str, bar_size: str, what: str,
                             use_rth: bool) -> Any:
         """reqHistoricalData that is cancelled at IB (cancelHistoricalData) when its
-        caller goes away; the library's own async call leaves it open."""
+        caller goes away (the library's own async call leaves it open); its answer
+        read as columns (bars.py), or as the library's bars where it reads them."""
         calls = self.calls
         ib = calls.ib
         req_id = ib.client.getReqId()
-        bars = calls.lib.BarDataList()
-        bars.reqId, bars.contract, bars.endDateTime = req_id, c, end
-        bars.durationStr, bars.barSizeSetting, bars.whatToShow = duration, bar_size, what
-        bars.useRTH, bars.formatDate, bars.keepUpToDate, bars.chartOptions = \
-            use_rth, 2, False, []
-        future = ib.wrapper.startReq(req_id, c, container=bars)
+        future = ib.wrapper.startReq(req_id, c, container=ColumnRequest())
         ib.client.reqHistoricalData(req_id, c, end, duration, bar_size, what, use_rth, 2,
                                     False, [])
         try:
@@ -209,6 +205,8 @@ class HistoricalRequests:
                 ib.client.cancelHistoricalData(req_id)
             ib.wrapper._endReq(req_id)
             raise
+        finally:  # an answer or error given to _endReq leaves the container behind
+            ib.wrapper._results.pop(req_id, None)
 
     async def _once(self, c: Any, end: str, duration: str, bar_size: str, what: str,
                     use_rth: bool, priority: int, *, chunked: bool, job: str = "",
@@ -230,56 +228,3 @@ class HistoricalRequests:
             if chunked and e.code == "no_data":
                 return from_ib([])  # a closed market inside a long range is not a failure
             raise
-
-
-# --- bars as columns ------------------------------------------------------------------
-# One list per field, not a dict per bar: a chunk's floats stay the library's own
-# objects, nothing is built per bar until the answer is written, and a large job
-# leaves far fewer small objects behind to fragment the heap.
-
-def from_ib(raw: Any) -> Columns:
-    """The library's BarData list as columns."""
-    dates = [b.date for b in raw]
-    if all(type(d) is dt.datetime and d.tzinfo is not None for d in dates):
-        t = [int(d.timestamp()) for d in dates]  # intraday bars (formatDate 2): aware
-    else:
-        t = [int(_utc(d).timestamp()) for d in dates]
-    return {"t": t, "open": [b.open for b in raw], "high": [b.high for b in raw],
-            "low": [b.low for b in raw], "close": [b.close for b in raw],
-            "volume": [v or 0.0 for v in _bar_values([b.volume for b in raw])],
-            "wap": _bar_values([b.average for b in raw]), "count": [b.barCount for b in raw]}
-
-
-def _bar_values(xs: list[Any]) -> list[float | None]:
-    """Bars' volumes or WAPs: ``_bar_value`` of each, without a call per bar where
-    they are plain floats (as the library's are): 390 bars in 25 us, not 200."""
-    if all(type(x) is float for x in xs):
-        return [x if x == x and x != -1.0 and -UNSET_DOUBLE < x < UNSET_DOUBLE else None
-                for x in xs]  # x == x: not NaN
-    return [_bar_value(x) for x in xs]
-
-
-def _bar_value(x: Any) -> float | None:
-    """A bar's volume or WAP: IB sends -1 for both where the bar has no trades
-    (MIDPOINT, BID, ASK bars), which the library hands on as it came."""
-    f = _num(x)
-    return None if f == -1.0 else f
-
-
-def select(cols: Columns, lo: float, hi: float) -> Columns:
-    """The bars with ``lo <= t < hi``, in time order."""
-    ts = cols["t"]
-    idx = [i for i, t in enumerate(ts) if lo <= t < hi]
-    if any(ts[a] > ts[b] for a, b in itertools.pairwise(idx)):
-        idx.sort(key=ts.__getitem__)  # IB answers in time order; this is in case not
-    elif len(idx) == len(ts):
-        return cols
-    return {k: [v[i] for i in idx] for k, v in cols.items()}
-
-
-def records(cols: Columns) -> list[dict[str, Any]]:
-    """Columns as one dict per bar, as the answers show them."""
-    return [{"timestamp": t, "open": o, "high": h, "low": lo, "close": c,
-             "volume": v, "wap": w, "count": n}
-            for t, o, h, lo, c, v, w, n in zip(stamps(cols["t"]),
-                                               *(cols[k] for k in VALUES), strict=True)]
