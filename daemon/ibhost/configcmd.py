@@ -1,5 +1,5 @@
 """``ibhost config``: the effective configuration and where each value came from, or
-``--example``, a commented ``ibhost.toml`` generated from the schema in config.py.
+``--example``, a commented ``ibhost.toml`` generated from the schema in configschema.py.
 
 Both are TOML, so either can be saved as ``ibhost.toml`` and read back.
 """
@@ -31,7 +31,7 @@ def add_parser(sub: Any) -> None:
 
 
 def toml_value(v: Any) -> str:
-    """A value as TOML (the types config.py's settings hold)."""
+    """A value as TOML (the types configschema.py's settings hold)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int | float):
