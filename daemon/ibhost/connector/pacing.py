@@ -39,12 +39,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
-import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,8 +49,22 @@ from ..config import PacingConfig
 from ..errors import IbhostError
 from ..files import TwoSlotFile
 from ..ipc import KEYLESS
+from .pacerules import PaceRules
 
-log = logging.getLogger("ibhost.connector.pacing")
+# the rules' small parts, re-exported: ``pacing.PaceKey``, ``pacing.OpenWindow`` ... as before
+from .pacewindows import (
+    MESSAGE_BURST,
+    MESSAGE_WINDOW,
+    Bucket,
+    OpenWindow,
+    PaceKey,
+    PacingStats,
+    _Item,
+    caller_of,
+)
+
+__all__ = ["BACKGROUND", "INTERACTIVE", "MESSAGE_BURST", "MESSAGE_WINDOW", "PRIORITIES", "Bucket",
+           "OpenWindow", "PaceKey", "PacingStats", "Scheduler", "caller_of"]
 
 T = TypeVar("T")
 INTERACTIVE = 0
@@ -61,134 +72,7 @@ BACKGROUND = 1
 PRIORITIES = {"interactive": INTERACTIVE, "background": BACKGROUND}
 
 
-@dataclass(frozen=True)
-class PaceKey:
-    """Identity of a historical-type request for the pacing rules."""
-
-    identical: Hashable
-    contract: Hashable  # (conId, exchange, whatToShow)
-    weight: int = 1
-    hard: bool = True  # IB's hard rules (bars <= 30 s, head timestamps); else the window
-
-
-@dataclass(order=True)
-class _Item:
-    priority: int
-    seq: int
-    key: PaceKey | None = field(compare=False)
-    granted: asyncio.Future[float] = field(compare=False)
-    enqueued: float = field(compare=False, default=0.0)
-    held_by: str = field(compare=False, default="")
-    job: str = field(compare=False, default="")
-    small: bool = field(compare=False, default=False)
-    messages: int = field(compare=False, default=1)
-
-
-MESSAGE_WINDOW = 1.05  # IB counts 50 in any second, on arrival: a little margin
-MESSAGE_BURST = 10  # messages in a window that may leave back to back; then spaced
-
-
-@dataclass
-class PacingStats:
-    granted: int = 0
-    cache_hits: int = 0
-    coalesced: int = 0
-    delayed: dict[str, int] = field(default_factory=lambda: {
-        "identical": 0, "burst": 0, "window": 0, "message_rate": 0, "spacing": 0,
-        "open": 0, "share": 0})
-    wait_seconds_total: float = 0.0
-    wait_seconds_max: float = 0.0
-    waits: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
-    throttled: int = 0
-
-
-class OpenWindow:
-    """AIMD limit on open requests for bars of 1 minute and larger (IB's soft throttle)."""
-
-    def __init__(self, start: int, maximum: int, clock: Callable[[], float]) -> None:
-        self.limit = float(start)
-        self.maximum = maximum
-        self.open = 0
-        self.clock = clock
-        self.baseline: float | None = None
-        self._last_cut = -1e9
-
-    def allows(self, small: bool) -> bool:
-        return self.open < int(self.limit) + (1 if small else 0)
-
-    def done(self, latency: float | None, throttled: bool) -> None:
-        """One request ended: ``latency`` if it was answered, ``throttled`` on a 162."""
-        self.open = max(0, self.open - 1)
-        now = self.clock()
-        if throttled:
-            self._cut(now, latency or 1.0)
-            return
-        if latency is None:
-            return
-        b = self.baseline
-        self.baseline = latency if b is None or latency < b else b + (latency - b) * 0.05
-        if latency > 2.0 * self.baseline + 0.05:  # answers slowing down: back off
-            self._cut(now, latency)
-        else:
-            self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
-
-    def _cut(self, now: float, latency: float) -> None:
-        if now - self._last_cut >= latency:  # at most once per round trip
-            self.limit = max(1.0, self.limit / 2.0)
-            self._last_cut = now
-
-
-def caller_of(job: str) -> str:
-    """The identity a job belongs to: ``caller/id`` -> ``caller``."""
-    return job.partition("/")[0]
-
-
-class Bucket:
-    """What one identity spent inside a sliding window: (time, amount) entries and
-    their running sum, so a check costs nothing per waiting request."""
-
-    def __init__(self, span: float) -> None:
-        self.span = span
-        self.entries: deque[tuple[float, int]] = deque()
-        self.used = 0
-
-    def add(self, now: float, amount: int) -> None:
-        self.entries.append((now, amount))
-        self.used += amount
-
-    def expire(self, now: float) -> None:
-        while self.entries and now - self.entries[0][0] >= self.span:
-            self.used -= self.entries.popleft()[1]
-
-    def wait(self, now: float, amount: int, limit: int) -> float:
-        """Seconds until ``amount`` more fits under ``limit`` (0: it fits now)."""
-        need = self.used + amount - limit
-        if need <= 0 or not self.entries:
-            return 0.0
-        freed = 0
-        for t, w in self.entries:
-            freed += w
-            if freed >= need:
-                return max(self.span - (now - t), 0.001)
-        return 0.001  # unreachable: the entries sum to ``used``
-
-    def restamp(self, old: float, new: float, amount: int) -> None:
-        """The newest entry (old, amount) happened at ``new`` instead."""
-        for i in range(len(self.entries) - 1, -1, -1):
-            if self.entries[i] == (old, amount):
-                self.entries[i] = (new, amount)
-                return
-
-    def clear(self) -> None:
-        self.entries.clear()
-        self.used = 0
-
-
-def _tuple(x: Any) -> Any:
-    return tuple(_tuple(i) for i in x) if isinstance(x, list) else x
-
-
-class Scheduler:
+class Scheduler(PaceRules):
     def __init__(self, cfg: PacingConfig, clock: Callable[[], float] = time.monotonic,
                  state_path: Path | None = None,
                  wall: Callable[[], float] = time.time) -> None:
@@ -445,130 +329,3 @@ class Scheduler:
             live = {i.job for i in self._pending}
             for k in [k for k, t in self._job_served.items() if k not in live and now - t > 60]:
                 del self._job_served[k]
-
-    def _delay(self, item: _Item, now: float) -> tuple[float, str]:
-        """Seconds until this request may go (inf: until a slot frees), and the rule
-        that holds it. The caller expires old entries first (``_expire(now)``)."""
-        key = item.key
-        used = len(self._messages) + len(self._reserved)
-        if used + item.messages > self.cfg.messages_per_second:
-            first = min([q[0] for q in (self._messages, self._reserved) if q], default=now)
-            return max(self.second - (now - first), 0.001), "message_rate"
-        if used >= MESSAGE_BURST and now - self._last_grant < self.spacing:
-            return self.spacing - (now - self._last_grant), "spacing"
-        keyless = caller_of(item.job) == KEYLESS
-        if keyless and self._keyed_waiting:
-            wait = self._keyless_sent.wait(now, item.messages, self.keyless_messages)
-            if wait > 0:
-                return wait, "share"
-        if key is None:
-            return 0.0, ""
-        if not key.hard:
-            return (0.0, "") if self.open.allows(item.small) else (float("inf"), "open")
-        sent = self._sent_identical.get(key.identical)
-        if sent is not None:
-            return self.identical_window - (now - sent), "identical"
-        burst = self._burst.get(key.contract)
-        if burst:
-            while burst and now - burst[0] >= self.burst_window:
-                burst.popleft()
-            if len(burst) >= self.cfg.burst_max:
-                return self.burst_window - (now - burst[0]), "burst"
-        wait = self._window.wait(now, key.weight, self.cfg.window_max)
-        if wait > 0:  # until enough weight has left the window
-            return wait, "window"
-        if keyless:
-            wait = self._keyless_window.wait(now, key.weight, self.keyless_window)
-            if wait > 0:
-                return wait, "share"
-        return 0.0, ""
-
-    def _record(self, item: _Item, now: float) -> None:
-        self._reserved.extend([now] * item.messages)
-        self._last_grant = now
-        self._job_served[item.job] = now
-        self._job_served[caller_of(item.job) + "/"] = now  # the caller
-        keyless = caller_of(item.job) == KEYLESS
-        if keyless:
-            self._keyless_sent.add(now, item.messages)
-        key = item.key
-        if key is None:
-            return
-        if not key.hard:
-            self.open.open += 1
-            return
-        self._sent_identical[key.identical] = now
-        self._burst.setdefault(key.contract, deque()).append(now)
-        self._window.add(now, key.weight)
-        if keyless:
-            self._keyless_window.add(now, key.weight)
-        self._save(now)
-
-    def _restamp(self, key: PaceKey, granted_at: float, sent_at: float, job: str) -> None:
-        if self._sent_identical.get(key.identical) == granted_at:
-            self._sent_identical[key.identical] = sent_at
-        burst = self._burst.get(key.contract)
-        if burst:
-            for i in range(len(burst) - 1, -1, -1):
-                if burst[i] == granted_at:
-                    burst[i] = sent_at
-                    break
-        self._window.restamp(granted_at, sent_at, key.weight)
-        if caller_of(job) == KEYLESS:
-            self._keyless_window.restamp(granted_at, sent_at, key.weight)
-
-    # --- memory across restarts --------------------------------------------------------
-
-    def _save(self, now: float) -> None:
-        """Write the hard-rule history before the request leaves (a kill -9 right
-        after still leaves it on disk; two slots written in turn, so one is whole)."""
-        if self._memory is None:
-            return
-        shift = self.wall() - now  # monotonic -> wall clock
-        state = {
-            "identical": [[k, t + shift] for k, t in self._sent_identical.items()],
-            "burst": [[k, [t + shift for t in ts]] for k, ts in self._burst.items() if ts],
-            "window": [[t + shift, w] for t, w in self._window.entries],
-            "keyless": [[t + shift, w] for t, w in self._keyless_window.entries],
-        }
-        try:
-            if not self._memory.write(json.dumps(state).encode()):
-                log.warning("pacing memory too large to save (%d in the window)",
-                            len(self._window.entries))
-        except (OSError, TypeError, ValueError) as e:
-            log.warning("cannot save pacing memory to %s: %s", self.state_path, e)
-
-    def _load(self) -> None:
-        assert self.state_path is not None and self._memory is not None
-        try:
-            raw = self._memory.read()
-            if raw is None and self.state_path.exists():
-                raw = self.state_path.read_bytes()  # plain JSON, as earlier releases wrote
-                if not raw.startswith(b"{"):
-                    raise ValueError("no whole copy in it")
-            if raw is None:
-                return
-            state = json.loads(raw)
-        except (OSError, ValueError) as e:
-            log.warning("ignoring unreadable pacing memory %s: %s", self.state_path, e)
-            return
-        shift = self.clock() - self.wall()  # wall clock -> monotonic
-        try:
-            for k, t in state.get("identical", []):
-                self._sent_identical[_tuple(k)] = t + shift
-            for k, ts in state.get("burst", []):
-                self._burst[_tuple(k)] = deque(t + shift for t in ts)
-            for t, w in state.get("window", []):
-                self._window.add(t + shift, int(w))
-            for t, w in state.get("keyless", []):
-                self._keyless_window.add(t + shift, int(w))
-        except (TypeError, ValueError) as e:
-            log.warning("ignoring malformed pacing memory %s: %s", self.state_path, e)
-            self._sent_identical.clear()
-            self._burst.clear()
-            self._window.clear()
-            self._keyless_window.clear()
-            return
-        self._expire(self.clock())
-        log.info("pacing memory restored: %d identical, %d in the 10-minute window",
-                 len(self._sent_identical), self._window.used)

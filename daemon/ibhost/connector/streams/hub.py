@@ -1,5 +1,6 @@
-"""The stream hub: channels, holds, the line budget, IB's market data in, staleness
-and re-requests (the package's docstring tells the design)."""
+"""The stream hub: channels, holds, the line budget, IB's market data in
+(``updates.py``), staleness and re-requests (``staleness.py``); the package's
+docstring tells the design."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ from ...errors import IbhostError, bad_request
 from ..contracts import ContractSpec
 from ..journal import OrderJournal
 from ..values import _num
-from .events import bar_event, quote_event, rt_bar_event, tick_event
 from .live import KINDS, LINE_KINDS, POLLED, REST, AccountWide, Channel, LiveSub
 from .metrics import StreamCollector
 from .orders import OrderEvents
 from .requests import cancel_at_ib, request_at_ib, stream_key, stream_params
 from .staleness import StaleWatch
+from .updates import UpdatesIn
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -32,7 +33,7 @@ log = logging.getLogger("ibhost.connector.streams")
 
 
 
-class StreamHub(StaleWatch):
+class StreamHub(StaleWatch, UpdatesIn):
     def __init__(self, svc: Service, cfg: Config) -> None:
         self.svc = svc
         self.ib = svc.ib
@@ -311,93 +312,7 @@ class StreamHub(StaleWatch):
     def describe(self) -> list[dict[str, Any]]:
         return [s.describe() for s in self.subs.values()]
 
-    # --- market data in ----------------------------------------------------------------
-
-    def _fresh(self, sub: LiveSub) -> None:
-        now = time.monotonic()
-        if sub.stale is not None:
-            self._publish({"type": "status", "key": sub.key, "state": "resumed",
-                           "cause": sub.stale,
-                           "gapSeconds": round(now - sub.stale_since, 3)})
-            sub.stale = None
-        sub.last_update = now
-        sub.updates += 1
-
-    def _on_tickers(self, tickers: Any) -> None:
-        for t in tickers:
-            for sub in self._by_handle.get(id(t), ()):
-                if sub.kind == "quote":
-                    self._fresh(sub)
-                    self.updates_in["quote"] += 1
-                    ev = quote_event(sub, t)
-                    sub.last_event = ev
-                    self._publish(ev)
-                elif t.tickByTicks:
-                    self._fresh(sub)
-                    for tick in t.tickByTicks:
-                        self.updates_in["tick"] += 1
-                        ev = tick_event(sub, tick)
-                        sub.last_event = ev
-                        self._publish(ev)
-
-    def _bars_arrived(self, sub: LiveSub, bars: Any) -> None:
-        """A (re-)request's history: send the complete bars after the last one sent
-        (none the first time: a new stream starts with what comes next)."""
-        if len(bars) < 2:
-            return
-        done = bars[:-1]
-        if sub.last_bar is None:
-            sub.last_bar = done[-1].date
-            sub.last_event = bar_event(sub, done[-1], True)
-            return
-        for b in done:
-            if b.date > sub.last_bar:
-                self._emit_bar(sub, b)
-
-    def _emit_bar(self, sub: LiveSub, b: Any) -> None:
-        ev = bar_event(sub, b, True)
-        sub.last_bar = b.date
-        sub.last_event = ev
-        self.updates_in["bar"] += 1
-        self._publish(ev)
-
-    def _on_bar_update(self, bars: Any, has_new_bar: bool) -> None:
-        subs = self._by_handle.get(id(bars))
-        if not subs:
-            return
-        sub = subs[0]
-        self._fresh(sub)
-        if sub.kind == "rtbars":
-            if bars:
-                ev = rt_bar_event(sub, bars[-1])
-                sub.last_event = ev
-                self.updates_in["bar"] += 1
-                self._publish(ev)
-            return
-        if has_new_bar and len(bars) >= 2:
-            for b in bars[:-1][-3:]:  # normally one; more after a pause
-                if sub.last_bar is None or b.date > sub.last_bar:
-                    self._emit_bar(sub, b)
-        if bars:
-            self._publish(bar_event(sub, bars[-1], False))
-
-    # --- account: P&L, positions, account values -------------------------------------
-
-    def _on_pnl(self, obj: Any) -> None:
-        for sub in self._by_handle.get(id(obj), ()):
-            self._fresh(sub)
-            p = sub.params
-            ev: dict[str, Any] = {
-                "type": "pnl", "key": sub.key, "account": p["account"],
-                "modelCode": p["model"], "dailyPnL": _num(obj.dailyPnL),
-                "unrealizedPnL": _num(obj.unrealizedPnL),
-                "realizedPnL": _num(obj.realizedPnL)}
-            if p["conId"]:
-                ev.update(conId=p["conId"], symbol=sub.contract.symbol,
-                          position=_num(obj.position), value=_num(obj.value))
-            sub.last_event = ev
-            self.updates_in["pnl"] = self.updates_in.get("pnl", 0) + 1
-            self._publish(ev)
+    # --- answered from held streams ----------------------------------------------------
 
     def held_quote(self, con_id: int, generic: list[int]) -> LiveSub | None:
         """A live quote subscription of ``con_id`` that carries every generic tick
@@ -414,21 +329,6 @@ class StreamHub(StaleWatch):
         """The newest P&L of a held P&L stream (so /pnl need not ask IB again)."""
         sub = self.subs.get(f"pnl:{account}:{model}:{con_id}")
         return None if sub is None else sub.last_event
-
-    def _on_position(self, pos: Any) -> None:
-        c = pos.contract
-        self.updates_in["account"] = self.updates_in.get("account", 0) + 1
-        self._publish({"type": "position", "key": f"position:{pos.account}:{c.conId}",
-                       "account": pos.account, "conId": c.conId, "symbol": c.symbol,
-                       "secType": c.secType, "localSymbol": c.localSymbol,
-                       "position": _num(pos.position), "avgCost": _num(pos.avgCost)})
-
-    def _on_account_value(self, v: Any) -> None:
-        self.updates_in["account"] = self.updates_in.get("account", 0) + 1
-        self._publish({"type": "accountValue",
-                       "key": f"account:{v.account}:{v.tag}:{v.currency}",
-                       "account": v.account, "tag": v.tag, "value": v.value,
-                       "currency": v.currency or None, "modelCode": v.modelCode or None})
 
     # --- orders ------------------------------------------------------------------------
 
