@@ -42,7 +42,7 @@ SIGNATURES: dict[str, tuple[Callable[..., Any], list[str]]] = {
         "self", "reqId", "contract", "endDateTime", "durationStr", "barSizeSetting",
         "whatToShow", "useRTH", "formatDate", "keepUpToDate", "chartOptions"]),
     "Client.cancelHistoricalData": (Client.cancelHistoricalData, ["self", "reqId"]),
-    # session.py: the heartbeat, and the server version for /health
+    # heartbeat.py: the heartbeat; session.py: the server version for /health
     "Client.reqCurrentTime": (Client.reqCurrentTime, ["self"]),
     "Client.serverVersion": (Client.serverVersion, ["self"]),
     # wrapped on the instance (backend.py, session.py)

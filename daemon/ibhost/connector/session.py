@@ -1,9 +1,11 @@
 """The one IB session: connect, synchronise, watch, reconnect.
 
-States: down -> connecting -> synchronizing -> ready <-> degraded -> down.
-Ready only after the handshake, nextValidId, managedAccounts and the library's
+States (diagnostics.py): down -> connecting -> synchronizing -> ready <-> degraded
+-> down. Ready only after the handshake, nextValidId, managedAccounts and the library's
 initial sync completed, plus a settle delay. Each transition is logged once with
-its cause and kept in the diagnostics served by /status.
+its cause and kept in the diagnostics served by /status. The heartbeat watches a
+connection in use (heartbeat.py), the backoff spaces failed connects (backoff.py),
+and IB's codes mark the connection degraded or not (ibcodes.py).
 """
 
 from __future__ import annotations
@@ -14,83 +16,25 @@ import datetime as dt
 import logging
 import random
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from ..config import Config
 from ..errors import IbhostError
 from ..proc import cancel_and_wait
 from ..windows import Schedule, Window
+from . import ibcodes
 from .backend import Backend
+from .backoff import Backoff
 from .clock import IbClock
 
+# the states, re-exported: ``session.State``, ``session.USABLE`` ... as before
+from .diagnostics import USABLE as USABLE
+from .diagnostics import Diagnostics as Diagnostics
+from .diagnostics import State as State
+from .heartbeat import Heartbeat
+
 log = logging.getLogger("ibhost.connector.session")
-
-
-class State(StrEnum):
-    DOWN = "down"
-    CONNECTING = "connecting"
-    SYNCHRONIZING = "synchronizing"
-    READY = "ready"
-    DEGRADED = "degraded"
-
-
-USABLE = (State.READY, State.DEGRADED)
-
-# farm notices: code -> (farm, broken?)
-FARM_CODES = {
-    2103: ("market_data", True), 2104: ("market_data", False),
-    2105: ("hmds", True), 2106: ("hmds", False),
-    2157: ("secdef", True), 2158: ("secdef", False),
-}
-
-
-def _iso(t: float | None) -> str | None:
-    return None if t is None else dt.datetime.fromtimestamp(t, dt.UTC).isoformat()
-
-
-@dataclass
-class Diagnostics:
-    state: str = State.DOWN.value
-    since: float | None = None
-    stateReason: str = "starting"
-    clientId: int | None = None
-    serverVersion: int | None = None
-    accounts: list[str] = field(default_factory=list)
-    farms: dict[str, str] = field(default_factory=lambda: {
-        "market_data": "unknown", "hmds": "unknown", "secdef": "unknown"})
-    degradedReasons: list[str] = field(default_factory=list)
-    competingSession: bool = False
-    competingSessionAt: float | None = None
-    connectedSince: float | None = None
-    lastDisconnectAt: float | None = None
-    lastDisconnectReason: str | None = None
-    lastIbErrorAt: float | None = None
-    lastIbErrorCode: int | None = None
-    lastIbErrorMessage: str | None = None
-    lastReconnectAttemptAt: float | None = None
-    lastReconnectError: str | None = None
-    reconnectAttempts: int = 0
-    reconnectFailures: int = 0
-    clientIdClashes: int = 0
-    lastHeartbeatAt: float | None = None
-    lastHeartbeatError: str | None = None
-    heartbeatFailures: int = 0
-    ibCodes: Counter[int] = field(default_factory=Counter)
-    nextAttemptAt: float | None = None
-    ibClockOffsetSeconds: float = 0.0  # IB's clock minus this machine's
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["ibCodes"] = {str(k): v for k, v in sorted(self.ibCodes.items())}
-        for k in ("since", "competingSessionAt", "connectedSince", "lastDisconnectAt",
-                  "lastIbErrorAt", "lastReconnectAttemptAt", "lastHeartbeatAt",
-                  "nextAttemptAt"):
-            d[k] = _iso(d[k])
-        return d
 
 
 class Session:
@@ -122,10 +66,15 @@ class Session:
         self.listeners: list[Callable[[State, State, str], None]] = []
         self.on_ib_code: list[Callable[[int], None]] = []
         self.on_resubscribe: list[Callable[[], Any]] = []
+        self.heartbeat = Heartbeat(self.ib, self.ibcfg, self.diag, wall=wall,
+                                   outstanding=self.outstanding,
+                                   reconnect=self.request_reconnect)
+        self.backoff = Backoff(self.ibcfg, self.diag, wall=wall, rng=rng, wake=self._wake,
+                               cut_short=lambda: self._stopping or bool(self._reconnect_reason))
         self.ib.errorEvent += self._on_error
         self.ib.disconnectedEvent += self._on_disconnected
         self.ib.client.apiStart += self._on_api_start
-        self.ib.client.conn.hasData += self._on_data
+        self.ib.client.conn.hasData += self.heartbeat.on_data
         # IB's own clock, from every currentTime answer (the heartbeat's included)
         self.clock = IbClock(wall)
         answered = self.ib.wrapper.currentTime
@@ -136,8 +85,6 @@ class Session:
             answered(epoch)
 
         self.ib.wrapper.currentTime = current_time
-        self._last_rx = time.monotonic()  # last bytes from IB
-        self._rx = asyncio.Event()  # set whenever bytes arrive (for the probe)
         self.in_flight = 0  # requests of ours waiting on IB (besides the library's)
         # fails (with the reason) when the connection in use is lost, so requests in
         # flight end at once instead of waiting out their timeout
@@ -262,15 +209,9 @@ class Session:
                 reason = await self._serve()
                 self._drop(reason)
                 continue
-            delay = self._backoff(failures)
+            delay = self.backoff.delay(failures)
             failures += 1
-            await self._wait_backoff(delay, port_closed)
-
-    def _backoff(self, failures: int) -> float:
-        steps = self.ibcfg.backoff
-        base = steps[min(failures, len(steps) - 1)]
-        jitter = self.ibcfg.backoff_jitter
-        return max(0.0, base * (1 + jitter * (2 * self.rng() - 1)))
+            await self.backoff.wait(delay, port_closed)
 
     def _advance_client_id(self) -> None:
         """Only a clash (326) moves to the next id: orders belong to the id that placed
@@ -367,7 +308,8 @@ class Session:
 
     async def _serve(self) -> str:
         """Hold the connection until it drops or a reconnect is asked for."""
-        hb = asyncio.get_running_loop().create_task(self._heartbeat(), name="ib-heartbeat")
+        hb = asyncio.get_running_loop().create_task(self.heartbeat.run(),
+                                                    name="ib-heartbeat")
         waits = [asyncio.ensure_future(self._disconnected.wait()),
                  asyncio.ensure_future(self._wake.wait())]
         try:
@@ -404,105 +346,11 @@ class Session:
         """Is anything waiting on an answer from IB?"""
         return self.in_flight > 0 or bool(getattr(self.ib.wrapper, "_futures", None))
 
-    async def _heartbeat(self) -> None:
-        """Probe with reqCurrentTime every ``heartbeat_interval``, and at once when a
-        request has been outstanding ``stall_after`` seconds with nothing received.
-        A probe is answered by any bytes from IB within ``heartbeat_timeout`` (a
-        slow gateway still sends; a half-open socket sends nothing). One failed
-        probe of a stall, or ``heartbeat_misses`` idle ones in a row, is half-open."""
-        misses = 0
-        cfg = self.ibcfg
-        loop = asyncio.get_running_loop()
-        last_probe = loop.time()
-        tick = min(0.25, cfg.stall_after / 4, cfg.heartbeat_interval)
-        while True:
-            await asyncio.sleep(tick)
-            now = loop.time()
-            stalled = time.monotonic() - self._last_rx >= cfg.stall_after and \
-                self.outstanding()
-            if not stalled and now - last_probe < cfg.heartbeat_interval:
-                continue
-            last_probe = now
-            if await self._alive(cfg.heartbeat_timeout):
-                misses = 0
-                self.diag.lastHeartbeatAt = self.wall()
-                self.diag.lastHeartbeatError = None
-                continue
-            misses += 1
-            self.diag.heartbeatFailures += 1
-            # a caller waiting on IB makes any failed probe a stall, whatever started
-            # the probe: a routine probe sent just before a request must not cost the
-            # caller a second probe's timeout
-            stalled = stalled or self.outstanding()
-            why = "requests outstanding, nothing received" if stalled else "idle probe"
-            self.diag.lastHeartbeatError = f"no answer in {cfg.heartbeat_timeout:g}s " \
-                                           f"({why}; {misses} in a row)"
-            log.warning("heartbeat missed: %s", self.diag.lastHeartbeatError)
-            if stalled or misses >= cfg.heartbeat_misses:
-                self.request_reconnect(
-                    f"heartbeat: no answer from IB in {cfg.heartbeat_timeout:g}s "
-                    + ("with requests outstanding" if stalled else f"x{misses}")
-                    + " (half-open socket)")
-                return
-            # an idle probe went unanswered: confirm at once rather than a whole
-            # interval later (idle detection: interval + misses x timeout at most)
-            last_probe = now - cfg.heartbeat_interval
-
-    async def _alive(self, timeout: float) -> bool:
-        """Send reqCurrentTime; true when any bytes arrive within ``timeout``."""
-        sent = time.monotonic()
-        self._rx.clear()
-        try:
-            self.ib.client.reqCurrentTime()
-        except ConnectionError:
-            return False
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._rx.wait()
-        await asyncio.sleep(0)  # a busy loop: read what is already waiting first
-        return self._last_rx >= sent
-
-    async def _wait_backoff(self, delay: float, port_closed: bool) -> None:
-        """Wait out the backoff; a TCP probe ends it early when a closed port opens."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + delay
-        self.diag.nextAttemptAt = self.wall() + delay
-        log.info("next attempt in %.1fs%s", delay,
-                 f" (probing the port every {self.ibcfg.probe_interval:.1f}s)"
-                 if port_closed else "")
-        while not self._stopping and not self._reconnect_reason:
-            left = end - loop.time()
-            if left <= 0:
-                return
-            step = min(self.ibcfg.probe_interval, left)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(step):
-                    await self._wake.wait()
-            if port_closed and await self._probe():
-                log.info("gateway port %s answers again; connecting now", self.ibcfg.port)
-                return
-
-    async def _probe(self) -> bool:
-        """TCP connect + close, no API handshake."""
-        try:
-            async with asyncio.timeout(self.ibcfg.probe_interval):
-                _, writer = await asyncio.open_connection(self.ibcfg.host, self.ibcfg.port)
-        except (OSError, TimeoutError):
-            return False
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-        return True
-
     # --- events from the library ----------------------------------------------------
 
     def _on_api_start(self) -> None:
         self._set_state(State.SYNCHRONIZING, "handshake done; synchronizing positions, "
                                              "orders, account and executions")
-
-    def _on_data(self, _data: bytes) -> None:
-        self._last_rx = time.monotonic()
-        self._rx.set()
 
     def _on_disconnected(self) -> None:
         self._disconnected.set()
@@ -515,34 +363,17 @@ class Session:
         d.lastIbErrorMessage = message
         for hook in self.on_ib_code:
             hook(code)
+        ibcodes.note(code, self._degraded, d, self.wall)  # degraded reasons, farms
         if code == 326:
             self._clash = True
             self._clashed.set()
-        elif code == 1100:
-            self._degraded.add("ib_connectivity_lost (1100)")
-        elif code in (1101, 1102):
-            self._degraded.discard("ib_connectivity_lost (1100)")
-            self._degraded.discard("tws_server_connectivity (2110)")
-            if code == 1101:
-                log.warning("1101: connectivity restored, data lost; re-requesting "
-                            "subscriptions")
-                for fn in self.on_resubscribe:
-                    res = fn()
-                    if asyncio.iscoroutine(res):
-                        asyncio.get_running_loop().create_task(res)
-        elif code == 2110:
-            self._degraded.add("tws_server_connectivity (2110)")
-        elif code in FARM_CODES:
-            farm, broken = FARM_CODES[code]
-            d.farms[farm] = "broken" if broken else "ok"
-            if broken:
-                self._degraded.add(f"farm_{farm} ({code})")
-            else:
-                self._degraded.discard(f"farm_{farm} ({code - 1})")
-                self._degraded.discard("tws_server_connectivity (2110)")
-        elif code == 10197:
-            d.competingSession = True
-            d.competingSessionAt = self.wall()
+        elif code == 1101:
+            log.warning("1101: connectivity restored, data lost; re-requesting "
+                        "subscriptions")
+            for fn in self.on_resubscribe:
+                res = fn()
+                if asyncio.iscoroutine(res):
+                    asyncio.get_running_loop().create_task(res)
         elif code == 1300:
             self.request_reconnect("1300: gateway socket port reset")
         elif code == 321 and req_id in getattr(self.ib.wrapper, "_futures", {}):
