@@ -369,3 +369,18 @@ async def test_executions_since(gw: Any, sim: Simulator) -> None:
         bad = await gw.get(f"/executions{q}", headers=H)
         assert bad.status == 400 and "since" in (await bad.json())["error"]
     assert len(await mine("?since=0040-08-20T08:59:47Z")) == 1  # before 1970: everything
+
+
+def test_a_bare_symbol_is_a_stock_but_for_the_bridges_indices() -> None:
+    """The bridge's get_contract: VIX, SPX, NDX, RUT and VIXW are indices (the VIX
+    family on CBOE), anything else a US stock on SMART (symbols.py, beside KTRDR's)."""
+    from ibhost.symbols import bridge_contract
+
+    assert bridge_contract("vix") == {"symbol": "VIX", "secType": "IND", "exchange": "CBOE",
+                                      "currency": "USD"}
+    assert bridge_contract("VIXW")["exchange"] == "CBOE"
+    assert [bridge_contract(s)["secType"] for s in ("SPX", "NDX", "RUT")] == ["IND"] * 3
+    assert bridge_contract("SPX")["exchange"] == "SMART"
+    assert bridge_contract("aapl") == {"symbol": "AAPL", "secType": "STK", "exchange": "SMART",
+                                       "currency": "USD"}
+    assert bridge_contract("VIXY")["secType"] == "STK"  # an ETF, not the index

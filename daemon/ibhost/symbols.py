@@ -1,6 +1,12 @@
-"""Which IB contract a bare symbol names, the way KTRDR's validator decides: a
-currency pair is CASH on IDEALPRO, else a US stock on SMART, else a CME future
-(the nearest expiry). Shared by the KTRDR contract and the gap-filler."""
+"""Which IB contract a bare symbol names, each drop-in by its original's rule, in
+this one place:
+
+- KTRDR's validator (``candidates``, ``resolve``): a currency pair is CASH on
+  IDEALPRO, else a US stock on SMART, else a CME future (the nearest expiry).
+  Shared by the KTRDR contract and the gap-filler.
+- the wheel-strat bridge (``bridge_contract``): VIX, SPX, NDX, RUT and VIXW are
+  indices (the VIX family on CBOE), every other symbol a US stock on SMART.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,19 @@ INSTRUMENT_TYPES = {
     "FUT": "FUT", "FUTURE": "FUT", "FUTURES": "FUT", "IND": "IND", "INDEX": "IND",
     "CRYPTO": "CRYPTO",
 }
+
+
+# the bridge asks for these as indices (its get_contract); every other bare symbol is a stock
+BRIDGE_INDICES = ("VIX", "SPX", "NDX", "RUT", "VIXW")
+
+
+def bridge_contract(symbol: str) -> dict[str, Any]:
+    """The contract the wheel-strat bridge means by a bare symbol."""
+    s = symbol.upper()
+    if s in BRIDGE_INDICES:
+        return {"symbol": s, "secType": "IND", "exchange": "CBOE" if s.startswith("VIX")
+                else "SMART", "currency": "USD"}
+    return {"symbol": s, "secType": "STK", "exchange": "SMART", "currency": "USD"}
 
 
 def normalize(symbol: str) -> str:

@@ -25,6 +25,7 @@ from aiohttp import web
 from .. import __version__, ibrules, models
 from ..errors import IbhostError, bad_request
 from ..ipc import KEYLESS
+from ..symbols import bridge_contract
 from ..validate import (
     opt_bool,
     opt_int,
@@ -45,18 +46,9 @@ from .common import (
 )
 from .keys import AUTH_KEY, HEALTH_KEY, LOGS_KEY, STARTED_KEY
 
-INDICES = ("VIX", "SPX", "NDX", "RUT", "VIXW")  # the bridge asks for these as indices
 TIERS = (("realtime", 1), ("frozen", 2), ("delayed", 3))
 SOURCES = {1: "realtime", 2: "frozen", 3: "delayed", 4: "delayed-frozen"}
 MAX_BATCH = 100
-
-
-def _stock(symbol: str) -> dict[str, Any]:
-    s = symbol.upper()
-    if s in INDICES:
-        return {"symbol": s, "secType": "IND", "exchange": "CBOE" if s.startswith("VIX")
-                else "SMART", "currency": "USD"}
-    return {"symbol": s, "secType": "STK", "exchange": "SMART", "currency": "USD"}
 
 
 def _valid(x: Any) -> bool:
@@ -85,7 +77,7 @@ async def _tiered(request: web.Request, symbol: str) -> dict[str, Any] | None:
     for tier, md_type in TIERS:
         try:
             q = models.plain(await connector(request).snapshot(
-                {**_stock(symbol), "marketDataType": md_type}))
+                {**bridge_contract(symbol), "marketDataType": md_type}))
         except IbhostError as e:
             if e.code in ("unavailable", "timeout", "bad_request"):
                 raise
@@ -137,7 +129,7 @@ async def market_data_batch(request: web.Request) -> web.Response:
 
 
 async def _chain(request: web.Request, symbol: str) -> dict[str, Any]:
-    st = _stock(symbol)
+    st = bridge_contract(symbol)
     params = {"symbol": st["symbol"], "secType": st["secType"], "exchange": st["exchange"]}
     if "maxAge" in request.query:  # the oldest cached answer the caller accepts
         params["maxAge"] = request.query["maxAge"]
