@@ -17,7 +17,7 @@ class Clock:
         return self.t
 
 
-def _drain(wire: Wire, clock: Clock) -> None:
+def _drain(wire: Wire) -> None:
     """Time moves on in 1 ms steps; the wire's timer runs when it is due."""
     if wire._timer is not None and wire._wait() <= 0:
         wire._timer.cancel()
@@ -38,7 +38,7 @@ async def test_a_burst_is_spaced_and_no_second_holds_more_than_the_limit() -> No
     while wire.queued:
         clock.t += 0.001
         await asyncio.sleep(0)
-        _drain(wire, clock)
+        _drain(wire)
     assert [m for _, m in out] == [b"%d" % i for i in range(120)]  # in order
     times = [t for t, _ in out]
     assert min(b - a for a, b in itertools.pairwise(times[BURST - 1:])) >= GAP - 1e-9
@@ -65,7 +65,7 @@ async def test_a_burst_into_a_busy_second_is_spaced_from_its_first_message() -> 
     while wire.queued:
         clock.t += 0.001
         await asyncio.sleep(0)
-        _drain(wire, clock)
+        _drain(wire)
     assert min(b - a for a, b in itertools.pairwise(out[BURST - 1:])) >= GAP - 1e-9
     clock.t += 1.0  # a quiet second again: a burst leaves at once
     for _ in range(3):

@@ -102,7 +102,7 @@ def install(ib: Any, parse_date: Callable[[str], Any]) -> bool:
         if type(wrapper._results.get(req_id)) is not ColumnRequest:
             original(fields)
             return
-        wrapper._results.pop(req_id, None)  # _endReq keeps it when given a result
+        # the container _endReq leaves behind is dropped by its request (_request_bars)
         wrapper._endReq(req_id, read_columns(fields, parse_date))
 
     handlers[HISTORICAL_DATA] = historical_data
