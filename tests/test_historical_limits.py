@@ -25,6 +25,10 @@ from .connector_fixtures import running_connector, wait_until
 from .test_gateway import KEY, gateway
 
 
+def ib_contract(con: Any, symbol: str) -> Any:
+    return con.session.backend.lib.Stock(symbol, "SMART", "USD")
+
+
 def open_at_ib(sim: Simulator) -> int:
     return sum(c["openHistorical"] for c in sim.state()["clients"])
 
@@ -88,6 +92,10 @@ async def test_client_that_hangs_up_leaves_nothing_open_at_ib(
             await wait_until(lambda: sim.state()["stats"]["requests"].get(
                 "reqHistoricalData", 0) > 30, timeout=10)
             assert con.service.history.jobs  # the download is running
+            # from now on IB takes 10 s to answer: what is open when the client goes
+            # away stays open unless the connector cancels it
+            sim.throttle.base = 10.0
+            await wait_until(lambda: open_at_ib(sim) > 0, timeout=5)
             task.cancel()  # the client goes away
         # Nothing open at IB is not enough: between one chunk's answer and the next
         # request the download has nothing open either. The job must be gone (its
@@ -95,8 +103,12 @@ async def test_client_that_hangs_up_leaves_nothing_open_at_ib(
         await wait_until(lambda: not con.service.history.jobs
                          and not con.session.outstanding(), timeout=2)
         # one round trip on the same connection: the simulator handles messages in
-        # order, so whatever the connector sent before it has now been seen
-        await con.session.ib.reqCurrentTimeAsync()
+        # order, so whatever the connector sent before it has now been seen. Not
+        # reqCurrentTime: the library keys its answer by name, and the heartbeat's own
+        # probe, sent before the cancel, would answer it; contract details are keyed
+        # by their request id.
+        ib = con.session.ib
+        assert await ib.reqContractDetailsAsync(ib_contract(con, "AAPL"))
         assert open_at_ib(sim) == 0
         sent = sim.state()["stats"]["requests"]["reqHistoricalData"]
         await asyncio.sleep(0.5)
