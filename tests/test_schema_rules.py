@@ -10,7 +10,7 @@ import pytest
 
 from ibhost import ibrules
 from ibhost.gateway import openapi
-from ibhost.gateway.schema_rules import duration_pattern, int_range
+from ibhost.schema_rules import duration_pattern, int_range
 from ibhost.validate import TIMEOUT_MAX, TIMEOUT_MIN, timeout_seconds
 
 

@@ -22,20 +22,17 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import __version__
+from ..asks import Historical, StreamHold
 from ..config import Config, describe
 from ..errors import IbhostError, bad_request, code_for_http_status
 from ..ipc import JOB_HEADER
 from ..validate import (
-    int_list,
     json_body,
     opt_bool,
-    opt_datetime,
     opt_int,
     opt_str,
-    req_str,
 )
 from . import api_market, api_orders
-from .api_market import GENERIC_TICKS
 from .apibase import (
     CONFIG_KEY,
     METRICS_KEY,
@@ -44,18 +41,15 @@ from .apibase import (
     SESSION_KEY,
     STARTED_KEY,
     STREAMS_KEY,
-    priority,
 )
 from .bars import records
 from .contracts import parse_spec
 from .metrics import ConnectorMetrics, route_label
-from .pacing import Scheduler
+from .pacing import PRIORITIES, Scheduler
 from .service import Service
 from .session import Session, State
 from .shapes import SHAPES
 from .streams.hub import StreamHub
-from .streams.live import KINDS as STREAM_KINDS
-from .streams.live import TICK_TYPES
 from .values import DEADLINE, JOB
 
 log = logging.getLogger("ibhost.connector.api")
@@ -203,21 +197,13 @@ async def reconnect(request: web.Request) -> web.Response:
 
 async def historical(request: web.Request) -> web.StreamResponse:
     body = await json_body(request)
-    spec = parse_spec(body)
-    bar_size = req_str(body, "barSize")
-    what = opt_str(body, "whatToShow", upper=True)  # "": TRADES, MIDPOINT for forex
-    start = opt_datetime(body, "start")
-    end = opt_datetime(body, "end")
-    duration = opt_str(body, "duration") or None
-    if duration and start:
-        raise bad_request("duration", "give either duration or start, not both")
-    if start and end and start >= end:
-        raise bad_request("start", "must be before end")
+    ask = Historical.read(body)
     history = request.app[SERVICE_KEY].history
     kw: dict[str, Any] = dict(
-        bar_size=bar_size, what=what, use_rth=opt_bool(body, "useRTH", True), start=start,
-        end=end, duration=duration, priority=priority(body),
+        bar_size=ask.bar_size, what=ask.whatToShow, use_rth=ask.useRTH, start=ask.start,
+        end=ask.end, duration=ask.duration or None, priority=PRIORITIES[ask.priority],
         job=request.headers.get(JOB_HEADER, "")[:64])
+    spec = ask.contract
     # an answer the gateway relays as it is: v1's columns (``columns: true``), or
     # KTRDR's or the bridge's shape (connector/shapes.py)
     shape = opt_str(body, "shape", "columns" if opt_bool(body, "columns", False) else "",
@@ -301,20 +287,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 async def stream_hold(request: web.Request) -> web.Response:
     body = await json_body(request)
-    channel = req_str(body, "channel")
-    kind = opt_str(body, "kind", "quote", choices=STREAM_KINDS)
-    account_wide = kind == "pnl" and not any(body.get(f) for f in ("symbol", "conId",
-                                                                    "localSymbol"))
-    spec = None if account_wide else parse_spec(body)
-    params = {"generic": int_list(body, "genericTicks", GENERIC_TICKS),
-              "barSize": opt_str(body, "barSize", "1 min"),
-              "whatToShow": opt_str(body, "whatToShow", "TRADES", upper=True),
-              "useRTH": opt_bool(body, "useRTH", False),
-              "tickType": opt_str(body, "tickType", "Last", choices=TICK_TYPES),
-              "account": opt_str(body, "account", to_ib=True),
-              "model": opt_str(body, "model", to_ib=True),
-              "conId": opt_int(body, "conId", 0, minimum=0)}
-    return web.json_response(await request.app[STREAMS_KEY].hold(channel, kind, spec, params),
+    ask = StreamHold.read(body)
+    spec = None if ask.account_wide(body) else parse_spec(body)
+    return web.json_response(await request.app[STREAMS_KEY].hold(ask.channel, ask.kind, spec,
+                                                                 ask.params()),
                              status=201)
 
 

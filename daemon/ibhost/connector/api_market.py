@@ -9,14 +9,15 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from .. import models
+from .. import asks, models
 from ..errors import IbhostError
-from ..validate import int_list, json_body, opt_bool, opt_float, opt_int, opt_str
-from .apibase import SERVICE_KEY, STREAMS_KEY, aged, max_age_of, priority, reply
+from ..validate import json_body, opt_int
+from .apibase import SERVICE_KEY, STREAMS_KEY, aged, max_age_of, reply
 from .contracts import parse_spec
+from .pacing import PRIORITIES
 from .streams.live import REST
 
-GENERIC_TICKS = (100, 101, 104, 106, 165, 221, 225, 233, 236, 258, 293, 294, 295, 375, 411)
+GENERIC_TICKS = asks.GENERIC_TICKS
 
 
 async def validate(request: web.Request) -> web.Response:
@@ -27,13 +28,10 @@ async def validate(request: web.Request) -> web.Response:
 
 
 async def head_timestamp(request: web.Request) -> web.Response:
-    q = request.query
-    spec = parse_spec(dict(q), query=True)
-    what = opt_str(q, "whatToShow", "TRADES", upper=True,
-                   choices=("TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK"))
+    ask = asks.HeadTimestamp.read(request.query, query=True)
     ts = await request.app[SERVICE_KEY].head_timestamp(
-        spec, what, opt_bool(q, "useRTH", True), priority(q))
-    return reply(models.HeadTimestamp(symbol=spec.symbol, whatToShow=what,
+        ask.contract, ask.whatToShow, ask.useRTH, PRIORITIES[ask.priority])
+    return reply(models.HeadTimestamp(symbol=ask.contract.symbol, whatToShow=ask.whatToShow,
                                       headTimestamp=ts.isoformat()))
 
 
@@ -41,18 +39,14 @@ async def option_chain(request: web.Request) -> web.Response:
     q = dict(request.query)
     max_age = max_age_of(q)
     q.pop("maxAge", None)
-    chain, age = await request.app[SERVICE_KEY].option_chain(parse_spec(q, query=True),
-                                                             max_age)
+    chain, age = await request.app[SERVICE_KEY].option_chain(
+        asks.OptionChain.read(q, query=True).contract, max_age)
     return aged(chain, age)
 
 
 async def snapshot(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    spec = parse_spec(body)
-    generic = int_list(body, "genericTicks", GENERIC_TICKS)
-    md_type = opt_int(body, "marketDataType", 1, minimum=1, maximum=4)
-    wait = opt_float(body, "wait", 2.0, minimum=0.1, maximum=30.0)
-    assert wait is not None
+    ask = asks.Snapshot.read(await json_body(request))
+    spec, generic, md_type, wait = ask.contract, ask.genericTicks, ask.marketDataType, ask.wait
     svc = request.app[SERVICE_KEY]
     hub = request.app[STREAMS_KEY]
     con_id = (await svc.resolve(spec)).conId
@@ -71,11 +65,9 @@ async def snapshot(request: web.Request) -> web.Response:
 
 async def subscribe(request: web.Request) -> web.Response:
     """A quote subscription held until DELETE (the same one a stream of it uses)."""
-    body = await json_body(request)
-    spec = parse_spec(body)
-    generic = int_list(body, "genericTicks", GENERIC_TICKS)
+    ask = asks.QuoteHold.read(await json_body(request))
     hub = request.app[STREAMS_KEY]
-    held = await hub.hold(REST, "quote", spec, {"generic": generic})
+    held = await hub.hold(REST, "quote", ask.contract, {"generic": ask.genericTicks})
     return reply(_held(request, hub.subs[held["key"]]), status=201)
 
 

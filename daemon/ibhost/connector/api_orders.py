@@ -9,38 +9,19 @@ import datetime as dt
 from aiohttp import web
 
 from .. import models
+from ..asks import Executions, Order
 from ..errors import bad_request
-from ..validate import json_body, opt_bool, opt_datetime, opt_float, opt_int, opt_str, req_str
+from ..validate import json_body, opt_int, opt_str
 from .apibase import SERVICE_KEY, STREAMS_KEY, aged, asks_ib, reply
-from .contracts import parse_spec
-
-ORDER_TYPES = ("MKT", "LMT", "STP", "STP LMT")
-TIFS = ("DAY", "GTC", "IOC", "OPG", "GTD", "FOK")
 
 
 async def place_order(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    spec = parse_spec(body)
-    action = req_str(body, "action", upper=True, choices=("BUY", "SELL"))
-    qty = opt_float(body, "quantity", minimum=1e-4, maximum=1e9)
-    if qty is None:
-        raise bad_request("quantity", "is required")
-    order_type = opt_str(body, "orderType", "LMT", upper=True, choices=ORDER_TYPES)
-    limit = opt_float(body, "limitPrice", positive=True, maximum=1e9)
-    stop = opt_float(body, "stopPrice", positive=True, maximum=1e9)
-    if order_type in ("LMT", "STP LMT") and limit is None:
-        raise bad_request("limitPrice", f"is required for {order_type} orders")
-    if order_type in ("STP", "STP LMT") and stop is None:
-        raise bad_request("stopPrice", f"is required for {order_type} orders")
-    if order_type == "MKT" and limit is not None:
-        raise bad_request("limitPrice", "must not be given for MKT orders")
-    tif = opt_str(body, "tif", "DAY", upper=True, choices=TIFS)
-    ref = opt_str(body, "orderRef", max_len=128, to_ib=True)
+    o = Order.read(await json_body(request))
     # shielded: a caller that goes away must not cut an order off half-way
     result = await asyncio.shield(request.app[SERVICE_KEY].orders.place_order(
-        spec, action=action, quantity=qty, order_type=order_type, limit=limit, stop=stop,
-        tif=tif, order_ref=ref, outside_rth=opt_bool(body, "outsideRth", False),
-        dedupe=opt_bool(body, "dedupe", True)))
+        o.contract, action=o.action, quantity=o.quantity, order_type=o.orderType,
+        limit=o.limitPrice, stop=o.stopPrice, tif=o.tif, order_ref=o.orderRef,
+        outside_rth=o.outsideRth, dedupe=o.dedupe))
     return reply(result, status=200 if result.duplicate else 201)
 
 
@@ -71,16 +52,15 @@ async def open_orders(request: web.Request) -> web.Response:
 async def executions(request: web.Request) -> web.Response:
     q = request.query
     svc = request.app[SERVICE_KEY]
-    since = opt_datetime(q, "since")
-    days = opt_float(q, "lookbackDays", minimum=0, maximum=3650)
-    if days is not None:  # "the last N days" by IB's clock, not this machine's
-        floor = svc.now() - dt.timedelta(days=days)
+    ask = Executions.read(q, query=True)
+    since = ask.since
+    if ask.lookbackDays is not None:  # "the last N days" by IB's clock, not this machine's
+        floor = svc.now() - dt.timedelta(days=ask.lookbackDays)
         since = floor if since is None else max(since, floor)
     ask_ib = asks_ib(q)
     fills = await svc.orders.executions(
-        symbol=opt_str(q, "symbol", upper=True), sec_type=opt_str(q, "secType", upper=True),
-        side=opt_str(q, "side", upper=True, choices=("", "BUY", "SELL")),
-        since=since, client_id=opt_int(q, "clientId", 0), ask_ib=ask_ib)
+        symbol=ask.symbol, sec_type=ask.secType, side=ask.side, since=since,
+        client_id=ask.clientId, ask_ib=ask_ib)
     return aged(fills, 0.0 if ask_ib else svc.ages.age("executions"))
 
 

@@ -11,7 +11,7 @@ from .. import models
 from ..config import Config
 from ..validate import opt_float, opt_str
 from .metrics import ConnectorMetrics
-from .pacing import PRIORITIES, Scheduler
+from .pacing import Scheduler
 from .service import Service
 from .session import Session
 from .streams.hub import StreamHub
@@ -23,11 +23,6 @@ CONFIG_KEY = web.AppKey("config", Config)
 STARTED_KEY = web.AppKey("started", float)
 METRICS_KEY = web.AppKey("metrics", ConnectorMetrics)
 STREAMS_KEY = web.AppKey("streams", StreamHub)
-
-
-def priority(m: Any) -> int:
-    return PRIORITIES[opt_str(m, "priority", "interactive",
-                              choices=tuple(PRIORITIES))]
 
 
 AGE_HEADER = "X-Ibhost-State-Age"  # seconds since IB last sent what the answer holds

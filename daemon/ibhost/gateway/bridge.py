@@ -23,23 +23,21 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__, ibrules, models
+from ..asks_families import BridgeHistorical, bridge_option
 from ..errors import IbhostError, bad_request
 from ..ipc import KEYLESS
 from ..symbols import bridge_contract
 from ..validate import (
-    opt_bool,
     opt_int,
-    opt_str,
     req_str,
     symbol_ok,
 )
 from . import bridge_orders
-from .bridge_orders import _multiplier, _option, _text
+from .bridge_orders import _multiplier, _text
 from .common import (
     Route,
     auth,
     caller_of,
-    check_duration,
     connector,
     request_body,
     trusted,
@@ -193,7 +191,7 @@ async def option_chain_batch(request: web.Request) -> web.Response:
 async def option_quote(request: web.Request) -> web.Response:
     auth(request, always=True)
     body = await request_body(request)
-    return web.json_response(await _option_quote(request, _option(body)))
+    return web.json_response(await _option_quote(request, bridge_option(body)))
 
 
 async def option_quote_batch(request: web.Request) -> web.Response:
@@ -208,7 +206,7 @@ async def option_quote_batch(request: web.Request) -> web.Response:
             raise bad_request(f"contracts[{i}]", "must be an object {symbol, expiration, "
                                                  "strike, right}")
         try:
-            specs.append(_option(c))
+            specs.append(bridge_option(c))
         except IbhostError as e:  # the item's own field, named with its place
             problem = e.message.removeprefix(f"{e.field}: ")
             raise bad_request(f"contracts[{i}].{e.field}", problem) from None
@@ -276,36 +274,21 @@ def _no_bid(out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _ib_end(raw: Any) -> str | None:
-    """The bridge's endDateTime (IB's text, '' for now) as ISO 8601."""
-    if raw in (None, ""):
-        return None
-    if not isinstance(raw, str) or len(raw) > 40:
-        raise bad_request("endDateTime", "must be IB's 'yyyymmdd hh:mm:ss [TZ]' or ''")
-    try:
-        t = ibrules.parse_end_datetime(raw)
-    except (ValueError, KeyError):
-        raise bad_request("endDateTime", "must be IB's 'yyyymmdd hh:mm:ss [TZ]' or ''") \
-            from None
-    return t.isoformat()
+def _ib_end(raw: str) -> str | None:
+    """The bridge's endDateTime (IB's text, '' for now; read by BridgeHistorical) as
+    ISO 8601."""
+    return ibrules.parse_end_datetime(raw).isoformat() if raw else None
 
 
 async def historical(request: web.Request) -> web.Response:
     auth(request, always=True)
     body = await request_body(request)
-    sec_type = opt_str(body, "secType", "", upper=True) or \
-        opt_str(body, "sectype", "STK", upper=True)
-    if not opt_str(body, "symbol"):
-        raise bad_request("symbol", "is required")
-    spec = (_option(body) if sec_type in ("OPT", "OPTION") else
-            {"symbol": req_str(body, "symbol", upper=True), "secType": "STK",
-             "exchange": "SMART", "currency": "USD"})
-    check_duration(body)
-    bar_size = opt_str(body, "barSize") or "1 day"
-    fwd = {**spec, "barSize": bar_size, "duration": opt_str(body, "duration") or "1 M",
-           "whatToShow": opt_str(body, "whatToShow", "TRADES", upper=True),
-           "useRTH": opt_bool(body, "useRTH", True)}
-    end = _ib_end(body.get("endDateTime"))
+    ask = BridgeHistorical.read(body)
+    spec = bridge_option(body) if ask.is_option else {
+        "symbol": ask.symbol, "secType": "STK", "exchange": "SMART", "currency": "USD"}
+    fwd = {**spec, "barSize": ask.barSize, "duration": ask.duration,
+           "whatToShow": ask.whatToShow, "useRTH": ask.useRTH}
+    end = _ib_end(ask.endDateTime)
     if end:
         fwd["end"] = end
     # the bars as the bridge wrote them, written by the connector (connector/shapes.py)

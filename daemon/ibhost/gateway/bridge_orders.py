@@ -10,13 +10,12 @@ from typing import Any
 from aiohttp import web
 
 from .. import models
+from ..asks_families import BridgeCancel, BridgeExecutions, BridgeOrder
 from ..errors import IbhostError, bad_request
 from ..validate import (
-    opt_float,
     opt_int,
     opt_str,
     parse_iso,
-    req_str,
 )
 from . import orders
 from .common import (
@@ -41,63 +40,12 @@ def _multiplier(x: Any) -> str:
     return str(x)
 
 
-def _expiration(raw: Any, *, required: bool = True) -> str:
-    """YYYYMMDD (or YYYY-MM-DD)."""
-    if raw in (None, ""):
-        if required:
-            raise bad_request("expiration", "is required for an option (YYYYMMDD)")
-        return ""
-    text = raw.replace("-", "") if isinstance(raw, str) else ""
-    if not (text.isascii() and text.isdigit() and len(text) == 8):
-        raise bad_request("expiration", "must be a date like 20261218 or 2026-12-18")
-    return text
-
-
-def _option(body: dict[str, Any], *, for_order: bool = False) -> dict[str, Any]:
-    """An option contract from the bridge's fields (expiration, strike, right, ...)."""
-    expiration = _expiration(body.get("expiration") or
-                             body.get("lastTradeDateOrContractMonth"))
-    strike = opt_float(body, "strike", positive=True)
-    if strike is None:
-        raise bad_request("strike", "is required for an option")
-    if strike >= 1e9:
-        raise bad_request("strike", "must be below 1e9")
-    right = req_str(body, "right", upper=True)
-    if right not in ("C", "P"):
-        raise bad_request("right", "must be C or P")
-    spec: dict[str, Any] = {
-        "symbol": req_str(body, "symbol", upper=True), "secType": "OPT",
-        "lastTradeDateOrContractMonth": expiration, "strike": strike, "right": right,
-        "exchange": "SMART" if for_order else (opt_str(body, "exchange") or "SMART"),
-        "currency": opt_str(body, "currency") or "USD"}
-    for k in ("tradingClass", "multiplier"):
-        if body.get(k):
-            spec[k] = str(body[k])
-    if body.get("conId") is not None:
-        spec["conId"] = opt_int(body, "conId", 0, minimum=1)
-    return spec
-
-
 async def place_order(request: web.Request) -> web.Response:
     auth(request, trading=True)
     body = await request_body(request)
-    sec_type = opt_str(body, "secType", "STK", upper=True, choices=("STK", "OPT"))
-    if sec_type != "OPT":  # the option fields are not used, but must still make sense
-        opt_float(body, "strike", minimum=0, maximum=1e9)
-        _expiration(body.get("expiration"), required=False)
-        opt_str(body, "right", upper=True, choices=("", "C", "P"))
-    spec = (_option(body, for_order=True) if sec_type == "OPT" else
-            {"symbol": req_str(body, "symbol", upper=True), "secType": "STK",
-             "exchange": "SMART", "currency": "USD"})
-    # anything but LMT was a market order at the bridge; a typo must not become one here
-    order_type = opt_str(body, "orderType", "LMT", upper=True, choices=("LMT", "MKT"))
-    uid = opt_str(body, "uid", max_len=128, to_ib=True) or "anon"
-    fwd = orders.fields({**body, **spec, "orderType": "LMT" if order_type == "LMT" else "MKT",
-                         "orderRef": uid, "dedupe": False})
-    if order_type == "LMT" and fwd.get("limitPrice") is None:
-        raise bad_request("limitPrice", "is required for LMT orders")
-    if order_type != "LMT":
-        fwd.pop("limitPrice", None)
+    ask = BridgeOrder.read(body)
+    uid = ask.uid or "anon"
+    fwd = orders.fields(ask.order(body))
     # uid is the user, not an order key: it travels as orderRef (so fills map back to
     # the user) and never deduplicates. The bridge placed every order it was sent: two
     # identical orders, or one re-placed after a cancel, are two orders at IB. Only an
@@ -111,11 +59,8 @@ async def place_order(request: web.Request) -> web.Response:
 
 async def cancel_order(request: web.Request) -> web.Response:
     auth(request, trading=True)
-    body = await request_body(request)
-    order_id = opt_int(body, "orderId", 0, minimum=0)
-    perm_id = opt_int(body, "permId", 0, minimum=0)
-    if not order_id and not perm_id:
-        raise bad_request("orderId", "give orderId or permId")
+    ask = BridgeCancel.read(await request_body(request))
+    order_id, perm_id = ask.orderId, ask.permId
     if not order_id:
         open_orders = models.plain(await connector(request).open_orders())
         match = next((o for o in open_orders if o.get("permId") == perm_id), None)
@@ -148,13 +93,12 @@ def _time(iso: str) -> str:
 
 async def executions(request: web.Request) -> web.Response:
     auth(request, always=True)
-    days = opt_float(request.query, "lookbackDays", 7.0, minimum=0, maximum=3650)
-    assert days is not None
+    ask = BridgeExecutions.read(request.query, query=True)
     # the connector counts the days back from IB's clock; wheel-strat's callers also
     # send since=ISO, which the bridge ignored: both apply (the later one wins)
-    params = {"lookbackDays": str(days)}
+    params = {"lookbackDays": str(ask.lookbackDays)}
     if "since" in request.query:
-        params.update(_since(request.query["since"]))
+        params.update(_since(ask.since))
     fills = models.plain(await connector(request).executions(params))
     # commission: 0.0 until IB's commission report arrives, as the bridge's (ib_insync's
     # empty CommissionReport); never IB's unset 1.797e308

@@ -13,9 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import ibrules
 from ..connector.client import ConnectorClient
-from ..errors import IbhostError, bad_request
+from ..errors import IbhostError
 from ..ibrules import TIMEFRAMES
 from ..ipc import KEYLESS, IpcError
 from ..validate import json_body, timeout_seconds
@@ -30,7 +29,7 @@ from .keys import (
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-__all__ = ["TIMEFRAMES", "Route", "as_error", "auth", "check_duration", "connector",
+__all__ = ["TIMEFRAMES", "Route", "as_error", "auth", "connector",
            "contract", "deadline_of", "request_body", "trusted"]
 
 CONTRACT_FIELDS = ("symbol", "secType", "exchange", "currency", "primaryExchange",
@@ -114,16 +113,6 @@ async def request_body(request: web.Request, *, required: bool = False) -> dict[
     ``gateway.body_timeout``."""
     g = request.app[CONFIG_KEY].gateway
     return await json_body(request, g.max_body, required=required, timeout=g.body_timeout)
-
-
-def check_duration(body: Mapping[str, Any]) -> None:
-    """A duration the gateway can tell is invalid never reaches the connector or IB."""
-    raw = body.get("duration")
-    if raw in (None, ""):
-        return
-    if not isinstance(raw, str) or ibrules.parse_duration(raw) is None:
-        raise bad_request("duration", "must look like '3 D' (units S, D, W, M, Y; at most "
-                                      "86400 S, 365 D, 52 W, 12 M, 50 Y)")
 
 
 def deadline_of(request: web.Request) -> float:

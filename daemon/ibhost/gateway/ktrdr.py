@@ -23,13 +23,16 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from .. import models
-from ..errors import IbhostError, bad_request
-from ..symbols import CURRENCIES, INSTRUMENT_TYPES, forex_pair, normalize, resolve
-from ..validate import opt_datetime, opt_str, req_str
+from ..asks_families import (
+    KtrdrHeadTimestamp,
+    KtrdrHistorical,
+    KtrdrValidate,
+)
+from ..errors import IbhostError
+from ..symbols import CURRENCIES, forex_pair, normalize, resolve
+from ..validate import req_str
 from .common import TIMEFRAMES, Route, auth, connector, request_body
 
-# the timeframes KTRDR's provider accepts (IbDataProvider._validate_timeframe)
-KTRDR_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "2h", "3h", "4h", "1d", "1w", "1M")
 CACHE_SECONDS = 3600.0
 HEAD_CACHE_SECONDS = 86400.0
 
@@ -59,15 +62,6 @@ def suggestion(symbol: str) -> str | None:
     if pair and pair[0] in CURRENCIES and pair[1] in CURRENCIES:
         return f"{pair[0]}.{pair[1]}"
     return None
-
-
-def instrument_type_of(q: Any) -> str | None:
-    """The optional instrument_type, checked before any IB call (422 when unknown)."""
-    itype = opt_str(q, "instrument_type") or None
-    if itype is not None and itype.upper() not in INSTRUMENT_TYPES:
-        raise bad_request("instrument_type",
-                          f"must be one of {', '.join(sorted(INSTRUMENT_TYPES))}")
-    return itype
 
 
 async def classify(request: web.Request, symbol: str,
@@ -253,21 +247,10 @@ async def _validate(request: web.Request, symbol: str, timeframes: list[str]) ->
         return _fail(e.message, **empty)
 
 
-def _timeframes(body: dict[str, Any]) -> list[str]:
-    tfs = body.get("timeframes")
-    if tfs is None:
-        return []
-    if not isinstance(tfs, list) or len(tfs) > 20 or \
-            not all(isinstance(t, str) and len(t) <= 8 for t in tfs):
-        raise bad_request("timeframes", "must be a list of up to 20 timeframe strings")
-    return tfs
-
-
 async def validate(request: web.Request) -> web.Response:
     auth(request)
-    body = await request_body(request)
-    symbol = req_str(body, "symbol")
-    return await _validate(request, symbol, _timeframes(body))
+    ask = KtrdrValidate.read(await request_body(request))
+    return await _validate(request, ask.symbol, ask.timeframes)
 
 
 async def symbol_info(request: web.Request) -> web.Response:
@@ -278,10 +261,8 @@ async def symbol_info(request: web.Request) -> web.Response:
 
 async def head_timestamp(request: web.Request) -> web.Response:
     auth(request)
-    q = request.query
-    symbol = req_str(q, "symbol")
-    timeframe = req_str(q, "timeframe", max_len=8)
-    itype = instrument_type_of(q)
+    ask = KtrdrHeadTimestamp.read(request.query, query=True)
+    symbol, timeframe, itype = ask.symbol, ask.timeframe, ask.instrument_type or None
     try:
         try:
             k = await classify(request, symbol, itype)
@@ -295,17 +276,10 @@ async def head_timestamp(request: web.Request) -> web.Response:
 
 async def historical(request: web.Request) -> web.Response:
     auth(request)
-    body = await request_body(request)
-    symbol = req_str(body, "symbol")
-    timeframe = req_str(body, "timeframe", max_len=8)
-    if timeframe not in KTRDR_TIMEFRAMES:
-        raise bad_request("timeframe", f"must be one of {', '.join(KTRDR_TIMEFRAMES)}")
-    start, end = opt_datetime(body, "start"), opt_datetime(body, "end")
-    if start is None:
-        raise bad_request("start", "is required")
-    if end is None:
-        raise bad_request("end", "is required")
-    itype = instrument_type_of(body)
+    ask = KtrdrHistorical.read(await request_body(request))
+    symbol, timeframe, itype = ask.symbol, ask.timeframe, ask.instrument_type or None
+    start, end = ask.start, ask.end
+    assert start is not None and end is not None  # required
     if start > end:  # a well-formed request that cannot be served: KTRDR's failure shape
         return _fail("start must not be after end (end is inclusive)", data=None, rows=None)
     try:

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import __version__, ibrules
+from .. import __version__, asks, asks_families
 from ..symbols import INSTRUMENT_TYPES
 from .openapi_schemas import (
     BATCH_ERRORS,
@@ -22,7 +22,6 @@ from .openapi_schemas import (
     BRIDGE_PNL,
     BRIDGE_QUOTE,
     CONID,
-    DATE_TIME,
     DETAILED,
     GAPFILL_STATUS,
     HEALTH_STATUS,
@@ -168,15 +167,13 @@ SPEC: dict[str, Any] = {
                                           VALIDATED, body="Contract")},
         "/v1/data/head-timestamp": {"get": _op(
             "earliest available data", ref("HeadTimestamp"),
-            params=_contract_query(
-                _param("whatToShow", {"type": "string", "enum": list(ibrules.WHAT_TO_SHOW)}),
-                _param("useRTH", QBOOL)))},
+            params=asks.HeadTimestamp.parameters())},
         "/v1/options/chain": {"get": _op(
             "option expirations and strikes per exchange", ref("OptionChain"),
-            params=_contract_query())},
+            params=asks.OptionChain.parameters())},
         "/v1/market/snapshot": {"post": _op(
             "bid/ask/last/volume; greeks, IV, HV, OI with genericTicks", SNAPSHOT,
-            body="Contract")},
+            body="SnapshotRequest")},
         "/v1/orders": {
             "post": _op("place an order (trading must be enabled; X-API-Key required)",
                         PLACED, body="OrderRequest", key="trading", status="201",
@@ -193,11 +190,8 @@ SPEC: dict[str, Any] = {
         "/v1/orders/{orderId}": {"delete": _op(
             "cancel an order", ORDER_OUT, key="trading",
             params=[_param("orderId", CONID, where="path")])},
-        "/v1/executions": {"get": _op("fills", arr(ref("Execution")), params=[
-            _param("symbol", TEXT), _param("secType", TEXT),
-            _param("side", {"type": "string", "enum": ["", "BUY", "SELL", "buy", "sell"]}),
-            _param("since", {"anyOf": [DATE_TIME, {"const": ""}]}),
-            _param("clientId", {"type": "integer", "minimum": 0, "maximum": 2147483647})])},
+        "/v1/executions": {"get": _op("fills", arr(ref("Execution")),
+                                      params=asks.Executions.parameters())},
         "/v1/positions": {"get": _op("positions", arr(ref("Position")))},
         "/v1/portfolio": {"get": _op("portfolio: positions with market price, value, PnL",
                                      arr(ref("PortfolioItem")))},
@@ -323,10 +317,7 @@ SPEC: dict[str, Any] = {
                                       body="BridgeCancel", key="trading", family="bridge")},
         "/executions": {"get": _op("wheel-strat: {executions, count}",
                                    obj(("executions", "count"), executions=arr(OBJ), **LIST),
-                                   params=[_param("lookbackDays", {
-                                       "type": "number", "minimum": 0, "maximum": 3650}),
-                                       _param("since", {"type": "string",
-                                                        "format": "date-time"})],
+                                   params=asks_families.BridgeExecutions.parameters(),
                                    key="bridge", family="bridge")},
         "/orders": {"get": _op("wheel-strat: {orders, count}",
                                obj(("orders", "count"), orders=arr(OBJ), **LIST),

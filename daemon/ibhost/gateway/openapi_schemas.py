@@ -6,19 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import ibrules, models
+from .. import asks, asks_families, ibrules, models
 from ..errors import CODES
-from ..symbols import INSTRUMENT_TYPES
-from ..validate import TIMEOUT_MAX, TIMEOUT_MIN, bool_pattern
-from .ktrdr import KTRDR_TIMEFRAMES
-from .schema_rules import (
+from ..schema_rules import (
     any_duration_pattern,
-    bridge_historical_rules,
-    given,
-    historical_rules,
-    one_of,
-    order_rules,
 )
+from ..validate import TIMEOUT_MAX, TIMEOUT_MIN, bool_pattern
 
 # --- building blocks -------------------------------------------------------------------
 
@@ -74,30 +67,9 @@ JBOOL = {"anyOf": [BOOL, QBOOL, {"type": "integer", "enum": [0, 1]}]}
 TIMEOUT = {"type": "number", "minimum": TIMEOUT_MIN, "maximum": TIMEOUT_MAX,
            "description": "seconds this request may take (at most gateway.connector_timeout)"}
 
-CONTRACT_FIELDS: dict[str, Any] = {  # null or absent: the default
-    "symbol": {"anyOf": [SYMBOL, {"const": ""}, {"type": "null"}]},
-    "secType": null({"type": "string", "default": "STK", "enum": SEC_TYPES}),
-    "exchange": null({**TEXT, "default": "SMART"}),
-    "currency": null({**TEXT, "default": "USD", "description": "\"\" for any"}),
-    "primaryExchange": null(TEXT),
-    "lastTradeDateOrContractMonth": null({"type": "string",
-                                          "pattern": "^([0-9]{6}|[0-9]{8})?$",
-                                          "description": "YYYYMM[DD]"}),
-    "expiry": null({"type": "string", "pattern": "^([0-9]{6}|[0-9]{8})?$",
-                    "description": "alias of lastTradeDateOrContractMonth"}),
-    "strike": null({"type": "number", "minimum": 0, "exclusiveMaximum": 1e9}),
-    "right": null({"type": "string", "enum": ["", "C", "P", "CALL", "PUT", "c", "p",
-                                              "call", "put"]}),
-    "multiplier": null({"type": "string", "pattern": "^([0-9]{1,9}(\\.[0-9]{1,6})?)?$"}),
-    "localSymbol": null(TEXT),
-    "tradingClass": null(TEXT),
-    "conId": null({"type": "integer", "minimum": 0, "maximum": 2147483647}),
-}
-# one of symbol, conId or localSymbol names the contract
-NAMED = {"anyOf": [{"required": ["symbol"], "properties": {"symbol": SYMBOL}},
-                   {"required": ["conId"], "properties": {"conId": CONID}},
-                   {"required": ["localSymbol"],
-                    "properties": {"localSymbol": {**TEXT, "pattern": "^ *[!-~][ -~]*$"}}}]}
+# the request bodies ibhost.asks declares (the gateway and the connector read them so)
+CONTRACT_FIELDS: dict[str, Any] = asks.ContractSpec.properties()  # null or absent: default
+NAMED = asks.ContractSpec.RULES[0]  # one of symbol, conId or localSymbol names it
 CONTRACT = {"type": "object", "properties": CONTRACT_FIELDS, "allOf": [NAMED]}
 STOCK_ONLY = {"type": "object", "required": ["symbol"],
               "properties": {"symbol": SYMBOL,
@@ -162,86 +134,16 @@ IB_STATUS = obj(("success", "ib_connected", "status"), success=BOOL, ib_connecte
 SYSTEM_STATUS = obj(("success", "programs", "trading_enabled"), success=BOOL,
                     programs=OBJ, trading_enabled=BOOL)
 
-HISTORICAL = {"type": "object", "properties": {
-    **CONTRACT_FIELDS,
-    "barSize": {"type": "string", "enum": BAR_SIZES,
-                "description": "IB's bar size; give this or timeframe"},
-    "timeframe": {"type": "string", "enum": sorted(ibrules.TIMEFRAMES),
-                  "description": "alternative to barSize: 1s 5s … 1m 5m 15m 30m 1h 4h "
-                                 "1d 1w 1M"},
-    "start": DATE_TIME,
-    "end": {**DATE_TIME, "description": "exclusive; default now"},
-    "duration": {**DURATION,
-                 "description": "instead of start: one IB request (at most 86400 S, "
-                                "365 D, 52 W, 12 M, 50 Y; IB's step-size rules apply)"},
-    "whatToShow": {"type": "string", "enum": list(ibrules.WHAT_TO_SHOW),
-                   "description": "default TRADES (MIDPOINT for CASH and CFD)"},
-    "useRTH": {**JBOOL, "default": True},
-    "priority": {"type": "string", "enum": ["interactive", "background"]},
-}, "allOf": [NAMED, *historical_rules(SEC_TYPES)]}
-ORDER_TYPES = ["MKT", "LMT", "STP", "STP LMT"]
-# an order names its contract by symbol or conId (orders.fields)
-ORDER_NAMED = {"anyOf": NAMED["anyOf"][:2]}
-ORDER = {"type": "object", "required": ["action", "quantity"], "properties": {
-    **CONTRACT_FIELDS,
-    "action": {"type": "string", "enum": ["BUY", "SELL", "buy", "sell"]},
-    "quantity": {"type": "number", "minimum": 0.0001, "maximum": 1e9},
-    "orderType": {"type": "string", "default": "LMT", "enum": ORDER_TYPES},
-    "limitPrice": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e9},
-    "stopPrice": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e9},
-    "tif": {"type": "string", "default": "DAY", "enum": ["DAY", "GTC", "IOC", "OPG",
-                                                         "FOK", "GTD"]},
-    "outsideRth": JBOOL,
-    "orderRef": {"type": "string", "maxLength": 128, "pattern": "^[ -~]*$"},
-}, "allOf": [ORDER_NAMED, *order_rules(ORDER_TYPES, "LMT", needs_limit=("LMT", "STP LMT"),
-                                       needs_stop=("STP", "STP LMT"), no_limit=("MKT",))]}
+HISTORICAL = asks.Historical.schema()
+ORDER = asks.Order.schema()
+SNAPSHOT_REQUEST = asks.Snapshot.schema()
 
-KTRDR_HISTORICAL = obj(("symbol", "timeframe", "start", "end"),
-                       symbol=SYMBOL,
-                       timeframe={"type": "string", "enum": list(KTRDR_TIMEFRAMES)},
-                       start=DATE_TIME, end=DATE_TIME,
-                       instrument_type=null({"type": "string",
-                                             "enum": sorted(INSTRUMENT_TYPES)}))
-KTRDR_VALIDATE = obj(("symbol",), symbol=SYMBOL,
-                     timeframes=null(arr({"type": "string", "maxLength": 8}, maxItems=20)))
-BRIDGE_OPTION = obj(("symbol", "expiration", "strike", "right"),
-                    symbol=SYMBOL,
-                    expiration={"type": "string", "pattern": "^[0-9]{4}-?[0-9]{2}-?[0-9]{2}$",
-                                "example": "20261218"},
-                    strike={"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1e9},
-                    right={"type": "string", "enum": ["C", "P", "c", "p"]},
-                    exchange=TEXT, currency=TEXT, conId=CONID)
-BRIDGE_HISTORICAL = obj(("symbol",), symbol=SYMBOL,
-                        barSize=null({"type": "string", "enum": BAR_SIZES}),
-                        duration=null({"anyOf": [DURATION, {"const": ""}]}),
-                        whatToShow={"type": "string", "enum": ["TRADES", "MIDPOINT"]},
-                        useRTH=JBOOL, endDateTime={"type": "string", "enum": [""]})
-BRIDGE_HISTORICAL["allOf"] = bridge_historical_rules()
-BRIDGE_ORDER = obj(("symbol", "action", "quantity"), symbol=SYMBOL,
-                   secType={"type": "string", "enum": ["STK", "OPT"]},
-                   action={"type": "string", "enum": ["BUY", "SELL"]},
-                   quantity={"type": "number", "minimum": 0.0001, "maximum": 1e9},
-                   orderType={"type": "string", "enum": ["MKT", "LMT"]},
-                   limitPrice=null({"type": "number", "exclusiveMinimum": 0,
-                                    "maximum": 1e9}),
-                   uid=null({"type": "string", "maxLength": 128, "pattern": "^[ -~]*$"}),
-                   expiration=null({"anyOf": [BRIDGE_OPTION["properties"]["expiration"],
-                                              {"const": ""}]}),
-                   strike=null({"type": "number", "minimum": 0, "exclusiveMaximum": 1e9}),
-                   right=null(BRIDGE_OPTION["properties"]["right"]))
-# anything but MKT is a LMT order at the bridge (default LMT), and an option order
-# names its contract in full (bridge_orders._option)
-BRIDGE_ORDER["allOf"] = [
-    *order_rules(["MKT", "LMT"], "LMT", needs_limit=("LMT",)),
-    {"anyOf": [one_of("secType", ["STK"]), {"allOf": [
-        given("expiration", {"type": "string", "minLength": 1}),
-        given("right", {"type": "string"}),
-        given("strike", {"type": "number", "exclusiveMinimum": 0})]}]}]
-ID_OR_NONE = null({"type": "integer", "minimum": 0, "maximum": 2147483647,
-                   "description": "0 or null: not given"})
-BRIDGE_CANCEL = {"type": "object", "properties": {"orderId": ID_OR_NONE, "permId": ID_OR_NONE},
-                 "anyOf": [{"required": ["orderId"], "properties": {"orderId": CONID}},
-                           {"required": ["permId"], "properties": {"permId": CONID}}]}
+KTRDR_HISTORICAL = asks_families.KtrdrHistorical.schema()
+KTRDR_VALIDATE = asks_families.KtrdrValidate.schema()
+BRIDGE_OPTION = asks_families.BridgeOption.schema()
+BRIDGE_HISTORICAL = asks_families.BridgeHistorical.schema()
+BRIDGE_ORDER = asks_families.BridgeOrder.schema()
+BRIDGE_CANCEL = asks_families.BridgeCancel.schema()
 # what bridge_orders.place_order and bridge_orders.cancel_order answer
 BRIDGE_PLACED = obj(("orderId", "status", "uid", "message"), orderId=INT, permId=null(INT),
                     status=STR, uid=STR, message=STR)
@@ -250,23 +152,6 @@ BRIDGE_CANCELLED = obj(("orderId", "status", "message"), orderId=INT, permId=nul
 BRIDGE_QUOTE = obj(("symbol", "source"), symbol=STR, last=null(NUM), bid=null(NUM),
                    ask=null(NUM), high=null(NUM), low=null(NUM), volume=null(NUM),
                    close=null(NUM), source=STR)
-
-def optional_may_be_null(schema: dict[str, Any]) -> dict[str, Any]:
-    """The gateway reads a null field as an absent one: say so for every optional
-    property of a request body."""
-    required = set(schema.get("required", ()))
-    props = schema.get("properties", {})
-    for name, sub in props.items():
-        nullable = sub.get("type") == "null" or any(
-            s.get("type") == "null" for s in sub.get("anyOf", ()))
-        if name not in required and not nullable:
-            props[name] = null(sub)
-    return schema
-
-
-for _request in (HISTORICAL, ORDER, KTRDR_HISTORICAL, KTRDR_VALIDATE, BRIDGE_OPTION,
-                 BRIDGE_HISTORICAL, BRIDGE_ORDER):
-    optional_may_be_null(_request)
 
 BRIDGE_CHAIN = obj(("symbol", "expirations", "strikes"), symbol=STR, expirations=arr(STR),
                    strikes=arr(NUM), multiplier=STR, exchange=STR, currency=STR,
@@ -284,7 +169,8 @@ BATCH_ERRORS = arr(obj(("item", "error"), item=STR, error=STR))
 
 SCHEMAS = {"Contract": CONTRACT, "Error": ERROR, "BridgeError": BRIDGE_ERROR,
            "KtrdrError": KTRDR_ERROR, "HistoricalRequest": HISTORICAL,
-           "OrderRequest": ORDER, "KtrdrHistorical": KTRDR_HISTORICAL,
+           "OrderRequest": ORDER, "SnapshotRequest": SNAPSHOT_REQUEST,
+           "KtrdrHistorical": KTRDR_HISTORICAL,
            "KtrdrValidate": KTRDR_VALIDATE, "BridgeOption": BRIDGE_OPTION,
            "BridgeHistorical": BRIDGE_HISTORICAL, "BridgeOrder": BRIDGE_ORDER,
            "BridgeCancel": BRIDGE_CANCEL, **ANSWERS,

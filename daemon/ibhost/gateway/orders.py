@@ -12,8 +12,8 @@ from typing import Any, NamedTuple
 from aiohttp import web
 
 from .. import models
-from ..errors import IbhostError, bad_request
-from ..validate import opt_float, opt_str
+from ..asks import Order
+from ..errors import IbhostError
 from . import guards
 from .common import connector, contract
 from .idempotency import Entry, check_key, fingerprint
@@ -21,24 +21,10 @@ from .keys import CONFIG_KEY, IDEMPOTENCY_KEY, METRICS_KEY
 
 log = logging.getLogger("ibhost.gateway.orders")
 
-ORDER_FIELDS = ("action", "quantity", "orderType", "limitPrice", "stopPrice", "tif",
-                "outsideRth", "orderRef", "dedupe")
-
-
 def fields(body: dict[str, Any]) -> dict[str, Any]:
-    """Validate what the guards read; the connector validates the rest again."""
-    opt_str(body, "action", upper=True, choices=("BUY", "SELL"))
-    if "action" not in body:
-        raise bad_request("action", "is required")
-    if opt_float(body, "quantity", minimum=1e-4, maximum=1e9) is None:
-        raise bad_request("quantity", "is required")
-    opt_str(body, "orderType", "LMT", upper=True, choices=("MKT", "LMT", "STP", "STP LMT"))
-    opt_float(body, "limitPrice", positive=True, maximum=1e9)
-    opt_float(body, "stopPrice", positive=True, maximum=1e9)
-    opt_str(body, "secType", "STK", upper=True)
-    if not opt_str(body, "symbol") and not body.get("conId"):
-        raise bad_request("symbol", "is required")
-    return {**contract(body), **{k: body[k] for k in ORDER_FIELDS if k in body}}
+    """The order read and checked as the connector will read it (asks.Order): a bad
+    one is refused before the guards, the store or the connector see it."""
+    return Order.read(body).body()
 
 
 class Outcome(NamedTuple):

@@ -10,18 +10,17 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from .. import __version__, ibrules, models
+from .. import __version__, models
+from ..asks import Historical, Snapshot
 from ..errors import IbhostError, bad_request
 from ..ipc import IpcError
 from ..tree import programs
-from ..validate import opt_bool, opt_str
+from ..validate import opt_bool
 from . import formats, orders, system
 from .common import (
-    TIMEFRAMES,
     Route,
     as_error,
     auth,
-    check_duration,
     connector,
     contract,
     deadline_of,
@@ -112,33 +111,10 @@ async def health_detailed(request: web.Request) -> web.Response:
 
 # --- data ------------------------------------------------------------------------------
 
-def bar_size_of(body: dict[str, Any]) -> str:
-    bar_size = opt_str(body, "barSize")
-    timeframe = opt_str(body, "timeframe")
-    if timeframe and timeframe not in TIMEFRAMES:
-        raise bad_request("timeframe", f"must be one of {', '.join(TIMEFRAMES)}")
-    if bar_size and timeframe and ibrules.bar_seconds(bar_size) != ibrules.bar_seconds(
-            TIMEFRAMES[timeframe]):
-        raise bad_request("timeframe", f"{timeframe} conflicts with barSize {bar_size}; "
-                                       "give one of them")
-    if not bar_size and timeframe:
-        bar_size = TIMEFRAMES[timeframe]
-    if not bar_size:
-        raise bad_request("barSize", "is required (or timeframe, e.g. 1h)")
-    if ibrules.bar_seconds(bar_size) is None:
-        raise bad_request("barSize", f"must be one of {', '.join(ibrules.BAR_SIZES)}")
-    return bar_size
-
-
 async def historical(request: web.Request) -> web.StreamResponse:
     auth(request)
     fmt = formats.choose_format(request)
-    body = await request_body(request)
-    check_duration(body)
-    fwd = {**contract(body), "barSize": bar_size_of(body)}
-    for k in ("start", "end", "duration", "whatToShow", "useRTH", "priority"):
-        if k in body:
-            fwd[k] = body[k]
+    fwd = Historical.read(await request_body(request)).body()
     if fmt == "json":  # columnar, built by the connector: relayed as bytes
         raw = await connector(request).historical_bytes({**fwd, "columns": True})
         return web.Response(body=raw, content_type="application/json")
@@ -179,10 +155,7 @@ async def option_chain(request: web.Request) -> web.Response:
 
 async def snapshot(request: web.Request) -> web.Response:
     auth(request)
-    body = await request_body(request)
-    extra: dict[str, Any] = {k: body[k] for k in ("genericTicks", "marketDataType", "wait")
-                             if k in body}
-    fwd = {**contract(body), **extra}
+    fwd = Snapshot.read(await request_body(request)).body()
     return relayed(await connector(request).relay("snapshot", body=fwd))
 
 
@@ -192,7 +165,7 @@ async def place_order(request: web.Request) -> web.Response:
     auth(request, trading=True)
     body = await request_body(request)
     fwd = orders.fields(body)
-    fwd.pop("dedupe", None)  # /v1/ orders always dedupe on orderRef
+    fwd["dedupe"] = True  # /v1/ orders always dedupe on orderRef
     out = await orders.submit(request, fwd, request.headers.get("Idempotency-Key"))
     return web.json_response(out.body, status=out.status, headers=out.headers)
 

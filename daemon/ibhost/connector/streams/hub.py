@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ...asks import STREAM_KINDS as KINDS
 from ...errors import IbhostError, bad_request
 from ..contracts import ContractSpec
 from ..journal import OrderJournal
 from ..values import _num
-from .live import KINDS, LINE_KINDS, POLLED, REST, AccountWide, Channel, LiveSub
+from .live import LINE_KINDS, POLLED, REST, AccountWide, Channel, LiveSub
 from .metrics import StreamCollector
 from .orders import OrderEvents
 from .requests import cancel_at_ib, request_at_ib, stream_key, stream_params

@@ -9,9 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("quote", "bars", "rtbars", "ticks", "pnl")
 LINE_KINDS = ("quote", "rtbars", "ticks")  # each holds a market-data line at IB
-TICK_TYPES = ("Last", "AllLast", "BidAsk", "MidPoint")
 REST = "rest"  # the holder of subscriptions made with POST /subscriptions
 POLLED = "polled"  # the holder of quotes kept for contracts whose snapshots are polled
 CHANNEL_QUEUE = 100_000  # lines a channel may have unsent before it is closed

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from .live import KINDS, Channel, LiveSub
+from ...asks import STREAM_KINDS as KINDS
+from .live import Channel, LiveSub
 
 
 class Figures(Protocol):

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ... import ibrules
+from ...asks import TICK_TYPES
 from ...errors import bad_request
 from ..pacing import PaceKey
-from .live import TICK_TYPES, LiveSub
+from .live import LiveSub
 
 if TYPE_CHECKING:
     from ..service import Service

@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from typing import Any
 
-from .. import ibrules
+from . import ibrules
 
 
 def int_range(lo: int, hi: int) -> str:
