@@ -17,18 +17,22 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ibhost import asks, asks_families
+from ibhost.connector import asks as casks
 from ibhost.errors import IbhostError
 from ibhost.fields import Ask, Flag, Integer, IntList, Number, Text, When
 from ibhost.gateway.openapi import SPEC
 
 BODIES: list[type[Ask]] = [asks.ContractSpec, asks.Historical, asks.Order, asks.Snapshot,
-                           asks.QuoteHold, asks_families.KtrdrHistorical,
+                           casks.QuoteHold, asks_families.KtrdrHistorical,
                            asks_families.KtrdrValidate, asks_families.BridgeCancel,
                            asks_families.BridgeOption, asks_families.BridgeHistorical,
-                           asks_families.BridgeOrder, asks.StreamHold]
+                           asks_families.BridgeOrder, casks.StreamHold,
+                           casks.HistoricalCall, casks.Reconnect]
 QUERIES: list[type[Ask]] = [asks.HeadTimestamp, asks.OptionChain, asks.Executions,
                             asks_families.KtrdrHeadTimestamp,
-                            asks_families.BridgeExecutions]
+                            asks_families.BridgeExecutions, casks.StreamOpen,
+                            casks.StreamRelease, casks.OrderEvents, casks.OrderByRef,
+                            casks.PnlQuery, casks.Freshness]
 
 TEXT_POOL = ["", "SMART", "AAPL", "x" * 70, "bad\x01", "ünï", 5, None]
 POOLS: dict[type, list[Any]] = {
@@ -48,6 +52,7 @@ SPECIAL = {  # fields whose good values a generic pool would rarely hit
     "timeframes": [[], ["1h", "1d"], ["x" * 9], "1h", None],
     "since": ["2025-01-02T10:00:00Z", "", None],
     "channel": ["c1", "", None, 5],
+    "orderRef": ["r1", "", "x" * 200, None],
     "expiration": ["20261218", "2026-12-18", "", "12/18/2026", None],
     "endDateTime": ["", "20251120 15:00:00 US/Eastern", "tomorrow", None],
 }
@@ -144,8 +149,12 @@ def minimal(model: type[Ask]) -> dict[str, Any]:
             asks_families.BridgeOrder: {"symbol": "AAPL", "action": "BUY", "quantity": 1,
                                         "limitPrice": 1},
             asks.Historical: {"symbol": "AAPL", "barSize": "1 hour", "duration": "1 D"},
+            casks.HistoricalCall: {"symbol": "AAPL", "barSize": "1 hour", "duration": "1 D"},
+            casks.OrderByRef: {"orderRef": "r1"},
+            casks.Reconnect: {}, casks.StreamOpen: {}, casks.StreamRelease: {},
+            casks.OrderEvents: {}, casks.PnlQuery: {}, casks.Freshness: {},
             asks.Executions: {}, asks_families.BridgeExecutions: {},
-            asks.StreamHold: {"channel": "c1"},
+            casks.StreamHold: {"channel": "c1"},
             }.get(model, {"symbol": "AAPL"})
 
 

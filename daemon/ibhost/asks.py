@@ -309,14 +309,6 @@ class Snapshot(WithContract):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class QuoteHold(WithContract):
-    """A quote subscription held until it is deleted."""
-
-    contract: ContractSpec
-    genericTicks: list[int] = tick_list(allowed=GENERIC_TICKS)
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
 class Executions(Ask):
     """Fills, newest state, filtered."""
 
@@ -327,38 +319,3 @@ class Executions(Ask):
     lookbackDays: float | None = number(minimum=0, maximum=3650,
                                         description="the last N days by IB's clock")
     clientId: int = integer(description="0: every client's")
-
-
-# --- live streams -------------------------------------------------------------------------
-
-STREAM_KINDS = ("quote", "bars", "rtbars", "ticks", "pnl")
-TICK_TYPES = ("Last", "AllLast", "BidAsk", "MidPoint")
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class StreamHold(Ask):
-    """connector.sock's POST /streams: a channel holds one stream (an IB subscription
-    shared by every channel that holds it). The contract is read beside it, except for
-    the account's own P&L (kind pnl with no symbol, conId or localSymbol)."""
-
-    channel: str = text(required=True)
-    kind: str = text(default="quote", choices=STREAM_KINDS)
-    genericTicks: list[int] = tick_list(allowed=GENERIC_TICKS)
-    barSize: str = text(default="1 min")
-    whatToShow: str = text(default="TRADES", upper=True)
-    useRTH: bool = flag_field(default=False)
-    tickType: str = text(default="Last", choices=TICK_TYPES)
-    account: str = text(to_ib=True)
-    model: str = text(to_ib=True)
-    conId: int = integer()
-
-    def account_wide(self, m: Mapping[str, Any]) -> bool:
-        return self.kind == "pnl" and not any(m.get(f) for f in ("symbol", "conId",
-                                                                 "localSymbol"))
-
-    def params(self) -> dict[str, Any]:
-        """What the stream hub takes beside the contract."""
-        return {"generic": self.genericTicks, "barSize": self.barSize,
-                "whatToShow": self.whatToShow, "useRTH": self.useRTH,
-                "tickType": self.tickType, "account": self.account, "model": self.model,
-                "conId": self.conId}

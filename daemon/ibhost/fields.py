@@ -20,6 +20,9 @@ from . import validate
 from .errors import bad_request
 
 PRINTABLE = "^[ -~]*$"  # printable ASCII: what a TWS message may carry
+# any other text: no control characters (C0 and DEL), as the reader checks it
+NO_CONTROL = "^[^\\x00-\\x1f\\x7f]*$"
+CONTROL = re.compile("[\\x00-\\x1f\\x7f]")
 # ISO 8601 from 1970 to 2099, UTC or with an offset (days 01-28 in every month: the
 # pattern cannot know a month's length)
 DATE_TIME = {"type": "string", "example": "2025-11-20T14:30:00Z", "pattern": (
@@ -87,9 +90,9 @@ class Text(Field):
             out = self.default
         elif not isinstance(v, str):
             raise bad_request(name, "must be a string")
-        elif not v.isprintable():
+        elif CONTROL.search(v):
             raise bad_request(name, "has control characters")
-        elif self.to_ib and not v.isascii():
+        elif self.to_ib and not re.fullmatch(PRINTABLE, v):
             raise bad_request(name, "must be printable ASCII")
         else:
             out = v.strip()
@@ -122,8 +125,8 @@ class Text(Field):
             out["maxLength"] = self.max_len
             if self.pattern is not None:
                 out["pattern"] = f"^({self.pattern})?$"
-            elif self.to_ib:
-                out["pattern"] = PRINTABLE
+            else:
+                out["pattern"] = PRINTABLE if self.to_ib else NO_CONTROL
         if self.default and not self.required:
             out["default"] = self.default
         if self.example is not None:

@@ -22,15 +22,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import __version__
-from ..asks import Historical, StreamHold
 from ..config import Config, describe
 from ..errors import IbhostError, bad_request, code_for_http_status
 from ..ipc import JOB_HEADER
 from ..validate import (
     json_body,
-    opt_bool,
-    opt_int,
-    opt_str,
 )
 from . import api_market, api_orders
 from .apibase import (
@@ -42,13 +38,20 @@ from .apibase import (
     STARTED_KEY,
     STREAMS_KEY,
 )
+from .asks import (
+    HistoricalCall,
+    OrderEvents,
+    Reconnect,
+    StreamHold,
+    StreamOpen,
+    StreamRelease,
+)
 from .bars import records
 from .contracts import parse_spec
 from .metrics import ConnectorMetrics, route_label
 from .pacing import PRIORITIES, Scheduler
 from .service import Service
 from .session import Session, State
-from .shapes import SHAPES
 from .streams.hub import StreamHub
 from .values import DEADLINE, JOB
 
@@ -188,16 +191,14 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def reconnect(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    reason = opt_str(body, "reason", "requested over connector.sock", max_len=200)
+    reason = Reconnect.read(await json_body(request)).reason
     request.app[SESSION_KEY].request_reconnect(reason)
     return web.json_response({"ok": True, "reason": reason},
                              status=202)
 
 
 async def historical(request: web.Request) -> web.StreamResponse:
-    body = await json_body(request)
-    ask = Historical.read(body)
+    ask = HistoricalCall.read(await json_body(request))
     history = request.app[SERVICE_KEY].history
     kw: dict[str, Any] = dict(
         bar_size=ask.bar_size, what=ask.whatToShow, use_rth=ask.useRTH, start=ask.start,
@@ -206,12 +207,11 @@ async def historical(request: web.Request) -> web.StreamResponse:
     spec = ask.contract
     # an answer the gateway relays as it is: v1's columns (``columns: true``), or
     # KTRDR's or the bridge's shape (connector/shapes.py)
-    shape = opt_str(body, "shape", "columns" if opt_bool(body, "columns", False) else "",
-                    choices=("", *SHAPES))
+    shape = ask.layout
     if shape:
         return web.Response(body=await history.encoded(spec, shape, **kw),
                             content_type="application/json")
-    if not opt_bool(body, "stream", False):
+    if not ask.stream:
         return web.json_response(await history.historical(spec, **kw))
     return await _stream_bars(request, history.parts(spec, **kw))
 
@@ -244,7 +244,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     """The stream channel: NDJSON, a hello line, then (with ``since``) the journalled
     order events after that sequence number, then every update as it happens."""
     hub = request.app[STREAMS_KEY]
-    since = opt_int(request.query, "since", -1, minimum=-1)
+    since = StreamOpen.read(request.query, query=True).since
     ch = hub.open_channel()
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
                                        "Cache-Control": "no-store"})
@@ -295,7 +295,7 @@ async def stream_hold(request: web.Request) -> web.Response:
 
 
 async def stream_release(request: web.Request) -> web.Response:
-    channel = opt_str(request.query, "channel")
+    channel = StreamRelease.read(request.query, query=True).channel
     key = request.match_info["key"]
     request.app[STREAMS_KEY].release(channel, key)
     return web.json_response({"ok": True, "key": key})
@@ -312,9 +312,8 @@ async def order_events(request: web.Request) -> web.Response:
     JSON object, or with ``format=ndjson`` a head line (``firstSeq``, ``seq`` and the
     events' ``seqs``) and then each event's journal line, to relay as it is."""
     hub = request.app[STREAMS_KEY]
-    since = opt_int(request.query, "since", 0, minimum=0)
-    limit = opt_int(request.query, "limit", 1000, minimum=1, maximum=10_000)
-    lines = opt_str(request.query, "format", "json", choices=("json", "ndjson")) == "ndjson"
+    ask = OrderEvents.read(request.query, query=True)
+    since, limit, lines = ask.since, ask.limit, ask.format == "ndjson"
     seqs: list[bytes] = []
     out: list[bytes] = []
     for seq, line in hub.journal_since(since):

@@ -13,6 +13,7 @@ from .. import asks, models
 from ..errors import IbhostError
 from ..validate import json_body, opt_int
 from .apibase import SERVICE_KEY, STREAMS_KEY, aged, max_age_of, reply
+from .asks import QuoteHold
 from .contracts import parse_spec
 from .pacing import PRIORITIES
 from .streams.live import REST
@@ -65,7 +66,7 @@ async def snapshot(request: web.Request) -> web.Response:
 
 async def subscribe(request: web.Request) -> web.Response:
     """A quote subscription held until DELETE (the same one a stream of it uses)."""
-    ask = asks.QuoteHold.read(await json_body(request))
+    ask = QuoteHold.read(await json_body(request))
     hub = request.app[STREAMS_KEY]
     held = await hub.hold(REST, "quote", ask.contract, {"generic": ask.genericTicks})
     return reply(_held(request, hub.subs[held["key"]]), status=201)

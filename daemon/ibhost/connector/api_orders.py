@@ -10,9 +10,9 @@ from aiohttp import web
 
 from .. import models
 from ..asks import Executions, Order
-from ..errors import bad_request
-from ..validate import json_body, opt_int, opt_str
+from ..validate import json_body, opt_int
 from .apibase import SERVICE_KEY, STREAMS_KEY, aged, asks_ib, reply
+from .asks import OrderByRef, PnlQuery
 
 
 async def place_order(request: web.Request) -> web.Response:
@@ -31,15 +31,10 @@ async def cancel_order(request: web.Request) -> web.Response:
 
 
 async def order_by_ref(request: web.Request) -> web.Response:
-    q = request.query
-    ref = opt_str(q, "orderRef", max_len=128)
-    if not ref:
-        raise bad_request("orderRef", "is required")
-    client_id = opt_int(q, "clientId", -1)
+    ask = OrderByRef.read(request.query, query=True)
     return reply(request.app[SERVICE_KEY].orders.order_by_ref(
-        ref, order_id=opt_int(q, "orderId", 0, minimum=0),
-        client_id=None if client_id < 0 else client_id,
-        perm_id=opt_int(q, "permId", 0, minimum=0, maximum=2**63 - 1)))
+        ask.orderRef, order_id=ask.orderId,
+        client_id=None if ask.clientId < 0 else ask.clientId, perm_id=ask.permId))
 
 
 async def open_orders(request: web.Request) -> web.Response:
@@ -83,8 +78,8 @@ async def portfolio(request: web.Request) -> web.Response:
 async def pnl(request: web.Request) -> web.Response:
     q = request.query
     svc = request.app[SERVICE_KEY]
-    account, model = opt_str(q, "account", to_ib=True), opt_str(q, "model", to_ib=True)
-    con_id = opt_int(q, "conId", 0, minimum=0)
+    ask = PnlQuery.read(q, query=True)
+    account, model, con_id = ask.account, ask.model, ask.conId
     held = request.app[STREAMS_KEY].held_pnl(svc.account.account(account), model, con_id)
     if held is not None:  # a P&L stream holds IB's subscription: its newest answer
         return reply(models.Pnl(**{k: v for k, v in held.items()

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from .. import models
 from ..config import Config
-from ..validate import opt_float, opt_str
+from .asks import Freshness
 from .metrics import ConnectorMetrics
 from .pacing import Scheduler
 from .service import Service
@@ -41,9 +41,9 @@ def aged(data: Any, age: float) -> web.Response:
 
 
 def max_age_of(q: Any) -> float | None:
-    return opt_float(q, "maxAge", minimum=0, maximum=86400 * 7)
+    return Freshness.read(q, query=True).maxAge
 
 
 def asks_ib(q: Any) -> bool:
     """``source=ib``: ask IB rather than read the connection's state."""
-    return opt_str(q, "source", "local", choices=("local", "ib")) == "ib"
+    return Freshness.read(q, query=True).source == "ib"

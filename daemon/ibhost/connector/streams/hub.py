@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ...asks import STREAM_KINDS as KINDS
 from ...errors import IbhostError, bad_request
+from ..asks import STREAM_KINDS as KINDS
 from ..contracts import ContractSpec
 from ..journal import OrderJournal
 from ..values import _num

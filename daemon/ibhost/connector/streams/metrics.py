@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from ...asks import STREAM_KINDS as KINDS
+from ..asks import STREAM_KINDS as KINDS
 from .live import Channel, LiveSub
 
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ... import ibrules
-from ...asks import TICK_TYPES
 from ...errors import bad_request
+from ..asks import TICK_TYPES
 from ..pacing import PaceKey
 from .live import LiveSub
 
