@@ -34,6 +34,12 @@ def _symbol_problem(s: str) -> str | None:
     return None if symbol_ok(s) else "has characters a symbol cannot contain"
 
 
+def symbol(**kw: Any) -> Any:
+    """A symbol as the gateway takes one: ASCII letters and digits first, then those
+    and . - / and inner spaces."""
+    return text(required=True, to_ib=True, check=_symbol_problem, doc=SYMBOL, **kw)
+
+
 def _ib_text(**kw: Any) -> Any:
     """A contract field as IB takes it: printable ASCII, "" kept as given."""
     return text(to_ib=True, keep_empty=True, **kw)

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 from . import ibrules
-from .asks import BAR_SIZES, CON_ID, DURATION, SYMBOL, duration_problem
+from .asks import BAR_SIZES, CON_ID, DURATION, duration_problem, symbol
 from .errors import bad_request
 from .fields import Ask, Text, flag, integer, number, text, when
 from .schema_rules import bridge_historical_rules, given, one_of, order_rules
@@ -35,7 +35,7 @@ class KtrdrHistorical(Ask):
     """KTRDR's POST /data/historical: bars of a symbol it classifies itself, start and
     end inclusive."""
 
-    symbol: str = text(required=True, doc=SYMBOL)
+    symbol: str = symbol()
     timeframe: str = text(required=True, max_len=8, choices=KTRDR_TIMEFRAMES)
     start: dt.datetime | None = when(required=True)
     end: dt.datetime | None = when(required=True)
@@ -64,7 +64,7 @@ class KtrdrValidate(Ask):
     """KTRDR's POST /data/validate: a symbol, and the timeframes to give head
     timestamps for."""
 
-    symbol: str = text(required=True, doc=SYMBOL)
+    symbol: str = symbol()
     timeframes: list[str] = dataclasses.field(default_factory=list,
                                               metadata={"field": Timeframes()})
 
@@ -73,7 +73,7 @@ class KtrdrValidate(Ask):
 class KtrdrHeadTimestamp(Ask):
     """KTRDR's GET /data/head-timestamp."""
 
-    symbol: str = text(required=True, doc=SYMBOL)
+    symbol: str = symbol()
     timeframe: str = text(required=True, max_len=8)
     instrument_type: str = instrument_type()
 
@@ -145,7 +145,7 @@ class BridgeOption(Ask):
     """An option as the bridge's callers name it (POST /option-quote, its batch items,
     and an option order or history)."""
 
-    symbol: str = text(required=True, upper=True, doc=SYMBOL)
+    symbol: str = symbol(upper=True)
     expiration: str = expiration(required=True)
     strike: float | None = number(required=True, positive=True, below=1e9)
     right: str = text(required=True, upper=True, choices=("C", "P"), lower_too=True)
@@ -190,7 +190,7 @@ class BridgeHistorical(Ask):
     """The bridge's POST /historical: a stock by symbol (or an option by its fields,
     with secType OPT), IB's bar size and duration (1 day over 1 M by default)."""
 
-    symbol: str = text(required=True, upper=True, doc=SYMBOL)
+    symbol: str = symbol(upper=True)
     secType: str = text(upper=True, hidden=True)  # also spelt sectype; OPT: an option
     barSize: str = text(default=BRIDGE_BAR, doc={"type": "string", "enum": BAR_SIZES})
     duration: str = text(default=BRIDGE_DURATION, check=duration_problem,
@@ -223,7 +223,7 @@ class BridgeOrder(Ask):
     """The bridge's POST /order: a stock, or an option named in full; LMT (default) or
     MKT; ``uid`` is the user, carried to IB as the order's orderRef."""
 
-    symbol: str = text(required=True, upper=True, doc=SYMBOL)
+    symbol: str = symbol(upper=True)
     secType: str = text(default="STK", upper=True, choices=("STK", "OPT"))
     action: str = text(required=True, upper=True, choices=("BUY", "SELL"))
     quantity: float | None = number(required=True, minimum=1e-4, maximum=1e9)

@@ -20,9 +20,9 @@ from . import validate
 from .errors import bad_request
 
 PRINTABLE = "^[ -~]*$"  # printable ASCII: what a TWS message may carry
-# any other text: no control characters (C0 and DEL), as the reader checks it
-NO_CONTROL = "^[^\\x00-\\x1f\\x7f]*$"
-CONTROL = re.compile("[\\x00-\\x1f\\x7f]")
+# any other text: no control characters (C0, DEL, C1), as the reader checks it
+NO_CONTROL = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+CONTROL = re.compile("[\\x00-\\x1f\\x7f-\\x9f]")
 # ISO 8601 from 1970 to 2099, UTC or with an offset (days 01-28 in every month: the
 # pattern cannot know a month's length)
 DATE_TIME = {"type": "string", "example": "2025-11-20T14:30:00Z", "pattern": (
