@@ -173,7 +173,7 @@ def bool_pattern() -> str:
 
 def opt_bool(m: Mapping[str, Any], name: str, default: bool) -> bool:
     v = m.get(name)
-    if v is None or v == "":
+    if v is None or (isinstance(v, str) and not v.strip()):  # blank: the default
         return default
     b = bool_word(v)
     if b is None:
