@@ -115,7 +115,8 @@ def parse_spec(body: Mapping[str, Any], *, query: bool = False) -> ContractSpec:
     return ContractSpec.read(body, query=query)
 
 
-CONTRACT_NAMES = tuple(f.name for f in dataclasses.fields(ContractSpec))
+# the fields a contract is read from: its own and its aliases
+CONTRACT_NAMES = (*ContractSpec.declared(), *ContractSpec.ALIASES)
 PRIORITIES = ("interactive", "background")
 BAR_SIZES = (*ibrules.BAR_SIZES, *ibrules.BAR_ALIASES)
 # IB's durations within its limits (ibrules.MAX_DURATION); which of them a bar size

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..asks import CONTRACT_NAMES
 from ..connector.client import ConnectorClient
 from ..errors import IbhostError
 from ..ibrules import TIMEFRAMES
@@ -32,9 +33,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 __all__ = ["TIMEFRAMES", "Route", "as_error", "auth", "connector",
            "contract", "deadline_of", "request_body", "trusted"]
 
-CONTRACT_FIELDS = ("symbol", "secType", "exchange", "currency", "primaryExchange",
-                   "lastTradeDateOrContractMonth", "expiry", "strike", "right", "multiplier",
-                   "localSymbol", "tradingClass", "conId")
+CONTRACT_FIELDS = CONTRACT_NAMES  # what a contract is named with (asks.ContractSpec)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import asks, asks_families, ibrules, models
+from .. import asks, asks_families, fields, models
 from ..errors import CODES
-from ..schema_rules import (
-    any_duration_pattern,
-)
-from ..validate import TIMEOUT_MAX, TIMEOUT_MIN, bool_pattern
+from ..fields import null
+from ..validate import TIMEOUT_MAX, TIMEOUT_MIN
 
 # --- building blocks -------------------------------------------------------------------
 
@@ -21,11 +19,6 @@ INT: dict[str, Any] = {"type": "integer"}
 BOOL: dict[str, Any] = {"type": "boolean"}
 OBJ: dict[str, Any] = {"type": "object"}
 ANY: dict[str, Any] = {}
-
-
-def null(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` or null."""
-    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def obj(required: tuple[str, ...] = (), **props: Any) -> dict[str, Any]:
@@ -43,27 +36,12 @@ def ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-# what the gateway takes: symbols are ASCII letters, digits and . - / (and inner spaces)
-SYMBOL = {"type": "string", "minLength": 1, "maxLength": 64,
-          "pattern": "^[A-Za-z0-9][A-Za-z0-9./-]*( [A-Za-z0-9./-]+)*$", "example": "AAPL"}
+# the building blocks the requests are declared with (ibhost.asks, ibhost.fields)
+SYMBOL, TEXT, CONID = asks.SYMBOL, asks.TEXT, asks.CON_ID
+SEC_TYPES = list(asks.SEC_TYPES)
+QBOOL = fields.QUERY_BOOL  # validate.bool_word's words, as a query gives them
 PATH_SYMBOL = {"type": "string", "minLength": 1, "maxLength": 24,
                "pattern": "^[A-Za-z0-9][A-Za-z0-9.-]*$", "example": "AAPL"}
-TEXT = {"type": "string", "maxLength": 64, "pattern": "^[ -~]*$"}  # printable ASCII
-SEC_TYPES = ["STK", "OPT", "FUT", "CASH", "IND", "FOP", "CFD", "BOND", "FUND", "CRYPTO"]
-CONID = {"type": "integer", "minimum": 1, "maximum": 2147483647}
-# ISO 8601 from 1970 to 2099, UTC or with an offset (days 01-28 in every month)
-DATE_TIME = {"type": "string", "example": "2025-11-20T14:30:00Z", "pattern": (
-    "^(19[7-9][0-9]|20[0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
-    "T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$")}
-# IB's durations within its limits (ibrules.MAX_DURATION: 86400 S, 365 D, 52 W, 12 M,
-# 50 Y); which of them a bar size takes, the request schemas say (schema_rules)
-DURATION = {"type": "string", "example": "2 D", "pattern": any_duration_pattern()}
-# IB's bar sizes and the spellings its own error text gives (1W, 1M)
-BAR_SIZES = [*ibrules.BAR_SIZES, *ibrules.BAR_ALIASES]
-# query-string booleans as the gateway reads them
-QBOOL = {"type": "string", "pattern": bool_pattern()}  # validate.bool_word's words
-# a JSON boolean, or the same words, or 0/1
-JBOOL = {"anyOf": [BOOL, QBOOL, {"type": "integer", "enum": [0, 1]}]}
 TIMEOUT = {"type": "number", "minimum": TIMEOUT_MIN, "maximum": TIMEOUT_MAX,
            "description": "seconds this request may take (at most gateway.connector_timeout)"}
 
