@@ -105,9 +105,6 @@ class ContractSpec(Ask):
     def key(self) -> tuple[Any, ...]:
         return tuple(dataclasses.astuple(self))
 
-    def given(self) -> dict[str, Any]:
-        return super().given()
-
 
 def parse_spec(body: Mapping[str, Any], *, query: bool = False) -> ContractSpec:
     """The contract a JSON body (numbers are JSON numbers) or a query string (``query``:
@@ -140,12 +137,8 @@ class WithContract(Ask):
     NAMED: ClassVar[tuple[dict[str, Any], ...]] = ContractSpec.RULES  # how it is named
 
     @classmethod
-    def read(cls, m: Mapping[str, Any], *, query: bool = False) -> Self:
-        contract = ContractSpec.read(m, query=query)
-        ask = cls(contract=contract,  # type: ignore[call-arg]
-                  **{name: f.read(m, name, query=query) for name, f in cls.declared().items()})
-        ask.check()
-        return ask
+    def parts(cls, m: Mapping[str, Any], query: bool) -> dict[str, Any]:
+        return {"contract": ContractSpec.read(m, query=query)}
 
     @classmethod
     def properties(cls, query: bool = False) -> dict[str, dict[str, Any]]:
@@ -207,7 +200,6 @@ class Historical(WithContract):
         if self.start and self.end and self.start >= self.end:
             raise bad_request("start", "must be before end")
 
-
     def body(self) -> dict[str, Any]:
         """The request as connector.sock takes it (JSON: times as ISO text)."""
         out: dict[str, Any] = {**self.contract.given(), "barSize": self.bar_size}
@@ -261,7 +253,6 @@ class Order(WithContract):
             raise bad_request("stopPrice", f"is required for {t} orders")
         if t == "MKT" and self.limitPrice is not None:
             raise bad_request("limitPrice", "must not be given for MKT orders")
-
 
     def body(self) -> dict[str, Any]:
         """The order as connector.sock takes it."""

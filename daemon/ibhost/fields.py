@@ -231,34 +231,29 @@ class IntList(Field):
         return {"type": "array", "items": items, "maxItems": 64}
 
 
-def _declare(f: Field, default: Any = dataclasses.MISSING) -> Any:
-    if default is dataclasses.MISSING:
-        return dataclasses.field(metadata={"field": f})
-    return dataclasses.field(default=default, metadata={"field": f})
+def _declare(f: Field) -> Any:
+    """A dataclass field read and described by ``f``, defaulting to its default."""
+    return dataclasses.field(default=getattr(f, "default", None), metadata={"field": f})
 
 
 def text(**kw: Any) -> Any:
-    f = Text(**kw)
-    return _declare(f, f.default)
+    return _declare(Text(**kw))
 
 
 def number(**kw: Any) -> Any:
-    f = Number(**kw)
-    return _declare(f, f.default)
+    return _declare(Number(**kw))
 
 
 def integer(**kw: Any) -> Any:
-    f = Integer(**kw)
-    return _declare(f, f.default)
+    return _declare(Integer(**kw))
 
 
 def flag(**kw: Any) -> Any:
-    f = Flag(**kw)
-    return _declare(f, f.default)
+    return _declare(Flag(**kw))
 
 
 def when(**kw: Any) -> Any:
-    return _declare(When(**kw), None)
+    return _declare(When(**kw))
 
 
 def int_list(**kw: Any) -> Any:
@@ -287,10 +282,15 @@ class Ask:
     def read(cls, m: Mapping[str, Any], *, query: bool = False) -> Self:
         """The request from a JSON body or a query string (``query``), each field read
         and then the rules between them checked (a 400 naming the field)."""
-        ask = cls(**{name: f.read(m, name, query=query)
-                     for name, f in cls.declared().items()})
+        ask = cls(**cls.parts(m, query),
+                  **{name: f.read(m, name, query=query) for name, f in cls.declared().items()})
         ask.check()
         return ask
+
+    @classmethod
+    def parts(cls, m: Mapping[str, Any], query: bool) -> dict[str, Any]:
+        """What the request holds beside its own fields, read first (a contract)."""
+        return {}
 
     def check(self) -> None:
         """The rules that tie fields together (a 400 naming the field)."""

@@ -56,7 +56,6 @@ class StreamHold(Ask):
                 "conId": self.conId}
 
 
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class StreamOpen(Ask):
     """GET /stream: the channel, after the journalled order events past ``since``."""
