@@ -1,7 +1,7 @@
 """The last gate before the socket: every message to IB leaves through ``Wire``.
 
 IB allows 50 messages in any second and counts them as they arrive. The scheduler
-keeps the flow near 47 a second on average, but some messages are not its to time:
+keeps the flow near 41 a second on average, but some messages are not its to time:
 cancels follow their requests' answers, and one read can carry many answers, so a
 dozen cancels may be written in one go. Written together, they arrive together; and
 a pause on the way (the gateway's, or a reader's) lands them in the next second
@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from .pacewindows import MESSAGE_BURST
 
-LIMIT = 47  # in any second: three in hand under IB's 50
+LIMIT = 44  # in any second: six in hand under IB's 50, for a pause that bunches arrivals
 GAP = 0.012  # seconds between two messages at least once a second holds BURST
 BURST = MESSAGE_BURST  # messages in a second that may leave back to back
 
