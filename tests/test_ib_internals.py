@@ -223,3 +223,40 @@ async def test_a_library_that_reads_bars_otherwise_keeps_its_own_reader() -> Non
     fut = ib.wrapper.startReq(5, None, container=bars.ColumnRequest())
     handlers[bars.HISTORICAL_DATA](_bars_message(5, ["1763649000"], 1))
     assert bars.from_ib(fut.result())["t"] == [1763649000]
+
+
+@pytest.mark.parametrize("odd", [
+    {1: "1.", 6: ".5"},  # a price and a WAP Python reads and JSON does not
+    {2: "00.5", 7: "+5"},  # leading zero; a count with a sign
+    {5: "nan", 3: "1E+2"},  # a volume that is not a number; an exponent
+    {6: "1.7976931348623157E308", 5: "12345678901234567890123"},  # IB's unset; huge
+    {7: "7.0"},  # a count with a fraction: the library refuses it, so must ours
+])
+async def test_bars_read_in_one_pass_are_read_as_the_library_reads_them(
+        odd: dict[int, str]) -> None:
+    """Intraday bars are read in one pass when every field is a JSON number; any
+    other text in one bar sends the whole message through the field-by-field reader,
+    and both give what the library gives (or fail where it fails)."""
+    from ibhost.connector import bars
+
+    ib = load("ib_async").new_ib()
+    ours = ib.client.decoder.handlers[bars.HISTORICAL_DATA]
+    library = ib_async.decoder.Decoder(ib.wrapper, 0).handlers[bars.HISTORICAL_DATA]
+    dates = [str(1763649000 + 60 * i) for i in range(20)]
+    plain = _bars_message(7, dates, 3)
+    assert bars._read_numbers(plain[5:]) is not None, "plain bars are not read in one pass"
+    message = list(plain)
+    for pos, text in odd.items():  # the fifth bar's field ``pos`` (0: date ... 7: count)
+        message[5 + 8 * 4 + pos] = text
+    outcome = []
+    for handler, container in ((library, ib_async.BarDataList()),
+                               (ours, bars.ColumnRequest())):
+        fut = ib.wrapper.startReq(7, None, container=container)
+        try:
+            handler(message)
+            outcome.append(bars.from_ib(fut.result()))
+        except ValueError:
+            outcome.append("ValueError")
+        ib.wrapper._futures.pop(7, None)
+        ib.wrapper._results.pop(7, None)
+    assert outcome[0] == outcome[1]
