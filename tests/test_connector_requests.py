@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -349,6 +350,39 @@ async def test_a_polled_contract_is_held_as_a_live_quote_then_let_go(
         cancels = asked("cancelMktData")
         await wait_until(lambda: asked("cancelMktData") > cancels, timeout=10)
         assert con.streams.held_quote(265598, []) is None
+
+
+async def test_a_contract_polled_as_type_3_is_held_where_ib_answers_it_live(
+        sim: Simulator, tmp_path: Path) -> None:
+    """Market-data type 3 is "delayed where not subscribed": IB answers it live where
+    the user is (the wheel-strat bridge asks its option quotes so). Polled so, AAPL
+    (subscribed) is held as a live quote and its next polls cost IB nothing; TSLA
+    (delayed only here) comes back delayed and is asked of IB each time."""
+    sim.set_no_subscription("TSLA", 10089)
+    async with running_connector(tmp_path, sim, streams__snapshot_hold=5.0) as (con,
+                                                                                client):
+        def asked() -> int:
+            return int(sim.state()["stats"]["requests"].get("reqMktData", 0))
+
+        async def poll(symbol: str) -> dict[str, Any]:
+            q: dict[str, Any] = await client.request(
+                "POST", "/snapshot", json_body={"symbol": symbol, "marketDataType": 3})
+            return q
+
+        for _ in range(2):
+            assert (await poll("AAPL"))["marketDataType"] == 1
+            assert (await poll("TSLA"))["delayed"] is True
+        await wait_until(lambda: con.streams.held_quote(265598, []) is not None)
+        before = asked()
+        for _ in range(5):
+            q = await poll("AAPL")
+            assert q["marketDataType"] == 1 and 0 < q["bid"] < q["ask"]
+        assert asked() == before  # answered from the held live quote
+        for _ in range(3):
+            assert (await poll("TSLA"))["delayed"] is True
+        assert asked() == before + 3  # a delayed answer is not held
+        tsla = await client.request("POST", "/validate", json_body={"symbol": "TSLA"})
+        assert con.streams.held_quote(tsla["conId"], []) is None
 
 
 async def test_orders_executions_positions(sim: Simulator, tmp_path: Path) -> None:

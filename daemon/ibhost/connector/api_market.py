@@ -52,16 +52,24 @@ async def snapshot(request: web.Request) -> web.Response:
     hub = request.app[STREAMS_KEY]
     con_id = (await svc.resolve(spec)).conId
     held = hub.held_quote(con_id, generic)
-    if held is not None and int(held.handle.marketDataType or 1) == md_type and \
+    if held is not None and serves(int(held.handle.marketDataType or 1), md_type) and \
             svc._complete(held.handle, generic):
         # a live subscription already holds this contract's quote: its newest state,
         # with its age (``time`` is IB's), and no message to IB
         hub.snapshot_answered(held)
         return aged(svc._ticker_dict(held.handle), time.monotonic() - held.last_update)
     quote = await svc.snapshot(spec, generic=generic, md_type=md_type, wait=wait)
-    if md_type == 1 and not quote.delayed:
+    if md_type in (1, 3) and quote.marketDataType == 1:
         hub.snapshot_asked(spec, con_id, generic)  # polled: keep it streaming a while
     return reply(quote)
+
+
+def serves(held: int, asked: int) -> bool:
+    """Whether a held quote of market-data type ``held`` answers a snapshot asked for
+    as ``asked``: its own type, and a live quote answers type 3 too, which IB answers
+    live where the user is subscribed (a live quote held shows they are) and delayed
+    only where not (the wheel-strat bridge asks its option quotes so)."""
+    return held == asked or (held == 1 and asked == 3)
 
 
 async def subscribe(request: web.Request) -> web.Response:
