@@ -149,7 +149,7 @@ async def test_message_rate_at_100_clients_is_near_ibs_limit_without_violation(
     assert rate <= 50, rate
     # How close to pacing.messages_per_second per 1.05 s the scheduler keeps the flow is a matter of its
     # clock, checked with a stepped one (test_connector_process.py), and of this
-    # machine's speed, which `ibhost bench` reports (45.6/s on an idle machine).
+    # machine's speed, which `ibhost bench` reports (39.3/s on an idle machine).
 
 
 async def test_head_timestamp_before_1970(sim: Simulator, tmp_path: Path) -> None:
