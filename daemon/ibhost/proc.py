@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 import signal
@@ -23,6 +24,16 @@ class MaskAccounts(logging.Filter):
         if masked != msg:
             record.msg, record.args = masked, None
         return True
+
+
+def freeze_startup_objects() -> None:
+    """Put what start-up made (modules, the application, its routes: about 45,000
+    objects in the gateway or the connector) out of the collector's reach: a full
+    collection walks them all, 45 ms on the 2-vCPU VM, and lands in the middle of
+    whichever request is running then. Called once the program serves; what comes
+    later is collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 def setup_logging(level: str) -> None:

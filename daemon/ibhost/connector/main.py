@@ -15,7 +15,13 @@ from .. import config as config_mod
 from ..cliargs import add_config_args, config_from_args
 from ..config import Config
 from ..ipc.server import serve_unix, stop_unix
-from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
+from ..proc import (
+    config_error,
+    freeze_startup_objects,
+    setup_logging,
+    stop_signals,
+    wait_for_stop_signal,
+)
 from . import backend as backend_mod
 from .api import init_app
 from .pacing import Scheduler
@@ -100,6 +106,7 @@ async def _main(cfg: Config) -> int:
     except (OSError, ValueError) as e:
         print(f"ibhost connector: cannot serve {connector.socket_path}: {e}", file=sys.stderr)
         return 1
+    freeze_startup_objects()
     await wait_for_stop_signal(stop)
     log.info("stopping: disconnecting from IB")
     await connector.stop()

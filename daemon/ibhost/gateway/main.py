@@ -14,7 +14,13 @@ from aiohttp import web
 from .. import config as config_mod
 from ..cliargs import add_config_args, config_from_args
 from ..config import Config
-from ..proc import config_error, setup_logging, stop_signals, wait_for_stop_signal
+from ..proc import (
+    config_error,
+    freeze_startup_objects,
+    setup_logging,
+    stop_signals,
+    wait_for_stop_signal,
+)
 from .app import init_app
 from .auth import is_loopback, load_keys
 from .connections import ConnectionGuard, GuardedSite, Limits, raise_open_files_limit
@@ -154,6 +160,7 @@ async def _main(cfg: Config) -> int:
         await gw.abort()  # close what setup opened, then exit 1 at once
         return 1
     print(f"ibhost gateway listening on http://{cfg.gateway.host}:{gw.port}", flush=True)
+    freeze_startup_objects()
     await wait_for_stop_signal(stop)
     await gw.stop()
     return 0
