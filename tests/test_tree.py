@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -353,3 +355,71 @@ async def test_ctl_status_and_tail(tree_up: Tree) -> None:
     assert d["watchdog"]["status"] == "ok" and d["watchdog"]["outage"] is None
     _, k = await t.get("/health/detailed", headers={"X-API-Key": KEY})
     assert k["programs"]["gateway"]["state"] == "RUNNING"
+
+
+OWNER = """
+import asyncio, sys
+from pathlib import Path
+from ibhost import tree
+
+async def main() -> None:
+    proc = await tree.start_supervisord(Path(sys.argv[1]))
+    print(proc.pid, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):  # a zombie waiting for its parent is gone too
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+async def test_a_tree_stops_when_its_owner_is_killed(sim: Simulator, tmp_path: Path) -> None:
+    """The process that started supervisord (``ibhost demo``, a bench, a test) is
+    killed without cleaning up: supervisord and every program it ran stop too, instead
+    of running on with nobody to stop them."""
+    home = tmp_path / "home"
+    tree.prepare_home(home)
+    (home / "ibhost.toml").write_text(f"""
+[ib]
+port = {sim.port}
+[gateway]
+port = {free_port()}
+[watchdog]
+region = "none"
+""")
+    owner = await asyncio.create_subprocess_exec(sys.executable, "-c", OWNER, str(home),
+                                                 stdout=asyncio.subprocess.PIPE)
+    sup_pid = 0
+    try:
+        assert owner.stdout is not None
+        sup_pid = int(await owner.stdout.readline())
+        def running() -> list[int]:
+            try:  # a fresh proxy each time: one whose request failed cannot send again
+                procs = tree.Supervisor(home).processes()
+            except (OSError, http.client.HTTPException, xmlrpc.client.Fault):
+                return []
+            return [int(p["pid"]) for p in procs if p["statename"] == "RUNNING"]
+
+        await eventually(lambda: len(running()) == len(tree.PROGRAMS) + 1, timeout=30,
+                         interval=0.2)
+        programs = running()
+        owner.kill()  # SIGKILL: the owner runs no clean-up of its own
+        await owner.wait()
+        await eventually(lambda: not any(_alive(p) for p in [sup_pid, *programs]),
+                         timeout=40, interval=0.2)
+    finally:
+        if owner.returncode is None:
+            owner.kill()
+            await owner.wait()
+        if sup_pid and _alive(sup_pid):  # only if the test failed: ours, by its pid
+            os.kill(sup_pid, signal.SIGTERM)

@@ -55,14 +55,33 @@ def tree_env(home: Path, python: str = sys.executable) -> dict[str, str]:
     return env
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_owner() -> None:
+    """In the child, before supervisord starts (Linux): SIGTERM to it when the thread
+    that started it ends, so a tree started by ``ibhost demo``, ``bench``, ``soak`` or
+    a test stops with its owner even when the owner is killed without cleaning up
+    (a test run stopped with SIGTERM left its supervisord and programs running).
+    Elsewhere a no-op: the owner's own clean-up stops the tree."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+
+
 async def start_supervisord(home: Path, *, conf: Path | None = None,
                             python: str = sys.executable) -> asyncio.subprocess.Process:
+    """supervisord in its own session, stopped when its owner goes (``_die_with_owner``);
+    the units under launchd/ and systemd/ start it directly instead."""
     prepare_home(home)
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "supervisor.supervisord", "-n", "-c",
         str(conf or supervisord_conf()), env=tree_env(home, python),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=_die_with_owner)
 
 
 async def stop_supervisord(proc: asyncio.subprocess.Process, timeout: float = 30.0) -> int:
