@@ -244,7 +244,7 @@ async def test_bars_read_in_one_pass_are_read_as_the_library_reads_them(
     library = ib_async.decoder.Decoder(ib.wrapper, 0).handlers[bars.HISTORICAL_DATA]
     dates = [str(1763649000 + 60 * i) for i in range(20)]
     plain = _bars_message(7, dates, 3)
-    assert bars._read_numbers(plain[5:]) is not None, "plain bars are not read in one pass"
+    assert bars._intraday_numbers(plain[5:]) is not None, "plain bars are not read in one pass"
     message = list(plain)
     for pos, text in odd.items():  # the fifth bar's field ``pos`` (0: date ... 7: count)
         message[5 + 8 * 4 + pos] = text

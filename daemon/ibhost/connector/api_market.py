@@ -59,7 +59,7 @@ async def snapshot(request: web.Request) -> web.Response:
         hub.snapshot_answered(held)
         return aged(svc._ticker_dict(held.handle), time.monotonic() - held.last_update)
     quote = await svc.snapshot(spec, generic=generic, md_type=md_type, wait=wait)
-    if md_type in (1, 3) and quote.marketDataType == 1:
+    if quote.marketDataType == 1 and serves(1, md_type):
         hub.snapshot_asked(spec, con_id, generic)  # polled: keep it streaming a while
     return reply(quote)
 

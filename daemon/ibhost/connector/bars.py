@@ -62,29 +62,32 @@ def read_columns(fields: list[str], parse_date: Callable[[str], Any]) -> Columns
     v = fields[5:5 + FIELDS_PER_BAR * n]
     if len(v) != FIELDS_PER_BAR * n:
         raise ValueError(f"historicalData: {n} bars announced, {len(v)} fields")
-    fast = _read_numbers(v)
-    if fast is not None:
-        return fast
-    dates = v[0::8]
-    if all(len(d) > 8 and d.isdigit() for d in dates):  # formatDate 2, intraday
-        t = list(map(int, dates))
-    else:  # daily bars: YYYYMMDD, midnight UTC as from_ib takes it
-        t = [int(_utc(parse_date(d)).timestamp()) for d in dates]
-    return {"t": t, "open": list(map(float, v[1::8])), "high": list(map(float, v[2::8])),
-            "low": list(map(float, v[3::8])), "close": list(map(float, v[4::8])),
-            "volume": [x or 0.0 for x in _bar_values(list(map(float, v[5::8])))],
-            "wap": _bar_values(list(map(float, v[6::8]))),
-            "count": list(map(int, v[7::8]))}
+    numbers = _intraday_numbers(v)
+    if numbers is not None:
+        t, count, values = numbers
+    else:  # field by field
+        dates = v[0::8]
+        if all(len(d) > 8 and d.isdigit() for d in dates):  # formatDate 2, intraday
+            t = list(map(int, dates))
+        else:  # daily bars: YYYYMMDD, midnight UTC as from_ib takes it
+            t = [int(_utc(parse_date(d)).timestamp()) for d in dates]
+        count, values = list(map(int, v[7::8])), v
+    # float() of the text, or of the number read from it: the same double
+    return {"t": t, "open": list(map(float, values[1::8])),
+            "high": list(map(float, values[2::8])), "low": list(map(float, values[3::8])),
+            "close": list(map(float, values[4::8])),
+            "volume": [x or 0.0 for x in _bar_values(list(map(float, values[5::8])))],
+            "wap": _bar_values(list(map(float, values[6::8]))), "count": count}
 
 
-def _read_numbers(v: list[str]) -> Columns | None:
+def _intraday_numbers(v: list[str]) -> tuple[list[int], list[int], list[Any]] | None:
     """Intraday bars whose every field is a JSON number, read in one pass (orjson's,
-    in C) instead of one ``float()`` per field: 0.3 ms for 390 bars against 1.1 ms.
-    The numbers are the same: a decimal text is read to the nearest double either
-    way, and a price or volume written without a fraction is an int made a float.
-    None (and the caller reads field by field) for anything else: daily dates, a
-    count that is not an int, text that is not a JSON number (``nan``, ``1.``, a
-    leading ``+`` or zero)."""
+    in C) instead of one ``int()`` or ``float()`` per field: the bars' epoch seconds,
+    their counts, and every field as a number (0.5 ms for 390 bars read to columns,
+    against 1.1 ms field by field). A decimal text is read to the nearest double
+    either way. None (and the caller reads field by field) for anything else: daily
+    dates, a count that is not an int, text that is not a JSON number (``nan``,
+    ``1.``, a leading ``+`` or zero)."""
     try:
         nums = orjson.loads(b"[" + ",".join(v).encode() + b"]")
     except (orjson.JSONDecodeError, UnicodeEncodeError):
@@ -97,11 +100,7 @@ def _read_numbers(v: list[str]) -> Columns | None:
         return None
     if not all(type(x) is int for x in count):
         return None
-    return {"t": t, "open": list(map(float, nums[1::8])),
-            "high": list(map(float, nums[2::8])), "low": list(map(float, nums[3::8])),
-            "close": list(map(float, nums[4::8])),
-            "volume": [x or 0.0 for x in _bar_values(list(map(float, nums[5::8])))],
-            "wap": _bar_values(list(map(float, nums[6::8]))), "count": count}
+    return t, count, nums
 
 
 # A sample answer the reader must read exactly as the library does before it is used:
